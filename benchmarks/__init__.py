@@ -1,0 +1,1 @@
+"""rivers benchmarks: each module prints its figures."""

@@ -1,0 +1,96 @@
+"""rivers: materialize data assets under four composable concurrency layers.
+
+``import rivers as rs``; see API.md for the contract every name here keeps.
+"""
+
+from __future__ import annotations
+
+from rivers.context import StepContext
+from rivers.definitions.asset import Asset
+from rivers.definitions.configs import (
+    Executor,
+    RetryPolicy,
+    RunBackendConfig,
+    RunQueueConfig,
+    TagConcurrencyLimit,
+)
+from rivers.definitions.repository import CodeRepository
+from rivers.errors import (
+    AssetNotFound,
+    ConfigError,
+    ExecutionError,
+    LaunchFailed,
+    LeaseLost,
+    MigrationError,
+    NotFoundError,
+    RiversError,
+    RunNotFound,
+    StepError,
+    StepTimeout,
+    StorageError,
+    StorageUnavailable,
+    WorkerCrashed,
+)
+from rivers.io import FilesystemIOManager, IOManager, ValueNotFound
+from rivers.results import MaterializeResult
+from rivers.runtime import Runtime
+from rivers.storage import open_storage
+from rivers.storage.records import (
+    Event,
+    PendingStep,
+    PoolInfo,
+    RunRecord,
+    RunStatus,
+    SlotHolder,
+    StepRecord,
+    StepStatus,
+)
+
+__all__ = (
+    "Asset",
+    "AssetNotFound",
+    "CodeRepository",
+    "ConfigError",
+    "Event",
+    "ExecutionError",
+    "Executor",
+    "FilesystemIOManager",
+    "IOManager",
+    "LaunchFailed",
+    "LeaseLost",
+    "MaterializeResult",
+    "MigrationError",
+    "NotFoundError",
+    "PendingStep",
+    "PoolInfo",
+    "RetryPolicy",
+    "RiversError",
+    "RunBackendConfig",
+    "RunNotFound",
+    "RunQueueConfig",
+    "RunRecord",
+    "RunStatus",
+    "Runtime",
+    "SlotHolder",
+    "StepContext",
+    "StepError",
+    "StepRecord",
+    "StepStatus",
+    "StepTimeout",
+    "StorageError",
+    "StorageUnavailable",
+    "TagConcurrencyLimit",
+    "ValueNotFound",
+    "WorkerCrashed",
+    "__version__",
+    "open_storage",
+)
+
+__version__ = "0.1.0"
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        # Tracebacks and reprs show the public path (rivers.Asset, not the module).
+        _obj.__module__ = "rivers"
+del _name, _obj

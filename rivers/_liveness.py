@@ -1,0 +1,46 @@
+"""Is the process that owns a run still alive?"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from rivers._ids import process_start
+
+__all__ = ("owner_is_alive",)
+
+
+def owner_is_alive(
+    owner: str, heartbeat_at: float | None, now: float, stale_after_s: float
+) -> bool:
+    """Return whether ``owner`` (``host:pid:start``) still runs.
+
+    On this host the process table decides (a reused pid has another start time);
+    elsewhere a heartbeat newer than ``stale_after_s`` does.
+    """
+    host, _, rest = owner.partition(":")
+    pid_text, _, start = rest.partition(":")
+    if host == socket.gethostname() and pid_text.isdigit():
+        pid = int(pid_text)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        current = process_start(pid)
+        if start and current and current != start:
+            return False
+        if current or not start:
+            return _not_zombie(pid)
+    return heartbeat_at is not None and now - heartbeat_at < stale_after_s
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return not fields or fields[0] != b"Z"

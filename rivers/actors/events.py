@@ -1,0 +1,183 @@
+"""EventWriter: batches events into storage and fans them out to subscribers.
+
+Producers call ``emit`` (sync, never blocks, safe from the event loop thread) and,
+where they can wait, ``await backpressure()``. The writer takes everything pending,
+writes it in one transaction, then hands the stored events (with their ids) to each
+subscriber. So the log costs one transaction per batch, not per event.
+
+Events are never dropped: the pending list is bounded by backpressure on the
+producers that can wait (``HIGH_WATER``), not by discarding. A subscriber that falls
+behind by more than its buffer is marked lagging and catches up from storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import final
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
+
+from rivers._clock import Clock
+from rivers.errors import StorageError, StorageUnavailable
+from rivers.messages import EventBody
+from rivers.storage.records import Event
+from rivers.storage.sqlite import SqliteStorage
+
+__all__ = ("EventWriter",)
+
+logger = logging.getLogger(__name__)
+
+HIGH_WATER = 20_000
+SUBSCRIBER_BUFFER = 10_000
+RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+@final
+class _Subscriber:
+    __slots__ = ("lagging", "send")
+
+    def __init__(self, send: MemoryObjectSendStream[Event]) -> None:
+        self.send = send
+        self.lagging = False
+
+
+@final
+class EventWriter:
+    """The one writer of the event log of a runtime."""
+
+    def __init__(self, storage: SqliteStorage, clock: Clock) -> None:
+        self._storage = storage
+        self._clock = clock
+        self._pending: list[tuple[EventBody, float]] = []
+        self._wake = anyio.Event()
+        self._drained = anyio.Event()
+        self._emitted = 0
+        self._written = 0
+        self._flush_waiters: list[tuple[int, anyio.Event]] = []
+        self._subscribers: list[_Subscriber] = []
+        self._closing = False
+        self._failure: BaseException | None = None
+
+    def emit(self, body: EventBody) -> None:
+        """Queue ``body`` for writing, stamped with the current time."""
+        if self._failure is not None:
+            raise StorageError(f"the event log cannot be written: {self._failure}")
+        self._pending.append((body, self._clock.time()))
+        self._emitted += 1
+        if not self._wake.is_set():
+            self._wake.set()
+
+    async def backpressure(self) -> None:
+        """Wait while more than ``HIGH_WATER`` events are pending."""
+        while len(self._pending) > HIGH_WATER and self._failure is None:
+            await self._wait_written(self._emitted - HIGH_WATER // 2)
+
+    async def flush(self) -> None:
+        """Wait until every event emitted so far is in storage."""
+        await self._wait_written(self._emitted)
+
+    async def _wait_written(self, target: int) -> None:
+        if self._written >= target:
+            return
+        if self._failure is not None:
+            raise StorageError(f"the event log cannot be written: {self._failure}")
+        done = anyio.Event()
+        self._flush_waiters.append((target, done))
+        await done.wait()
+        if self._written < target and self._failure is not None:
+            raise StorageError(f"the event log cannot be written: {self._failure}")
+
+    def publish(self, events: list[Event]) -> None:
+        """Hand already-stored ``events`` to every subscriber."""
+        for subscriber in self._subscribers:
+            if subscriber.lagging:
+                continue
+            for event in events:
+                try:
+                    subscriber.send.send_nowait(event)
+                except anyio.WouldBlock:
+                    subscriber.lagging = True
+                    break
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    break
+
+    async def subscribe(self) -> AsyncIterator[Event]:
+        """Yield every event stored from now on, in order, until the writer stops."""
+        send, receive = anyio.create_memory_object_stream[Event](SUBSCRIBER_BUFFER)
+        subscriber = _Subscriber(send)
+        self._subscribers.append(subscriber)
+        last_id: int | None = None
+        try:
+            async with receive:
+                while True:
+                    try:
+                        event = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                    if last_id is not None and event.event_id <= last_id:
+                        continue
+                    last_id = event.event_id
+                    yield event
+                    if subscriber.lagging and receive.statistics().current_buffer_used == 0:
+                        # Catch up from storage, then resume live delivery.
+                        subscriber.lagging = False
+                        for stored in await self._storage.get_events(after=last_id):
+                            last_id = stored.event_id
+                            yield stored
+        finally:
+            self._subscribers.remove(subscriber)
+            send.close()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Write batches until ``aclose()``; everything emitted before it is written."""
+        task_status.started()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                while self._pending:
+                    batch, self._pending = self._pending, []
+                    events = await self._write(batch)
+                    self._written += len(batch)
+                    self.publish(events)
+                    self._release_waiters()
+                if self._closing:
+                    return
+        except BaseException as exc:
+            self._failure = exc
+            self._release_waiters(everyone=True)
+            raise
+        finally:
+            for subscriber in self._subscribers:
+                subscriber.send.close()
+            self._drained.set()
+
+    async def _write(self, batch: list[tuple[EventBody, float]]) -> list[Event]:
+        for delay in (*RETRY_DELAYS_S, math.inf):
+            try:
+                return await self._storage.append_events(batch)
+            except StorageUnavailable as exc:
+                if delay == math.inf:
+                    raise
+                logger.warning("event log write failed, retrying in %ss: %s", delay, exc)
+                await anyio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _release_waiters(self, *, everyone: bool = False) -> None:
+        keep: list[tuple[int, anyio.Event]] = []
+        for target, done in self._flush_waiters:
+            if everyone or self._written >= target:
+                done.set()
+            else:
+                keep.append((target, done))
+        self._flush_waiters = keep
+
+    async def aclose(self) -> None:
+        """Write what is pending, then stop the writer loop."""
+        self._closing = True
+        self._wake.set()
+        await self._drained.wait()

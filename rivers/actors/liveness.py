@@ -1,0 +1,81 @@
+"""ProcessMonitor: this process's heartbeat, recovery of dead owners' runs, and
+cancel requests that other processes wrote to storage for runs this one owns."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import final
+
+import anyio
+from anyio.abc import TaskStatus
+
+from rivers._clock import Clock
+from rivers._liveness import owner_is_alive
+from rivers.actors.events import EventWriter
+from rivers.errors import StorageUnavailable
+from rivers.messages import RunFailed
+from rivers.storage.sqlite import SqliteStorage
+
+__all__ = ("HEARTBEAT_INTERVAL_S", "STALE_AFTER_S", "ProcessMonitor")
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL_S = 1.0
+STALE_AFTER_S = 30.0
+
+
+@final
+class ProcessMonitor:
+    """Keeps this process visibly alive and cleans up after dead ones."""
+
+    def __init__(
+        self,
+        *,
+        storage: SqliteStorage,
+        events: EventWriter,
+        owner: str,
+        clock: Clock,
+        on_cancel_requested: Callable[[str], None],
+    ) -> None:
+        self._storage = storage
+        self._events = events
+        self._owner = owner
+        self._clock = clock
+        self._on_cancel_requested = on_cancel_requested
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Register, recover dead owners' runs, then beat until cancelled."""
+        await self._storage.register_process(self._owner, os.getpid(), socket.gethostname())
+        await self.recover()
+        task_status.started()
+        while True:
+            await anyio.sleep(HEARTBEAT_INTERVAL_S)
+            try:
+                await self._storage.heartbeat(self._owner)
+                await self.recover()
+                for run_id in await self._storage.get_cancel_requests(self._owner):
+                    self._on_cancel_requested(run_id)
+            except StorageUnavailable as exc:
+                logger.warning("heartbeat of %s failed: %s", self._owner, exc)
+
+    async def recover(self) -> list[str]:
+        """Mark the in-flight runs of dead processes FAILURE; return their ids."""
+        recovered: list[str] = []
+        now = self._clock.time()
+        for owner, heartbeat_at in (await self._storage.get_in_flight_owners()).items():
+            if owner == self._owner or owner_is_alive(
+                owner, heartbeat_at, now, STALE_AFTER_S
+            ):
+                continue
+            reason = (
+                f"the process that ran it ({owner}) died; marked FAILURE on recovery"
+            )
+            run_ids = await self._storage.fail_runs_of_owner(owner, reason)
+            for run_id in run_ids:
+                logger.warning("run %s: %s", run_id, reason)
+                self._events.emit(RunFailed(run_id=run_id, reason=reason))
+            recovered.extend(run_ids)
+        return recovered

@@ -1,0 +1,345 @@
+"""RunExecutor: drives one run's steps through the executor gate to their ends.
+
+The step order comes from ``core.plan.PlanState``; this actor only performs
+effects: it starts a task per ready step, waits for an executor slot, launches the
+attempt, records events, applies retries and timeouts, and finishes the run.
+Cancellation (``cancel()``, the runtime stopping, the caller being cancelled) stops
+every step, records each as CANCELED and the run as CANCELED, shielded and bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, final
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from rivers._clock import Clock
+from rivers.actors.events import EventWriter
+from rivers.core.plan import PlanState, StepOutcome
+from rivers.definitions.asset import Asset
+from rivers.definitions.repository import CodeRepository
+from rivers.errors import ExecutionError, StepError, StepTimeout
+from rivers.executors.base import StepLauncher, StepRequest
+from rivers.messages import (
+    RunCanceled,
+    RunFailed,
+    RunStarted,
+    RunSucceeded,
+    StepCanceled,
+    StepFailed,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+    StepWaiting,
+)
+from rivers.results import MaterializeResult
+from rivers.storage.records import RunStatus, StepRecord, StepStatus
+from rivers.storage.sqlite import SqliteStorage
+
+__all__ = ("CLEANUP_TIMEOUT_S", "RunExecutor")
+
+logger = logging.getLogger(__name__)
+
+CLEANUP_TIMEOUT_S = 10.0
+
+
+@dataclass(slots=True)
+class _StepTrack:
+    status: StepStatus = StepStatus.WAITING
+    attempts: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: str | None = None
+    worker: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class _StepDone:
+    step: str
+    outcome: StepOutcome
+
+
+@final
+class RunExecutor:
+    """Executes one run; ``run()`` returns its ``MaterializeResult``."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        repository: CodeRepository,
+        selection: list[str],
+        tags: Mapping[str, str],
+        launcher: StepLauncher,
+        executor_name: str,
+        events: EventWriter,
+        storage: SqliteStorage,
+        clock: Clock,
+        owner: str,
+    ) -> None:
+        self.run_id = run_id
+        self._repository = repository
+        self._selection = selection
+        self._tags = dict(tags)
+        self._launcher = launcher
+        self._executor_name = executor_name
+        self._events = events
+        self._storage = storage
+        self._clock = clock
+        self._owner = owner
+        self._values: dict[str, object] = {}
+        self._tracks: dict[str, _StepTrack] = {step: _StepTrack() for step in selection}
+        self._first_error: BaseException | None = None
+        self._cancel_scope = anyio.CancelScope()
+        self._cancel_reason: str | None = None
+
+    def cancel(self, reason: str) -> None:
+        """Stop the run: running steps are cancelled, the run ends CANCELED."""
+        if self._cancel_reason is None:
+            self._cancel_reason = reason
+        self._cancel_scope.cancel()
+
+    async def run(self) -> MaterializeResult:
+        """Run every selected step; return the result once the run is recorded.
+
+        The run must be STARTING in storage. On cancellation from outside, the run
+        is recorded CANCELED before the cancellation propagates.
+        """
+        started = self._clock.monotonic()
+        await self._storage.transition_run(
+            self.run_id, RunStatus.STARTED, expected=(RunStatus.STARTING,)
+        )
+        self._events.emit(
+            RunStarted(
+                run_id=self.run_id,
+                steps=len(self._selection),
+                executor=self._executor_name,
+                owner=self._owner,
+            )
+        )
+        plan = PlanState.build(self._selection, self._repository.upstream)
+        try:
+            with self._cancel_scope:
+                await self._execute(plan)
+        except anyio.get_cancelled_exc_class():
+            with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
+                self._cancel_reason = self._cancel_reason or "the runtime stopped"
+                await self._finish(plan, started)
+            raise
+        return await self._finish(plan, started)
+
+    async def _execute(self, plan: PlanState) -> None:
+        send, receive = anyio.create_memory_object_stream[_StepDone](
+            max(1, len(plan.order))
+        )
+        async with anyio.create_task_group() as tg, receive:
+            for step in plan.initial():
+                tg.start_soon(self._run_step, step, send, name=self._task_name(step))
+            while not plan.done:
+                done = await receive.receive()
+                ready, skipped = plan.finish(done.step, done.outcome)
+                for step in skipped:
+                    self._skip(step, done.step)
+                for step in ready:
+                    tg.start_soon(self._run_step, step, send, name=self._task_name(step))
+
+    def _task_name(self, step: str) -> str:
+        return f"rivers.step[{self.run_id}:{step}]"
+
+    async def _finish(self, plan: PlanState, started: float) -> MaterializeResult:
+        for step in plan.cancel_unstarted():
+            self._mark(step, StepStatus.CANCELED, error="the run was canceled")
+            self._events.emit(
+                StepCanceled(
+                    run_id=self.run_id,
+                    step_key=step,
+                    reason="the run was canceled before the step started",
+                )
+            )
+        duration = self._clock.monotonic() - started
+        if self._cancel_reason is not None and not plan.succeeded:
+            status, reason = RunStatus.CANCELED, self._cancel_reason
+            final: Any = RunCanceled(run_id=self.run_id, reason=reason)
+        elif plan.succeeded:
+            status, reason = RunStatus.SUCCESS, None
+            final = RunSucceeded(run_id=self.run_id, duration_s=duration)
+        else:
+            status, reason = RunStatus.FAILURE, self._failure_reason()
+            final = RunFailed(run_id=self.run_id, reason=reason, duration_s=duration)
+        await self._events.flush()
+        stored = await self._storage.finish_run(
+            self.run_id,
+            status,
+            expected=(RunStatus.STARTED, RunStatus.CANCELING),
+            reason=reason,
+            event=final,
+        )
+        self._events.publish(stored)
+        return MaterializeResult(
+            run_id=self.run_id,
+            status=status,
+            step_records=self._step_records(),
+            error=self._first_error,
+            values=self._values,
+            io_manager=self._repository.io_manager,
+        )
+
+    def _failure_reason(self) -> str:
+        failed = [s for s, t in self._tracks.items() if t.status is StepStatus.FAILURE]
+        if len(failed) == 1:
+            return f"step {failed[0]!r} failed: {self._tracks[failed[0]].error}"
+        return f"{len(failed)} steps failed: {', '.join(failed)}"
+
+    def _step_records(self) -> list[StepRecord]:
+        return [
+            StepRecord(
+                step_key=step,
+                status=track.status,
+                attempts=track.attempts,
+                started_at=track.started_at,
+                ended_at=track.ended_at,
+                error=track.error,
+                worker=track.worker,
+            )
+            for step, track in self._tracks.items()
+        ]
+
+    def _mark(self, step: str, status: StepStatus, *, error: str | None = None) -> None:
+        track = self._tracks[step]
+        track.status = status
+        track.ended_at = datetime.now(UTC)
+        track.error = error
+
+    def _skip(self, step: str, because: str) -> None:
+        reason = f"upstream step {because!r} did not succeed"
+        self._mark(step, StepStatus.SKIPPED, error=reason)
+        self._events.emit(StepSkipped(run_id=self.run_id, step_key=step, reason=reason))
+
+    async def _run_step(self, step: str, done: MemoryObjectSendStream[_StepDone]) -> None:
+        outcome = StepOutcome.CANCELED
+        try:
+            outcome = await self._attempts(self._repository.assets[step])
+        except anyio.get_cancelled_exc_class():
+            self._mark(step, StepStatus.CANCELED, error="the run was canceled")
+            self._events.emit(
+                StepCanceled(
+                    run_id=self.run_id,
+                    step_key=step,
+                    reason=self._cancel_reason or "the run was canceled",
+                )
+            )
+            raise
+        finally:
+            done.send_nowait(_StepDone(step, outcome))
+
+    async def _attempts(self, asset: Asset[Any, Any]) -> StepOutcome:
+        policy = asset.retry_policy
+        attempt = 1
+        while True:
+            error, trace = await self._attempt(asset, attempt)
+            if error is None:
+                return StepOutcome.SUCCEEDED
+            if attempt <= policy.max_retries:
+                delay = policy.delay_before(attempt + 1)
+                self._events.emit(
+                    StepRetrying(
+                        run_id=self.run_id,
+                        step_key=asset.name,
+                        attempt=attempt,
+                        error=str(error),
+                        delay_s=delay,
+                    )
+                )
+                self._tracks[asset.name].status = StepStatus.WAITING
+                if delay:
+                    await anyio.sleep(delay)
+                attempt += 1
+                continue
+            self._mark(asset.name, StepStatus.FAILURE, error=str(error))
+            self._events.emit(
+                StepFailed(
+                    run_id=self.run_id,
+                    step_key=asset.name,
+                    attempt=attempt,
+                    error=str(error),
+                    error_type=type(error.__cause__ or error).__name__,
+                    traceback=trace,
+                )
+            )
+            if self._first_error is None:
+                self._first_error = error
+            return StepOutcome.FAILED
+
+    async def _attempt(
+        self, asset: Asset[Any, Any], attempt: int
+    ) -> tuple[ExecutionError | None, str | None]:
+        """Run one attempt through the executor gate; return its error, if any."""
+        step = asset.name
+        gate = self._launcher.gate(asset)
+        if gate.available_tokens < 1:
+            stats = gate.statistics()
+            self._events.emit(
+                StepWaiting(
+                    run_id=self.run_id,
+                    step_key=step,
+                    position=stats.tasks_waiting + 1,
+                    capacity=int(stats.total_tokens),
+                )
+            )
+        async with gate:
+            track = self._tracks[step]
+            track.attempts = attempt
+            track.status = StepStatus.RUNNING
+            track.worker = self._launcher.worker_label(asset)
+            if track.started_at is None:
+                track.started_at = datetime.now(UTC)
+            self._events.emit(
+                StepStarted(
+                    run_id=self.run_id, step_key=step, attempt=attempt, worker=track.worker
+                )
+            )
+            began = self._clock.monotonic()
+            request = StepRequest(
+                run_id=self.run_id,
+                asset=asset,
+                attempt=attempt,
+                run_tags=self._tags,
+                known_values=self._values,
+                io_manager=self._repository.io_manager,
+                emit=self._events.emit,
+            )
+            try:
+                with anyio.move_on_after(asset.timeout_s) as timeout_scope:
+                    result = await self._launcher.launch(request)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except ExecutionError as exc:
+                return exc, None
+            except Exception as exc:
+                error = StepError(step, f"{type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                return error, "".join(traceback.format_exception(exc))
+            if timeout_scope.cancelled_caught:
+                assert asset.timeout_s is not None
+                return StepTimeout(step, asset.timeout_s), None
+        if result.has_value:
+            self._values[step] = result.value
+        track.status = StepStatus.SUCCESS
+        track.ended_at = datetime.now(UTC)
+        track.error = None
+        self._events.emit(
+            StepSucceeded(
+                run_id=self.run_id,
+                step_key=step,
+                attempt=attempt,
+                duration_s=self._clock.monotonic() - began,
+            )
+        )
+        return None, None

@@ -1,0 +1,108 @@
+"""Which steps of a run may start, and what a step's end means for the others."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+__all__ = ("PlanState", "StepOutcome")
+
+
+class StepOutcome(enum.Enum):
+    """How a step ended, as the plan sees it."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELED = "canceled"
+
+
+@dataclass(slots=True)
+class PlanState:
+    """The dependency state of one run's steps.
+
+    A step is ready once every upstream step *in the run* succeeded (upstream assets
+    outside the selection are inputs loaded from the IO manager). When a step fails,
+    every step downstream of it is skipped; unrelated steps go on.
+    """
+
+    order: list[str]
+    upstream: dict[str, tuple[str, ...]]
+    downstream: dict[str, list[str]] = field(default_factory=dict)
+    waiting_on: dict[str, int] = field(default_factory=dict)
+    outcome: dict[str, StepOutcome] = field(default_factory=dict)
+    started: set[str] = field(default_factory=set)
+
+    @classmethod
+    def build(
+        cls, selection: Iterable[str], upstream: Mapping[str, Iterable[str]]
+    ) -> PlanState:
+        """Return the plan of ``selection`` (in dependency order) over ``upstream``."""
+        order = list(selection)
+        selected = set(order)
+        inner = {step: tuple(u for u in upstream[step] if u in selected) for step in order}
+        downstream: dict[str, list[str]] = {step: [] for step in order}
+        for step, ups in inner.items():
+            for up in ups:
+                downstream[up].append(step)
+        return cls(
+            order=order,
+            upstream=inner,
+            downstream=downstream,
+            waiting_on={step: len(ups) for step, ups in inner.items()},
+        )
+
+    def initial(self) -> list[str]:
+        """Return the steps ready at the start, in plan order, and mark them started."""
+        ready = [s for s in self.order if self.waiting_on[s] == 0]
+        self.started.update(ready)
+        return ready
+
+    def finish(self, step: str, outcome: StepOutcome) -> tuple[list[str], list[str]]:
+        """Record how ``step`` ended.
+
+        Returns:
+            (steps now ready, marked started; steps skipped because of this end).
+        """
+        assert step in self.started and step not in self.outcome, step
+        self.outcome[step] = outcome
+        if outcome is StepOutcome.SUCCEEDED:
+            ready: list[str] = []
+            for child in self.downstream[step]:
+                self.waiting_on[child] -= 1
+                if self.waiting_on[child] == 0 and child not in self.outcome:
+                    ready.append(child)
+                    self.started.add(child)
+            return ready, []
+        return [], self._skip_downstream_of(step)
+
+    def cancel_unstarted(self) -> list[str]:
+        """Mark every step that has not started CANCELED; return them."""
+        canceled = [s for s in self.order if s not in self.started and s not in self.outcome]
+        for step in canceled:
+            self.outcome[step] = StepOutcome.CANCELED
+        return canceled
+
+    def _skip_downstream_of(self, step: str) -> list[str]:
+        skipped: list[str] = []
+        stack = list(self.downstream[step])
+        while stack:
+            child = stack.pop()
+            if child in self.outcome or child in self.started:
+                continue
+            self.outcome[child] = StepOutcome.SKIPPED
+            skipped.append(child)
+            stack.extend(self.downstream[child])
+        skipped.sort(key=self.order.index)
+        return skipped
+
+    @property
+    def done(self) -> bool:
+        """Whether every step has an outcome."""
+        return len(self.outcome) == len(self.order)
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether every step succeeded."""
+        return self.done and all(o is StepOutcome.SUCCEEDED for o in self.outcome.values())

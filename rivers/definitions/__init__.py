@@ -1,0 +1,33 @@
+"""Definitions: assets, repositories, configurations, durations."""
+
+from __future__ import annotations
+
+from rivers.definitions.asset import Asset
+from rivers.definitions.configs import (
+    Executor,
+    ExecutorConfig,
+    InProcessExecutor,
+    KubernetesExecutor,
+    ParallelExecutor,
+    RetryPolicy,
+    RunBackendConfig,
+    RunQueueConfig,
+    TagConcurrencyLimit,
+)
+from rivers.definitions.durations import parse_duration
+from rivers.definitions.repository import CodeRepository
+
+__all__ = (
+    "Asset",
+    "CodeRepository",
+    "Executor",
+    "ExecutorConfig",
+    "InProcessExecutor",
+    "KubernetesExecutor",
+    "ParallelExecutor",
+    "RetryPolicy",
+    "RunBackendConfig",
+    "RunQueueConfig",
+    "TagConcurrencyLimit",
+    "parse_duration",
+)

@@ -1,0 +1,378 @@
+"""Concurrency and backend configuration: every object API.md §2 names.
+
+Each is a frozen msgspec Struct validated on construction: a bad value raises
+``ConfigError`` naming the field, never later.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, final
+
+import msgspec
+from msgspec.structs import force_setattr
+
+from rivers.definitions._validate import check_int, check_pool_name, check_tags
+from rivers.definitions.durations import Duration, parse_duration
+from rivers.errors import ConfigError
+
+__all__ = (
+    "Executor",
+    "ExecutorConfig",
+    "InProcessExecutor",
+    "KubernetesExecutor",
+    "ParallelExecutor",
+    "RetryPolicy",
+    "RunBackendConfig",
+    "RunQueueConfig",
+    "TagConcurrencyLimit",
+    "usable_cpus",
+)
+
+MAX_LIMIT = 10_000
+
+
+@final
+class RetryPolicy(msgspec.Struct, frozen=True):
+    """How often a failed step is tried again.
+
+    Args:
+        max_retries: retries after the first attempt (>= 0).
+        delay: wait before the first retry (a duration).
+        backoff: factor applied to the delay after each retry (>= 1).
+    """
+
+    max_retries: int = 0
+    delay: Duration = 0.0
+    backoff: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_int(self.max_retries, "RetryPolicy.max_retries", minimum=0, maximum=1000)
+        force_setattr(self, "delay", parse_duration(self.delay, "RetryPolicy.delay"))
+        if isinstance(self.backoff, bool) or not isinstance(self.backoff, int | float):
+            raise ConfigError(f"RetryPolicy.backoff must be a number, got {self.backoff!r}")
+        if not 1.0 <= self.backoff <= 100.0:
+            raise ConfigError(f"RetryPolicy.backoff must be in 1..100, got {self.backoff}")
+
+    def delay_before(self, attempt: int) -> float:
+        """Return the seconds to wait before ``attempt`` (2 is the first retry)."""
+        assert isinstance(self.delay, float)
+        return self.delay * self.backoff ** max(0, attempt - 2)
+
+
+@final
+class TagConcurrencyLimit(msgspec.Struct, frozen=True):
+    """At most ``limit`` in-flight runs per tag key, key and value, or distinct value.
+
+    Args:
+        key: the tag key.
+        value: only runs with ``tags[key] == value`` count (None: any value).
+        limit: the ceiling (>= 0; required).
+        per_unique_value: the ceiling applies to each distinct value separately.
+    """
+
+    key: str
+    value: str | None = None
+    limit: int | None = None
+    per_unique_value: bool = False
+
+    def __post_init__(self) -> None:
+        check_tags({self.key: self.value or ""}, "TagConcurrencyLimit")
+        if self.limit is None:
+            raise ConfigError(
+                f"TagConcurrencyLimit(key={self.key!r}) needs limit=N (an integer >= 0)"
+            )
+        check_int(self.limit, "TagConcurrencyLimit.limit", minimum=0, maximum=MAX_LIMIT)
+        if not isinstance(self.per_unique_value, bool):
+            raise ConfigError("TagConcurrencyLimit.per_unique_value must be True or False")
+        if self.value is not None and self.per_unique_value:
+            raise ConfigError(
+                f"TagConcurrencyLimit(key={self.key!r}) sets both value= and "
+                "per_unique_value=True; use one: a value caps that value, "
+                "per_unique_value caps each value"
+            )
+
+    def describe(self) -> str:
+        """Return a short label such as ``env=prod`` or ``team=*``."""
+        if self.value is not None:
+            return f"{self.key}={self.value}"
+        return f"{self.key}=*" if self.per_unique_value else self.key
+
+
+@final
+class RunQueueConfig(msgspec.Struct, frozen=True):
+    """The run queue: how many runs may be in flight, and how often to admit.
+
+    Args:
+        max_concurrent_runs: in-flight runs at most (0 pauses admission).
+        dequeue_interval: how often the coordinator admits queued runs.
+        tag_concurrency_limits: finer ceilings per tag.
+    """
+
+    max_concurrent_runs: int = 10
+    dequeue_interval: Duration = 1.0
+    tag_concurrency_limits: tuple[TagConcurrencyLimit, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_int(
+            self.max_concurrent_runs,
+            "RunQueueConfig.max_concurrent_runs",
+            minimum=0,
+            maximum=MAX_LIMIT,
+        )
+        force_setattr(
+            self,
+            "dequeue_interval",
+            parse_duration(
+                self.dequeue_interval, "RunQueueConfig.dequeue_interval", allow_zero=False
+            ),
+        )
+        limits = self.tag_concurrency_limits
+        if isinstance(limits, TagConcurrencyLimit) or not isinstance(limits, list | tuple):
+            raise ConfigError(
+                "RunQueueConfig.tag_concurrency_limits must be a list of "
+                "TagConcurrencyLimit"
+            )
+        for limit in limits:
+            if not isinstance(limit, TagConcurrencyLimit):
+                raise ConfigError(
+                    "RunQueueConfig.tag_concurrency_limits must hold TagConcurrencyLimit "
+                    f"objects, got {limit!r}"
+                )
+        force_setattr(self, "tag_concurrency_limits", tuple(limits))
+
+    @property
+    def dequeue_interval_s(self) -> float:
+        """The dequeue interval in seconds."""
+        assert isinstance(self.dequeue_interval, float)
+        return self.dequeue_interval
+
+
+@final
+class RunBackendConfig(msgspec.Struct, frozen=True):
+    """Where runs, events and claims are stored, and how long a lease lasts.
+
+    Args:
+        storage: a SQLite file path or ``sqlite:///path`` URL (default
+            ``$RIVERS_HOME/rivers.db``).
+        lease_duration: an unrenewed pool claim is reclaimed after this long.
+        lease_gc_interval: how often expired claims are looked for (default: a
+            quarter of ``lease_duration``, at most 5 s).
+    """
+
+    storage: str | None = None
+    lease_duration: Duration = 60.0
+    lease_gc_interval: Duration | None = None
+
+    def __post_init__(self) -> None:
+        if self.storage is not None and (
+            not isinstance(self.storage, str | os.PathLike) or not str(self.storage)
+        ):
+            raise ConfigError(
+                f"RunBackendConfig.storage must be a path or sqlite:/// URL, "
+                f"got {self.storage!r}"
+            )
+        if self.storage is not None:
+            force_setattr(self, "storage", os.fspath(self.storage))
+        lease = parse_duration(
+            self.lease_duration, "RunBackendConfig.lease_duration", allow_zero=False
+        )
+        force_setattr(self, "lease_duration", lease)
+        if self.lease_gc_interval is None:
+            force_setattr(self, "lease_gc_interval", min(5.0, lease / 4))
+        else:
+            force_setattr(
+                self,
+                "lease_gc_interval",
+                parse_duration(
+                    self.lease_gc_interval,
+                    "RunBackendConfig.lease_gc_interval",
+                    allow_zero=False,
+                ),
+            )
+
+    @property
+    def lease_s(self) -> float:
+        """The lease duration in seconds."""
+        assert isinstance(self.lease_duration, float)
+        return self.lease_duration
+
+    @property
+    def lease_gc_interval_s(self) -> float:
+        """The lease GC interval in seconds."""
+        assert isinstance(self.lease_gc_interval, float)
+        return self.lease_gc_interval
+
+
+def usable_cpus() -> int:
+    """Return the CPUs this process may run on (container and affinity aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+class ExecutorConfig(msgspec.Struct, frozen=True, tag=True):
+    """The base of every executor configuration."""
+
+
+@final
+class InProcessExecutor(ExecutorConfig, frozen=True, tag="in_process"):
+    """Steps run one at a time in the calling process."""
+
+
+@final
+class ParallelExecutor(ExecutorConfig, frozen=True, tag="parallel"):
+    """Sync steps in a warm pool of worker processes, async steps on the loop.
+
+    Args:
+        max_workers: sync steps of one run at once (default: usable CPUs).
+        max_async_concurrent: async steps of one run at once (default unbounded).
+    """
+
+    max_workers: int | None = None
+    max_async_concurrent: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_workers is None:
+            force_setattr(self, "max_workers", usable_cpus())
+        check_int(self.max_workers, "Executor.parallel max_workers", minimum=1, maximum=1024)
+        if self.max_async_concurrent is not None:
+            check_int(
+                self.max_async_concurrent,
+                "Executor.parallel max_async_concurrent",
+                minimum=1,
+                maximum=MAX_LIMIT * 10,
+            )
+
+    @property
+    def workers(self) -> int:
+        """``max_workers`` resolved to a number."""
+        assert self.max_workers is not None
+        return self.max_workers
+
+
+@final
+class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
+    """Each step is a Kubernetes Job.
+
+    Args:
+        max_concurrent_steps: step Jobs of one run existing at once (default
+            unbounded).
+        image: the container image that has rivers and the code location.
+        namespace: where Jobs are created.
+        kubeconfig: a kubeconfig path (default: in-cluster, then ``~/.kube/config``).
+        env: extra environment variables of the step containers.
+        resources: the container ``resources`` (requests/limits).
+        service_account: the pods' service account.
+        labels: extra labels on Jobs and pods.
+        image_pull_policy: ``Always``, ``IfNotPresent`` or ``Never``.
+        ttl_seconds_after_finished: finished Jobs are deleted after this long.
+    """
+
+    max_concurrent_steps: int | None = None
+    image: str = ""
+    namespace: str = "default"
+    kubeconfig: str | None = None
+    env: dict[str, str] | None = None
+    resources: dict[str, dict[str, str]] | None = None
+    service_account: str | None = None
+    labels: dict[str, str] | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    ttl_seconds_after_finished: int | None = 300
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent_steps is not None:
+            check_int(
+                self.max_concurrent_steps,
+                "Executor.kubernetes max_concurrent_steps",
+                minimum=1,
+                maximum=MAX_LIMIT,
+            )
+        if not isinstance(self.image, str) or not self.image:
+            raise ConfigError("Executor.kubernetes needs image= (the step container image)")
+        if not isinstance(self.namespace, str) or not self.namespace:
+            raise ConfigError("Executor.kubernetes namespace must be a non-empty string")
+        check_tags(self.env, "Executor.kubernetes env")
+        check_tags(self.labels, "Executor.kubernetes labels")
+        if self.image_pull_policy not in (None, "Always", "IfNotPresent", "Never"):
+            raise ConfigError(
+                "Executor.kubernetes image_pull_policy must be 'Always', "
+                f"'IfNotPresent' or 'Never', got {self.image_pull_policy!r}"
+            )
+        if self.ttl_seconds_after_finished is not None:
+            check_int(
+                self.ttl_seconds_after_finished,
+                "Executor.kubernetes ttl_seconds_after_finished",
+                minimum=0,
+            )
+
+
+@final
+class Executor:
+    """Constructors of executor configurations (``rs.Executor.parallel()``...)."""
+
+    def __init__(self) -> None:
+        raise TypeError(
+            "Executor is a namespace; use Executor.in_process(), Executor.parallel() "
+            "or Executor.kubernetes(...)"
+        )
+
+    @staticmethod
+    def in_process() -> InProcessExecutor:
+        """Run steps one at a time in the calling process."""
+        return InProcessExecutor()
+
+    @staticmethod
+    def parallel(
+        max_workers: int | None = None, max_async_concurrent: int | None = None
+    ) -> ParallelExecutor:
+        """Run sync steps in worker processes and async steps on the event loop."""
+        return ParallelExecutor(
+            max_workers=max_workers, max_async_concurrent=max_async_concurrent
+        )
+
+    @staticmethod
+    def kubernetes(
+        max_concurrent_steps: int | None = None,
+        *,
+        image: str,
+        namespace: str = "default",
+        kubeconfig: str | None = None,
+        env: dict[str, str] | None = None,
+        resources: dict[str, dict[str, str]] | None = None,
+        service_account: str | None = None,
+        labels: dict[str, str] | None = None,
+        image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None,
+        ttl_seconds_after_finished: int | None = 300,
+    ) -> KubernetesExecutor:
+        """Run each step as a Kubernetes Job."""
+        return KubernetesExecutor(
+            max_concurrent_steps=max_concurrent_steps,
+            image=image,
+            namespace=namespace,
+            kubeconfig=kubeconfig,
+            env=env,
+            resources=resources,
+            service_account=service_account,
+            labels=labels,
+            image_pull_policy=image_pull_policy,
+            ttl_seconds_after_finished=ttl_seconds_after_finished,
+        )
+
+
+def check_pool_limits(pool_limits: object) -> dict[str, int]:
+    """Return ``pool_limits`` validated: pool name to a limit in 0..10,000."""
+    if pool_limits is None:
+        return {}
+    if not isinstance(pool_limits, dict):
+        raise ConfigError(
+            f"pool_limits must be a dict of pool name to limit, got {pool_limits!r}"
+        )
+    checked: dict[str, int] = {}
+    for name, limit in pool_limits.items():
+        check_pool_name(name, "pool_limits key")
+        checked[name] = check_int(
+            limit, f"pool_limits[{name!r}]", minimum=0, maximum=MAX_LIMIT
+        )
+    return checked

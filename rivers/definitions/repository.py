@@ -1,0 +1,190 @@
+"""``rs.CodeRepository``: a validated set of assets and their concurrency settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, final
+
+from rivers.definitions.asset import Asset
+from rivers.definitions.configs import (
+    ExecutorConfig,
+    ParallelExecutor,
+    RunBackendConfig,
+    RunQueueConfig,
+    check_pool_limits,
+)
+from rivers.definitions.graph import find_cycle, topological_order
+from rivers.errors import AssetNotFound, ConfigError
+
+if TYPE_CHECKING:
+    from rivers.io import IOManager
+
+__all__ = ("CodeRepository",)
+
+
+@final
+class CodeRepository:
+    """A set of assets with the settings that govern how they run.
+
+    Args:
+        assets: the assets (``rs.Asset`` objects).
+        run_queue: the run queue; None means submitted runs start at once.
+        pool_limits: the declared limit of each pool.
+        executor: how steps run (default ``rs.Executor.parallel()``).
+        schedules: schedules whose runs go through the queue.
+        sensors: sensors whose runs go through the queue.
+        io_manager: where values are stored (default ``rs.FilesystemIOManager()``).
+        backend: storage and lease settings (default ``rs.RunBackendConfig()``).
+        name: a name for this repository (default ``"default"``).
+
+    Raises:
+        ConfigError: duplicate names, unknown dependencies, cycles, ``pool_slots``
+            above a declared limit, or a bad setting; the message names it.
+    """
+
+    def __init__(
+        self,
+        assets: Iterable[Asset[Any, Any]],
+        *,
+        run_queue: RunQueueConfig | None = None,
+        pool_limits: Mapping[str, int] | None = None,
+        executor: ExecutorConfig | None = None,
+        schedules: Sequence[object] = (),
+        sensors: Sequence[object] = (),
+        io_manager: IOManager | None = None,
+        backend: RunBackendConfig | None = None,
+        name: str = "default",
+    ) -> None:
+        if isinstance(assets, Asset) or not isinstance(assets, Iterable):
+            raise ConfigError("CodeRepository(assets=...) must be a list of rs.Asset")
+        self.assets: dict[str, Asset[Any, Any]] = {}
+        for asset in assets:
+            if not isinstance(asset, Asset):
+                raise ConfigError(
+                    f"CodeRepository assets must be rs.Asset objects, got {asset!r}; "
+                    "decorate the function with @rs.Asset"
+                )
+            if asset.name in self.assets:
+                raise ConfigError(
+                    f"two assets are named {asset.name!r}; give one of them "
+                    "@rs.Asset(name=...)"
+                )
+            self.assets[asset.name] = asset
+        if run_queue is not None and not isinstance(run_queue, RunQueueConfig):
+            raise ConfigError(f"run_queue must be a rs.RunQueueConfig, got {run_queue!r}")
+        if executor is not None and not isinstance(executor, ExecutorConfig):
+            raise ConfigError(
+                f"executor must come from rs.Executor.in_process(), .parallel() or "
+                f".kubernetes(), got {executor!r}"
+            )
+        if backend is not None and not isinstance(backend, RunBackendConfig):
+            raise ConfigError(f"backend must be a rs.RunBackendConfig, got {backend!r}")
+        if not isinstance(name, str) or not name:
+            raise ConfigError("CodeRepository name must be a non-empty string")
+        self.name = name
+        self.run_queue = run_queue
+        self.pool_limits: dict[str, int] = check_pool_limits(
+            dict(pool_limits) if isinstance(pool_limits, Mapping) else pool_limits
+        )
+        self.executor: ExecutorConfig = executor or ParallelExecutor()
+        self.schedules = tuple(schedules)
+        self.sensors = tuple(sensors)
+        self.backend = backend
+        self._io_manager = io_manager
+        self._check_graph()
+        self._check_pools()
+        self.upstream: dict[str, tuple[str, ...]] = {
+            name: asset.upstream for name, asset in self.assets.items()
+        }
+        self.order: list[str] = topological_order(self.upstream)
+
+    @property
+    def io_manager(self) -> IOManager:
+        """The IO manager (a ``FilesystemIOManager`` unless one was given)."""
+        if self._io_manager is None:
+            from rivers.io import FilesystemIOManager
+
+            self._io_manager = FilesystemIOManager()
+        return self._io_manager
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        """Every pool named by an asset or by ``pool_limits``, sorted."""
+        names = set(self.pool_limits)
+        for asset in self.assets.values():
+            names.update(asset.pools)
+        return tuple(sorted(names))
+
+    def _check_graph(self) -> None:
+        for asset in self.assets.values():
+            for dep in asset.upstream:
+                if dep not in self.assets:
+                    how = "parameter" if dep in asset.params else "deps entry"
+                    raise ConfigError(
+                        f"asset {asset.name!r} depends on {dep!r} ({how}), which is not "
+                        "in this repository; add it to assets= or fix the name"
+                    )
+                if dep == asset.name:
+                    raise ConfigError(f"asset {asset.name!r} depends on itself")
+        cycle = find_cycle({name: a.upstream for name, a in self.assets.items()})
+        if cycle is not None:
+            raise ConfigError(
+                f"the assets form a cycle: {' -> '.join(cycle)}; remove one of these "
+                "dependencies"
+            )
+
+    def _check_pools(self) -> None:
+        for asset in self.assets.values():
+            for pool in asset.pools:
+                limit = self.pool_limits.get(pool)
+                if limit is not None and asset.pool_slots > limit:
+                    raise ConfigError(
+                        f"asset {asset.name!r} claims pool_slots={asset.pool_slots} of "
+                        f"pool {pool!r}, whose limit is {limit}; lower pool_slots or "
+                        "raise pool_limits"
+                    )
+
+    def resolve_selection(
+        self, selection: Iterable[Asset[Any, Any] | str] | str | None
+    ) -> list[str]:
+        """Return the selected asset names in dependency order.
+
+        Raises:
+            AssetNotFound: a name is not in the repository.
+        """
+        if selection is None:
+            return list(self.order)
+        if isinstance(selection, str | Asset):
+            selection = [selection]
+        wanted: set[str] = set()
+        for item in selection:
+            name = item.name if isinstance(item, Asset) else item
+            if not isinstance(name, str) or name not in self.assets:
+                raise AssetNotFound(str(name), tuple(self.assets))
+            wanted.add(name)
+        return [name for name in self.order if name in wanted]
+
+    def materialize(
+        self,
+        selection: Iterable[Asset[Any, Any] | str] | str | None = None,
+        *,
+        tags: Mapping[str, str] | None = None,
+        executor: ExecutorConfig | None = None,
+    ) -> Any:
+        """Run the selected assets now, bypassing the run queue.
+
+        Outside an event loop this blocks and returns a ``MaterializeResult``; inside
+        one it returns an awaitable of it. Inside ``async with rs.Runtime(...)`` it uses
+        that runtime; otherwise it starts a short-lived one. Pool limits and executor
+        limits still apply.
+
+        Raises:
+            AssetNotFound: a selected name is not in the repository.
+            ConfigError: bad tags or executor.
+        """
+        from rivers.materialize import materialize
+
+        return materialize(self, selection, tags=tags, executor=executor)
+
+    def __repr__(self) -> str:
+        return f"CodeRepository(name={self.name!r}, assets={list(self.assets)!r})"

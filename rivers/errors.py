@@ -1,0 +1,137 @@
+"""Every exception rivers raises.
+
+The tree::
+
+    RiversError
+    ├── ConfigError                 invalid definitions or configuration
+    ├── StorageError                the storage cannot be used
+    │   ├── StorageUnavailable      locked, read-only, full, or not a rivers database
+    │   └── MigrationError          schema too new, or a migration failed
+    ├── NotFoundError (LookupError)
+    │   ├── RunNotFound
+    │   └── AssetNotFound
+    ├── LeaseLost                   a pool claim was reclaimed while its step ran
+    └── ExecutionError
+        ├── StepError               a step raised; ``__cause__`` is the user's exception
+        ├── StepTimeout             a step ran past its ``timeout``
+        ├── LaunchFailed            a step could not be started
+        └── WorkerCrashed           the process running a step died
+
+Messages are lowercase, name the thing, and say what to do instead.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "AssetNotFound",
+    "ConfigError",
+    "ExecutionError",
+    "LaunchFailed",
+    "LeaseLost",
+    "MigrationError",
+    "NotFoundError",
+    "RiversError",
+    "RunNotFound",
+    "StepError",
+    "StepTimeout",
+    "StorageError",
+    "StorageUnavailable",
+    "WorkerCrashed",
+)
+
+
+class RiversError(Exception):
+    """The root of every error rivers raises."""
+
+
+class ConfigError(RiversError, ValueError):
+    """A definition or a configuration value is invalid."""
+
+
+class StorageError(RiversError):
+    """The storage could not be read or written."""
+
+
+class StorageUnavailable(StorageError):
+    """The storage file is locked, read-only, full, or not a rivers database."""
+
+
+class MigrationError(StorageError):
+    """The storage schema cannot be brought to this version of rivers."""
+
+
+class NotFoundError(RiversError, LookupError):
+    """A named thing does not exist."""
+
+
+class RunNotFound(NotFoundError):
+    """No run has the given id."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run with id {run_id!r}")
+
+
+class AssetNotFound(NotFoundError):
+    """No asset has the given name."""
+
+    def __init__(self, name: str, known: tuple[str, ...] = ()) -> None:
+        self.name = name
+        hint = f"; known assets: {', '.join(known)}" if known else ""
+        super().__init__(f"no asset named {name!r}{hint}")
+
+
+class LeaseLost(RiversError):
+    """A step's pool claim was reclaimed by the lease GC while the step ran."""
+
+    def __init__(self, run_id: str, step_key: str, pool: str) -> None:
+        self.run_id = run_id
+        self.step_key = step_key
+        self.pool = pool
+        super().__init__(
+            f"step {step_key!r} of run {run_id!r} lost its lease on pool {pool!r}; "
+            "it was not renewed in time (raise lease_duration if steps block the "
+            "event loop)"
+        )
+
+
+class ExecutionError(RiversError):
+    """Running a step failed."""
+
+
+class StepError(ExecutionError):
+    """A step raised an exception; the user's exception is ``__cause__``."""
+
+    def __init__(self, step_key: str, message: str) -> None:
+        self.step_key = step_key
+        super().__init__(f"step {step_key!r} failed: {message}")
+
+
+class StepTimeout(ExecutionError):
+    """A step ran longer than its ``timeout``."""
+
+    def __init__(self, step_key: str, timeout_s: float) -> None:
+        self.step_key = step_key
+        self.timeout_s = timeout_s
+        super().__init__(
+            f"step {step_key!r} timed out after {timeout_s:g}s "
+            "(raise the asset's timeout= if it needs longer)"
+        )
+
+
+class LaunchFailed(ExecutionError):
+    """A step could not be started (unpicklable function or value, bad input)."""
+
+    def __init__(self, step_key: str, reason: str) -> None:
+        self.step_key = step_key
+        self.reason = reason
+        super().__init__(f"step {step_key!r} could not be launched: {reason}")
+
+
+class WorkerCrashed(ExecutionError):
+    """The worker process running a step died."""
+
+    def __init__(self, step_key: str, detail: str) -> None:
+        self.step_key = step_key
+        self.detail = detail
+        super().__init__(f"the worker process running step {step_key!r} died: {detail}")

@@ -1,0 +1,1 @@
+"""Step launchers: where and how a step's function runs."""

@@ -1,0 +1,86 @@
+"""What every step launcher offers the RunExecutor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+
+from rivers.context import StepContext, StepLog
+from rivers.definitions.asset import Asset
+from rivers.io import IOManager
+from rivers.messages import EventBody
+
+__all__ = ("LaunchResult", "StepLauncher", "StepRequest", "call_step", "load_inputs")
+
+
+@dataclass(slots=True)
+class StepRequest:
+    """One attempt of one step, as handed to a launcher."""
+
+    run_id: str
+    asset: Asset[Any, Any]
+    attempt: int
+    run_tags: Mapping[str, str]
+    known_values: Mapping[str, object]
+    io_manager: IOManager
+    emit: Callable[[EventBody], None]
+
+
+@dataclass(slots=True)
+class LaunchResult:
+    """What a finished attempt produced: its value if it is in this process."""
+
+    value: object
+    has_value: bool
+
+
+class StepLauncher(Protocol):
+    """Runs steps for one run of one executor configuration."""
+
+    def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
+        """Return the executor slot limiter the step must hold while it runs."""
+        ...
+
+    def worker_label(self, asset: Asset[Any, Any]) -> str:
+        """Describe where the step runs (for STEP_STARTED)."""
+        ...
+
+    async def launch(self, request: StepRequest) -> LaunchResult:
+        """Run the attempt to its end and store its value.
+
+        Raises:
+            Exception: whatever the step raised (the RunExecutor records it).
+        """
+        ...
+
+
+def load_inputs(
+    asset: Asset[Any, Any], known: Mapping[str, object], io_manager: IOManager
+) -> dict[str, object]:
+    """Return the step's keyword arguments: known values, others from the IO manager."""
+    inputs: dict[str, object] = {}
+    for name in asset.params:
+        if name in known:
+            inputs[name] = known[name]
+        else:
+            inputs[name] = io_manager.load(name)
+    return inputs
+
+
+def call_step(
+    request: StepRequest, inputs: dict[str, object], emit: Callable[[EventBody], None]
+) -> object:
+    """Call the asset's function with its inputs (and a context if it takes one)."""
+    asset = request.asset
+    if asset.takes_context:
+        inputs["context"] = StepContext(
+            run_id=request.run_id,
+            asset_key=asset.name,
+            run_tags=request.run_tags,
+            attempt=request.attempt,
+            log=StepLog(request.run_id, asset.name, emit),
+        )
+    return asset.fn(**inputs)

@@ -1,0 +1,42 @@
+"""Build the step launcher for a run from its executor configuration."""
+
+from __future__ import annotations
+
+from rivers.definitions.configs import (
+    ExecutorConfig,
+    InProcessExecutor,
+    KubernetesExecutor,
+    ParallelExecutor,
+)
+from rivers.errors import ConfigError
+from rivers.executors.base import StepLauncher
+from rivers.executors.in_process import InProcessLauncher
+
+__all__ = ("describe_executor", "make_launcher")
+
+
+def make_launcher(config: ExecutorConfig) -> StepLauncher:
+    """Return a launcher for one run under ``config``."""
+    match config:
+        case InProcessExecutor() | ParallelExecutor():
+            return InProcessLauncher()
+        case KubernetesExecutor():
+            raise ConfigError("Executor.kubernetes is not available in this build")
+        case _:
+            raise ConfigError(f"unknown executor configuration {config!r}")
+
+
+def describe_executor(config: ExecutorConfig) -> str:
+    """Return a short label such as ``parallel(max_workers=2)``."""
+    match config:
+        case InProcessExecutor():
+            return "in_process"
+        case ParallelExecutor():
+            return (
+                f"parallel(max_workers={config.max_workers}, "
+                f"max_async_concurrent={config.max_async_concurrent})"
+            )
+        case KubernetesExecutor():
+            return f"kubernetes(max_concurrent_steps={config.max_concurrent_steps})"
+        case _:
+            return type(config).__name__

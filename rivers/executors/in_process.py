@@ -1,0 +1,91 @@
+"""Steps run one at a time in this process: sync ones in a thread, async on the loop."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, final
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+
+from rivers.definitions.asset import Asset
+from rivers.executors.base import LaunchResult, StepRequest, call_step, load_inputs
+from rivers.messages import EventBody
+
+__all__ = ("AsyncStepRunner", "InProcessLauncher", "ThreadStepRunner")
+
+
+@final
+class ThreadStepRunner:
+    """Runs a sync step in a worker thread so the event loop keeps ticking.
+
+    A thread cannot be killed: when the attempt is cancelled (timeout, run cancel)
+    the thread is abandoned, and its value, if it ever returns, is not stored.
+    """
+
+    async def run(self, request: StepRequest) -> LaunchResult:
+        """Run the sync step in a thread, store its value, return it."""
+        abandoned = threading.Event()
+
+        def emit_from_thread(body: EventBody) -> None:
+            try:
+                anyio.from_thread.run_sync(request.emit, body)
+            except RuntimeError:  # the loop is gone: the run was abandoned
+                pass
+
+        def work() -> object:
+            inputs = load_inputs(request.asset, request.known_values, request.io_manager)
+            value = call_step(request, inputs, emit_from_thread)
+            if not abandoned.is_set():
+                request.io_manager.store(request.asset.name, value)
+            return value
+
+        try:
+            value = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except BaseException:
+            abandoned.set()
+            raise
+        return LaunchResult(value=value, has_value=True)
+
+
+@final
+class AsyncStepRunner:
+    """Runs an async step as a task on the event loop."""
+
+    async def run(self, request: StepRequest) -> LaunchResult:
+        """Await the step, store its value off the loop, return it."""
+        asset = request.asset
+        if all(name in request.known_values for name in asset.params):
+            inputs = {name: request.known_values[name] for name in asset.params}
+        else:
+            inputs = await anyio.to_thread.run_sync(
+                load_inputs, asset, request.known_values, request.io_manager
+            )
+        value = await call_step(request, inputs, request.emit)  # type: ignore[misc]
+        await anyio.to_thread.run_sync(request.io_manager.store, asset.name, value)
+        return LaunchResult(value=value, has_value=True)
+
+
+@final
+class InProcessLauncher:
+    """``Executor.in_process()``: one step at a time, in this process."""
+
+    def __init__(self) -> None:
+        self._slot = anyio.CapacityLimiter(1)
+        self._threads = ThreadStepRunner()
+        self._tasks = AsyncStepRunner()
+
+    def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
+        """Every step shares the one slot."""
+        return self._slot
+
+    def worker_label(self, asset: Asset[Any, Any]) -> str:
+        """Async steps run on the loop, sync steps in a thread."""
+        return "event loop" if asset.is_async else "thread"
+
+    async def launch(self, request: StepRequest) -> LaunchResult:
+        """Run the step here."""
+        if request.asset.is_async:
+            return await self._tasks.run(request)
+        return await self._threads.run(request)

@@ -1,0 +1,67 @@
+"""``repo.materialize()``: blocking outside an event loop, awaitable inside one."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from rivers.definitions._validate import check_tags
+from rivers.definitions.configs import ExecutorConfig
+from rivers.errors import ConfigError
+from rivers.results import MaterializeResult
+
+if TYPE_CHECKING:
+    from rivers.definitions.asset import Asset
+    from rivers.definitions.repository import CodeRepository
+
+__all__ = ("materialize", "run_sync")
+
+
+def uvloop_available() -> bool:
+    """Return whether uvloop can be used for loops rivers starts itself."""
+    return importlib.util.find_spec("uvloop") is not None
+
+
+def run_sync(fn: Any, *args: Any) -> Any:
+    """Run ``fn(*args)`` in a new event loop (uvloop when available)."""
+    return anyio.run(fn, *args, backend_options={"use_uvloop": uvloop_available()})
+
+
+def materialize(
+    repository: CodeRepository,
+    selection: Iterable[Asset[Any, Any] | str] | str | None,
+    *,
+    tags: Mapping[str, str] | None,
+    executor: ExecutorConfig | None,
+) -> Any:
+    """Validate now, then run (see ``CodeRepository.materialize``)."""
+    repository.resolve_selection(selection)
+    check_tags(tags)
+    if executor is not None and not isinstance(executor, ExecutorConfig):
+        raise ConfigError(f"executor must come from rs.Executor, got {executor!r}")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run_sync(_materialize, repository, selection, tags, executor)
+    return _materialize(repository, selection, tags, executor)
+
+
+async def _materialize(
+    repository: CodeRepository,
+    selection: Iterable[Asset[Any, Any] | str] | str | None,
+    tags: Mapping[str, str] | None,
+    executor: ExecutorConfig | None,
+) -> MaterializeResult:
+    from rivers.runtime import Runtime, current_runtime
+
+    runtime = current_runtime()
+    if runtime is not None:
+        return await runtime.materialize(
+            selection, tags=tags, executor=executor, repository=repository
+        )
+    async with Runtime(repository) as runtime:
+        return await runtime.materialize(selection, tags=tags, executor=executor)

@@ -1,0 +1,286 @@
+"""``rs.Runtime``: owns the storage, the actors and every run of a process.
+
+One anyio task group owns every actor (EventWriter, ProcessMonitor) and every run
+started in the background. ``async with rs.Runtime(repo) as rt`` starts them and, on
+exit, cancels what still runs (recording it CANCELED), writes every pending event,
+and closes the storage. Nothing outlives the block.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import AsyncExitStack
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any, final
+
+import anyio
+from anyio.abc import TaskGroup
+
+from rivers._clock import SYSTEM_CLOCK, Clock
+from rivers._ids import new_run_id, this_owner
+from rivers.actors.events import EventWriter
+from rivers.actors.liveness import ProcessMonitor
+from rivers.actors.run_executor import CLEANUP_TIMEOUT_S, RunExecutor
+from rivers.definitions._validate import check_tags
+from rivers.definitions.asset import Asset
+from rivers.definitions.configs import ExecutorConfig, RunBackendConfig
+from rivers.definitions.repository import CodeRepository
+from rivers.errors import ConfigError, RiversError, RunNotFound
+from rivers.executors.factory import describe_executor, make_launcher
+from rivers.messages import RunCanceling
+from rivers.results import MaterializeResult
+from rivers.storage import resolve_storage_path
+from rivers.storage.records import Event, RunStatus
+from rivers.storage.sqlite import NewRun, SqliteStorage
+
+__all__ = ("Runtime", "current_runtime")
+
+logger = logging.getLogger(__name__)
+
+_CURRENT: ContextVar[Runtime | None] = ContextVar("rivers_runtime", default=None)
+
+
+def current_runtime() -> Runtime | None:
+    """Return the runtime whose ``async with`` block the caller is in, if any."""
+    return _CURRENT.get()
+
+
+@final
+class Runtime:
+    """The rivers runtime: storage, actors, runs.
+
+    Args:
+        *repositories: the code repositories whose assets this runtime runs.
+        backend: storage and leases (default: the first repository's backend, else
+            ``RunBackendConfig()``).
+        clock: the time source (tests inject a manual one).
+
+    Use it with ``async with``; ``rt.storage``, ``rt.materialize()``, ``rt.cancel()``
+    and ``rt.events()`` work inside the block.
+    """
+
+    def __init__(
+        self,
+        *repositories: CodeRepository,
+        backend: RunBackendConfig | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._repositories: dict[str, CodeRepository] = {}
+        for repository in repositories:
+            self._attach(repository)
+        if backend is None:
+            backend = next(
+                (r.backend for r in repositories if r.backend is not None),
+                RunBackendConfig(),
+            )
+        if not isinstance(backend, RunBackendConfig):
+            raise ConfigError(f"backend must be a rs.RunBackendConfig, got {backend!r}")
+        self.backend = backend
+        self.clock = clock
+        self.owner = this_owner()
+        self._storage: SqliteStorage | None = None
+        self._events: EventWriter | None = None
+        self._task_group: TaskGroup | None = None
+        self._stack: AsyncExitStack | None = None
+        self._token: Token[Runtime | None] | None = None
+        self._active: dict[str, RunExecutor] = {}
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> Runtime:
+        if self._stack is not None:
+            raise RiversError("this Runtime is already running; create a new one")
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            path = resolve_storage_path(self.backend.storage)
+            self._storage = await SqliteStorage.open(path, clock=self.clock)
+            stack.push_async_callback(self._storage.aclose)
+            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            stack.push_async_callback(self._shutdown)
+            self._events = EventWriter(self._storage, self.clock)
+            await self._task_group.start(self._events.run, name="rivers.events")
+            monitor = ProcessMonitor(
+                storage=self._storage,
+                events=self._events,
+                owner=self.owner,
+                clock=self.clock,
+                on_cancel_requested=self._cancel_local,
+            )
+            await self._task_group.start(monitor.run, name="rivers.monitor")
+        except BaseException as exc:
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._stack = stack
+        self._token = _CURRENT.set(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if self._token is not None:
+            _CURRENT.reset(self._token)
+            self._token = None
+        stack, self._stack = self._stack, None
+        assert stack is not None, "Runtime.__aexit__ without __aenter__"
+        return await stack.__aexit__(exc_type, exc, tb)
+
+    async def _shutdown(self) -> None:
+        """Cancel running runs, drain events, stop the actors (shielded, bounded)."""
+        with anyio.move_on_after(CLEANUP_TIMEOUT_S * 2, shield=True):
+            for executor in list(self._active.values()):
+                executor.cancel("the runtime stopped")
+            while self._active:
+                await anyio.sleep(0.01)
+            assert self._storage is not None and self._events is not None
+            await self._events.aclose()
+            try:
+                await self._storage.unregister_process(self.owner)
+            except RiversError as exc:
+                logger.warning("could not unregister %s: %s", self.owner, exc)
+        assert self._task_group is not None
+        self._task_group.cancel_scope.cancel()
+
+    # ------------------------------------------------------------------- access
+
+    @property
+    def storage(self) -> SqliteStorage:
+        """The open storage (inside the ``async with`` block only)."""
+        if self._storage is None or self._stack is None:
+            raise RiversError("Runtime must be used with 'async with' before use")
+        return self._storage
+
+    @property
+    def repositories(self) -> Mapping[str, CodeRepository]:
+        """The attached repositories by name."""
+        return dict(self._repositories)
+
+    def _attach(self, repository: CodeRepository) -> None:
+        if not isinstance(repository, CodeRepository):
+            raise ConfigError(
+                f"Runtime takes rs.CodeRepository objects, got {repository!r}"
+            )
+        existing = self._repositories.get(repository.name)
+        if existing is not None and existing is not repository:
+            raise ConfigError(
+                f"two repositories are named {repository.name!r}; give each "
+                "CodeRepository(name=...) a distinct name"
+            )
+        self._repositories[repository.name] = repository
+
+    def _writer(self) -> EventWriter:
+        if self._events is None or self._stack is None:
+            raise RiversError("Runtime must be used with 'async with' before use")
+        return self._events
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Yield every event stored from now on, oldest first."""
+        async for event in self._writer().subscribe():
+            yield event
+
+    # ---------------------------------------------------------------------- runs
+
+    async def materialize(
+        self,
+        selection: Iterable[Asset[Any, Any] | str] | str | None = None,
+        *,
+        tags: Mapping[str, str] | None = None,
+        executor: ExecutorConfig | None = None,
+        repository: CodeRepository | None = None,
+    ) -> MaterializeResult:
+        """Run the selected assets now, bypassing the run queue; return the result.
+
+        Pool and executor limits apply. Cancelling the caller cancels the run (it is
+        recorded CANCELED).
+
+        Raises:
+            AssetNotFound: a selected name is not in the repository.
+            ConfigError: bad tags or executor, or no repository.
+        """
+        repo = self._repository(repository)
+        steps = repo.resolve_selection(selection)
+        run_tags = check_tags(tags)
+        config = executor or repo.executor
+        if not isinstance(config, ExecutorConfig):
+            raise ConfigError(f"executor must come from rs.Executor, got {config!r}")
+        launcher = make_launcher(config)
+        storage = self.storage
+        run_id = new_run_id()
+        await storage.create_run(
+            NewRun(
+                run_id=run_id,
+                status=RunStatus.STARTING,
+                repository=repo.name,
+                tags=run_tags,
+                selection=None if selection is None else steps,
+                owner=self.owner,
+            )
+        )
+        run = RunExecutor(
+            run_id=run_id,
+            repository=repo,
+            selection=steps,
+            tags=run_tags,
+            launcher=launcher,
+            executor_name=describe_executor(config),
+            events=self._writer(),
+            storage=storage,
+            clock=self.clock,
+            owner=self.owner,
+        )
+        self._active[run_id] = run
+        try:
+            return await run.run()
+        finally:
+            del self._active[run_id]
+
+    def _repository(self, repository: CodeRepository | None) -> CodeRepository:
+        if repository is not None:
+            self._attach(repository)
+            return repository
+        if not self._repositories:
+            raise ConfigError("this Runtime has no repository; pass one to Runtime(...)")
+        return next(iter(self._repositories.values()))
+
+    async def cancel(self, run_id: str) -> None:
+        """Cancel a run: a running one goes CANCELING, stops its steps, then CANCELED.
+
+        A run owned by another process is marked CANCELING; that process stops it
+        within about a second. Cancelling a finished run does nothing.
+
+        Raises:
+            RunNotFound: no run has this id.
+        """
+        storage = self.storage
+        record = await storage.get_run(run_id)
+        if record is None:
+            raise RunNotFound(run_id)
+        if record.status.is_finished:
+            return
+        if record.status is RunStatus.QUEUED:
+            await storage.transition_run(
+                run_id,
+                RunStatus.CANCELED,
+                expected=(RunStatus.QUEUED,),
+                reason="canceled while queued",
+            )
+            return
+        changed = await storage.transition_run(
+            run_id,
+            RunStatus.CANCELING,
+            expected=(RunStatus.STARTING, RunStatus.STARTED),
+            reason="cancel requested",
+        )
+        if changed:
+            self._writer().emit(RunCanceling(run_id=run_id))
+        self._cancel_local(run_id)
+
+    def _cancel_local(self, run_id: str) -> None:
+        executor = self._active.get(run_id)
+        if executor is not None:
+            executor.cancel("canceled by request")

@@ -1,0 +1,89 @@
+"""Storage: where runs, events, pools and claims live (SQLite by default)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from rivers._clock import SYSTEM_CLOCK, Clock
+from rivers.errors import ConfigError
+from rivers.storage.records import (
+    Event,
+    PendingStep,
+    PoolInfo,
+    RunRecord,
+    RunStatus,
+    SlotHolder,
+    StepRecord,
+    StepStatus,
+)
+from rivers.storage.sqlite import NewRun, SqliteStorage
+
+__all__ = (
+    "Event",
+    "NewRun",
+    "PendingStep",
+    "PoolInfo",
+    "RunRecord",
+    "RunStatus",
+    "SlotHolder",
+    "SqliteStorage",
+    "StepRecord",
+    "StepStatus",
+    "default_storage_path",
+    "open_storage",
+    "resolve_storage_path",
+    "rivers_home",
+)
+
+
+def rivers_home() -> Path:
+    """Return ``$RIVERS_HOME`` (default ``~/.rivers``)."""
+    return Path(os.environ.get("RIVERS_HOME") or "~/.rivers").expanduser()
+
+
+def default_storage_path() -> Path:
+    """Return ``$RIVERS_HOME/rivers.db``."""
+    return rivers_home() / "rivers.db"
+
+
+def resolve_storage_path(path_or_url: str | os.PathLike[str] | None) -> Path:
+    """Return the file a path or ``sqlite:///path`` URL names (None: the default).
+
+    Raises:
+        ConfigError: the URL has another scheme.
+    """
+    if path_or_url is None:
+        return default_storage_path()
+    text = os.fspath(path_or_url)
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        if scheme != "sqlite":
+            raise ConfigError(
+                f"storage URL {text!r} has scheme {scheme!r}; rivers supports "
+                "sqlite:///path or a plain file path"
+            )
+        # As SQLAlchemy: sqlite:///relative.db and sqlite:////absolute/path.db.
+        text = rest[1:] if rest.startswith("/") else rest
+        if not text:
+            raise ConfigError(f"storage URL {path_or_url!r} names no file")
+    return Path(text).expanduser()
+
+
+@asynccontextmanager
+async def open_storage(
+    path_or_url: str | os.PathLike[str] | None = None, *, clock: Clock = SYSTEM_CLOCK
+) -> AsyncIterator[SqliteStorage]:
+    """Open the storage at a path or ``sqlite:///path`` URL, and close it on exit.
+
+    Raises:
+        StorageUnavailable: the file cannot be opened or is not a rivers database.
+        MigrationError: the file was written by a newer rivers.
+    """
+    storage = await SqliteStorage.open(resolve_storage_path(path_or_url), clock=clock)
+    try:
+        yield storage
+    finally:
+        await storage.aclose()

@@ -1,0 +1,146 @@
+"""The records storage returns: runs, steps, events, pools."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+__all__ = (
+    "Event",
+    "PendingStep",
+    "PoolInfo",
+    "RunRecord",
+    "RunStatus",
+    "SlotHolder",
+    "StepRecord",
+    "StepStatus",
+    "from_timestamp",
+)
+
+
+class RunStatus(enum.StrEnum):
+    """Where a run is in its life."""
+
+    QUEUED = "QUEUED"
+    STARTING = "STARTING"
+    STARTED = "STARTED"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELING = "CANCELING"
+    CANCELED = "CANCELED"
+
+    @property
+    def is_finished(self) -> bool:
+        """Whether the run has ended (SUCCESS, FAILURE or CANCELED)."""
+        return self in FINISHED_STATUSES
+
+    @property
+    def is_in_flight(self) -> bool:
+        """Whether the run occupies queue capacity (STARTING, STARTED, CANCELING)."""
+        return self in IN_FLIGHT_STATUSES
+
+
+FINISHED_STATUSES = frozenset({RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.CANCELED})
+IN_FLIGHT_STATUSES = frozenset(
+    {RunStatus.STARTING, RunStatus.STARTED, RunStatus.CANCELING}
+)
+
+
+class StepStatus(enum.StrEnum):
+    """Where a step is: waiting or running, then how it ended."""
+
+    WAITING = "WAITING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    SKIPPED = "SKIPPED"
+    CANCELED = "CANCELED"
+
+
+def from_timestamp(value: float | None) -> datetime | None:
+    """Return an aware UTC datetime from epoch seconds (None stays None)."""
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A run as stored.
+
+    ``reason`` says why it failed or was canceled, or, while queued, why it waits.
+    """
+
+    run_id: str
+    status: RunStatus
+    tags: dict[str, str]
+    selection: list[str] | None
+    priority: int
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    reason: str | None = None
+    repository: str = "default"
+    run_key: str | None = None
+    owner: str | None = None
+
+
+class StepRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One step of a run: how it ended, how often it was tried, and where it ran."""
+
+    step_key: str
+    status: StepStatus
+    attempts: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: str | None = None
+    worker: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from the first start to the end, when both are known."""
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of the event log; ``event_id`` increases with each entry."""
+
+    event_id: int
+    kind: str
+    run_id: str | None
+    step_key: str | None
+    timestamp: datetime
+    data: dict[str, Any]
+
+
+class PoolInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A pool's limit (None: unlimited), where it came from, and its use."""
+
+    name: str
+    limit: int | None
+    limit_source: str | None
+    claimed_slots: int
+    pending_steps: int
+
+
+class SlotHolder(msgspec.Struct, frozen=True, kw_only=True):
+    """A step holding slots of a pool, and until when its lease runs."""
+
+    run_id: str
+    step_key: str
+    slots: int
+    claimed_at: datetime
+    lease_expires_at: datetime
+    owner: str | None = None
+
+
+class PendingStep(msgspec.Struct, frozen=True, kw_only=True):
+    """A step waiting for slots of a pool."""
+
+    run_id: str
+    step_key: str
+    slots: int
+    priority: int
+    enqueued_at: datetime

@@ -1,0 +1,126 @@
+"""The SQLite schema and its migrations.
+
+``PRAGMA user_version`` holds the schema version; ``PRAGMA application_id`` marks the
+file as a rivers database so a foreign SQLite file is refused, not altered. Each
+migration runs in one ``BEGIN IMMEDIATE`` transaction that re-reads the version, so
+two processes opening a new file at once apply it exactly once.
+"""
+
+from __future__ import annotations
+
+__all__ = ("APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION")
+
+APPLICATION_ID = 0x72697673  # "rivs"
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: runs, steps, events, materializations, pools, claims, processes.
+    """
+    CREATE TABLE runs (
+        run_id      TEXT PRIMARY KEY,
+        status      TEXT NOT NULL,
+        repository  TEXT NOT NULL,
+        location    TEXT,
+        selection   TEXT,
+        tags        TEXT NOT NULL,
+        priority    INTEGER NOT NULL DEFAULT 0,
+        run_key     TEXT,
+        created_at  REAL NOT NULL,
+        started_at  REAL,
+        ended_at    REAL,
+        reason      TEXT,
+        owner       TEXT
+    );
+    CREATE INDEX runs_by_status ON runs (status, priority DESC, created_at);
+    CREATE INDEX runs_by_created ON runs (created_at);
+    CREATE INDEX runs_by_owner ON runs (owner, status);
+    CREATE UNIQUE INDEX runs_by_key ON runs (run_key) WHERE run_key IS NOT NULL;
+
+    CREATE TABLE run_tags (
+        run_id  TEXT NOT NULL,
+        key     TEXT NOT NULL,
+        value   TEXT NOT NULL,
+        PRIMARY KEY (run_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX run_tags_by_tag ON run_tags (key, value, run_id);
+
+    CREATE TABLE steps (
+        run_id      TEXT NOT NULL,
+        step_key    TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        started_at  REAL,
+        ended_at    REAL,
+        error       TEXT,
+        worker      TEXT,
+        PRIMARY KEY (run_id, step_key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE events (
+        event_id    INTEGER PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        run_id      TEXT,
+        step_key    TEXT,
+        timestamp   REAL NOT NULL,
+        data        TEXT NOT NULL
+    );
+    CREATE INDEX events_by_run ON events (run_id, event_id);
+    CREATE INDEX events_by_kind ON events (kind, event_id);
+
+    CREATE TABLE materializations (
+        asset_key       TEXT NOT NULL,
+        run_id          TEXT NOT NULL,
+        event_id        INTEGER NOT NULL,
+        materialized_at REAL NOT NULL,
+        PRIMARY KEY (asset_key, event_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE pools (
+        name            TEXT PRIMARY KEY,
+        declared_limit  INTEGER,
+        declared_by     TEXT,
+        override_limit  INTEGER,
+        updated_at      REAL NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE pool_claims (
+        pool              TEXT NOT NULL,
+        run_id            TEXT NOT NULL,
+        step_key          TEXT NOT NULL,
+        slots             INTEGER NOT NULL,
+        owner             TEXT NOT NULL,
+        claimed_at        REAL NOT NULL,
+        lease_expires_at  REAL NOT NULL,
+        PRIMARY KEY (pool, run_id, step_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX pool_claims_by_expiry ON pool_claims (lease_expires_at);
+    CREATE INDEX pool_claims_by_run ON pool_claims (run_id, step_key);
+
+    CREATE TABLE pending_steps (
+        pool         TEXT NOT NULL,
+        run_id       TEXT NOT NULL,
+        step_key     TEXT NOT NULL,
+        slots        INTEGER NOT NULL,
+        priority     INTEGER NOT NULL,
+        owner        TEXT NOT NULL,
+        enqueued_at  REAL NOT NULL,
+        PRIMARY KEY (pool, run_id, step_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX pending_steps_by_run ON pending_steps (run_id, step_key);
+
+    CREATE TABLE processes (
+        owner         TEXT PRIMARY KEY,
+        pid           INTEGER NOT NULL,
+        host          TEXT NOT NULL,
+        started_at    REAL NOT NULL,
+        heartbeat_at  REAL NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE kv (
+        key         TEXT PRIMARY KEY,
+        value       TEXT NOT NULL,
+        updated_at  REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

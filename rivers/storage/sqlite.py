@@ -1,0 +1,733 @@
+"""The SQLite storage: WAL mode, one writer connection, whole transactions per call.
+
+Every call runs one function on aiosqlite's connection thread, so a transaction of
+many statements costs one thread hop. A call, once sent, always finishes: it runs
+shielded from cancellation (bounded by SQLite's busy timeout), so a cancelled caller
+never leaves a half-known write behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar, final
+
+import aiosqlite
+import anyio
+import msgspec
+
+from rivers._clock import SYSTEM_CLOCK, Clock
+from rivers.errors import MigrationError, StorageError, StorageUnavailable
+from rivers.messages import EventBody, event_data, event_kind
+from rivers.storage.records import (
+    FINISHED_STATUSES,
+    IN_FLIGHT_STATUSES,
+    Event,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+    from_timestamp,
+)
+from rivers.storage.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+
+__all__ = ("BUSY_TIMEOUT_S", "NewRun", "SqliteStorage")
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 5.0
+
+_encode = msgspec.json.Encoder().encode
+_decode_dict = msgspec.json.Decoder(dict[str, Any]).decode
+_decode_tags = msgspec.json.Decoder(dict[str, str]).decode
+_decode_list = msgspec.json.Decoder(list[str] | None).decode
+
+_RUN_COLUMNS = (
+    "run_id, status, tags, selection, priority, created_at, started_at, ended_at, "
+    "reason, repository, run_key, owner"
+)
+
+# How each step event changes the step's row: (status, sets started_at, sets ended_at).
+_STEP_PROJECTION: dict[str, tuple[StepStatus, bool, bool]] = {
+    "STEP_WAITING": (StepStatus.WAITING, False, False),
+    "STEP_POOL_BLOCKED": (StepStatus.WAITING, False, False),
+    "STEP_POOL_CLAIMED": (StepStatus.WAITING, False, False),
+    "STEP_STARTED": (StepStatus.RUNNING, True, False),
+    "STEP_RETRY": (StepStatus.WAITING, False, False),
+    "STEP_SUCCESS": (StepStatus.SUCCESS, False, True),
+    "STEP_FAILURE": (StepStatus.FAILURE, False, True),
+    "STEP_SKIPPED": (StepStatus.SKIPPED, False, True),
+    "STEP_CANCELED": (StepStatus.CANCELED, False, True),
+}
+_TERMINAL_STEP = ("SUCCESS", "FAILURE", "SKIPPED", "CANCELED")
+
+
+class NewRun(msgspec.Struct, frozen=True, kw_only=True):
+    """What is written when a run is created."""
+
+    run_id: str
+    status: RunStatus
+    repository: str
+    tags: dict[str, str]
+    selection: list[str] | None
+    priority: int = 0
+    run_key: str | None = None
+    location: dict[str, str] | None = None
+    owner: str | None = None
+
+
+@final
+class SqliteStorage:
+    """Runs, events, steps, materializations, pools and claims in one SQLite file.
+
+    Open it with ``rs.open_storage(...)`` (or ``SqliteStorage.open``) and close it
+    with ``aclose()``.
+    """
+
+    def __init__(
+        self, path: Path, db: aiosqlite.Connection, raw: sqlite3.Connection, clock: Clock
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self._db = db
+        self._raw = raw
+        self._closed = False
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @classmethod
+    async def open(cls, path: Path, *, clock: Clock = SYSTEM_CLOCK) -> SqliteStorage:
+        """Open (creating and migrating if needed) the storage file at ``path``.
+
+        Raises:
+            StorageUnavailable: the file cannot be created or opened, is locked, or
+                is not a rivers database.
+            MigrationError: the file was written by a newer rivers.
+        """
+        path = Path(path).expanduser()
+        _prepare_file(path)
+        try:
+            db = await aiosqlite.connect(
+                str(path), isolation_level=None, timeout=BUSY_TIMEOUT_S
+            )
+        except sqlite3.Error as exc:
+            raise _translate(exc, path) from exc
+        raw = db._conn  # the sqlite3 connection, used only on aiosqlite's thread
+        storage = cls(path, db, raw, clock)
+        try:
+            await storage._call(_initialize)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await db.close()
+            raise
+        return storage
+
+    async def aclose(self) -> None:
+        """Close the connection; later calls raise ``StorageError``."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            await self._db.close()
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StorageError(f"storage {str(self.path)!r} is closed")
+        raw = self._raw
+        with anyio.CancelScope(shield=True):
+            try:
+                result: T = await self._db._execute(fn, raw)
+            except (sqlite3.Error, _Foreign) as exc:
+                raise _translate(exc, self.path) from exc
+        return result
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside one ``BEGIN IMMEDIATE`` transaction."""
+        return await self._call(lambda conn: _transaction(conn, fn))
+
+    # ---------------------------------------------------------------------- runs
+
+    async def create_run(self, run: NewRun) -> RunRecord | None:
+        """Write a new run; return None if its ``run_key`` was already used."""
+        now = self.clock.time()
+
+        def write(conn: sqlite3.Connection) -> bool:
+            try:
+                conn.execute(
+                    "INSERT INTO runs (run_id, status, repository, location, selection, "
+                    "tags, priority, run_key, created_at, started_at, owner) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run.run_id,
+                        run.status.value,
+                        run.repository,
+                        None if run.location is None else _encode(run.location),
+                        None if run.selection is None else _encode(run.selection),
+                        _encode(run.tags),
+                        run.priority,
+                        run.run_key,
+                        now,
+                        now if run.status is RunStatus.STARTING else None,
+                        run.owner,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                if run.run_key is not None:
+                    return False
+                raise
+            if run.tags:
+                conn.executemany(
+                    "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)",
+                    [(run.run_id, k, v) for k, v in run.tags.items()],
+                )
+            return True
+
+        if not await self._write(write):
+            return None
+        return RunRecord(
+            run_id=run.run_id,
+            status=run.status,
+            tags=dict(run.tags),
+            selection=None if run.selection is None else list(run.selection),
+            priority=run.priority,
+            created_at=from_timestamp(now),  # type: ignore[arg-type]  # never None
+            started_at=from_timestamp(now if run.status is RunStatus.STARTING else None),
+            repository=run.repository,
+            run_key=run.run_key,
+            owner=run.owner,
+        )
+
+    async def transition_run(
+        self,
+        run_id: str,
+        to: RunStatus,
+        *,
+        expected: Iterable[RunStatus],
+        reason: str | None = None,
+        owner: str | None = None,
+    ) -> bool:
+        """Move a run to ``to`` if its status is one of ``expected``.
+
+        Sets ``started_at`` when it starts and ``ended_at`` when it finishes.
+        Returns whether the run changed (False: it was in another status).
+        """
+        now = self.clock.time()
+        allowed = tuple(s.value for s in expected)
+        sets = ["status = ?", "reason = COALESCE(?, reason)"]
+        params: list[Any] = [to.value, reason]
+        if to in (RunStatus.STARTING, RunStatus.STARTED):
+            sets.append("started_at = COALESCE(started_at, ?)")
+            params.append(now)
+        if to in FINISHED_STATUSES:
+            sets.append("ended_at = ?")
+            params.append(now)
+        if owner is not None:
+            sets.append("owner = ?")
+            params.append(owner)
+        marks = ", ".join("?" * len(allowed))
+        sql = f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ? AND status IN ({marks})"
+        params.extend([run_id, *allowed])
+
+        def write(conn: sqlite3.Connection) -> bool:
+            return conn.execute(sql, params).rowcount == 1
+
+        return await self._write(write)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """Return the run with this id, or None."""
+
+        def read(conn: sqlite3.Connection) -> RunRecord | None:
+            row = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            return None if row is None else _run_record(row)
+
+        return await self._call(read)
+
+    async def get_runs(
+        self,
+        status: RunStatus | str | Iterable[RunStatus | str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        limit: int | None = 100,
+    ) -> list[RunRecord]:
+        """Return runs, newest first, filtered by status(es) and tags (all must match)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            values = [RunStatus(s).value for s in statuses]
+            where.append(f"status IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+        for key, value in (tags or {}).items():
+            where.append(
+                "run_id IN (SELECT run_id FROM run_tags WHERE key = ? AND value = ?)"
+            )
+            params.extend([key, value])
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, run_id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+
+        def read(conn: sqlite3.Connection) -> list[RunRecord]:
+            return [_run_record(row) for row in conn.execute(sql, params)]
+
+        return await self._call(read)
+
+    async def count_runs(self, statuses: Iterable[RunStatus]) -> int:
+        """Return how many runs have one of ``statuses``."""
+        values = [s.value for s in statuses]
+        sql = f"SELECT COUNT(*) FROM runs WHERE status IN ({', '.join('?' * len(values))})"
+
+        def read(conn: sqlite3.Connection) -> int:
+            count: int = conn.execute(sql, values).fetchone()[0]
+            return count
+
+        return await self._call(read)
+
+    # -------------------------------------------------------------------- events
+
+    async def append_events(
+        self, batch: Sequence[tuple[EventBody, float]]
+    ) -> list[Event]:
+        """Write events (body, wall time) in one transaction; return them with ids.
+
+        Step events also update the step's row, and ``STEP_SUCCESS`` records the
+        asset's materialization, in the same transaction.
+        """
+        prepared = _prepare_events(batch)
+        first = await self._write(lambda conn: _insert_events(conn, prepared))
+        return _stored_events(first, prepared)
+
+    async def finish_run(
+        self,
+        run_id: str,
+        to: RunStatus,
+        *,
+        expected: Iterable[RunStatus],
+        reason: str | None,
+        event: EventBody,
+    ) -> list[Event]:
+        """Move a run to a finished status and log ``event``, in one transaction.
+
+        Returns the stored event, or nothing when the run was not in ``expected``.
+        """
+        assert to in FINISHED_STATUSES
+        now = self.clock.time()
+        allowed = tuple(s.value for s in expected)
+        prepared = _prepare_events([(event, now)])
+
+        def write(conn: sqlite3.Connection) -> int | None:
+            changed = conn.execute(
+                "UPDATE runs SET status = ?, reason = COALESCE(?, reason), ended_at = ? "
+                f"WHERE run_id = ? AND status IN ({', '.join('?' * len(allowed))})",
+                (to.value, reason, now, run_id, *allowed),
+            ).rowcount
+            return _insert_events(conn, prepared) if changed else None
+
+        first = await self._write(write)
+        return [] if first is None else _stored_events(first, prepared)
+
+    async def get_events(
+        self,
+        run_id: str | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> list[Event]:
+        """Return events oldest first: of one run, after an event id, of some kinds."""
+        where: list[str] = []
+        params: list[Any] = []
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(run_id)
+        if after is not None:
+            where.append("event_id > ?")
+            params.append(after)
+        if kinds is not None:
+            kind_list = list(kinds)
+            where.append(f"kind IN ({', '.join('?' * len(kind_list))})")
+            params.extend(kind_list)
+        sql = "SELECT event_id, kind, run_id, step_key, timestamp, data FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY event_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+
+        def read(conn: sqlite3.Connection) -> list[Event]:
+            return [
+                Event(
+                    event_id=row[0],
+                    kind=row[1],
+                    run_id=row[2],
+                    step_key=row[3],
+                    timestamp=from_timestamp(row[4]),  # type: ignore[arg-type]
+                    data=_decode_dict(row[5]),
+                )
+                for row in conn.execute(sql, params)
+            ]
+
+        return await self._call(read)
+
+    async def get_step_records(self, run_id: str) -> list[StepRecord]:
+        """Return the steps of a run in the order they were first recorded."""
+
+        def read(conn: sqlite3.Connection) -> list[StepRecord]:
+            rows = conn.execute(
+                "SELECT step_key, status, attempts, started_at, ended_at, error, worker "
+                "FROM steps WHERE run_id = ? ORDER BY COALESCE(started_at, ended_at)",
+                (run_id,),
+            ).fetchall()
+            return [
+                StepRecord(
+                    step_key=row[0],
+                    status=StepStatus(row[1]),
+                    attempts=row[2],
+                    started_at=from_timestamp(row[3]),
+                    ended_at=from_timestamp(row[4]),
+                    error=row[5],
+                    worker=row[6],
+                )
+                for row in rows
+            ]
+
+        return await self._call(read)
+
+    async def get_latest_materializations(
+        self, asset_keys: Iterable[str] | None = None
+    ) -> dict[str, tuple[str, float]]:
+        """Return asset key to (run id, epoch seconds) of its latest materialization."""
+        keys = None if asset_keys is None else list(asset_keys)
+
+        def read(conn: sqlite3.Connection) -> dict[str, tuple[str, float]]:
+            sql = (
+                "SELECT asset_key, run_id, MAX(materialized_at) FROM materializations"
+            )
+            params: list[Any] = []
+            if keys is not None:
+                sql += f" WHERE asset_key IN ({', '.join('?' * len(keys))})"
+                params.extend(keys)
+            sql += " GROUP BY asset_key"
+            return {row[0]: (row[1], row[2]) for row in conn.execute(sql, params)}
+
+        return await self._call(read)
+
+    # ----------------------------------------------------------------- processes
+
+    async def register_process(self, owner: str, pid: int, host: str) -> None:
+        """Record that ``owner`` is alive now."""
+        now = self.clock.time()
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO processes (owner, pid, host, started_at, heartbeat_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner) DO UPDATE "
+                "SET heartbeat_at = excluded.heartbeat_at",
+                (owner, pid, host, now, now),
+            )
+
+        await self._write(write)
+
+    async def heartbeat(self, owner: str) -> None:
+        """Refresh ``owner``'s heartbeat."""
+        now = self.clock.time()
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE processes SET heartbeat_at = ? WHERE owner = ?", (now, owner)
+            )
+        )
+
+    async def unregister_process(self, owner: str) -> None:
+        """Forget ``owner`` (it stopped cleanly)."""
+        await self._write(
+            lambda conn: conn.execute("DELETE FROM processes WHERE owner = ?", (owner,))
+        )
+
+    async def get_in_flight_owners(self) -> dict[str, float | None]:
+        """Return each owner of an in-flight run with its last heartbeat (or None)."""
+        values = [s.value for s in IN_FLIGHT_STATUSES]
+
+        def read(conn: sqlite3.Connection) -> dict[str, float | None]:
+            rows = conn.execute(
+                "SELECT DISTINCT r.owner, p.heartbeat_at FROM runs r "
+                "LEFT JOIN processes p ON p.owner = r.owner "
+                f"WHERE r.status IN ({', '.join('?' * len(values))}) "
+                "AND r.owner IS NOT NULL",
+                values,
+            ).fetchall()
+            return {row[0]: row[1] for row in rows}
+
+        return await self._call(read)
+
+    async def get_cancel_requests(self, owner: str) -> list[str]:
+        """Return the ids of ``owner``'s runs that are CANCELING."""
+
+        def read(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT run_id FROM runs WHERE owner = ? AND status = ?",
+                (owner, RunStatus.CANCELING.value),
+            )
+            return [row[0] for row in rows]
+
+        return await self._call(read)
+
+    async def fail_runs_of_owner(self, owner: str, reason: str) -> list[str]:
+        """Mark every in-flight run of a dead ``owner`` FAILURE; return their ids.
+
+        Their unfinished steps are marked FAILURE too, with the same reason.
+        """
+        now = self.clock.time()
+        values = [s.value for s in IN_FLIGHT_STATUSES]
+        marks = ", ".join("?" * len(values))
+
+        def write(conn: sqlite3.Connection) -> list[str]:
+            run_ids = [
+                row[0]
+                for row in conn.execute(
+                    f"SELECT run_id FROM runs WHERE owner = ? AND status IN ({marks})",
+                    [owner, *values],
+                )
+            ]
+            for run_id in run_ids:
+                conn.execute(
+                    "UPDATE runs SET status = ?, reason = ?, ended_at = ? "
+                    "WHERE run_id = ?",
+                    (RunStatus.FAILURE.value, reason, now, run_id),
+                )
+                conn.execute(
+                    "UPDATE steps SET status = ?, error = ?, ended_at = ? "
+                    f"WHERE run_id = ? AND status NOT IN {_TERMINAL_STEP}",
+                    (StepStatus.FAILURE.value, reason, now, run_id),
+                )
+            conn.execute("DELETE FROM processes WHERE owner = ?", (owner,))
+            return run_ids
+
+        return await self._write(write)
+
+
+_Prepared = tuple[str, str, str | None, float, dict[str, Any]]
+
+
+def _prepare_events(batch: Iterable[tuple[EventBody, float]]) -> list[_Prepared]:
+    return [
+        (event_kind(body), body.run_id, getattr(body, "step_key", None), at, event_data(body))
+        for body, at in batch
+    ]
+
+
+def _insert_events(conn: sqlite3.Connection, prepared: list[_Prepared]) -> int:
+    """Insert events and their projections; return the first event id."""
+    first: int = conn.execute("SELECT COALESCE(MAX(event_id), 0) + 1 FROM events").fetchone()[0]
+    conn.executemany(
+        "INSERT INTO events (event_id, kind, run_id, step_key, timestamp, data) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (first + i, kind, run_id, step_key, at, _encode(data))
+            for i, (kind, run_id, step_key, at, data) in enumerate(prepared)
+        ],
+    )
+    steps: list[tuple[Any, ...]] = []
+    materialized: list[tuple[Any, ...]] = []
+    for i, (kind, run_id, step_key, at, data) in enumerate(prepared):
+        projection = _STEP_PROJECTION.get(kind)
+        if projection is None or step_key is None:
+            continue
+        status, starts, ends = projection
+        steps.append(
+            (
+                run_id,
+                step_key,
+                status.value,
+                data.get("attempt", 0),
+                at if starts else None,
+                at if ends else None,
+                data.get("error") or data.get("reason"),
+                data.get("worker"),
+            )
+        )
+        if kind == "STEP_SUCCESS":
+            materialized.append((step_key, run_id, first + i, at))
+    if steps:
+        conn.executemany(_UPSERT_STEP, steps)
+    if materialized:
+        conn.executemany(
+            "INSERT INTO materializations (asset_key, run_id, event_id, materialized_at) "
+            "VALUES (?, ?, ?, ?)",
+            materialized,
+        )
+    return first
+
+
+def _stored_events(first: int, prepared: list[_Prepared]) -> list[Event]:
+    return [
+        Event(
+            event_id=first + i,
+            kind=kind,
+            run_id=run_id,
+            step_key=step_key,
+            timestamp=from_timestamp(at),  # type: ignore[arg-type]  # never None
+            data=data,
+        )
+        for i, (kind, run_id, step_key, at, data) in enumerate(prepared)
+    ]
+
+
+_UPSERT_STEP = (
+    "INSERT INTO steps (run_id, step_key, status, attempts, started_at, ended_at, "
+    "error, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (run_id, step_key) DO UPDATE SET "
+    "status = excluded.status, "
+    "attempts = MAX(steps.attempts, excluded.attempts), "
+    "started_at = COALESCE(steps.started_at, excluded.started_at), "
+    "ended_at = COALESCE(excluded.ended_at, steps.ended_at), "
+    "error = CASE WHEN excluded.status IN ('SUCCESS', 'RUNNING') THEN NULL "
+    "ELSE COALESCE(excluded.error, steps.error) END, "
+    "worker = COALESCE(excluded.worker, steps.worker)"
+)
+
+
+def _run_record(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        run_id=row[0],
+        status=RunStatus(row[1]),
+        tags=_decode_tags(row[2]),
+        selection=None if row[3] is None else _decode_list(row[3]),
+        priority=row[4],
+        created_at=from_timestamp(row[5]),  # type: ignore[arg-type]  # NOT NULL
+        started_at=from_timestamp(row[6]),
+        ended_at=from_timestamp(row[7]),
+        reason=row[8],
+        repository=row[9],
+        run_key=row[10],
+        owner=row[11],
+    )
+
+
+def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def _prepare_file(path: Path) -> None:
+    """Create the parent directory (owner-only) and the file (0600) if missing."""
+    try:
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o700)
+        if path.exists() and not path.is_file():
+            raise StorageUnavailable(
+                f"storage path {str(path)!r} is not a file; pass a file path"
+            )
+        if not path.exists():
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+    except PermissionError as exc:
+        raise StorageUnavailable(
+            f"cannot create storage {str(path)!r}: permission denied; pass a writable "
+            "path with --storage or RIVERS_HOME"
+        ) from exc
+    except OSError as exc:
+        if isinstance(exc, StorageUnavailable):
+            raise
+        raise StorageUnavailable(
+            f"cannot create storage {str(path)!r}: {exc.strerror or exc}"
+        ) from exc
+
+
+def _initialize(conn: sqlite3.Connection) -> None:
+    """Check the file is ours, set pragmas, apply migrations (runs on the db thread)."""
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if application_id not in (0, APPLICATION_ID) or (
+        application_id == 0
+        and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+    ):
+        raise _Foreign()
+    if version > SCHEMA_VERSION:
+        raise MigrationError(
+            f"the storage was written by a newer rivers (schema {version}, this rivers "
+            f"knows {SCHEMA_VERSION}); upgrade rivers"
+        )
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":  # pragma: no cover - e.g. a network filesystem
+        raise StorageUnavailable(f"storage cannot use WAL mode (got {mode!r})")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute("PRAGMA cache_size = -16000")
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number in range(version, SCHEMA_VERSION):
+            for statement in _statements(MIGRATIONS[number]):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+class _Foreign(Exception):
+    """The file is a SQLite database, but not a rivers one."""
+
+
+def _translate(exc: BaseException, path: Path) -> StorageError:
+    where = str(path)
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, _Foreign):
+        return StorageUnavailable(
+            f"{where!r} is a SQLite database that rivers did not create; move it away "
+            "or pass another --storage path"
+        )
+    text = str(exc).lower()
+    if "not a database" in text or "malformed" in text:
+        return StorageUnavailable(
+            f"{where!r} is not a rivers database (or is corrupted); move it away or "
+            "pass another --storage path"
+        )
+    if "locked" in text or "busy" in text:
+        return StorageUnavailable(
+            f"storage {where!r} is locked by another process (waited "
+            f"{BUSY_TIMEOUT_S:g}s); retry, or stop the process holding a write lock"
+        )
+    if "readonly" in text or "read-only" in text:
+        return StorageUnavailable(
+            f"storage {where!r} is read-only; fix its permissions or pass a writable "
+            "--storage path"
+        )
+    if "full" in text:
+        return StorageUnavailable(f"storage {where!r}: the disk is full; free space")
+    if "unable to open" in text:
+        return StorageUnavailable(
+            f"cannot open storage {where!r}; check the path and its permissions"
+        )
+    return StorageError(f"storage {where!r}: {exc}")
+
+
+def storage_mode_is_private(path: Path) -> bool:
+    """Return whether only the owner may read and write ``path``."""
+    with contextlib.suppress(OSError):
+        return stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+    return False

@@ -33,8 +33,10 @@ def this_owner() -> OwnerId:
     a run before it.
     """
     global _OWNER
-    if _OWNER is None or not _OWNER.split(":")[1] == str(os.getpid()):
-        _OWNER = OwnerId(f"{socket.gethostname()}:{os.getpid()}:{process_start(os.getpid())}")
+    if _OWNER is None or _OWNER.split(":")[1] != str(os.getpid()):
+        _OWNER = OwnerId(
+            f"{socket.gethostname()}:{os.getpid()}:{process_start(os.getpid())}"
+        )
     return _OWNER
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable, Mapping
-from typing import final
+from typing import TYPE_CHECKING, final
 
 from rivers.messages import EventBody, StepLogged
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 __all__ = ("StepContext", "StepLog")
 
@@ -99,5 +101,3 @@ class StepContext:
             f"StepContext(run_id={self.run_id!r}, asset_key={self.asset_key!r}, "
             f"attempt={self.attempt})"
         )
-
-

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -12,11 +11,13 @@ import anyio
 from rivers.definitions._validate import check_tags
 from rivers.definitions.configs import ExecutorConfig
 from rivers.errors import ConfigError
-from rivers.results import MaterializeResult
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
     from rivers.definitions.asset import Asset
     from rivers.definitions.repository import CodeRepository
+    from rivers.results import MaterializeResult
 
 __all__ = ("materialize", "run_sync")
 

@@ -179,7 +179,9 @@ class StepLogged(EventBody, frozen=True, kw_only=True, tag="STEP_LOG"):
     message: str
 
 
-class PoolSlotsReleased(EventBody, frozen=True, kw_only=True, tag="POOL_SLOTS_RELEASED"):
+class PoolSlotsReleased(
+    EventBody, frozen=True, kw_only=True, tag="POOL_SLOTS_RELEASED"
+):
     """A step gave its pool slots back."""
 
     step_key: str

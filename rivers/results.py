@@ -58,7 +58,9 @@ class MaterializeResult:
             return value
         record = next((r for r in self.step_records if r.step_key == name), None)
         if record is None or record.status is not StepStatus.SUCCESS:
-            raise KeyError(f"asset {name!r} was not materialized by run {self.run_id!r}")
+            raise KeyError(
+                f"asset {name!r} was not materialized by run {self.run_id!r}"
+            )
         return self._io_manager.load(name)
 
     def step_record(self, name: str) -> StepRecord:

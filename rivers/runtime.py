@@ -9,14 +9,11 @@ and closes the storage. Nothing outlives the block.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack
 from contextvars import ContextVar, Token
-from types import TracebackType
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import anyio
-from anyio.abc import TaskGroup
 
 from rivers._clock import SYSTEM_CLOCK, Clock
 from rivers._ids import new_run_id, this_owner
@@ -24,16 +21,23 @@ from rivers.actors.events import EventWriter
 from rivers.actors.liveness import ProcessMonitor
 from rivers.actors.run_executor import CLEANUP_TIMEOUT_S, RunExecutor
 from rivers.definitions._validate import check_tags
-from rivers.definitions.asset import Asset
 from rivers.definitions.configs import ExecutorConfig, RunBackendConfig
 from rivers.definitions.repository import CodeRepository
 from rivers.errors import ConfigError, RiversError, RunNotFound
 from rivers.executors.factory import describe_executor, make_launcher
 from rivers.messages import RunCanceling
-from rivers.results import MaterializeResult
 from rivers.storage import resolve_storage_path
 from rivers.storage.records import Event, RunStatus
 from rivers.storage.sqlite import NewRun, SqliteStorage
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable, Mapping
+    from types import TracebackType
+
+    from anyio.abc import TaskGroup
+
+    from rivers.definitions.asset import Asset
+    from rivers.results import MaterializeResult
 
 __all__ = ("Runtime", "current_runtime")
 
@@ -86,6 +90,8 @@ class Runtime:
         self._stack: AsyncExitStack | None = None
         self._token: Token[Runtime | None] | None = None
         self._active: dict[str, RunExecutor] = {}
+        self._idle = anyio.Event()
+        self._idle.set()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -98,7 +104,9 @@ class Runtime:
             path = resolve_storage_path(self.backend.storage)
             self._storage = await SqliteStorage.open(path, clock=self.clock)
             stack.push_async_callback(self._storage.aclose)
-            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            self._task_group = await stack.enter_async_context(
+                anyio.create_task_group()
+            )
             stack.push_async_callback(self._shutdown)
             self._events = EventWriter(self._storage, self.clock)
             await self._task_group.start(self._events.run, name="rivers.events")
@@ -135,9 +143,9 @@ class Runtime:
         with anyio.move_on_after(CLEANUP_TIMEOUT_S * 2, shield=True):
             for executor in list(self._active.values()):
                 executor.cancel("the runtime stopped")
-            while self._active:
-                await anyio.sleep(0.01)
-            assert self._storage is not None and self._events is not None
+            await self._idle.wait()
+            assert self._storage is not None
+            assert self._events is not None
             await self._events.aclose()
             try:
                 await self._storage.unregister_process(self.owner)
@@ -234,17 +242,22 @@ class Runtime:
             owner=self.owner,
         )
         self._active[run_id] = run
+        self._idle = anyio.Event()
         try:
             return await run.run()
         finally:
             del self._active[run_id]
+            if not self._active:
+                self._idle.set()
 
     def _repository(self, repository: CodeRepository | None) -> CodeRepository:
         if repository is not None:
             self._attach(repository)
             return repository
         if not self._repositories:
-            raise ConfigError("this Runtime has no repository; pass one to Runtime(...)")
+            raise ConfigError(
+                "this Runtime has no repository; pass one to Runtime(...)"
+            )
         return next(iter(self._repositories.values()))
 
     async def cancel(self, run_id: str) -> None:

@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import anyio
-from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectSendStream
 
-from rivers._clock import Clock
 from rivers.errors import StorageError, StorageUnavailable
-from rivers.messages import EventBody
 from rivers.storage.records import Event
-from rivers.storage.sqlite import SqliteStorage
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from anyio.abc import TaskStatus
+    from anyio.streams.memory import MemoryObjectSendStream
+
+    from rivers._clock import Clock
+    from rivers.messages import EventBody
+    from rivers.storage.sqlite import SqliteStorage
 
 __all__ = ("EventWriter",)
 
@@ -122,7 +126,10 @@ class EventWriter:
                         continue
                     last_id = event.event_id
                     yield event
-                    if subscriber.lagging and receive.statistics().current_buffer_used == 0:
+                    if (
+                        subscriber.lagging
+                        and receive.statistics().current_buffer_used == 0
+                    ):
                         # Catch up from storage, then resume live delivery.
                         subscriber.lagging = False
                         for stored in await self._storage.get_events(after=last_id):
@@ -132,7 +139,9 @@ class EventWriter:
             self._subscribers.remove(subscriber)
             send.close()
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Write batches until ``aclose()``; everything emitted before it is written."""
         task_status.started()
         try:
@@ -163,7 +172,9 @@ class EventWriter:
             except StorageUnavailable as exc:
                 if delay == math.inf:
                     raise
-                logger.warning("event log write failed, retrying in %ss: %s", delay, exc)
+                logger.warning(
+                    "event log write failed, retrying in %ss: %s", delay, exc
+                )
                 await anyio.sleep(delay)
         raise AssertionError("unreachable")
 

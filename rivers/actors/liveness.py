@@ -6,18 +6,22 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import anyio
-from anyio.abc import TaskStatus
 
-from rivers._clock import Clock
 from rivers._liveness import owner_is_alive
-from rivers.actors.events import EventWriter
 from rivers.errors import StorageUnavailable
 from rivers.messages import RunFailed
-from rivers.storage.sqlite import SqliteStorage
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.abc import TaskStatus
+
+    from rivers._clock import Clock
+    from rivers.actors.events import EventWriter
+    from rivers.storage.sqlite import SqliteStorage
 
 __all__ = ("HEARTBEAT_INTERVAL_S", "STALE_AFTER_S", "ProcessMonitor")
 
@@ -46,9 +50,13 @@ class ProcessMonitor:
         self._clock = clock
         self._on_cancel_requested = on_cancel_requested
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Register, recover dead owners' runs, then beat until cancelled."""
-        await self._storage.register_process(self._owner, os.getpid(), socket.gethostname())
+        await self._storage.register_process(
+            self._owner, os.getpid(), socket.gethostname()
+        )
         await self.recover()
         task_status.started()
         while True:

@@ -11,19 +11,13 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
-from rivers._clock import Clock
-from rivers.actors.events import EventWriter
 from rivers.core.plan import PlanState, StepOutcome
-from rivers.definitions.asset import Asset
-from rivers.definitions.repository import CodeRepository
 from rivers.errors import ExecutionError, StepError, StepTimeout
 from rivers.executors.base import StepLauncher, StepRequest
 from rivers.messages import (
@@ -41,7 +35,17 @@ from rivers.messages import (
 )
 from rivers.results import MaterializeResult
 from rivers.storage.records import RunStatus, StepRecord, StepStatus
-from rivers.storage.sqlite import SqliteStorage
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from anyio.streams.memory import MemoryObjectSendStream
+
+    from rivers._clock import Clock
+    from rivers.actors.events import EventWriter
+    from rivers.definitions.asset import Asset
+    from rivers.definitions.repository import CodeRepository
+    from rivers.storage.sqlite import SqliteStorage
 
 __all__ = ("CLEANUP_TIMEOUT_S", "RunExecutor")
 
@@ -139,7 +143,8 @@ class RunExecutor:
         send, receive = anyio.create_memory_object_stream[_StepDone](
             max(1, len(plan.order))
         )
-        async with anyio.create_task_group() as tg, receive:
+        # The task group exits (every step task done) before the streams close.
+        async with send, receive, anyio.create_task_group() as tg:
             for step in plan.initial():
                 tg.start_soon(self._run_step, step, send, name=self._task_name(step))
             while not plan.done:
@@ -148,7 +153,9 @@ class RunExecutor:
                 for step in skipped:
                     self._skip(step, done.step)
                 for step in ready:
-                    tg.start_soon(self._run_step, step, send, name=self._task_name(step))
+                    tg.start_soon(
+                        self._run_step, step, send, name=self._task_name(step)
+                    )
 
     def _task_name(self, step: str) -> str:
         return f"rivers.step[{self.run_id}:{step}]"
@@ -194,7 +201,7 @@ class RunExecutor:
     def _failure_reason(self) -> str:
         failed = [s for s, t in self._tracks.items() if t.status is StepStatus.FAILURE]
         if len(failed) == 1:
-            return f"step {failed[0]!r} failed: {self._tracks[failed[0]].error}"
+            return self._tracks[failed[0]].error or f"step {failed[0]!r} failed"
         return f"{len(failed)} steps failed: {', '.join(failed)}"
 
     def _step_records(self) -> list[StepRecord]:
@@ -222,7 +229,9 @@ class RunExecutor:
         self._mark(step, StepStatus.SKIPPED, error=reason)
         self._events.emit(StepSkipped(run_id=self.run_id, step_key=step, reason=reason))
 
-    async def _run_step(self, step: str, done: MemoryObjectSendStream[_StepDone]) -> None:
+    async def _run_step(
+        self, step: str, done: MemoryObjectSendStream[_StepDone]
+    ) -> None:
         outcome = StepOutcome.CANCELED
         try:
             outcome = await self._attempts(self._repository.assets[step])
@@ -302,7 +311,10 @@ class RunExecutor:
                 track.started_at = datetime.now(UTC)
             self._events.emit(
                 StepStarted(
-                    run_id=self.run_id, step_key=step, attempt=attempt, worker=track.worker
+                    run_id=self.run_id,
+                    step_key=step,
+                    attempt=attempt,
+                    worker=track.worker,
                 )
             )
             began = self._clock.monotonic()

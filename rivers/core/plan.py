@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 __all__ = ("PlanState", "StepOutcome")
 
@@ -41,7 +44,9 @@ class PlanState:
         """Return the plan of ``selection`` (in dependency order) over ``upstream``."""
         order = list(selection)
         selected = set(order)
-        inner = {step: tuple(u for u in upstream[step] if u in selected) for step in order}
+        inner = {
+            step: tuple(u for u in upstream[step] if u in selected) for step in order
+        }
         downstream: dict[str, list[str]] = {step: [] for step in order}
         for step, ups in inner.items():
             for up in ups:
@@ -65,7 +70,8 @@ class PlanState:
         Returns:
             (steps now ready, marked started; steps skipped because of this end).
         """
-        assert step in self.started and step not in self.outcome, step
+        assert step in self.started, step
+        assert step not in self.outcome, step
         self.outcome[step] = outcome
         if outcome is StepOutcome.SUCCEEDED:
             ready: list[str] = []
@@ -79,7 +85,9 @@ class PlanState:
 
     def cancel_unstarted(self) -> list[str]:
         """Mark every step that has not started CANCELED; return them."""
-        canceled = [s for s in self.order if s not in self.started and s not in self.outcome]
+        canceled = [
+            s for s in self.order if s not in self.started and s not in self.outcome
+        ]
         for step in canceled:
             self.outcome[step] = StepOutcome.CANCELED
         return canceled
@@ -105,4 +113,6 @@ class PlanState:
     @property
     def succeeded(self) -> bool:
         """Whether every step succeeded."""
-        return self.done and all(o is StepOutcome.SUCCEEDED for o in self.outcome.values())
+        return self.done and all(
+            o is StepOutcome.SUCCEEDED for o in self.outcome.values()
+        )

@@ -67,9 +67,13 @@ def check_tags(tags: object, field: str = "tags") -> dict[str, str]:
     if tags is None:
         return {}
     if not isinstance(tags, Mapping):
-        raise ConfigError(f"{field} must be a mapping of str to str, got {_shorten(tags)}")
+        raise ConfigError(
+            f"{field} must be a mapping of str to str, got {_shorten(tags)}"
+        )
     if len(tags) > MAX_TAGS:
-        raise ConfigError(f"{field} has {len(tags)} tags; at most {MAX_TAGS} are allowed")
+        raise ConfigError(
+            f"{field} has {len(tags)} tags; at most {MAX_TAGS} are allowed"
+        )
     checked: dict[str, str] = {}
     for key, value in tags.items():
         if not isinstance(key, str) or not key or len(key) > MAX_TAG_KEY_LENGTH:

@@ -70,7 +70,7 @@ class Asset(Generic[P, R]):
     def __new__(cls, fn: Callable[P, R], /) -> Asset[P, R]: ...
 
     @overload
-    def __new__(
+    def __new__(  # type: ignore[misc]  # @Asset(...) returns a decorator
         cls,
         fn: None = None,
         /,
@@ -215,7 +215,9 @@ class _AssetDecorator:
         return asset
 
 
-def _data_parameters(fn: Callable[..., Any], where: str) -> tuple[tuple[str, ...], bool]:
+def _data_parameters(
+    fn: Callable[..., Any], where: str
+) -> tuple[tuple[str, ...], bool]:
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError) as exc:
@@ -244,7 +246,9 @@ def _dep_names(deps: object, where: str) -> tuple[str, ...]:
     if isinstance(deps, str | Asset):
         deps = [deps]
     if not isinstance(deps, Iterable):
-        raise ConfigError(f"{where}: deps must be a list of assets or names, got {deps!r}")
+        raise ConfigError(
+            f"{where}: deps must be a list of assets or names, got {deps!r}"
+        )
     names: list[str] = []
     for dep in deps:
         name = dep.name if isinstance(dep, Asset) else dep
@@ -260,7 +264,9 @@ def _pool_names(pool: object, where: str) -> tuple[str, ...]:
         return ()
     pools = [pool] if isinstance(pool, str) else pool
     if not isinstance(pools, Iterable):
-        raise ConfigError(f"{where}: pool must be a name or a list of names, got {pool!r}")
+        raise ConfigError(
+            f"{where}: pool must be a name or a list of names, got {pool!r}"
+        )
     names: list[str] = []
     for name in pools:
         check_pool_name(name, f"{where}: pool")

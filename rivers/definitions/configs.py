@@ -50,9 +50,13 @@ class RetryPolicy(msgspec.Struct, frozen=True):
         check_int(self.max_retries, "RetryPolicy.max_retries", minimum=0, maximum=1000)
         force_setattr(self, "delay", parse_duration(self.delay, "RetryPolicy.delay"))
         if isinstance(self.backoff, bool) or not isinstance(self.backoff, int | float):
-            raise ConfigError(f"RetryPolicy.backoff must be a number, got {self.backoff!r}")
+            raise ConfigError(
+                f"RetryPolicy.backoff must be a number, got {self.backoff!r}"
+            )
         if not 1.0 <= self.backoff <= 100.0:
-            raise ConfigError(f"RetryPolicy.backoff must be in 1..100, got {self.backoff}")
+            raise ConfigError(
+                f"RetryPolicy.backoff must be in 1..100, got {self.backoff}"
+            )
 
     def delay_before(self, attempt: int) -> float:
         """Return the seconds to wait before ``attempt`` (2 is the first retry)."""
@@ -84,7 +88,9 @@ class TagConcurrencyLimit(msgspec.Struct, frozen=True):
             )
         check_int(self.limit, "TagConcurrencyLimit.limit", minimum=0, maximum=MAX_LIMIT)
         if not isinstance(self.per_unique_value, bool):
-            raise ConfigError("TagConcurrencyLimit.per_unique_value must be True or False")
+            raise ConfigError(
+                "TagConcurrencyLimit.per_unique_value must be True or False"
+            )
         if self.value is not None and self.per_unique_value:
             raise ConfigError(
                 f"TagConcurrencyLimit(key={self.key!r}) sets both value= and "
@@ -124,11 +130,15 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
             self,
             "dequeue_interval",
             parse_duration(
-                self.dequeue_interval, "RunQueueConfig.dequeue_interval", allow_zero=False
+                self.dequeue_interval,
+                "RunQueueConfig.dequeue_interval",
+                allow_zero=False,
             ),
         )
-        limits = self.tag_concurrency_limits
-        if isinstance(limits, TagConcurrencyLimit) or not isinstance(limits, list | tuple):
+        limits: object = self.tag_concurrency_limits  # callers may pass anything
+        if isinstance(limits, TagConcurrencyLimit) or not isinstance(
+            limits, list | tuple
+        ):
             raise ConfigError(
                 "RunQueueConfig.tag_concurrency_limits must be a list of "
                 "TagConcurrencyLimit"
@@ -236,7 +246,9 @@ class ParallelExecutor(ExecutorConfig, frozen=True, tag="parallel"):
     def __post_init__(self) -> None:
         if self.max_workers is None:
             force_setattr(self, "max_workers", usable_cpus())
-        check_int(self.max_workers, "Executor.parallel max_workers", minimum=1, maximum=1024)
+        check_int(
+            self.max_workers, "Executor.parallel max_workers", minimum=1, maximum=1024
+        )
         if self.max_async_concurrent is not None:
             check_int(
                 self.max_async_concurrent,
@@ -290,9 +302,13 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
                 maximum=MAX_LIMIT,
             )
         if not isinstance(self.image, str) or not self.image:
-            raise ConfigError("Executor.kubernetes needs image= (the step container image)")
+            raise ConfigError(
+                "Executor.kubernetes needs image= (the step container image)"
+            )
         if not isinstance(self.namespace, str) or not self.namespace:
-            raise ConfigError("Executor.kubernetes namespace must be a non-empty string")
+            raise ConfigError(
+                "Executor.kubernetes namespace must be a non-empty string"
+            )
         check_tags(self.env, "Executor.kubernetes env")
         check_tags(self.labels, "Executor.kubernetes labels")
         if self.image_pull_policy not in (None, "Always", "IfNotPresent", "Never"):

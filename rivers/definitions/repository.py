@@ -55,7 +55,8 @@ class CodeRepository:
         backend: RunBackendConfig | None = None,
         name: str = "default",
     ) -> None:
-        if isinstance(assets, Asset) or not isinstance(assets, Iterable):
+        given: object = assets  # callers may pass anything
+        if isinstance(given, Asset) or not isinstance(given, Iterable):
             raise ConfigError("CodeRepository(assets=...) must be a list of rs.Asset")
         self.assets: dict[str, Asset[Any, Any]] = {}
         for asset in assets:
@@ -71,7 +72,9 @@ class CodeRepository:
                 )
             self.assets[asset.name] = asset
         if run_queue is not None and not isinstance(run_queue, RunQueueConfig):
-            raise ConfigError(f"run_queue must be a rs.RunQueueConfig, got {run_queue!r}")
+            raise ConfigError(
+                f"run_queue must be a rs.RunQueueConfig, got {run_queue!r}"
+            )
         if executor is not None and not isinstance(executor, ExecutorConfig):
             raise ConfigError(
                 f"executor must come from rs.Executor.in_process(), .parallel() or "

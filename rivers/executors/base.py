@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import anyio
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rivers.context import StepContext, StepLog
-from rivers.definitions.asset import Asset
-from rivers.io import IOManager
-from rivers.messages import EventBody
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    import anyio
+
+    from rivers.definitions.asset import Asset
+    from rivers.io import IOManager
+    from rivers.messages import EventBody
 
 __all__ = ("LaunchResult", "StepLauncher", "StepRequest", "call_step", "load_inputs")
 

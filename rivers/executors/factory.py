@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rivers.definitions.configs import (
     ExecutorConfig,
     InProcessExecutor,
@@ -9,8 +11,10 @@ from rivers.definitions.configs import (
     ParallelExecutor,
 )
 from rivers.errors import ConfigError
-from rivers.executors.base import StepLauncher
 from rivers.executors.in_process import InProcessLauncher
+
+if TYPE_CHECKING:
+    from rivers.executors.base import StepLauncher
 
 __all__ = ("describe_executor", "make_launcher")
 

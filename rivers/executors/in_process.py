@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from rivers.definitions.asset import Asset
 from rivers.executors.base import LaunchResult, StepRequest, call_step, load_inputs
-from rivers.messages import EventBody
+
+if TYPE_CHECKING:
+    from rivers.definitions.asset import Asset
+    from rivers.messages import EventBody
 
 __all__ = ("AsyncStepRunner", "InProcessLauncher", "ThreadStepRunner")
 
@@ -29,13 +32,14 @@ class ThreadStepRunner:
         abandoned = threading.Event()
 
         def emit_from_thread(body: EventBody) -> None:
-            try:
+            # RuntimeError: the loop is gone because the run was abandoned.
+            with contextlib.suppress(RuntimeError):
                 anyio.from_thread.run_sync(request.emit, body)
-            except RuntimeError:  # the loop is gone: the run was abandoned
-                pass
 
         def work() -> object:
-            inputs = load_inputs(request.asset, request.known_values, request.io_manager)
+            inputs = load_inputs(
+                request.asset, request.known_values, request.io_manager
+            )
             value = call_step(request, inputs, emit_from_thread)
             if not abandoned.is_set():
                 request.io_manager.store(request.asset.name, value)

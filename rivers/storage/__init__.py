@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rivers._clock import SYSTEM_CLOCK, Clock
 from rivers.errors import ConfigError
@@ -20,6 +20,9 @@ from rivers.storage.records import (
     StepStatus,
 )
 from rivers.storage.sqlite import NewRun, SqliteStorage
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 __all__ = (
     "Event",

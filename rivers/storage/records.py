@@ -43,7 +43,9 @@ class RunStatus(enum.StrEnum):
         return self in IN_FLIGHT_STATUSES
 
 
-FINISHED_STATUSES = frozenset({RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.CANCELED})
+FINISHED_STATUSES = frozenset(
+    {RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.CANCELED}
+)
 IN_FLIGHT_STATUSES = frozenset(
     {RunStatus.STARTING, RunStatus.STARTED, RunStatus.CANCELING}
 )

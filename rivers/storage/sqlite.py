@@ -12,9 +12,8 @@ import contextlib
 import os
 import sqlite3
 import stat
-from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import aiosqlite
 import anyio
@@ -34,6 +33,9 @@ from rivers.storage.records import (
     from_timestamp,
 )
 from rivers.storage.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 __all__ = ("BUSY_TIMEOUT_S", "NewRun", "SqliteStorage")
 
@@ -89,7 +91,11 @@ class SqliteStorage:
     """
 
     def __init__(
-        self, path: Path, db: aiosqlite.Connection, raw: sqlite3.Connection, clock: Clock
+        self,
+        path: Path,
+        db: aiosqlite.Connection,
+        raw: sqlite3.Connection,
+        clock: Clock,
     ) -> None:
         self.path = path
         self.clock = clock
@@ -108,8 +114,7 @@ class SqliteStorage:
                 is not a rivers database.
             MigrationError: the file was written by a newer rivers.
         """
-        path = Path(path).expanduser()
-        _prepare_file(path)
+        path = await anyio.to_thread.run_sync(_prepare_file, path)
         try:
             db = await aiosqlite.connect(
                 str(path), isolation_level=None, timeout=BUSY_TIMEOUT_S
@@ -140,7 +145,9 @@ class SqliteStorage:
         raw = self._raw
         with anyio.CancelScope(shield=True):
             try:
-                result: T = await self._db._execute(fn, raw)
+                # aiosqlite's own queue runs ``fn`` on its connection thread: a whole
+                # transaction costs one thread hop instead of one per statement.
+                result: T = await self._db._execute(fn, raw)  # type: ignore[no-untyped-call]
             except (sqlite3.Error, _Foreign) as exc:
                 raise _translate(exc, self.path) from exc
         return result
@@ -195,7 +202,9 @@ class SqliteStorage:
             selection=None if run.selection is None else list(run.selection),
             priority=run.priority,
             created_at=from_timestamp(now),  # type: ignore[arg-type]  # never None
-            started_at=from_timestamp(now if run.status is RunStatus.STARTING else None),
+            started_at=from_timestamp(
+                now if run.status is RunStatus.STARTING else None
+            ),
             repository=run.repository,
             run_key=run.run_key,
             owner=run.owner,
@@ -408,9 +417,7 @@ class SqliteStorage:
         keys = None if asset_keys is None else list(asset_keys)
 
         def read(conn: sqlite3.Connection) -> dict[str, tuple[str, float]]:
-            sql = (
-                "SELECT asset_key, run_id, MAX(materialized_at) FROM materializations"
-            )
+            sql = "SELECT asset_key, run_id, MAX(materialized_at) FROM materializations"
             params: list[Any] = []
             if keys is not None:
                 sql += f" WHERE asset_key IN ({', '.join('?' * len(keys))})"
@@ -518,14 +525,22 @@ _Prepared = tuple[str, str, str | None, float, dict[str, Any]]
 
 def _prepare_events(batch: Iterable[tuple[EventBody, float]]) -> list[_Prepared]:
     return [
-        (event_kind(body), body.run_id, getattr(body, "step_key", None), at, event_data(body))
+        (
+            event_kind(body),
+            body.run_id,
+            getattr(body, "step_key", None),
+            at,
+            event_data(body),
+        )
         for body, at in batch
     ]
 
 
 def _insert_events(conn: sqlite3.Connection, prepared: list[_Prepared]) -> int:
     """Insert events and their projections; return the first event id."""
-    first: int = conn.execute("SELECT COALESCE(MAX(event_id), 0) + 1 FROM events").fetchone()[0]
+    first: int = conn.execute(
+        "SELECT COALESCE(MAX(event_id), 0) + 1 FROM events"
+    ).fetchone()[0]
     conn.executemany(
         "INSERT INTO events (event_id, kind, run_id, step_key, timestamp, data) "
         "VALUES (?, ?, ?, ?, ?, ?)",
@@ -622,8 +637,9 @@ def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
     return result
 
 
-def _prepare_file(path: Path) -> None:
+def _prepare_file(path: Path) -> Path:
     """Create the parent directory (owner-only) and the file (0600) if missing."""
+    path = Path(path).expanduser()
     try:
         if not path.parent.exists():
             path.parent.mkdir(parents=True, mode=0o700)
@@ -645,6 +661,7 @@ def _prepare_file(path: Path) -> None:
         raise StorageUnavailable(
             f"cannot create storage {str(path)!r}: {exc.strerror or exc}"
         ) from exc
+    return path
 
 
 def _initialize(conn: sqlite3.Connection) -> None:

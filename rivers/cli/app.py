@@ -1,0 +1,101 @@
+"""The typer application: ``rivers [--storage PATH] COMMAND ...``.
+
+Every command reports bad input as one line on stderr and exits 2; a materialization
+whose run fails exits 1. No traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+
+from rivers.cli import runs as runs_commands
+from rivers.cli._common import CliState, fail, parse_tags
+from rivers.errors import RiversError
+
+__all__ = ("app", "run")
+
+app = typer.Typer(
+    name="rivers",
+    help="Materialize data assets under four composable concurrency layers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(runs_commands.app, name="runs")
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="SQLite file or sqlite:///path URL (default: $RIVERS_HOME/rivers.db).",
+        ),
+    ] = None,
+) -> None:
+    ctx.obj = CliState(storage=storage)
+
+
+@app.command()
+def materialize(
+    ctx: typer.Context,
+    file: Annotated[
+        str | None, typer.Option("-f", "--file", help="Python file.")
+    ] = None,
+    module: Annotated[
+        str | None, typer.Option("-m", "--module", help="Module.")
+    ] = None,
+    attribute: Annotated[
+        str | None, typer.Option("-a", "--attribute", help="Repository variable.")
+    ] = None,
+    select: Annotated[
+        str | None, typer.Option("--select", help="Comma-separated asset names.")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Run tag KEY=VALUE (repeatable).")
+    ] = None,
+) -> None:
+    """Run assets now, bypassing the run queue (pools and executor limits apply).
+
+    Example: rivers materialize -f pipeline.py --select orders,report --tag env=dev
+    """
+    from rivers.cli.materialize import materialize_command
+
+    state: CliState = ctx.obj
+    selection = [s.strip() for s in select.split(",") if s.strip()] if select else None
+    code = materialize_command(
+        state, file, module, attribute, selection, parse_tags(tag or [])
+    )
+    raise typer.Exit(code)
+
+
+def run(argv: list[str] | None = None) -> NoReturn:
+    """Run the CLI; exit 2 with one line on bad input, never a traceback."""
+    if os.environ.get("NO_COLOR") is None and not sys.stdout.isatty():
+        os.environ.setdefault("NO_COLOR", "1")
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except typer.TyperException as exc:
+        context = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and context is not None:
+            typer.echo(context.get_help())
+            sys.exit(0)
+        command = getattr(context, "command_path", "rivers")
+        fail(f"{exc.format_message()} (see '{command} --help')", exc.exit_code or 2)
+    except RiversError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,150 @@
+"""Rendering for the command line: tables, run summaries, JSON."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from rivers.storage.records import RunRecord, RunStatus, StepRecord, StepStatus
+
+if TYPE_CHECKING:
+    from rivers.results import MaterializeResult
+
+__all__ = (
+    "console",
+    "format_age",
+    "print_json",
+    "print_result",
+    "run_table",
+    "safe",
+    "step_table",
+)
+
+_STATUS_STYLE = {
+    "SUCCESS": "green",
+    "FAILURE": "red",
+    "CANCELED": "yellow",
+    "CANCELING": "yellow",
+    "SKIPPED": "dim",
+    "QUEUED": "cyan",
+    "STARTING": "blue",
+    "STARTED": "blue",
+    "RUNNING": "blue",
+    "WAITING": "cyan",
+}
+
+
+def console(*, stderr: bool = False) -> Console:
+    """Return a console; colour is off when NO_COLOR is set or output is piped."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(
+        file=stream,
+        no_color=bool(os.environ.get("NO_COLOR")) or not stream.isatty(),
+        highlight=False,
+        soft_wrap=False,
+    )
+
+
+def safe(text: object) -> str:
+    """Return ``text`` with control characters replaced and markup escaped.
+
+    Tag values and error messages come from users; they must not drive the
+    terminal (escape sequences) or rich markup.
+    """
+    cleaned = "".join(
+        ch if ch.isprintable() or ch == "\n" else "\ufffd" for ch in str(text)
+    )
+    return escape(cleaned)
+
+
+def format_age(when: datetime | None, now: datetime | None = None) -> str:
+    """Return a compact duration since ``when`` (``3s``, ``4m12s``, ``2h05m``)."""
+    if when is None:
+        return "-"
+    seconds = ((now or datetime.now(UTC)) - when).total_seconds()
+    return format_seconds(seconds)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """Return a compact duration (``850ms``, ``3.2s``, ``4m12s``, ``2h05m``)."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def _status(status: RunStatus | StepStatus) -> str:
+    style = _STATUS_STYLE.get(status.value, "")
+    return f"[{style}]{status.value}[/]" if style else status.value
+
+
+def run_table(runs: list[RunRecord]) -> Table:
+    """Return a table of runs, newest first."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("RUN", "STATUS"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("TAGS", overflow="fold")
+    table.add_column("CREATED", no_wrap=True)
+    table.add_column("DURATION", no_wrap=True)
+    table.add_column("REASON", overflow="fold")
+    for run in runs:
+        duration = None
+        if run.started_at is not None:
+            end = run.ended_at or datetime.now(UTC)
+            duration = (end - run.started_at).total_seconds()
+        table.add_row(
+            run.run_id,
+            _status(run.status),
+            safe(" ".join(f"{k}={v}" for k, v in run.tags.items())) or "-",
+            run.created_at.strftime("%m-%d %H:%M:%S"),
+            format_seconds(duration),
+            safe(run.reason or ""),
+        )
+    return table
+
+
+def step_table(steps: list[StepRecord]) -> Table:
+    """Return a table of a run's steps."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("STEP", "STATUS", "ATTEMPTS", "DURATION", "WORKER", "ERROR"):
+        table.add_column(column, overflow="fold")
+    for step in steps:
+        table.add_row(
+            step.step_key,
+            _status(step.status),
+            str(step.attempts),
+            format_seconds(step.duration_s),
+            safe(step.worker or "-"),
+            safe((step.error or "").splitlines()[0] if step.error else ""),
+        )
+    return table
+
+
+def print_result(out: Console, result: MaterializeResult) -> None:
+    """Print a materialization's steps and outcome."""
+    out.print(step_table(result.step_records))
+    done = sum(1 for s in result.step_records if s.status is StepStatus.SUCCESS)
+    line = (
+        f"run {result.run_id} {_status(result.status)}: {done}/"
+        f"{len(result.step_records)} steps succeeded"
+    )
+    out.print(line)
+    if result.error is not None:
+        out.print(f"[red]{safe(result.error)}[/]")
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` (Structs, lists, dicts) as JSON on stdout."""
+    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")

@@ -1,0 +1,129 @@
+"""``rivers runs list|show|cancel``: inspect and control runs in the storage."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rivers.cli._common import CliState, parse_tags
+from rivers.cli.output import console, print_json, run_table, safe, step_table
+from rivers.errors import ConfigError, RunNotFound
+from rivers.materialize import run_sync
+from rivers.storage import open_storage
+from rivers.storage.records import RunRecord, RunStatus, StepRecord
+
+__all__ = ("app",)
+
+app = typer.Typer(help="Inspect and control runs.", no_args_is_help=True)
+
+
+def _statuses(values: list[str]) -> list[RunStatus]:
+    statuses = []
+    for value in values:
+        try:
+            statuses.append(RunStatus(value.upper()))
+        except ValueError:
+            known = ", ".join(s.value for s in RunStatus)
+            raise ConfigError(
+                f"--status {value!r} is not a run status; use one of {known}"
+            ) from None
+    return statuses
+
+
+@app.command("list")
+def list_runs(
+    ctx: typer.Context,
+    status: Annotated[
+        list[str] | None, typer.Option("--status", help="Only runs in this status.")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Only runs with tag KEY=VALUE.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List runs, newest first.
+
+    Example: rivers runs list --status STARTED --tag team=core --limit 20
+    """
+    state: CliState = ctx.obj
+    statuses = _statuses(status or []) or None
+    tags = parse_tags(tag or [])
+
+    async def read() -> list[RunRecord]:
+        async with open_storage(state.storage) as storage:
+            return await storage.get_runs(status=statuses, tags=tags, limit=limit)
+
+    runs = run_sync(read)
+    if as_json:
+        print_json(runs)
+    else:
+        console().print(run_table(runs))
+
+
+@app.command("show")
+def show_run(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a run and its steps.
+
+    Example: rivers runs show 01a2b3c4d5e6f7
+    """
+    state: CliState = ctx.obj
+
+    async def read() -> tuple[RunRecord, list[StepRecord]]:
+        async with open_storage(state.storage) as storage:
+            run = await storage.get_run(run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            return run, await storage.get_step_records(run_id)
+
+    run, steps = run_sync(read)
+    if as_json:
+        print_json({"run": run, "steps": steps})
+        return
+    out = console()
+    out.print(run_table([run]))
+    out.print()
+    out.print(step_table(steps))
+
+
+@app.command("cancel")
+def cancel_run(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run id.")],
+) -> None:
+    """Cancel a run: a queued one never starts; a running one stops its steps.
+
+    Example: rivers runs cancel 01a2b3c4d5e6f7
+    """
+    state: CliState = ctx.obj
+
+    async def cancel() -> RunRecord:
+        async with open_storage(state.storage) as storage:
+            run = await storage.get_run(run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            if run.status is RunStatus.QUEUED:
+                await storage.transition_run(
+                    run_id,
+                    RunStatus.CANCELED,
+                    expected=(RunStatus.QUEUED,),
+                    reason="canceled while queued",
+                )
+            elif not run.status.is_finished:
+                await storage.transition_run(
+                    run_id,
+                    RunStatus.CANCELING,
+                    expected=(RunStatus.STARTING, RunStatus.STARTED),
+                    reason="cancel requested",
+                )
+            updated = await storage.get_run(run_id)
+            assert updated is not None
+            return updated
+
+    run = run_sync(cancel)
+    console().print(f"run {run.run_id}: {run.status.value} {safe(run.reason or '')}")

@@ -1,0 +1,30 @@
+"""Shared fixtures: every test gets its own RIVERS_HOME and real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import rivers as rs
+from rivers.storage.sqlite import SqliteStorage
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def rivers_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point RIVERS_HOME at a fresh directory so no test touches ~/.rivers."""
+    home = tmp_path / "rivers-home"
+    monkeypatch.setenv("RIVERS_HOME", str(home))
+    yield home
+
+
+@pytest.fixture
+async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
+    async with rs.open_storage(tmp_path / "storage.db") as opened:
+        yield opened

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,11 +17,11 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
-def rivers_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def rivers_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point RIVERS_HOME at a fresh directory so no test touches ~/.rivers."""
     home = tmp_path / "rivers-home"
     monkeypatch.setenv("RIVERS_HOME", str(home))
-    yield home
+    return home
 
 
 @pytest.fixture

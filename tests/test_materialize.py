@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import rivers as rs
@@ -22,7 +23,7 @@ def _chain(executor: object | None = None) -> rs.CodeRepository:
 
     @rs.Asset
     async def total(doubled: list[int]) -> int:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return sum(doubled)
 
     return rs.CodeRepository(

@@ -25,6 +25,7 @@ from rivers.definitions.configs import ExecutorConfig, RunBackendConfig
 from rivers.definitions.repository import CodeRepository
 from rivers.errors import ConfigError, RiversError, RunNotFound
 from rivers.executors.factory import describe_executor, make_launcher
+from rivers.executors.process_pool import WorkerPool
 from rivers.messages import RunCanceling
 from rivers.storage import resolve_storage_path
 from rivers.storage.records import Event, RunStatus
@@ -92,6 +93,7 @@ class Runtime:
         self._active: dict[str, RunExecutor] = {}
         self._idle = anyio.Event()
         self._idle.set()
+        self._worker_pool: WorkerPool | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -144,6 +146,8 @@ class Runtime:
             for executor in list(self._active.values()):
                 executor.cancel("the runtime stopped")
             await self._idle.wait()
+            if self._worker_pool is not None:
+                await self._worker_pool.aclose()
             assert self._storage is not None
             assert self._events is not None
             await self._events.aclose()
@@ -181,6 +185,16 @@ class Runtime:
             )
         self._repositories[repository.name] = repository
 
+    def _get_worker_pool(self) -> WorkerPool:
+        if self._worker_pool is None:
+            self._worker_pool = WorkerPool()
+        return self._worker_pool
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The pids of this runtime's step worker processes (for inspection)."""
+        return [] if self._worker_pool is None else self._worker_pool.pids
+
     def _writer(self) -> EventWriter:
         if self._events is None or self._stack is None:
             raise RiversError("Runtime must be used with 'async with' before use")
@@ -216,7 +230,7 @@ class Runtime:
         config = executor or repo.executor
         if not isinstance(config, ExecutorConfig):
             raise ConfigError(f"executor must come from rs.Executor, got {config!r}")
-        launcher = make_launcher(config)
+        launcher = make_launcher(config, self._get_worker_pool)
         storage = self.storage
         run_id = new_run_id()
         await storage.create_run(

@@ -302,21 +302,21 @@ class RunExecutor:
                     capacity=int(stats.total_tokens),
                 )
             )
-        async with gate:
-            track = self._tracks[step]
+        track = self._tracks[step]
+
+        def on_start(worker: str) -> None:
             track.attempts = attempt
             track.status = StepStatus.RUNNING
-            track.worker = self._launcher.worker_label(asset)
+            track.worker = worker
             if track.started_at is None:
                 track.started_at = datetime.now(UTC)
             self._events.emit(
                 StepStarted(
-                    run_id=self.run_id,
-                    step_key=step,
-                    attempt=attempt,
-                    worker=track.worker,
+                    run_id=self.run_id, step_key=step, attempt=attempt, worker=worker
                 )
             )
+
+        async with gate:
             began = self._clock.monotonic()
             request = StepRequest(
                 run_id=self.run_id,
@@ -326,6 +326,7 @@ class RunExecutor:
                 known_values=self._values,
                 io_manager=self._repository.io_manager,
                 emit=self._events.emit,
+                on_start=on_start,
             )
             try:
                 with anyio.move_on_after(asset.timeout_s) as timeout_scope:

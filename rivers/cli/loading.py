@@ -66,6 +66,10 @@ def _import_file(file: str) -> ModuleType:
     parent = str(path.resolve().parent)
     if parent not in sys.path:
         sys.path.insert(0, parent)
+    # Workers cannot import a module loaded from a path: ship its functions by value.
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(module)
     try:
         spec.loader.exec_module(module)
     except ConfigError:

@@ -30,6 +30,8 @@ class StepRequest:
     known_values: Mapping[str, object]
     io_manager: IOManager
     emit: Callable[[EventBody], None]
+    on_start: Callable[[str], None]
+    """Call once the attempt really runs, naming where (``pid 1234``, ``thread``)."""
 
 
 @dataclass(slots=True)
@@ -45,10 +47,6 @@ class StepLauncher(Protocol):
 
     def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
         """Return the executor slot limiter the step must hold while it runs."""
-        ...
-
-    def worker_label(self, asset: Asset[Any, Any]) -> str:
-        """Describe where the step runs (for STEP_STARTED)."""
         ...
 
     async def launch(self, request: StepRequest) -> LaunchResult:

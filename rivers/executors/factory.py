@@ -12,18 +12,29 @@ from rivers.definitions.configs import (
 )
 from rivers.errors import ConfigError
 from rivers.executors.in_process import InProcessLauncher
+from rivers.executors.parallel import ParallelLauncher
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rivers.executors.base import StepLauncher
+    from rivers.executors.process_pool import WorkerPool
 
 __all__ = ("describe_executor", "make_launcher")
 
 
-def make_launcher(config: ExecutorConfig) -> StepLauncher:
-    """Return a launcher for one run under ``config``."""
+def make_launcher(
+    config: ExecutorConfig, worker_pool: Callable[[], WorkerPool]
+) -> StepLauncher:
+    """Return a launcher for one run under ``config``.
+
+    ``worker_pool`` returns the runtime's shared pool (started on first use).
+    """
     match config:
-        case InProcessExecutor() | ParallelExecutor():
+        case InProcessExecutor():
             return InProcessLauncher()
+        case ParallelExecutor():
+            return ParallelLauncher(config, worker_pool())
         case KubernetesExecutor():
             raise ConfigError("Executor.kubernetes is not available in this build")
         case _:

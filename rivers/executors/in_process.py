@@ -45,6 +45,7 @@ class ThreadStepRunner:
                 request.io_manager.store(request.asset.name, value)
             return value
 
+        request.on_start("thread")
         try:
             value = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
         except BaseException:
@@ -60,6 +61,7 @@ class AsyncStepRunner:
     async def run(self, request: StepRequest) -> LaunchResult:
         """Await the step, store its value off the loop, return it."""
         asset = request.asset
+        request.on_start("event loop")
         if all(name in request.known_values for name in asset.params):
             inputs = {name: request.known_values[name] for name in asset.params}
         else:
@@ -83,10 +85,6 @@ class InProcessLauncher:
     def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
         """Every step shares the one slot."""
         return self._slot
-
-    def worker_label(self, asset: Asset[Any, Any]) -> str:
-        """Async steps run on the loop, sync steps in a thread."""
-        return "event loop" if asset.is_async else "thread"
 
     async def launch(self, request: StepRequest) -> LaunchResult:
         """Run the step here."""

@@ -1,0 +1,52 @@
+"""Messages between the parent and a step worker process (msgpack over a pipe)."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ("TaskDone", "TaskLog", "TaskRequest", "decode_reply", "decode_request")
+
+
+class TaskRequest(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """Run one step attempt: its asset and IO manager are cloudpickled bytes."""
+
+    task_id: int
+    run_id: str
+    step_key: str
+    attempt: int
+    run_tags: dict[str, str]
+    asset: bytes
+    asset_digest: str
+    io_manager: bytes
+
+
+class Shutdown(msgspec.Struct, frozen=True, tag=True):
+    """Exit the worker loop."""
+
+
+class TaskLog(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """A line the step wrote through ``context.log``."""
+
+    task_id: int
+    level: str
+    message: str
+
+
+class TaskDone(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """The attempt ended; on failure the exception is described (and pickled if it can)."""
+
+    task_id: int
+    ok: bool
+    duration_s: float
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    exception: bytes | None = None
+
+
+Request = TaskRequest | Shutdown
+Reply = TaskLog | TaskDone
+
+encode = msgspec.msgpack.Encoder().encode
+decode_request = msgspec.msgpack.Decoder(Request).decode
+decode_reply = msgspec.msgpack.Decoder(Reply).decode

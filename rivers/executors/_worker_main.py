@@ -1,0 +1,141 @@
+"""The loop of a step worker process: receive a step, run it, reply, repeat.
+
+The worker stores the step's value through the IO manager itself, so values never
+cross the pipe. It dies with its parent (``PR_SET_PDEATHSIG``) and exits when the
+pipe closes, so no worker outlives the runtime that started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from rivers.executors._protocol import (
+    Shutdown,
+    TaskDone,
+    TaskLog,
+    TaskRequest,
+    decode_request,
+    encode,
+)
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+__all__ = ("worker_main",)
+
+_ASSET_CACHE_SIZE = 256
+
+
+def _die_with_parent() -> None:
+    if sys.platform != "linux":  # pragma: no cover
+        return
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def worker_main(conn: Connection, parent_pid: int) -> None:
+    """Serve step requests on ``conn`` until it closes or a Shutdown arrives."""
+    _die_with_parent()
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    import cloudpickle
+
+    from rivers.context import StepContext, StepLog
+    from rivers.executors.base import load_inputs
+
+    assets: dict[str, Any] = {}
+    while True:
+        try:
+            request = decode_request(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        if isinstance(request, Shutdown):
+            return
+        assert isinstance(request, TaskRequest)
+        began = time.perf_counter()
+        try:
+            asset = assets.get(request.asset_digest)
+            if asset is None:
+                asset = cloudpickle.loads(request.asset)
+                if len(assets) >= _ASSET_CACHE_SIZE:
+                    assets.clear()
+                assets[request.asset_digest] = asset
+            io_manager = pickle.loads(request.io_manager)
+            inputs = load_inputs(asset, {}, io_manager)
+            if asset.takes_context:
+                task_id = request.task_id
+
+                def emit(body: Any, task_id: int = task_id) -> None:
+                    conn.send_bytes(
+                        encode(
+                            TaskLog(
+                                task_id=task_id, level=body.level, message=body.message
+                            )
+                        )
+                    )
+
+                inputs["context"] = StepContext(
+                    run_id=request.run_id,
+                    asset_key=asset.name,
+                    run_tags=request.run_tags,
+                    attempt=request.attempt,
+                    log=StepLog(request.run_id, asset.name, emit),
+                )
+            value = asset.fn(**inputs)
+            io_manager.store(asset.name, value)
+        except BaseException as exc:  # reported to the parent, never raised here
+            reply = _failure(request.task_id, exc, time.perf_counter() - began)
+        else:
+            reply = TaskDone(
+                task_id=request.task_id, ok=True, duration_s=time.perf_counter() - began
+            )
+        try:
+            conn.send_bytes(encode(reply))
+        except (BrokenPipeError, OSError):
+            return
+
+
+def _failure(task_id: int, exc: BaseException, duration_s: float) -> TaskDone:
+    exception: bytes | None
+    try:
+        exception = pickle.dumps(exc)
+        pickle.loads(exception)
+    except Exception:
+        exception = None
+    return TaskDone(
+        task_id=task_id,
+        ok=False,
+        duration_s=duration_s,
+        error_type=type(exc).__name__,
+        error_message=str(exc),
+        traceback="".join(traceback.format_exception(exc)),
+        exception=exception,
+    )
+
+
+def _main() -> None:  # pragma: no cover - runs in the worker process
+    """``python -m rivers.executors._worker_main FD PARENT_PID``."""
+    from multiprocessing.connection import Connection
+
+    fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
+    extra_path = os.environ.get("RIVERS_WORKER_SYS_PATH", "")
+    for entry in reversed([p for p in extra_path.split(os.pathsep) if p]):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    worker_main(Connection(fd), parent_pid)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

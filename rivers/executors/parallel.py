@@ -1,0 +1,150 @@
+"""``Executor.parallel``: sync steps in warm worker processes, async steps on the loop.
+
+Within one run at most ``max_workers`` sync steps and ``max_async_concurrent`` async
+steps run at once (two separate gates). Worker processes come from the runtime's
+shared ``WorkerPool``, so they stay warm across steps and runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import pickle
+from typing import TYPE_CHECKING, Any, final
+
+import anyio
+
+from rivers.errors import LaunchFailed, WorkerCrashed
+from rivers.executors._protocol import TaskLog, TaskRequest
+from rivers.executors.base import LaunchResult, StepRequest
+from rivers.executors.in_process import AsyncStepRunner
+from rivers.executors.process_pool import WorkerDied, WorkerPool
+from rivers.messages import StepLogged
+
+if TYPE_CHECKING:
+    from rivers.definitions.asset import Asset
+    from rivers.definitions.configs import ParallelExecutor
+
+__all__ = ("ParallelLauncher", "RemoteTraceback")
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process (as its cause)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__(text)
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
+
+class RemoteStepError(Exception):
+    """A worker's exception that could not be sent back as itself."""
+
+
+@final
+class ParallelLauncher:
+    """Launches one run's steps under ``Executor.parallel`` limits."""
+
+    def __init__(self, config: ParallelExecutor, pool: WorkerPool) -> None:
+        self._pool = pool
+        self._sync_gate = anyio.CapacityLimiter(config.workers)
+        self._async_gate = anyio.CapacityLimiter(
+            math.inf
+            if config.max_async_concurrent is None
+            else config.max_async_concurrent
+        )
+        self._tasks = AsyncStepRunner()
+        self._pickled: dict[str, tuple[bytes, str]] = {}
+        self._io_manager: bytes | None = None
+
+    def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
+        """Async steps share the async gate; sync steps the worker gate."""
+        return self._async_gate if asset.is_async else self._sync_gate
+
+    async def launch(self, request: StepRequest) -> LaunchResult:
+        """Run an async step here, or a sync step in a worker process."""
+        if request.asset.is_async:
+            return await self._tasks.run(request)
+        asset_bytes, digest = self._pickle_asset(request.asset)
+        if self._io_manager is None:
+            self._io_manager = _dumps(
+                request.io_manager, request.asset.name, "IO manager"
+            )
+        task = TaskRequest(
+            task_id=self._pool.next_task_id(),
+            run_id=request.run_id,
+            step_key=request.asset.name,
+            attempt=request.attempt,
+            run_tags=dict(request.run_tags),
+            asset=asset_bytes,
+            asset_digest=digest,
+            io_manager=self._io_manager,
+        )
+
+        def on_log(log: TaskLog) -> None:
+            request.emit(
+                StepLogged(
+                    run_id=request.run_id,
+                    step_key=request.asset.name,
+                    level=log.level,
+                    message=log.message,
+                )
+            )
+
+        try:
+            done = await self._pool.run(
+                task, on_start=lambda pid: request.on_start(f"pid {pid}"), on_log=on_log
+            )
+        except WorkerDied as exc:
+            raise WorkerCrashed(
+                request.asset.name, f"pid {exc.pid} {exc.detail}"
+            ) from exc
+        if done.ok:
+            return LaunchResult(value=None, has_value=False)
+        raise _rebuild_exception(
+            done.exception, done.error_type, done.error_message, done.traceback
+        )
+
+    def _pickle_asset(self, asset: Asset[Any, Any]) -> tuple[bytes, str]:
+        cached = self._pickled.get(asset.name)
+        if cached is None:
+            data = _dumps(asset, asset.name, "function")
+            cached = (data, hashlib.blake2b(data, digest_size=16).hexdigest())
+            self._pickled[asset.name] = cached
+        return cached
+
+
+def _dumps(value: object, step_key: str, what: str) -> bytes:
+    import cloudpickle
+
+    try:
+        data: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise LaunchFailed(
+            step_key,
+            f"its {what} cannot be pickled for a worker process "
+            f"({type(exc).__name__}: {exc}); use Executor.in_process() or make it "
+            "importable",
+        ) from exc
+    return data
+
+
+def _rebuild_exception(
+    pickled: bytes | None,
+    error_type: str | None,
+    message: str | None,
+    traceback: str | None,
+) -> BaseException:
+    exc: BaseException | None = None
+    if pickled is not None:
+        try:
+            exc = pickle.loads(pickled)
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteStepError(f"{error_type}: {message}")
+    if traceback:
+        exc.__cause__ = RemoteTraceback(traceback)
+    return exc

@@ -49,9 +49,10 @@ def _peak_overlap(intervals: list[tuple[float, float]]) -> int:
 
 def _alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        status: str = psutil.Process(pid).status()
     except psutil.NoSuchProcess:
         return False
+    return status != "zombie"
 
 
 async def test_max_workers_two_runs_exactly_two_sync_steps_at_once(

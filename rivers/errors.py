@@ -10,11 +10,12 @@ The tree::
     ├── NotFoundError (LookupError)
     │   ├── RunNotFound
     │   └── AssetNotFound
-    ├── LeaseLost                   a pool claim was reclaimed while its step ran
     └── ExecutionError
+        ├── LeaseLost               a pool claim was reclaimed while its step ran
         ├── StepError               a step raised; ``__cause__`` is the user's exception
         ├── StepTimeout             a step ran past its ``timeout``
         ├── LaunchFailed            a step could not be started
+        ├── PoolTooSmall            a step needs more slots than its pool's limit
         └── WorkerCrashed           the process running a step died
 
 Messages are lowercase, name the thing, and say what to do instead.
@@ -30,6 +31,7 @@ __all__ = (
     "LeaseLost",
     "MigrationError",
     "NotFoundError",
+    "PoolTooSmall",
     "RiversError",
     "RunNotFound",
     "StepError",
@@ -81,7 +83,11 @@ class AssetNotFound(NotFoundError):
         super().__init__(f"no asset named {name!r}{hint}")
 
 
-class LeaseLost(RiversError):
+class ExecutionError(RiversError):
+    """Running a step failed."""
+
+
+class LeaseLost(ExecutionError):
     """A step's pool claim was reclaimed by the lease GC while the step ran."""
 
     def __init__(self, run_id: str, step_key: str, pool: str) -> None:
@@ -93,10 +99,6 @@ class LeaseLost(RiversError):
             "it was not renewed in time (raise lease_duration if steps block the "
             "event loop)"
         )
-
-
-class ExecutionError(RiversError):
-    """Running a step failed."""
 
 
 class StepError(ExecutionError):
@@ -126,6 +128,21 @@ class LaunchFailed(ExecutionError):
         self.step_key = step_key
         self.reason = reason
         super().__init__(f"step {step_key!r} could not be launched: {reason}")
+
+
+class PoolTooSmall(ExecutionError):
+    """A step claims more slots of a pool than the pool's limit: it could never run."""
+
+    def __init__(self, step_key: str, pool: str, slots: int, limit: int) -> None:
+        self.step_key = step_key
+        self.pool = pool
+        self.slots = slots
+        self.limit = limit
+        super().__init__(
+            f"step {step_key!r} needs {slots} slots of pool {pool!r}, whose limit is "
+            f"{limit}; lower pool_slots or raise the limit (rivers pools set {pool} "
+            f"{slots})"
+        )
 
 
 class WorkerCrashed(ExecutionError):

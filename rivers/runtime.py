@@ -18,7 +18,9 @@ import anyio
 from rivers._clock import SYSTEM_CLOCK, Clock
 from rivers._ids import new_run_id, this_owner
 from rivers.actors.events import EventWriter
+from rivers.actors.leases import LeaseGC
 from rivers.actors.liveness import ProcessMonitor
+from rivers.actors.pools import PoolManager
 from rivers.actors.run_executor import CLEANUP_TIMEOUT_S, RunExecutor
 from rivers.definitions._validate import check_tags
 from rivers.definitions.configs import ExecutorConfig, RunBackendConfig
@@ -94,6 +96,8 @@ class Runtime:
         self._idle = anyio.Event()
         self._idle.set()
         self._worker_pool: WorkerPool | None = None
+        self._pools: PoolManager | None = None
+        self._declared: set[str] = set()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -120,6 +124,23 @@ class Runtime:
                 on_cancel_requested=self._cancel_local,
             )
             await self._task_group.start(monitor.run, name="rivers.monitor")
+            self._pools = PoolManager(
+                storage=self._storage,
+                events=self._events,
+                owner=self.owner,
+                clock=self.clock,
+                lease_s=self.backend.lease_s,
+            )
+            await self._task_group.start(self._pools.run, name="rivers.pools")
+            gc = LeaseGC(
+                storage=self._storage,
+                events=self._events,
+                pools=self._pools,
+                interval_s=self.backend.lease_gc_interval_s,
+            )
+            await self._task_group.start(gc.run, name="rivers.lease_gc")
+            for repository in self._repositories.values():
+                await self._declare_pools(repository)
         except BaseException as exc:
             await stack.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -185,6 +206,23 @@ class Runtime:
             )
         self._repositories[repository.name] = repository
 
+    async def _declare_pools(self, repository: CodeRepository) -> None:
+        if repository.name in self._declared:
+            return
+        limits: dict[str, int | None] = dict.fromkeys(repository.pools)
+        limits.update(repository.pool_limits)
+        if limits:
+            assert self._storage is not None
+            await self._storage.declare_pools(limits, declared_by=repository.name)
+        self._declared.add(repository.name)
+
+    @property
+    def pools(self) -> PoolManager:
+        """The pool manager (inside the ``async with`` block only)."""
+        if self._pools is None or self._stack is None:
+            raise RiversError("Runtime must be used with 'async with' before use")
+        return self._pools
+
     def _get_worker_pool(self) -> WorkerPool:
         if self._worker_pool is None:
             self._worker_pool = WorkerPool()
@@ -232,6 +270,7 @@ class Runtime:
             raise ConfigError(f"executor must come from rs.Executor, got {config!r}")
         launcher = make_launcher(config, self._get_worker_pool)
         storage = self.storage
+        await self._declare_pools(repo)
         run_id = new_run_id()
         await storage.create_run(
             NewRun(
@@ -252,6 +291,7 @@ class Runtime:
             executor_name=describe_executor(config),
             events=self._writer(),
             storage=storage,
+            pools=self.pools,
             clock=self.clock,
             owner=self.owner,
         )

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from rivers.core.plan import PlanState, StepOutcome
-from rivers.errors import ExecutionError, StepError, StepTimeout
-from rivers.executors.base import StepLauncher, StepRequest
+from rivers.errors import ExecutionError, LeaseLost, StepError, StepTimeout
+from rivers.executors.base import LaunchResult, StepLauncher, StepRequest
 from rivers.messages import (
     RunCanceled,
     RunFailed,
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from rivers._clock import Clock
     from rivers.actors.events import EventWriter
+    from rivers.actors.pools import Claim, PoolManager
     from rivers.definitions.asset import Asset
     from rivers.definitions.repository import CodeRepository
     from rivers.storage.sqlite import SqliteStorage
@@ -85,6 +86,7 @@ class RunExecutor:
         executor_name: str,
         events: EventWriter,
         storage: SqliteStorage,
+        pools: PoolManager,
         clock: Clock,
         owner: str,
     ) -> None:
@@ -96,6 +98,7 @@ class RunExecutor:
         self._executor_name = executor_name
         self._events = events
         self._storage = storage
+        self._pools = pools
         self._clock = clock
         self._owner = owner
         self._values: dict[str, object] = {}
@@ -289,19 +292,18 @@ class RunExecutor:
     async def _attempt(
         self, asset: Asset[Any, Any], attempt: int
     ) -> tuple[ExecutionError | None, str | None]:
-        """Run one attempt through the executor gate; return its error, if any."""
+        """Run one attempt through the executor gate, then the pool gate.
+
+        A step takes an executor slot first, then tries its pools at once; when
+        they are full it gives the slot back while it waits (so other steps fill
+        the workers) and takes a slot again once its pools are claimed. Slots and
+        claims are released when the attempt ends, however it ends.
+
+        Returns:
+            (the attempt's error or None, a traceback when the user's code raised).
+        """
         step = asset.name
         gate = self._launcher.gate(asset)
-        if gate.available_tokens < 1:
-            stats = gate.statistics()
-            self._events.emit(
-                StepWaiting(
-                    run_id=self.run_id,
-                    step_key=step,
-                    position=stats.tasks_waiting + 1,
-                    capacity=int(stats.total_tokens),
-                )
-            )
         track = self._tracks[step]
 
         def on_start(worker: str) -> None:
@@ -316,7 +318,15 @@ class RunExecutor:
                 )
             )
 
-        async with gate:
+        await self._enter_gate(gate, step)
+        holding_gate = True
+        claim: Claim | None = None
+        try:
+            if asset.pools:
+                try:
+                    claim, holding_gate = await self._claim_pools(asset, gate)
+                except ExecutionError as exc:
+                    return exc, None
             began = self._clock.monotonic()
             request = StepRequest(
                 run_id=self.run_id,
@@ -330,7 +340,7 @@ class RunExecutor:
             )
             try:
                 with anyio.move_on_after(asset.timeout_s) as timeout_scope:
-                    result = await self._launcher.launch(request)
+                    result = await self._launch(request, claim)
             except anyio.get_cancelled_exc_class():
                 raise
             except ExecutionError as exc:
@@ -342,6 +352,11 @@ class RunExecutor:
             if timeout_scope.cancelled_caught:
                 assert asset.timeout_s is not None
                 return StepTimeout(step, asset.timeout_s), None
+        finally:
+            if claim is not None:
+                await self._pools.release(claim)
+            if holding_gate:
+                gate.release()
         if result.has_value:
             self._values[step] = result.value
         track.status = StepStatus.SUCCESS
@@ -356,3 +371,71 @@ class RunExecutor:
             )
         )
         return None, None
+
+    async def _enter_gate(self, gate: anyio.CapacityLimiter, step: str) -> None:
+        if gate.available_tokens < 1:
+            stats = gate.statistics()
+            self._events.emit(
+                StepWaiting(
+                    run_id=self.run_id,
+                    step_key=step,
+                    position=stats.tasks_waiting + 1,
+                    capacity=int(stats.total_tokens),
+                )
+            )
+        await gate.acquire()
+
+    async def _claim_pools(
+        self, asset: Asset[Any, Any], gate: anyio.CapacityLimiter
+    ) -> tuple[Claim, bool]:
+        """Claim the asset's pools; return the claim and whether the gate is held."""
+        began = self._clock.monotonic()
+        claim = await self._pools.acquire(
+            run_id=self.run_id,
+            step_key=asset.name,
+            pools=asset.pools,
+            slots=asset.pool_slots,
+            priority=asset.priority,
+            wait=False,
+        )
+        holding_gate = True
+        if claim is None:
+            gate.release()
+            holding_gate = False
+            claim = await self._pools.acquire(
+                run_id=self.run_id,
+                step_key=asset.name,
+                pools=asset.pools,
+                slots=asset.pool_slots,
+                priority=asset.priority,
+                wait=True,
+            )
+            assert claim is not None
+            try:
+                await self._enter_gate(gate, asset.name)
+            except BaseException:
+                await self._pools.release(claim)
+                raise
+            holding_gate = True
+        self._events.emit(
+            self._pools.claimed_event(claim, self._clock.monotonic() - began)
+        )
+        return claim, holding_gate
+
+    async def _launch(self, request: StepRequest, claim: Claim | None) -> LaunchResult:
+        """Launch the attempt; if its pool claim is lost meanwhile, stop it."""
+        if claim is None:
+            return await self._launcher.launch(request)
+        result: LaunchResult | None = None
+        async with anyio.create_task_group() as tg:
+
+            async def watch_lease() -> None:
+                await claim.lost.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch_lease)
+            result = await self._launcher.launch(request)
+            tg.cancel_scope.cancel()
+        if result is None:
+            raise LeaseLost(self.run_id, claim.step_key, claim.pools[0])
+        return result

@@ -22,6 +22,7 @@ import msgspec
 from rivers._clock import SYSTEM_CLOCK, Clock
 from rivers.errors import MigrationError, StorageError, StorageUnavailable
 from rivers.messages import EventBody, event_data, event_kind
+from rivers.storage._pool_methods import PoolMethods
 from rivers.storage.records import (
     FINISHED_STATUSES,
     IN_FLIGHT_STATUSES,
@@ -83,7 +84,7 @@ class NewRun(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @final
-class SqliteStorage:
+class SqliteStorage(PoolMethods):
     """Runs, events, steps, materializations, pools and claims in one SQLite file.
 
     Open it with ``rs.open_storage(...)`` (or ``SqliteStorage.open``) and close it
@@ -514,6 +515,7 @@ class SqliteStorage:
                     f"WHERE run_id = ? AND status NOT IN {_TERMINAL_STEP}",
                     (StepStatus.FAILURE.value, reason, now, run_id),
                 )
+            conn.execute("DELETE FROM pending_steps WHERE owner = ?", (owner,))
             conn.execute("DELETE FROM processes WHERE owner = ?", (owner,))
             return run_ids
 

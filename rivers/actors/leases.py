@@ -1,0 +1,86 @@
+"""LeaseGC: reclaims pool claims whose holders stopped renewing them.
+
+Every ``lease_gc_interval`` it deletes the claims whose ``lease_expires_at`` has
+passed (the expiry is re-checked inside the deleting transaction, so a claim renewed
+a moment earlier is kept), emits ``LEASE_EXPIRED`` for each, tells local holders
+their claims are gone, and wakes the PoolManager so waiters get the slots.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, final
+
+import anyio
+
+from rivers.errors import StorageUnavailable
+from rivers.messages import LeaseExpired
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
+    from rivers.actors.events import EventWriter
+    from rivers.actors.pools import PoolManager
+    from rivers.storage.sqlite import SqliteStorage
+
+__all__ = ("LeaseGC",)
+
+logger = logging.getLogger(__name__)
+
+
+@final
+class LeaseGC:
+    """Deletes expired claims on an interval."""
+
+    def __init__(
+        self,
+        *,
+        storage: SqliteStorage,
+        events: EventWriter,
+        pools: PoolManager,
+        interval_s: float,
+    ) -> None:
+        self._storage = storage
+        self._events = events
+        self._pools = pools
+        self._interval_s = interval_s
+
+    async def run(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Collect expired claims until cancelled."""
+        task_status.started()
+        while True:
+            await anyio.sleep(self._interval_s)
+            try:
+                await self.collect()
+            except StorageUnavailable as exc:
+                logger.warning("lease GC: %s", exc)
+
+    async def collect(self) -> int:
+        """Reclaim expired claims now; return how many were reclaimed."""
+        rows = await self._storage.reclaim_expired_leases()
+        for pool, run_id, step_key, slots, owner in rows:
+            logger.warning(
+                "run %s: lease of step %s on pool %s expired; %d slot(s) reclaimed",
+                run_id,
+                step_key,
+                pool,
+                slots,
+            )
+            self._events.emit(
+                LeaseExpired(
+                    run_id=run_id,
+                    step_key=step_key,
+                    pool=pool,
+                    slots=slots,
+                    owner=owner,
+                )
+            )
+        if rows:
+            self._pools.mark_lost(
+                {(run_id, step_key) for _, run_id, step_key, _, _ in rows},
+                "its lease expired and the lease GC reclaimed its slots",
+            )
+            self._pools.wake()
+        return len(rows)

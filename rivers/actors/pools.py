@@ -1,0 +1,324 @@
+"""PoolManager: grants pool slots to steps, renews their leases, wakes waiters.
+
+Decisions (who may claim, in which order) come from ``core.pools.PoolState``; every
+claim is confirmed by a storage transaction that re-checks the limit, so processes
+sharing the storage never exceed it together. A release in this process wakes the
+next waiter at once; waiters blocked by other processes' claims (or a limit change
+made with ``rivers pools set``) re-check every ``POLL_INTERVAL_S``.
+
+Leases: every claim this process holds is renewed every third of the lease
+duration, from the event loop, never from user code. A claim whose lease is gone
+(reclaimed by a LeaseGC, or freed by hand) is marked lost; the step holding it is
+stopped and fails with ``LeaseLost``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, final
+
+import anyio
+
+from rivers.core.pools import PoolState, Waiter
+from rivers.errors import PoolTooSmall, StorageUnavailable
+from rivers.messages import PoolSlotsReleased, StepPoolBlocked, StepPoolClaimed
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
+    from rivers._clock import Clock
+    from rivers.actors.events import EventWriter
+    from rivers.storage._pools_sql import ClaimResult
+    from rivers.storage.sqlite import SqliteStorage
+
+__all__ = ("POLL_INTERVAL_S", "Claim", "PoolManager")
+
+logger = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.2
+CLEANUP_TIMEOUT_S = 10.0
+
+
+@final
+class Claim:
+    """Slots a step holds in each of its pools until it releases them."""
+
+    __slots__ = (
+        "claimed_at",
+        "lost",
+        "lost_reason",
+        "pools",
+        "run_id",
+        "slots",
+        "step_key",
+    )
+
+    def __init__(
+        self, run_id: str, step_key: str, pools: tuple[str, ...], slots: int, at: float
+    ) -> None:
+        self.run_id = run_id
+        self.step_key = step_key
+        self.pools = pools
+        self.slots = slots
+        self.claimed_at = at
+        self.lost = anyio.Event()
+        self.lost_reason: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(run id, step key)."""
+        return (self.run_id, self.step_key)
+
+
+@final
+class PoolManager:
+    """Owns this process's pool waiters and claims."""
+
+    def __init__(
+        self,
+        *,
+        storage: SqliteStorage,
+        events: EventWriter,
+        owner: str,
+        clock: Clock,
+        lease_s: float,
+    ) -> None:
+        self._storage = storage
+        self._events = events
+        self._owner = owner
+        self._clock = clock
+        self._lease_s = lease_s
+        self._state = PoolState()
+        self._claims: dict[tuple[str, str], Claim] = {}
+        self._granted: dict[tuple[str, str], anyio.Event] = {}
+        self._failed: dict[tuple[str, str], BaseException] = {}
+        self._wake = anyio.Event()
+
+    @property
+    def held(self) -> list[Claim]:
+        """The claims this process holds now."""
+        return list(self._claims.values())
+
+    def wake(self) -> None:
+        """Re-evaluate the waiters now (slots may have been freed)."""
+        self._wake.set()
+
+    def mark_lost(self, keys: set[tuple[str, str]], reason: str) -> None:
+        """Tell the holders of ``keys`` that their claims are gone."""
+        for key in keys:
+            claim = self._claims.get(key)
+            if claim is not None and not claim.lost.is_set():
+                claim.lost_reason = reason
+                claim.lost.set()
+
+    # ------------------------------------------------------------------ claims
+
+    async def acquire(
+        self,
+        *,
+        run_id: str,
+        step_key: str,
+        pools: tuple[str, ...],
+        slots: int,
+        priority: int,
+        wait: bool,
+    ) -> Claim | None:
+        """Claim ``slots`` of every pool (all or nothing).
+
+        With ``wait=False`` return None when the claim cannot be made at once;
+        otherwise wait in line (cancellation removes the waiter and any claim).
+
+        Raises:
+            PoolTooSmall: a pool's limit is below ``slots``: it could never fit.
+        """
+        key = (run_id, step_key)
+        if self._state.may_claim_now(pools, slots, priority):
+            result = await self._claim(run_id, step_key, pools, slots)
+            if result.granted:
+                return self._hold(run_id, step_key, pools, slots)
+        self._check_possible(step_key, pools, slots)
+        if not wait:
+            return None
+        waiter = self._state.add(key, pools, slots, priority)
+        granted = anyio.Event()
+        self._granted[key] = granted
+        try:
+            await self._storage.add_pending_step(
+                pools=pools,
+                run_id=run_id,
+                step_key=step_key,
+                slots=slots,
+                priority=priority,
+                owner=self._owner,
+            )
+            self._emit_blocked(waiter)
+            self._wake.set()
+            await granted.wait()
+        except BaseException:
+            with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
+                self._state.remove(key)
+                self._granted.pop(key, None)
+                self._failed.pop(key, None)
+                claim = self._claims.get(key)
+                if claim is not None:
+                    await self.release(claim)
+                else:
+                    await self._storage.remove_pending_step(run_id, step_key)
+            raise
+        self._granted.pop(key, None)
+        failure = self._failed.pop(key, None)
+        if failure is not None:
+            await self._storage.remove_pending_step(run_id, step_key)
+            raise failure
+        return self._claims[key]
+
+    async def release(self, claim: Claim) -> None:
+        """Give the claim's slots back (shielded) and wake the next waiters."""
+        with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
+            if self._claims.pop(claim.key, None) is None:
+                return
+            await self._storage.release_pool_slots(claim.run_id, claim.step_key)
+            self._state.release(claim.pools, claim.slots)
+            self._events.emit(
+                PoolSlotsReleased(
+                    run_id=claim.run_id,
+                    step_key=claim.step_key,
+                    pools=claim.pools,
+                    slots=claim.slots,
+                    held_s=self._clock.monotonic() - claim.claimed_at,
+                )
+            )
+            self._wake.set()
+
+    async def _claim(
+        self, run_id: str, step_key: str, pools: tuple[str, ...], slots: int
+    ) -> ClaimResult:
+        result = await self._storage.claim_pool_slots(
+            run_id=run_id,
+            step_key=step_key,
+            pools=pools,
+            slots=slots,
+            owner=self._owner,
+            lease_s=self._lease_s,
+        )
+        for view in result.views:
+            self._state.observe(view.pool, view.claimed, view.limit)
+        return result
+
+    def _hold(
+        self, run_id: str, step_key: str, pools: tuple[str, ...], slots: int
+    ) -> Claim:
+        claim = Claim(run_id, step_key, pools, slots, self._clock.monotonic())
+        self._claims[claim.key] = claim
+        return claim
+
+    def _check_possible(
+        self, step_key: str, pools: tuple[str, ...], slots: int
+    ) -> None:
+        pool = self._state.impossible(pools, slots)
+        if pool is not None:
+            limit = self._state.limits[pool]
+            assert limit is not None
+            raise PoolTooSmall(step_key, pool, slots, limit)
+
+    def _emit_blocked(self, waiter: Waiter) -> None:
+        run_id, step_key = waiter.key
+        binding = waiter.pools[0]
+        for pool in waiter.pools:
+            limit = self._state.limits.get(pool)
+            if (
+                limit is not None
+                and self._state.claimed.get(pool, 0) + waiter.slots > limit
+            ):
+                binding = pool
+                break
+        limit = self._state.limits.get(binding)
+        self._events.emit(
+            StepPoolBlocked(
+                run_id=run_id,
+                step_key=step_key,
+                pool=binding,
+                claimed=self._state.claimed.get(binding, 0),
+                limit=-1 if limit is None else limit,
+                position=self._state.position(waiter.key, binding),
+            )
+        )
+
+    def claimed_event(self, claim: Claim, waited_s: float) -> StepPoolClaimed:
+        """Return the STEP_POOL_CLAIMED event of a fresh claim."""
+        return StepPoolClaimed(
+            run_id=claim.run_id,
+            step_key=claim.step_key,
+            pools=claim.pools,
+            slots=claim.slots,
+            waited_s=waited_s,
+        )
+
+    # -------------------------------------------------------------------- loop
+
+    async def run(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Grant waiters when woken or every poll interval; renew leases on time."""
+        renew_every = self._lease_s / 3
+        next_renew = self._clock.monotonic() + renew_every
+        task_status.started()
+        while True:
+            timeout = max(0.0, next_renew - self._clock.monotonic())
+            if self._state.waiters:
+                timeout = min(timeout, POLL_INTERVAL_S)
+            woken = False
+            with anyio.move_on_after(timeout):
+                await self._wake.wait()
+                woken = True
+            self._wake = anyio.Event()
+            try:
+                if self._clock.monotonic() >= next_renew:
+                    await self._renew()
+                    next_renew = self._clock.monotonic() + renew_every
+                if self._state.waiters:
+                    if not woken:
+                        await self._refresh()
+                    await self._grant_waiting()
+            except StorageUnavailable as exc:
+                logger.warning("pool manager: %s", exc)
+
+    async def _refresh(self) -> None:
+        pools = {
+            pool for waiter in self._state.waiters.values() for pool in waiter.pools
+        }
+        for view in await self._storage.get_pool_views(sorted(pools)):
+            self._state.observe(view.pool, view.claimed, view.limit)
+
+    async def _grant_waiting(self) -> None:
+        for waiter in self._state.grants():
+            run_id, step_key = waiter.key
+            granted = self._granted.get(waiter.key)
+            if granted is None:  # the waiter was cancelled meanwhile
+                continue
+            result = await self._claim(run_id, step_key, waiter.pools, waiter.slots)
+            if result.granted:
+                self._hold(run_id, step_key, waiter.pools, waiter.slots)
+                granted.set()
+                continue
+            pool = self._state.impossible(waiter.pools, waiter.slots)
+            if pool is not None:
+                limit = self._state.limits[pool]
+                assert limit is not None
+                self._failed[waiter.key] = PoolTooSmall(
+                    step_key, pool, waiter.slots, limit
+                )
+                granted.set()
+                continue
+            self._state.requeue(waiter)
+
+    async def _renew(self) -> None:
+        keys = list(self._claims)
+        if not keys:
+            return
+        renewed = await self._storage.renew_leases(self._owner, keys, self._lease_s)
+        lost = {key for key in keys if key not in renewed and key in self._claims}
+        if lost:
+            self.mark_lost(
+                lost, "its pool claim was reclaimed or freed before it was renewed"
+            )

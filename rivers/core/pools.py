@@ -1,0 +1,145 @@
+"""Which waiting steps may claim pool slots now.
+
+The rule (documented in the README): each pool serves its waiters in order of step
+priority (higher first), then arrival. A waiter may claim only when it is first in
+line in *every* pool it names and all of them have room for its slots; nobody
+overtakes an earlier waiter of the same pool. So a large claim at the head of a
+pool is never starved by a stream of small ones, and a step never holds one pool
+while waiting for another (all or nothing). A limit of 0 pauses the pool; a pool
+with no limit is unlimited.
+
+The state mirrors what the storage holds (claimed slots per pool, limits) as last
+seen; the storage transaction that performs a claim re-checks it, so a stale view
+costs a retry, never an exceeded limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ("PoolState", "Waiter")
+
+
+@dataclass(slots=True, frozen=True)
+class Waiter:
+    """A step waiting for ``slots`` in each of ``pools``."""
+
+    key: tuple[str, str]
+    pools: tuple[str, ...]
+    slots: int
+    priority: int
+    seq: int
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Sort key: higher priority first, then earlier arrival."""
+        return (-self.priority, self.seq)
+
+
+@dataclass(slots=True)
+class PoolState:
+    """Limits, claimed slots and the ordered waiters of every pool."""
+
+    limits: dict[str, int | None] = field(default_factory=dict)
+    claimed: dict[str, int] = field(default_factory=dict)
+    waiters: dict[tuple[str, str], Waiter] = field(default_factory=dict)
+    _seq: int = 0
+
+    def fits(self, pools: tuple[str, ...], slots: int) -> bool:
+        """Whether ``slots`` more fit in every pool now (ignoring waiters)."""
+        for pool in pools:
+            limit = self.limits.get(pool)
+            if limit is not None and self.claimed.get(pool, 0) + slots > limit:
+                return False
+        return True
+
+    def impossible(self, pools: tuple[str, ...], slots: int) -> str | None:
+        """Return a pool whose limit (>= 1) is below ``slots``: it can never fit."""
+        for pool in pools:
+            limit = self.limits.get(pool)
+            if limit is not None and 0 < limit < slots:
+                return pool
+        return None
+
+    def add(
+        self, key: tuple[str, str], pools: tuple[str, ...], slots: int, priority: int
+    ) -> Waiter:
+        """Queue a waiter (a step that could not claim at once)."""
+        self._seq += 1
+        waiter = Waiter(
+            key=key, pools=pools, slots=slots, priority=priority, seq=self._seq
+        )
+        self.waiters[key] = waiter
+        return waiter
+
+    def remove(self, key: tuple[str, str]) -> None:
+        """Forget a waiter (granted or cancelled)."""
+        self.waiters.pop(key, None)
+
+    def position(self, key: tuple[str, str], pool: str) -> int:
+        """Return the 1-based place of a waiter in one pool's line."""
+        me = self.waiters[key]
+        return 1 + sum(
+            1 for w in self.waiters.values() if pool in w.pools and w.order < me.order
+        )
+
+    def is_first_everywhere(self, waiter: Waiter) -> bool:
+        """Whether no earlier waiter shares any of this waiter's pools."""
+        return not any(
+            other.order < waiter.order and not set(other.pools).isdisjoint(waiter.pools)
+            for other in self.waiters.values()
+        )
+
+    def may_claim_now(self, pools: tuple[str, ...], slots: int, priority: int) -> bool:
+        """Whether a newcomer may claim at once: it fits and nobody waits ahead of it."""
+        if not self.fits(pools, slots):
+            return False
+        newcomer_order = (-priority, self._seq + 1)
+        return not any(
+            w.order < newcomer_order and not set(w.pools).isdisjoint(pools)
+            for w in self.waiters.values()
+        )
+
+    def grants(self) -> list[Waiter]:
+        """Return the waiters that may claim now, in order, as if each claimed.
+
+        The returned waiters' slots are counted as claimed and they are removed
+        from the line; the caller confirms each in storage (or puts it back with
+        ``requeue``).
+        """
+        granted: list[Waiter] = []
+        blocked_pools: set[str] = set()
+        for waiter in sorted(self.waiters.values(), key=lambda w: w.order):
+            if not blocked_pools.isdisjoint(waiter.pools):
+                blocked_pools.update(waiter.pools)
+                continue
+            if self.fits(waiter.pools, waiter.slots):
+                granted.append(waiter)
+                for pool in waiter.pools:
+                    self.claimed[pool] = self.claimed.get(pool, 0) + waiter.slots
+            else:
+                blocked_pools.update(waiter.pools)
+        for waiter in granted:
+            del self.waiters[waiter.key]
+        return granted
+
+    def requeue(self, waiter: Waiter) -> None:
+        """Put back a granted waiter whose storage claim failed (same place in line)."""
+        for pool in waiter.pools:
+            self.claimed[pool] = max(0, self.claimed.get(pool, 0) - waiter.slots)
+        self.waiters[waiter.key] = waiter
+
+    def claim(self, pools: tuple[str, ...], slots: int) -> None:
+        """Count slots claimed outside ``grants`` (an immediate claim)."""
+        for pool in pools:
+            self.claimed[pool] = self.claimed.get(pool, 0) + slots
+
+    def release(self, pools: tuple[str, ...], slots: int) -> None:
+        """Count slots given back."""
+        for pool in pools:
+            self.claimed[pool] = max(0, self.claimed.get(pool, 0) - slots)
+
+    def observe(self, pool: str, claimed: int, limit: int | None) -> None:
+        """Replace the view of one pool with what storage just said."""
+        self.claimed[pool] = claimed
+        self.limits[pool] = limit

@@ -1,0 +1,271 @@
+"""The pool part of ``SqliteStorage``: claims, leases, limits and inspection."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rivers.definitions._validate import check_int, check_pool_name
+from rivers.definitions.configs import MAX_LIMIT
+from rivers.storage import _pools_sql as sql
+from rivers.storage.records import PendingStep, PoolInfo, SlotHolder, from_timestamp
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable, Iterable
+
+    from rivers._clock import Clock
+
+__all__ = ("PoolMethods",)
+
+T = TypeVar("T")
+
+
+class PoolMethods:
+    """Pool methods shared by the SQLite storage (mixed into ``SqliteStorage``)."""
+
+    clock: Clock
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
+
+    # ------------------------------------------------------------ runtime side
+
+    async def declare_pools(
+        self, limits: dict[str, int | None], declared_by: str
+    ) -> None:
+        """Record the pools a repository names and their declared limits."""
+        now = self.clock.time()
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO pools (name, declared_limit, declared_by, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "declared_limit = excluded.declared_limit, "
+                "declared_by = excluded.declared_by, updated_at = excluded.updated_at",
+                [(name, limit, declared_by, now) for name, limit in limits.items()],
+            )
+
+        await self._write(write)
+
+    async def claim_pool_slots(
+        self,
+        *,
+        run_id: str,
+        step_key: str,
+        pools: tuple[str, ...],
+        slots: int,
+        owner: str,
+        lease_s: float,
+    ) -> sql.ClaimResult:
+        """Claim ``slots`` of every pool at once, or nothing (BEGIN IMMEDIATE)."""
+        now = self.clock.time()
+        return await self._write(
+            lambda conn: sql.claim(
+                conn,
+                run_id=run_id,
+                step_key=step_key,
+                pools=pools,
+                slots=slots,
+                owner=owner,
+                now=now,
+                lease_s=lease_s,
+            )
+        )
+
+    async def release_pool_slots(
+        self, run_id: str, step_key: str
+    ) -> list[tuple[str, str, str, int, float]]:
+        """Release a step's claims and pending rows; return what was released."""
+        return await self._write(lambda conn: sql.release(conn, run_id, step_key))
+
+    async def renew_leases(
+        self, owner: str, keys: list[tuple[str, str]], lease_s: float
+    ) -> set[tuple[str, str]]:
+        """Extend the unexpired leases of ``keys``; return those renewed."""
+        now = self.clock.time()
+        return await self._write(
+            lambda conn: sql.renew(conn, owner, keys, now, lease_s)
+        )
+
+    async def reclaim_expired_leases(self) -> list[tuple[str, str, str, int, str]]:
+        """Delete expired claims (re-checked in the transaction); return them."""
+        now = self.clock.time()
+        return await self._write(lambda conn: sql.reclaim_expired(conn, now))
+
+    async def get_pool_views(self, pools: Iterable[str]) -> tuple[sql.PoolView, ...]:
+        """Return each pool's effective limit and live claimed slots."""
+        names = tuple(pools)
+        now = self.clock.time()
+        return await self._call(lambda conn: sql.pool_views(conn, names, now))
+
+    async def add_pending_step(
+        self,
+        *,
+        pools: tuple[str, ...],
+        run_id: str,
+        step_key: str,
+        slots: int,
+        priority: int,
+        owner: str,
+    ) -> None:
+        """Record that a step waits for ``pools`` (for inspection)."""
+        now = self.clock.time()
+        await self._write(
+            lambda conn: conn.executemany(
+                "INSERT OR REPLACE INTO pending_steps "
+                "(pool, run_id, step_key, slots, priority, owner, enqueued_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (pool, run_id, step_key, slots, priority, owner, now)
+                    for pool in pools
+                ],
+            )
+        )
+
+    async def remove_pending_step(self, run_id: str, step_key: str) -> None:
+        """Forget that a step waits."""
+        await self._write(
+            lambda conn: conn.execute(
+                "DELETE FROM pending_steps WHERE run_id = ? AND step_key = ?",
+                (run_id, step_key),
+            )
+        )
+
+    # ----------------------------------------------------------- API.md §4
+
+    async def get_all_pool_infos(self) -> list[PoolInfo]:
+        """Return every known pool: limit, its source, claimed slots, pending steps."""
+        now = self.clock.time()
+        return await self._call(lambda conn: _pool_infos(conn, None, now))
+
+    async def get_pool_info(self, name: str) -> PoolInfo:
+        """Return one pool (an unknown name is unlimited with zero counts)."""
+        now = self.clock.time()
+        infos = await self._call(lambda conn: _pool_infos(conn, name, now))
+        if infos:
+            return infos[0]
+        return PoolInfo(
+            name=name, limit=None, limit_source=None, claimed_slots=0, pending_steps=0
+        )
+
+    async def get_pool_slot_holders(self, name: str) -> list[SlotHolder]:
+        """Return the steps holding live claims of a pool, oldest first."""
+        now = self.clock.time()
+
+        def read(conn: sqlite3.Connection) -> list[SlotHolder]:
+            rows = conn.execute(
+                "SELECT run_id, step_key, slots, claimed_at, lease_expires_at, owner "
+                "FROM pool_claims WHERE pool = ? AND lease_expires_at > ? "
+                "ORDER BY claimed_at",
+                (name, now),
+            )
+            return [
+                SlotHolder(
+                    run_id=r[0],
+                    step_key=r[1],
+                    slots=r[2],
+                    claimed_at=from_timestamp(r[3]),  # type: ignore[arg-type]
+                    lease_expires_at=from_timestamp(r[4]),  # type: ignore[arg-type]
+                    owner=r[5],
+                )
+                for r in rows
+            ]
+
+        return await self._call(read)
+
+    async def get_pending_steps(self, name: str) -> list[PendingStep]:
+        """Return the steps waiting for a pool, in line order (priority, arrival)."""
+
+        def read(conn: sqlite3.Connection) -> list[PendingStep]:
+            rows = conn.execute(
+                "SELECT run_id, step_key, slots, priority, enqueued_at FROM pending_steps "
+                "WHERE pool = ? ORDER BY priority DESC, enqueued_at",
+                (name,),
+            )
+            return [
+                PendingStep(
+                    run_id=r[0],
+                    step_key=r[1],
+                    slots=r[2],
+                    priority=r[3],
+                    enqueued_at=from_timestamp(r[4]),  # type: ignore[arg-type]
+                )
+                for r in rows
+            ]
+
+        return await self._call(read)
+
+    async def set_pool_limit(self, name: str, limit: int) -> None:
+        """Override a pool's limit (wins over the declared one; survives restarts).
+
+        Raises:
+            ConfigError: the name is invalid or the limit is not in 0..10,000.
+        """
+        check_pool_name(name)
+        check_int(limit, f"limit of pool {name!r}", minimum=0, maximum=MAX_LIMIT)
+        now = self.clock.time()
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO pools (name, override_limit, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET override_limit = excluded.override_limit, "
+                "updated_at = excluded.updated_at",
+                (name, limit, now),
+            )
+        )
+
+    async def clear_pool_limit(self, name: str) -> None:
+        """Remove a pool's override; its declared limit (or none) applies again."""
+        now = self.clock.time()
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE pools SET override_limit = NULL, updated_at = ? WHERE name = ?",
+                (now, name),
+            )
+        )
+
+    async def free_pool_slots(self, run_id: str, step_key: str | None = None) -> int:
+        """Release the claims of a run (or one step) by hand; return slots freed.
+
+        A live holder learns at its next renewal that its lease is gone and fails
+        that step rather than running over the limit.
+        """
+        rows = await self._write(lambda conn: sql.release(conn, run_id, step_key))
+        return sum(row[3] for row in rows)
+
+
+def _pool_infos(
+    conn: sqlite3.Connection, name: str | None, now: float
+) -> list[PoolInfo]:
+    where = "" if name is None else "WHERE p.name = ?"
+    params: list[Any] = [now]
+    if name is not None:
+        params.append(name)
+    rows = conn.execute(
+        "SELECT p.name, p.override_limit, p.declared_limit, "
+        "(SELECT COALESCE(SUM(c.slots), 0) FROM pool_claims c "
+        " WHERE c.pool = p.name AND c.lease_expires_at > ?), "
+        "(SELECT COUNT(*) FROM pending_steps s WHERE s.pool = p.name) "
+        f"FROM pools p {where} ORDER BY p.name",
+        params,
+    ).fetchall()
+    infos = []
+    for pool, override, declared, claimed, pending in rows:
+        if override is not None:
+            limit, source = override, "override"
+        elif declared is not None:
+            limit, source = declared, "repository"
+        else:
+            limit, source = None, None
+        infos.append(
+            PoolInfo(
+                name=pool,
+                limit=limit,
+                limit_source=source,
+                claimed_slots=claimed,
+                pending_steps=pending,
+            )
+        )
+    return infos

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, final
 import anyio
 
 from rivers.errors import StorageUnavailable
-from rivers.messages import LeaseExpired
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -60,27 +59,7 @@ class LeaseGC:
     async def collect(self) -> int:
         """Reclaim expired claims now; return how many were reclaimed."""
         rows = await self._storage.reclaim_expired_leases()
-        for pool, run_id, step_key, slots, owner in rows:
-            logger.warning(
-                "run %s: lease of step %s on pool %s expired; %d slot(s) reclaimed",
-                run_id,
-                step_key,
-                pool,
-                slots,
-            )
-            self._events.emit(
-                LeaseExpired(
-                    run_id=run_id,
-                    step_key=step_key,
-                    pool=pool,
-                    slots=slots,
-                    owner=owner,
-                )
-            )
         if rows:
-            self._pools.mark_lost(
-                {(run_id, step_key) for _, run_id, step_key, _, _ in rows},
-                "its lease expired and the lease GC reclaimed its slots",
-            )
+            self._pools.report_reclaimed(rows)
             self._pools.wake()
         return len(rows)

@@ -21,7 +21,12 @@ import anyio
 
 from rivers.core.pools import PoolState, Waiter
 from rivers.errors import PoolTooSmall, StorageUnavailable
-from rivers.messages import PoolSlotsReleased, StepPoolBlocked, StepPoolClaimed
+from rivers.messages import (
+    LeaseExpired,
+    PoolSlotsReleased,
+    StepPoolBlocked,
+    StepPoolClaimed,
+)
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -203,7 +208,33 @@ class PoolManager:
         )
         for view in result.views:
             self._state.observe(view.pool, view.claimed, view.limit)
+        if result.reclaimed:
+            self.report_reclaimed(list(result.reclaimed))
         return result
+
+    def report_reclaimed(self, rows: list[tuple[str, str, str, int, str]]) -> None:
+        """Log expired claims that were deleted, and stop their local holders."""
+        for pool, run_id, step_key, slots, owner in rows:
+            logger.warning(
+                "run %s: lease of step %s on pool %s expired; %d slot(s) reclaimed",
+                run_id,
+                step_key,
+                pool,
+                slots,
+            )
+            self._events.emit(
+                LeaseExpired(
+                    run_id=run_id,
+                    step_key=step_key,
+                    pool=pool,
+                    slots=slots,
+                    owner=owner,
+                )
+            )
+        self.mark_lost(
+            {(run_id, step_key) for _, run_id, step_key, _, _ in rows},
+            "its lease expired and its slots were reclaimed",
+        )
 
     def _hold(
         self, run_id: str, step_key: str, pools: tuple[str, ...], slots: int

@@ -323,10 +323,24 @@ class RunExecutor:
         claim: Claim | None = None
         try:
             if asset.pools:
+                waiting_since = self._clock.monotonic()
                 try:
-                    claim, holding_gate = await self._claim_pools(asset, gate)
+                    claim = await self._claim(asset, wait=False)
+                    if claim is None:
+                        # Never hold a worker while waiting for a pool.
+                        gate.release()
+                        holding_gate = False
+                        claim = await self._claim(asset, wait=True)
+                        await self._enter_gate(gate, step)
+                        holding_gate = True
                 except ExecutionError as exc:
                     return exc, None
+                assert claim is not None
+                self._events.emit(
+                    self._pools.claimed_event(
+                        claim, self._clock.monotonic() - waiting_since
+                    )
+                )
             began = self._clock.monotonic()
             request = StepRequest(
                 run_id=self.run_id,
@@ -385,42 +399,15 @@ class RunExecutor:
             )
         await gate.acquire()
 
-    async def _claim_pools(
-        self, asset: Asset[Any, Any], gate: anyio.CapacityLimiter
-    ) -> tuple[Claim, bool]:
-        """Claim the asset's pools; return the claim and whether the gate is held."""
-        began = self._clock.monotonic()
-        claim = await self._pools.acquire(
+    async def _claim(self, asset: Asset[Any, Any], *, wait: bool) -> Claim | None:
+        return await self._pools.acquire(
             run_id=self.run_id,
             step_key=asset.name,
             pools=asset.pools,
             slots=asset.pool_slots,
             priority=asset.priority,
-            wait=False,
+            wait=wait,
         )
-        holding_gate = True
-        if claim is None:
-            gate.release()
-            holding_gate = False
-            claim = await self._pools.acquire(
-                run_id=self.run_id,
-                step_key=asset.name,
-                pools=asset.pools,
-                slots=asset.pool_slots,
-                priority=asset.priority,
-                wait=True,
-            )
-            assert claim is not None
-            try:
-                await self._enter_gate(gate, asset.name)
-            except BaseException:
-                await self._pools.release(claim)
-                raise
-            holding_gate = True
-        self._events.emit(
-            self._pools.claimed_event(claim, self._clock.monotonic() - began)
-        )
-        return claim, holding_gate
 
     async def _launch(self, request: StepRequest, claim: Claim | None) -> LaunchResult:
         """Launch the attempt; if its pool claim is lost meanwhile, stop it."""

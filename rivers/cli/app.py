@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from rivers.cli import runs as runs_commands
+from rivers.cli import pools as pools_commands, runs as runs_commands
 from rivers.cli._common import CliState, fail, parse_tags
 from rivers.errors import RiversError
 
@@ -27,6 +27,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(runs_commands.app, name="runs")
+app.add_typer(pools_commands.app, name="pools")
 
 
 @app.callback()

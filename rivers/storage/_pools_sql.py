@@ -41,6 +41,7 @@ class ClaimResult:
     granted: bool
     views: tuple[PoolView, ...]
     lease_expires_at: float | None
+    reclaimed: tuple[tuple[str, str, str, int, str], ...] = ()
 
 
 def effective_limit(conn: sqlite3.Connection, pool: str) -> int | None:
@@ -86,12 +87,21 @@ def claim(
             "INSERT INTO pools (name, updated_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
             (pool, now),
         )
+    marks = ", ".join("?" * len(pools))
+    reclaimed: tuple[tuple[str, str, str, int, str], ...] = tuple(
+        (row[0], row[1], row[2], row[3], row[4])
+        for row in conn.execute(
+            f"DELETE FROM pool_claims WHERE pool IN ({marks}) AND lease_expires_at <= ? "
+            "RETURNING pool, run_id, step_key, slots, owner",
+            (*pools, now),
+        )
+    )
     views = pool_views(conn, pools, now)
     for view in views:
         if view.limit is not None and (
             view.limit == 0 or view.claimed + slots > view.limit
         ):
-            return ClaimResult(False, views, None)
+            return ClaimResult(False, views, None, reclaimed)
     expires = now + lease_s
     conn.executemany(
         "INSERT OR REPLACE INTO pool_claims "
@@ -104,7 +114,7 @@ def claim(
         (run_id, step_key),
     )
     granted = tuple(PoolView(v.pool, v.limit, v.claimed + slots) for v in views)
-    return ClaimResult(True, granted, expires)
+    return ClaimResult(True, granted, expires, reclaimed)
 
 
 def release(

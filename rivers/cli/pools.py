@@ -1,0 +1,224 @@
+"""``rivers pools list|info|set|reset|free``: inspect and steer concurrency pools."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from rivers.cli.output import console, format_seconds, print_json, safe
+from rivers.definitions._validate import check_pool_name
+from rivers.definitions.configs import MAX_LIMIT
+from rivers.errors import ConfigError
+from rivers.materialize import run_sync
+from rivers.storage import open_storage
+
+if TYPE_CHECKING:
+    from rivers.cli._common import CliState
+    from rivers.storage.records import PendingStep, PoolInfo, SlotHolder
+
+__all__ = ("app", "bar")
+
+app = typer.Typer(help="Inspect and steer concurrency pools.", no_args_is_help=True)
+
+BAR_WIDTH = 12
+
+
+def bar(used: int, limit: int | None, width: int = BAR_WIDTH) -> str:
+    """Return a text bar such as ``[######......] 6/12`` (``∞`` when unlimited)."""
+    if limit is None:
+        return f"{used}/∞"
+    filled = width if limit == 0 else min(width, round(width * used / limit))
+    style = "red" if limit == 0 or used >= limit else "green"
+    return f"[{style}]{'#' * filled}[/]{'.' * (width - filled)} {used}/{limit}"
+
+
+def _limit_text(info: PoolInfo) -> str:
+    if info.limit is None:
+        return "unlimited"
+    return f"{info.limit} ({info.limit_source})"
+
+
+def _parse_limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(
+            f"pool limit {text!r} is not an integer; use a whole number in 0..{MAX_LIMIT}"
+        ) from None
+    if not 0 <= value <= MAX_LIMIT:
+        raise ConfigError(f"pool limit {value} is out of range; use 0..{MAX_LIMIT}")
+    return value
+
+
+@app.command("list")
+def list_pools(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List every pool: limit and source, claimed slots, pending steps, oldest wait.
+
+    Example: rivers pools list
+    """
+    state: CliState = ctx.obj
+
+    async def read() -> list[tuple[PoolInfo, list[PendingStep]]]:
+        async with open_storage(state.storage) as storage:
+            infos = await storage.get_all_pool_infos()
+            return [
+                (info, await storage.get_pending_steps(info.name)) for info in infos
+            ]
+
+    rows = run_sync(read)
+    if as_json:
+        print_json([info for info, _ in rows])
+        return
+    now = datetime.now(UTC)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("POOL", "LIMIT", "CLAIMED", "PENDING", "OLDEST WAIT"):
+        table.add_column(column, no_wrap=True)
+    for info, pending in rows:
+        oldest = min((p.enqueued_at for p in pending), default=None)
+        table.add_row(
+            safe(info.name),
+            _limit_text(info),
+            bar(info.claimed_slots, info.limit),
+            str(info.pending_steps),
+            "-" if oldest is None else format_seconds((now - oldest).total_seconds()),
+        )
+    if not rows:
+        console().print("no pools yet: pools appear once a repository naming them runs")
+        return
+    console().print(table)
+
+
+@app.command("info")
+def pool_info(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The pool name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a pool's holders (with lease expiry) and its waiting steps in line order.
+
+    Example: rivers pools info warehouse
+    """
+    state: CliState = ctx.obj
+    check_pool_name(name)
+
+    async def read() -> tuple[PoolInfo, list[SlotHolder], list[PendingStep]]:
+        async with open_storage(state.storage) as storage:
+            return (
+                await storage.get_pool_info(name),
+                await storage.get_pool_slot_holders(name),
+                await storage.get_pending_steps(name),
+            )
+
+    info, holders, pending = run_sync(read)
+    if as_json:
+        document: dict[str, Any] = {
+            "pool": info,
+            "holders": holders,
+            "pending": pending,
+        }
+        print_json(document)
+        return
+    now = datetime.now(UTC)
+    out = console()
+    out.print(
+        f"pool {safe(info.name)}: limit {_limit_text(info)}, claimed "
+        f"{bar(info.claimed_slots, info.limit)}, {info.pending_steps} pending"
+    )
+    holder_table = Table(title="holders", box=None, header_style="bold", pad_edge=False)
+    for column in ("RUN", "STEP", "SLOTS", "HELD FOR", "LEASE EXPIRES IN"):
+        holder_table.add_column(column, no_wrap=True)
+    for holder in holders:
+        holder_table.add_row(
+            holder.run_id,
+            safe(holder.step_key),
+            str(holder.slots),
+            format_seconds((now - holder.claimed_at).total_seconds()),
+            format_seconds((holder.lease_expires_at - now).total_seconds()),
+        )
+    pending_table = Table(
+        title="waiting", box=None, header_style="bold", pad_edge=False
+    )
+    for column in ("#", "RUN", "STEP", "SLOTS", "PRIORITY", "WAITING FOR"):
+        pending_table.add_column(column, no_wrap=True)
+    for position, step in enumerate(pending, start=1):
+        pending_table.add_row(
+            str(position),
+            step.run_id,
+            safe(step.step_key),
+            str(step.slots),
+            str(step.priority),
+            format_seconds((now - step.enqueued_at).total_seconds()),
+        )
+    out.print(holder_table if holders else "no holders")
+    out.print(pending_table if pending else "no waiting steps")
+
+
+@app.command("set", context_settings={"ignore_unknown_options": True})
+def set_limit(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The pool name.")],
+    limit: Annotated[str, typer.Argument(help="Slots, 0..10000 (0 pauses the pool).")],
+) -> None:
+    """Override a pool's limit; running runtimes pick it up within a second.
+
+    Example: rivers pools set warehouse 8
+    """
+    state: CliState = ctx.obj
+    check_pool_name(name)
+    value = _parse_limit(limit)
+
+    async def write() -> PoolInfo:
+        async with open_storage(state.storage) as storage:
+            await storage.set_pool_limit(name, value)
+            return await storage.get_pool_info(name)
+
+    info = run_sync(write)
+    console().print(f"pool {safe(name)}: limit {_limit_text(info)}")
+
+
+@app.command("reset")
+def reset_limit(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The pool name.")],
+) -> None:
+    """Remove a pool's override: its declared limit (or none) applies again.
+
+    Example: rivers pools reset warehouse
+    """
+    state: CliState = ctx.obj
+    check_pool_name(name)
+
+    async def write() -> PoolInfo:
+        async with open_storage(state.storage) as storage:
+            await storage.clear_pool_limit(name)
+            return await storage.get_pool_info(name)
+
+    info = run_sync(write)
+    console().print(f"pool {safe(name)}: limit {_limit_text(info)}")
+
+
+@app.command("free")
+def free_slots(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run whose claims to free.")],
+    step: Annotated[str | None, typer.Argument(help="Only this step.")] = None,
+) -> None:
+    """Free the slots a run (or one of its steps) holds; a live holder then fails.
+
+    Example: rivers pools free 01a2b3c4d5e6f7 heavy_query
+    """
+    state: CliState = ctx.obj
+
+    async def write() -> int:
+        async with open_storage(state.storage) as storage:
+            return await storage.free_pool_slots(run_id, step)
+
+    freed = run_sync(write)
+    target = run_id if step is None else f"{run_id} step {safe(step)}"
+    console().print(f"freed {freed} slot(s) held by {target}")

@@ -1,0 +1,135 @@
+"""The pure pool decision core: limits hold, order is kept, nobody who can go waits."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from rivers.core.pools import PoolState
+
+POOLS = ("a", "b", "c")
+
+
+def test_a_waiter_that_fits_is_granted_in_priority_then_arrival_order() -> None:
+    state = PoolState(limits={"a": 1})
+    state.add(("r", "low"), ("a",), 1, priority=0)
+    state.add(("r", "high"), ("a",), 1, priority=5)
+    granted = state.grants()
+    assert [w.key for w in granted] == [("r", "high")]
+    assert state.claimed["a"] == 1
+
+
+def test_a_large_claim_at_the_head_is_not_overtaken_by_small_ones() -> None:
+    state = PoolState(limits={"a": 4}, claimed={"a": 2})
+    state.add(("r", "big"), ("a",), 4, priority=0)
+    state.add(("r", "small"), ("a",), 1, priority=0)
+    assert state.grants() == []
+    assert not state.may_claim_now(("a",), 1, priority=0)
+    state.release(("a",), 2)
+    assert [w.key for w in state.grants()] == [("r", "big")]
+
+
+def test_multiple_pools_are_claimed_all_or_nothing() -> None:
+    state = PoolState(limits={"a": 1, "b": 1}, claimed={"b": 1})
+    state.add(("r", "both"), ("a", "b"), 1, priority=0)
+    assert state.grants() == []
+    assert state.claimed.get("a", 0) == 0  # nothing held while waiting for b
+    state.release(("b",), 1)
+    assert [w.key for w in state.grants()] == [("r", "both")]
+    assert state.claimed == {"a": 1, "b": 1}
+
+
+def test_limit_zero_pauses_and_unlimited_always_fits() -> None:
+    state = PoolState(limits={"a": 0, "u": None})
+    assert not state.fits(("a",), 1)
+    assert state.fits(("u",), 10_000)
+    assert state.impossible(("a",), 1) is None  # paused, not impossible
+    state.observe("a", 0, 2)
+    assert state.impossible(("a",), 3) == "a"
+
+
+class PoolMachine(RuleBasedStateMachine):
+    """Random requests, releases, expiries and limit changes against PoolState."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = PoolState(limits={"a": 2, "b": 3, "c": None})
+        self.holding: dict[tuple[str, str], tuple[tuple[str, ...], int]] = {}
+        self.counter = 0
+
+    def _grant(self) -> None:
+        for waiter in self.state.grants():
+            self.holding[waiter.key] = (waiter.pools, waiter.slots)
+
+    @rule(
+        pools=st.lists(st.sampled_from(POOLS), min_size=1, max_size=3, unique=True),
+        slots=st.integers(1, 2),
+        priority=st.integers(0, 2),
+    )
+    def request(self, pools: list[str], slots: int, priority: int) -> None:
+        self.counter += 1
+        key = ("run", f"s{self.counter}")
+        needed = tuple(pools)
+        if self.state.impossible(needed, slots) is not None:
+            return
+        if self.state.may_claim_now(needed, slots, priority):
+            self.state.claim(needed, slots)
+            self.holding[key] = (needed, slots)
+        else:
+            self.state.add(key, needed, slots, priority)
+        self._grant()
+
+    @precondition(lambda self: bool(self.holding))
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        key = data.draw(st.sampled_from(sorted(self.holding)))
+        pools, slots = self.holding.pop(key)
+        self.state.release(pools, slots)
+        self._grant()
+
+    @precondition(lambda self: bool(self.state.waiters))
+    @rule(data=st.data())
+    def cancel_waiter(self, data: st.DataObject) -> None:
+        key = data.draw(st.sampled_from(sorted(self.state.waiters)))
+        self.state.remove(key)
+        self._grant()
+
+    @rule(pool=st.sampled_from(("a", "b")), limit=st.integers(2, 4))
+    def raise_limit(self, pool: str, limit: int) -> None:
+        current = self.state.limits[pool]
+        assert current is not None
+        self.state.limits[pool] = max(current, limit)
+        self._grant()
+
+    @invariant()
+    def claimed_matches_holders_and_limits_hold(self) -> None:
+        for pool in POOLS:
+            used = sum(s for pools, s in self.holding.values() if pool in pools)
+            assert self.state.claimed.get(pool, 0) == used
+            limit = self.state.limits.get(pool)
+            if limit is not None:
+                assert used <= limit
+
+    @invariant()
+    def no_waiter_that_could_go_is_left_waiting(self) -> None:
+        # Every waiter either does not fit, or an earlier waiter holds its line.
+        for waiter in self.state.waiters.values():
+            if self.state.is_first_everywhere(waiter):
+                assert not self.state.fits(waiter.pools, waiter.slots)
+
+
+PoolMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40)
+test_pool_state_machine = PoolMachine.TestCase
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 3), st.integers(0, 3)), min_size=1, max_size=12)
+)
+def test_grants_never_exceed_the_limit(requests: list[tuple[int, int]]) -> None:
+    state = PoolState(limits={"a": 3})
+    for index, (slots, priority) in enumerate(requests):
+        state.add(("r", str(index)), ("a",), slots, priority)
+    granted = state.grants()
+    assert sum(w.slots for w in granted) <= 3
+    assert state.claimed.get("a", 0) == sum(w.slots for w in granted)

@@ -122,13 +122,12 @@ async def test_a_limit_raised_while_steps_wait_is_picked_up() -> None:
         [overlap.asset(f"w{i}", "db", 0.6, pool="db") for i in range(3)],
         pool_limits={"db": 1},
     )
-    async with rs.Runtime(repo) as rt:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(rt.materialize, None)
-            with anyio.fail_after(5):
-                while (await rt.storage.get_pool_info("db")).pending_steps < 2:
-                    await anyio.sleep(0.02)
-            await rt.storage.set_pool_limit("db", 3)
+    async with rs.Runtime(repo) as rt, anyio.create_task_group() as tg:
+        tg.start_soon(rt.materialize, None)
+        with anyio.fail_after(5):
+            while (await rt.storage.get_pool_info("db")).pending_steps < 2:
+                await anyio.sleep(0.02)
+        await rt.storage.set_pool_limit("db", 3)
     assert overlap.peak["db"] == 3
 
 

@@ -15,6 +15,7 @@ from rivers.definitions.configs import (
     TagConcurrencyLimit,
 )
 from rivers.definitions.repository import CodeRepository
+from rivers.definitions.requests import RunRequest
 from rivers.errors import (
     AssetNotFound,
     ConfigError,
@@ -34,7 +35,7 @@ from rivers.errors import (
 )
 from rivers.io import FilesystemIOManager, IOManager, ValueNotFound
 from rivers.results import MaterializeResult
-from rivers.runtime import Runtime
+from rivers.runtime import RunHandle, Runtime
 from rivers.storage import open_storage
 from rivers.storage.records import (
     Event,
@@ -68,9 +69,11 @@ __all__ = (
     "RetryPolicy",
     "RiversError",
     "RunBackendConfig",
+    "RunHandle",
     "RunNotFound",
     "RunQueueConfig",
     "RunRecord",
+    "RunRequest",
     "RunStatus",
     "Runtime",
     "SlotHolder",

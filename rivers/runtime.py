@@ -21,28 +21,33 @@ from rivers.actors.events import EventWriter
 from rivers.actors.leases import LeaseGC
 from rivers.actors.liveness import ProcessMonitor
 from rivers.actors.pools import PoolManager
+from rivers.actors.queue import QueueCoordinator
 from rivers.actors.run_executor import CLEANUP_TIMEOUT_S, RunExecutor
 from rivers.definitions._validate import check_tags
 from rivers.definitions.configs import ExecutorConfig, RunBackendConfig
 from rivers.definitions.repository import CodeRepository
+from rivers.definitions.requests import RunRequest
 from rivers.errors import ConfigError, RiversError, RunNotFound
 from rivers.executors.factory import describe_executor, make_launcher
 from rivers.executors.process_pool import WorkerPool
-from rivers.messages import RunCanceling
+from rivers.explain import explain_run
+from rivers.messages import RunCanceling, RunEnqueued, RunFailed
 from rivers.storage import resolve_storage_path
-from rivers.storage.records import Event, RunStatus
+from rivers.storage.records import Event, RunRecord, RunStatus
 from rivers.storage.sqlite import NewRun, SqliteStorage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Mapping
     from types import TracebackType
 
-    from anyio.abc import TaskGroup
+    from anyio.abc import TaskGroup, TaskStatus
 
     from rivers.definitions.asset import Asset
     from rivers.results import MaterializeResult
 
-__all__ = ("Runtime", "current_runtime")
+__all__ = ("RunHandle", "Runtime", "current_runtime")
+
+WAIT_POLL_S = 0.25
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +102,9 @@ class Runtime:
         self._idle.set()
         self._worker_pool: WorkerPool | None = None
         self._pools: PoolManager | None = None
+        self._coordinator: QueueCoordinator | None = None
+        self._coordinator_scope = anyio.CancelScope()
+        self._finished: dict[str, anyio.Event] = {}
         self._declared: set[str] = set()
 
     # ----------------------------------------------------------------- lifecycle
@@ -141,6 +149,21 @@ class Runtime:
             await self._task_group.start(gc.run, name="rivers.lease_gc")
             for repository in self._repositories.values():
                 await self._declare_pools(repository)
+            queue = next(
+                (r.run_queue for r in self._repositories.values() if r.run_queue),
+                None,
+            )
+            if queue is not None:
+                self._coordinator = QueueCoordinator(
+                    storage=self._storage,
+                    events=self._events,
+                    owner=self.owner,
+                    clock=self.clock,
+                    config=queue,
+                    repositories=tuple(self._repositories),
+                    start_run=self._start_run,
+                )
+                await self._task_group.start(self._run_coordinator, name="rivers.queue")
         except BaseException as exc:
             await stack.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -161,8 +184,26 @@ class Runtime:
         assert stack is not None, "Runtime.__aexit__ without __aenter__"
         return await stack.__aexit__(exc_type, exc, tb)
 
+    async def _run_coordinator(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        assert self._coordinator is not None
+        with self._coordinator_scope:
+            await self._coordinator.run(task_status=task_status)
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop admitting queued runs; wait up to ``grace_s`` for running runs to end.
+
+        Runs still running afterwards are cancelled when the runtime exits. Queued
+        runs stay queued in storage.
+        """
+        self._coordinator_scope.cancel()
+        with anyio.move_on_after(grace_s):
+            await self._idle.wait()
+
     async def _shutdown(self) -> None:
         """Cancel running runs, drain events, stop the actors (shielded, bounded)."""
+        self._coordinator_scope.cancel()
         with anyio.move_on_after(CLEANUP_TIMEOUT_S * 2, shield=True):
             for executor in list(self._active.values()):
                 executor.cancel("the runtime stopped")
@@ -268,11 +309,9 @@ class Runtime:
         config = executor or repo.executor
         if not isinstance(config, ExecutorConfig):
             raise ConfigError(f"executor must come from rs.Executor, got {config!r}")
-        launcher = make_launcher(config, self._get_worker_pool)
-        storage = self.storage
         await self._declare_pools(repo)
         run_id = new_run_id()
-        await storage.create_run(
+        await self.storage.create_run(
             NewRun(
                 run_id=run_id,
                 status=RunStatus.STARTING,
@@ -282,15 +321,26 @@ class Runtime:
                 owner=self.owner,
             )
         )
+        return await self._execute(run_id, repo, steps, run_tags, config)
+
+    async def _execute(
+        self,
+        run_id: str,
+        repo: CodeRepository,
+        steps: list[str],
+        tags: Mapping[str, str],
+        config: ExecutorConfig,
+    ) -> MaterializeResult:
+        """Run a STARTING run of this process to its end."""
         run = RunExecutor(
             run_id=run_id,
             repository=repo,
             selection=steps,
-            tags=run_tags,
-            launcher=launcher,
+            tags=tags,
+            launcher=make_launcher(config, self._get_worker_pool),
             executor_name=describe_executor(config),
             events=self._writer(),
-            storage=storage,
+            storage=self.storage,
             pools=self.pools,
             clock=self.clock,
             owner=self.owner,
@@ -303,6 +353,120 @@ class Runtime:
             del self._active[run_id]
             if not self._active:
                 self._idle.set()
+            finished = self._finished.pop(run_id, None)
+            if finished is not None:
+                finished.set()
+            if self._coordinator is not None:
+                self._coordinator.wake()
+
+    # --------------------------------------------------------------- the queue
+
+    async def submit(
+        self, request: RunRequest, repository: CodeRepository | None = None
+    ) -> RunHandle:
+        """Queue a run; return a handle to wait for it.
+
+        The run is written QUEUED before this returns, so it survives a restart.
+        With a ``run_queue`` the coordinator admits it under the queue and tag
+        limits; without one it starts at once. A ``run_key`` used before returns
+        the handle of the run it named instead of submitting again.
+
+        Raises:
+            AssetNotFound: a selected asset is not in the repository.
+        """
+        if not isinstance(request, RunRequest):
+            raise ConfigError(f"submit() takes a rs.RunRequest, got {request!r}")
+        repo = self._repository(repository)
+        steps = repo.resolve_selection(
+            None if request.selection is None else list(request.selection)
+        )
+        await self._declare_pools(repo)
+        run_id = new_run_id()
+        tags = dict(request.tags or {})
+        record = await self.storage.create_run(
+            NewRun(
+                run_id=run_id,
+                status=RunStatus.QUEUED,
+                repository=repo.name,
+                tags=tags,
+                selection=None if request.selection is None else steps,
+                priority=request.priority,
+                run_key=request.run_key,
+            )
+        )
+        if record is None:
+            existing = await self.storage.get_run_by_key(request.run_key or "")
+            assert existing is not None
+            return RunHandle(self, existing.run_id)
+        self._writer().emit(
+            RunEnqueued(run_id=run_id, priority=request.priority, tags=tags)
+        )
+        if self._coordinator is not None:
+            self._coordinator.wake()
+        elif await self.storage.admit_run(
+            run_id, owner=self.owner, max_concurrent_runs=2**31, tag_guards=()
+        ):
+            self._start_run(run_id)
+        return RunHandle(self, run_id)
+
+    def _start_run(self, run_id: str) -> None:
+        assert self._task_group is not None
+        self._task_group.start_soon(
+            self._execute_admitted, run_id, name=f"rivers.run[{run_id}]"
+        )
+
+    async def _execute_admitted(self, run_id: str) -> None:
+        """Run a run the queue admitted (STARTING, owned here) in the background."""
+        storage = self.storage
+        record = await storage.get_run(run_id)
+        if record is None:
+            return
+        repo = self._repositories.get(record.repository)
+        try:
+            if repo is None:
+                raise ConfigError(
+                    f"run {run_id!r} belongs to repository {record.repository!r}, which "
+                    "this runtime does not have"
+                )
+            steps = repo.resolve_selection(record.selection)
+            await self._execute(run_id, repo, steps, record.tags, repo.executor)
+        except RiversError as exc:
+            logger.warning("run %s could not run: %s", run_id, exc)
+            stored = await storage.finish_run(
+                run_id,
+                RunStatus.FAILURE,
+                expected=(RunStatus.STARTING, RunStatus.STARTED),
+                reason=str(exc),
+                event=RunFailed(run_id=run_id, reason=str(exc)),
+            )
+            self._writer().publish(stored)
+            finished = self._finished.pop(run_id, None)
+            if finished is not None:
+                finished.set()
+
+    async def wait_for(self, run_id: str) -> RunRecord:
+        """Wait until a run (of any process) has finished; return its record.
+
+        Raises:
+            RunNotFound: no run has this id.
+        """
+        while True:
+            record = await self.storage.get_run(run_id)
+            if record is None:
+                raise RunNotFound(run_id)
+            if record.status.is_finished:
+                return record
+            finished = self._finished.setdefault(run_id, anyio.Event())
+            with anyio.move_on_after(WAIT_POLL_S):
+                await finished.wait()
+
+    async def explain(self, run_id: str) -> str:
+        """Say why a run is where it is: the gate holding a queued run, with numbers.
+
+        Raises:
+            RunNotFound: no run has this id.
+        """
+        return await explain_run(self.storage, run_id)
 
     def _repository(self, repository: CodeRepository | None) -> CodeRepository:
         if repository is not None:
@@ -351,3 +515,28 @@ class Runtime:
         executor = self._active.get(run_id)
         if executor is not None:
             executor.cancel("canceled by request")
+
+
+@final
+class RunHandle:
+    """A submitted run: its id, and a way to wait for its end."""
+
+    __slots__ = ("_runtime", "run_id")
+
+    def __init__(self, runtime: Runtime, run_id: str) -> None:
+        self._runtime = runtime
+        self.run_id = run_id
+
+    async def wait(self) -> RunRecord:
+        """Wait until the run has finished (SUCCESS, FAILURE or CANCELED)."""
+        return await self._runtime.wait_for(self.run_id)
+
+    async def status(self) -> RunStatus:
+        """Return the run's current status."""
+        record = await self._runtime.storage.get_run(self.run_id)
+        if record is None:
+            raise RunNotFound(self.run_id)
+        return record.status
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.run_id!r})"

@@ -23,6 +23,7 @@ from rivers._clock import SYSTEM_CLOCK, Clock
 from rivers.errors import MigrationError, StorageError, StorageUnavailable
 from rivers.messages import EventBody, event_data, event_kind
 from rivers.storage._pool_methods import PoolMethods
+from rivers.storage._queue_methods import QueueMethods
 from rivers.storage.records import (
     FINISHED_STATUSES,
     IN_FLIGHT_STATUSES,
@@ -84,7 +85,7 @@ class NewRun(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @final
-class SqliteStorage(PoolMethods):
+class SqliteStorage(PoolMethods, QueueMethods):
     """Runs, events, steps, materializations, pools and claims in one SQLite file.
 
     Open it with ``rs.open_storage(...)`` (or ``SqliteStorage.open``) and close it
@@ -253,6 +254,17 @@ class SqliteStorage(PoolMethods):
         def read(conn: sqlite3.Connection) -> RunRecord | None:
             row = conn.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            return None if row is None else _run_record(row)
+
+        return await self._call(read)
+
+    async def get_run_by_key(self, run_key: str) -> RunRecord | None:
+        """Return the run submitted with ``run_key``, or None."""
+
+        def read(conn: sqlite3.Connection) -> RunRecord | None:
+            row = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_key = ?", (run_key,)
             ).fetchone()
             return None if row is None else _run_record(row)
 

@@ -1,0 +1,196 @@
+"""QueueCoordinator: admits queued runs under the run queue and tag limits.
+
+Every ``dequeue_interval`` (or at once when woken by a local submit or a run
+ending) the leader coordinator of the storage reads only the runs queued since its
+last look, counts what is in flight in the whole storage, asks
+``core.queue.QueueState`` which runs fit, and admits each with a transaction that
+re-checks the limits. It records why blocked runs wait (RUN_BLOCKED when the
+reason changes). Exactly one coordinator per storage admits: the others stand by
+and take over when the leader's lease (renewed every tick) runs out.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, final
+
+import anyio
+
+from rivers.core.queue import LimitRule, QueuedRun, QueueState
+from rivers.errors import StorageUnavailable
+from rivers.messages import RunBlocked, RunDequeued
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.abc import TaskStatus
+
+    from rivers._clock import Clock
+    from rivers.actors.events import EventWriter
+    from rivers.definitions.configs import RunQueueConfig
+    from rivers.storage.sqlite import SqliteStorage
+
+__all__ = ("LEADER_KEY", "LEADER_LEASE_S", "QUEUE_CONFIG_KEY", "QueueCoordinator")
+
+logger = logging.getLogger(__name__)
+
+LEADER_KEY = "queue.leader"
+QUEUE_CONFIG_KEY = "queue.config"
+LEADER_LEASE_S = 5.0
+MAX_LEADER_CHECK_S = 1.0
+
+
+@final
+class QueueCoordinator:
+    """The run queue's admission loop for one runtime."""
+
+    def __init__(
+        self,
+        *,
+        storage: SqliteStorage,
+        events: EventWriter,
+        owner: str,
+        clock: Clock,
+        config: RunQueueConfig,
+        repositories: tuple[str, ...],
+        start_run: Callable[[str], None],
+    ) -> None:
+        self._storage = storage
+        self._events = events
+        self._owner = owner
+        self._clock = clock
+        self._config = config
+        self._repositories = repositories
+        self._start_run = start_run
+        self._state = QueueState(
+            max_concurrent_runs=config.max_concurrent_runs,
+            rules=tuple(
+                LimitRule(l.key, l.value, l.limit or 0, l.per_unique_value)
+                for l in config.tag_concurrency_limits
+            ),
+        )
+        self._queued: dict[str, QueuedRun] = {}
+        self._created: dict[str, float] = {}
+        self._last_rowid = 0
+        self._reasons: dict[str, str] = {}
+        self._wake = anyio.Event()
+        self.is_leader = False
+
+    def wake(self) -> None:
+        """Tick now (a run was submitted here, or a run ended)."""
+        self._wake.set()
+
+    async def run(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Tick until cancelled; give the leadership up on the way out."""
+        await self._storage.put_state(
+            QUEUE_CONFIG_KEY,
+            {
+                "max_concurrent_runs": self._config.max_concurrent_runs,
+                "dequeue_interval_s": self._config.dequeue_interval_s,
+                "tag_concurrency_limits": [
+                    {
+                        "key": r.key,
+                        "value": r.value,
+                        "limit": r.limit,
+                        "per_unique_value": r.per_unique_value,
+                    }
+                    for r in self._state.rules
+                ],
+            },
+        )
+        task_status.started()
+        interval = self._config.dequeue_interval_s
+        try:
+            while True:
+                wait = interval if self.is_leader else min(interval, MAX_LEADER_CHECK_S)
+                with anyio.move_on_after(wait):
+                    await self._wake.wait()
+                self._wake = anyio.Event()
+                try:
+                    self.is_leader = await self._storage.acquire_leadership(
+                        LEADER_KEY, self._owner, max(LEADER_LEASE_S, 3 * interval)
+                    )
+                    if self.is_leader:
+                        await self.tick()
+                except StorageUnavailable as exc:
+                    logger.warning("queue coordinator: %s", exc)
+        finally:
+            if self.is_leader:
+                with anyio.move_on_after(2, shield=True):
+                    await self._storage.release_leadership(LEADER_KEY, self._owner)
+
+    async def tick(self) -> int:
+        """Admit what fits now; return how many runs were admitted."""
+        for (
+            rowid,
+            run_id,
+            priority,
+            created_at,
+            tags,
+        ) in await self._storage.get_queued_since(self._last_rowid, self._repositories):
+            self._last_rowid = max(self._last_rowid, rowid)
+            run = QueuedRun(-priority, created_at, run_id, tuple(sorted(tags.items())))
+            self._queued[run_id] = run
+            self._created[run_id] = created_at
+            self._state.add(run)
+        if not len(self._state):
+            return 0
+        in_flight_tags = await self._storage.get_in_flight_tags()
+        counts: dict[tuple[str, str, str | None], int] = {}
+        for tags in in_flight_tags:
+            for bucket in self._state.signature(tags):
+                counts[bucket] = counts.get(bucket, 0) + 1
+        result = self._state.tick(len(in_flight_tags), counts)
+        admitted = 0
+        rules = {rule.ident: rule for rule in self._state.rules}
+        for admission in result.admitted:
+            guards = [
+                (bucket[1], bucket[2], rules[bucket[0]].limit)
+                for bucket in admission.buckets
+            ]
+            ok = await self._storage.admit_run(
+                admission.run_id,
+                owner=self._owner,
+                max_concurrent_runs=self._config.max_concurrent_runs,
+                tag_guards=guards,
+            )
+            entry = self._queued.pop(admission.run_id, None)
+            created = self._created.pop(admission.run_id, self._clock.time())
+            self._reasons.pop(admission.run_id, None)
+            if ok:
+                admitted += 1
+                self._events.emit(
+                    RunDequeued(
+                        run_id=admission.run_id, waited_s=self._clock.time() - created
+                    )
+                )
+                self._start_run(admission.run_id)
+            elif entry is not None and await self._still_queued(admission.run_id):
+                # Another process took the capacity meanwhile: back in line.
+                self._queued[admission.run_id] = entry
+                self._created[admission.run_id] = created
+                self._state.add(entry)
+        await self._record_reasons(result.blocked)
+        return admitted
+
+    async def _still_queued(self, run_id: str) -> bool:
+        record = await self._storage.get_run(run_id)
+        return record is not None and record.status.value == "QUEUED"
+
+    async def _record_reasons(self, blocked: dict[str, str]) -> None:
+        changed = {
+            run_id: reason
+            for run_id, reason in blocked.items()
+            if self._reasons.get(run_id) != reason
+        }
+        if not changed:
+            return
+        self._reasons.update(changed)
+        await self._storage.set_run_reasons(changed)
+        for run_id, reason in changed.items():
+            position = await self._storage.queue_position(run_id)
+            self._events.emit(
+                RunBlocked(run_id=run_id, reason=reason, position=position or 0)
+            )

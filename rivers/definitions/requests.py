@@ -1,0 +1,57 @@
+"""``rs.RunRequest``: a run to submit through the queue."""
+
+from __future__ import annotations
+
+from typing import final
+
+import msgspec
+from msgspec.structs import force_setattr
+
+from rivers.definitions._validate import check_asset_name, check_int, check_tags
+from rivers.errors import ConfigError
+
+__all__ = ("RunRequest",)
+
+MAX_RUN_KEY_LENGTH = 512
+
+
+@final
+class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A run to submit: which assets, its tags, its queue priority, a dedup key.
+
+    Args:
+        selection: asset names (None: every asset of the repository).
+        tags: run tags (the unit of tag concurrency limits).
+        priority: higher is admitted first.
+        run_key: a key already used (by that sensor or schedule) is not submitted
+            again.
+    """
+
+    selection: tuple[str, ...] | None = None
+    tags: dict[str, str] | None = None
+    priority: int = 0
+    run_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.selection is not None:
+            items: object = self.selection
+            if isinstance(items, str) or not isinstance(items, list | tuple):
+                raise ConfigError("RunRequest.selection must be a list of asset names")
+            force_setattr(
+                self,
+                "selection",
+                tuple(check_asset_name(n, "RunRequest.selection entry") for n in items),
+            )
+        force_setattr(self, "tags", check_tags(self.tags, "RunRequest.tags"))
+        check_int(
+            self.priority, "RunRequest.priority", minimum=-(2**31), maximum=2**31 - 1
+        )
+        if self.run_key is not None and (
+            not isinstance(self.run_key, str)
+            or not self.run_key
+            or len(self.run_key) > MAX_RUN_KEY_LENGTH
+        ):
+            raise ConfigError(
+                f"RunRequest.run_key must be a non-empty string of at most "
+                f"{MAX_RUN_KEY_LENGTH} characters"
+            )

@@ -1,0 +1,56 @@
+"""Why is this run waiting? A one-line answer with live numbers, from storage only."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rivers.errors import RunNotFound
+from rivers.storage.records import IN_FLIGHT_STATUSES, RunStatus
+
+if TYPE_CHECKING:
+    from rivers.storage.sqlite import SqliteStorage
+
+__all__ = ("explain_run", "ordinal")
+
+QUEUE_CONFIG_KEY = "queue.config"
+
+
+def ordinal(n: int) -> str:
+    """Return ``1st``, ``2nd``, ``3rd``, ``4th``..."""
+    suffix = (
+        "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    )
+    return f"{n}{suffix}"
+
+
+async def explain_run(storage: SqliteStorage, run_id: str) -> str:
+    """Return why a run is where it is (the binding gate for a queued run).
+
+    Raises:
+        RunNotFound: no run has this id.
+    """
+    record = await storage.get_run(run_id)
+    if record is None:
+        raise RunNotFound(run_id)
+    if record.status is not RunStatus.QUEUED:
+        detail = f": {record.reason}" if record.reason else ""
+        return f"run {run_id} is {record.status.value}{detail}"
+    position = await storage.queue_position(run_id) or 0
+    config = await storage.get_state(QUEUE_CONFIG_KEY)
+    in_flight = await storage.count_runs(IN_FLIGHT_STATUSES)
+    where = f"{ordinal(position)} in the queue"
+    if isinstance(config, dict):
+        limit = int(config.get("max_concurrent_runs", 0))
+        if in_flight >= limit:
+            return (
+                f"run {run_id} is QUEUED, {where}: max_concurrent_runs "
+                f"{in_flight}/{limit} in flight"
+            )
+    if record.reason:
+        return f"run {run_id} is QUEUED, {where}: {record.reason}"
+    if not isinstance(config, dict):
+        return (
+            f"run {run_id} is QUEUED, {where}: no queue coordinator has run on this "
+            "storage yet; start one with `rivers daemon -f FILE`"
+        )
+    return f"run {run_id} is QUEUED, {where}: waiting for the next dequeue tick"

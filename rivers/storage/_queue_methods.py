@@ -1,0 +1,191 @@
+"""The run-queue part of ``SqliteStorage``: queued-run reads, guarded admission,
+reasons, the coordinator's leader lease, and small key-value state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from rivers.storage.records import IN_FLIGHT_STATUSES, RunStatus
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable, Iterable
+
+    from rivers._clock import Clock
+
+__all__ = ("QueueMethods", "QueuedRow")
+
+T = TypeVar("T")
+
+_IN_FLIGHT = tuple(s.value for s in IN_FLIGHT_STATUSES)
+_IN_FLIGHT_SQL = f"status IN {_IN_FLIGHT}"
+_decode_tags = msgspec.json.Decoder(dict[str, str]).decode
+
+QueuedRow = tuple[int, str, int, float, dict[str, str]]
+"""(rowid, run id, priority, created_at, tags)."""
+
+
+class QueueMethods:
+    """Queue methods shared by the SQLite storage (mixed into ``SqliteStorage``)."""
+
+    clock: Clock
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
+
+    async def get_queued_since(
+        self, rowid: int, repositories: Iterable[str], limit: int = 50_000
+    ) -> list[QueuedRow]:
+        """Return QUEUED runs added after ``rowid`` (oldest first) of ``repositories``."""
+        names = list(repositories)
+        marks = ", ".join("?" * len(names))
+
+        def read(conn: sqlite3.Connection) -> list[QueuedRow]:
+            rows = conn.execute(
+                "SELECT rowid, run_id, priority, created_at, tags FROM runs "
+                f"WHERE rowid > ? AND status = 'QUEUED' AND repository IN ({marks}) "
+                "ORDER BY rowid LIMIT ?",
+                (rowid, *names, limit),
+            )
+            return [(r[0], r[1], r[2], r[3], _decode_tags(r[4])) for r in rows]
+
+        return await self._call(read)
+
+    async def get_in_flight_tags(self) -> list[dict[str, str]]:
+        """Return the tags of every in-flight run (one dict per run)."""
+
+        def read(conn: sqlite3.Connection) -> list[dict[str, str]]:
+            rows = conn.execute(f"SELECT tags FROM runs WHERE {_IN_FLIGHT_SQL}")
+            return [_decode_tags(r[0]) for r in rows]
+
+        return await self._call(read)
+
+    async def admit_run(
+        self,
+        run_id: str,
+        *,
+        owner: str,
+        max_concurrent_runs: int,
+        tag_guards: Iterable[tuple[str, str | None, int]],
+    ) -> bool:
+        """Move a QUEUED run to STARTING if the queue and its tag limits have room.
+
+        The counts are re-read inside the transaction, so even two coordinators
+        could never exceed a limit together. ``tag_guards`` holds (key, value or
+        None for any value, limit) for each bucket the run counts against.
+        """
+        guards = list(tag_guards)
+        now = self.clock.time()
+
+        def write(conn: sqlite3.Connection) -> bool:
+            in_flight = conn.execute(
+                f"SELECT COUNT(*) FROM runs WHERE {_IN_FLIGHT_SQL}"
+            ).fetchone()[0]
+            if in_flight >= max_concurrent_runs:
+                return False
+            for key, value, limit in guards:
+                sql = (
+                    "SELECT COUNT(*) FROM run_tags t JOIN runs r ON r.run_id = t.run_id "
+                    f"WHERE r.{_IN_FLIGHT_SQL} AND t.key = ?"
+                )
+                params: list[Any] = [key]
+                if value is not None:
+                    sql += " AND t.value = ?"
+                    params.append(value)
+                if conn.execute(sql, params).fetchone()[0] >= limit:
+                    return False
+            changed = conn.execute(
+                "UPDATE runs SET status = ?, owner = ?, started_at = ?, reason = NULL "
+                "WHERE run_id = ? AND status = 'QUEUED'",
+                (RunStatus.STARTING.value, owner, now, run_id),
+            ).rowcount
+            return bool(changed)
+
+        return await self._write(write)
+
+    async def set_run_reasons(self, reasons: dict[str, str]) -> None:
+        """Record why queued runs wait (only runs still QUEUED are changed)."""
+        if not reasons:
+            return
+        await self._write(
+            lambda conn: conn.executemany(
+                "UPDATE runs SET reason = ? WHERE run_id = ? AND status = 'QUEUED'",
+                [(reason, run_id) for run_id, reason in reasons.items()],
+            )
+        )
+
+    async def queue_position(self, run_id: str) -> int | None:
+        """Return a queued run's 1-based place in queue order, or None."""
+
+        def read(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "SELECT priority, created_at, status FROM runs WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+            if row is None or row[2] != RunStatus.QUEUED.value:
+                return None
+            ahead: int = conn.execute(
+                "SELECT COUNT(*) FROM runs WHERE status = 'QUEUED' AND "
+                "(priority > ? OR (priority = ? AND created_at < ?))",
+                (row[0], row[0], row[1]),
+            ).fetchone()[0]
+            return ahead + 1
+
+        return await self._call(read)
+
+    async def acquire_leadership(self, name: str, owner: str, lease_s: float) -> bool:
+        """Take or renew the lease ``name`` for ``owner``; return whether it holds it."""
+        now = self.clock.time()
+
+        def write(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT value, updated_at FROM kv WHERE key = ?", (name,)
+            ).fetchone()
+            if row is not None:
+                holder, _, expires = str(row[0]).rpartition("@")
+                if holder != owner and float(expires or 0) > now:
+                    return False
+            conn.execute(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at",
+                (name, f"{owner}@{now + lease_s}", now),
+            )
+            return True
+
+        return await self._write(write)
+
+    async def release_leadership(self, name: str, owner: str) -> None:
+        """Give the lease ``name`` up if ``owner`` holds it."""
+        await self._write(
+            lambda conn: conn.execute(
+                "DELETE FROM kv WHERE key = ? AND value LIKE ?", (name, f"{owner}@%")
+            )
+        )
+
+    async def put_state(self, key: str, value: object) -> None:
+        """Store a small JSON value under ``key``."""
+        now = self.clock.time()
+        data = msgspec.json.encode(value).decode()
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at",
+                (key, data, now),
+            )
+        )
+
+    async def get_state(self, key: str) -> Any:
+        """Return the JSON value stored under ``key``, or None."""
+
+        def read(conn: sqlite3.Connection) -> Any:
+            row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+            return None if row is None else msgspec.json.decode(row[0])
+
+        return await self._call(read)

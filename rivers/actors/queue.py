@@ -65,8 +65,8 @@ class QueueCoordinator:
         self._state = QueueState(
             max_concurrent_runs=config.max_concurrent_runs,
             rules=tuple(
-                LimitRule(l.key, l.value, l.limit or 0, l.per_unique_value)
-                for l in config.tag_concurrency_limits
+                LimitRule(t.key, t.value, t.limit or 0, t.per_unique_value)
+                for t in config.tag_concurrency_limits
             ),
         )
         self._queued: dict[str, QueuedRun] = {}

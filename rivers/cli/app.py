@@ -77,6 +77,68 @@ def materialize(
     raise typer.Exit(code)
 
 
+@app.command()
+def submit(
+    ctx: typer.Context,
+    file: Annotated[
+        str | None, typer.Option("-f", "--file", help="Python file.")
+    ] = None,
+    module: Annotated[
+        str | None, typer.Option("-m", "--module", help="Module.")
+    ] = None,
+    attribute: Annotated[
+        str | None, typer.Option("-a", "--attribute", help="Repository variable.")
+    ] = None,
+    select: Annotated[
+        str | None, typer.Option("--select", help="Comma-separated asset names.")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Run tag KEY=VALUE (repeatable).")
+    ] = None,
+    priority: Annotated[int, typer.Option("--priority", help="Higher goes first.")] = 0,
+) -> None:
+    """Queue a run for the daemon (`rivers daemon`) to admit.
+
+    Example: rivers submit -f pipeline.py --select report --tag team=core --priority 5
+    """
+    from rivers.cli.queue import submit_command
+
+    state: CliState = ctx.obj
+    selection = [s.strip() for s in select.split(",") if s.strip()] if select else None
+    submit_command(
+        state, file, module, attribute, selection, parse_tags(tag or []), priority
+    )
+
+
+@app.command()
+def daemon(
+    ctx: typer.Context,
+    file: Annotated[
+        str | None, typer.Option("-f", "--file", help="Python file.")
+    ] = None,
+    module: Annotated[
+        str | None, typer.Option("-m", "--module", help="Module.")
+    ] = None,
+    attribute: Annotated[
+        str | None, typer.Option("-a", "--attribute", help="Repository variable.")
+    ] = None,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace", min=0, help="Seconds running runs get to finish on stop."
+        ),
+    ] = 30.0,
+) -> None:
+    """Run the queue, pools and lease GC until SIGINT/SIGTERM, then stop gracefully.
+
+    Example: rivers daemon -f pipeline.py --grace 60
+    """
+    from rivers.cli.queue import daemon_command
+
+    state: CliState = ctx.obj
+    daemon_command(state, file, module, attribute, grace)
+
+
 def run(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; exit 2 with one line on bad input, never a traceback."""
     if os.environ.get("NO_COLOR") is None and not sys.stdout.isatty():

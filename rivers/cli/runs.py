@@ -91,6 +91,26 @@ def show_run(
     out.print(step_table(steps))
 
 
+@app.command("why")
+def why_run(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run id.")],
+) -> None:
+    """Say which gate holds a run, with live numbers.
+
+    Example: rivers runs why 01a2b3c4d5e6f7
+    """
+    from rivers.explain import explain_run
+
+    state: CliState = ctx.obj
+
+    async def read() -> str:
+        async with open_storage(state.storage) as storage:
+            return await explain_run(storage, run_id)
+
+    console().print(safe(run_sync(read)))
+
+
 @app.command("cancel")
 def cancel_run(
     ctx: typer.Context,

@@ -1,0 +1,121 @@
+"""``rivers submit`` and ``rivers daemon``: the run queue from the command line."""
+
+from __future__ import annotations
+
+import signal
+from typing import TYPE_CHECKING
+
+import anyio
+
+from rivers._ids import new_run_id
+from rivers.cli.loading import load_repository
+from rivers.cli.output import console
+from rivers.definitions.configs import RunBackendConfig
+from rivers.definitions.requests import RunRequest
+from rivers.materialize import run_sync
+from rivers.messages import RunEnqueued
+from rivers.runtime import Runtime
+from rivers.storage import open_storage, resolve_storage_path
+from rivers.storage.records import RunStatus
+from rivers.storage.sqlite import NewRun
+
+if TYPE_CHECKING:
+    from rivers.cli._common import CliState
+    from rivers.definitions.repository import CodeRepository
+
+__all__ = ("daemon_command", "submit_command")
+
+
+def _backend(state: CliState, repository: CodeRepository) -> RunBackendConfig:
+    backend = repository.backend or RunBackendConfig()
+    if state.storage is None:
+        return backend
+    return RunBackendConfig(
+        storage=state.storage,
+        lease_duration=backend.lease_duration,
+        lease_gc_interval=backend.lease_gc_interval,
+    )
+
+
+def submit_command(
+    state: CliState,
+    file: str | None,
+    module: str | None,
+    attribute: str | None,
+    selection: list[str] | None,
+    tags: dict[str, str],
+    priority: int,
+) -> str:
+    """Write a QUEUED run for the daemon to admit; return its id."""
+    repository = load_repository(file, module, attribute)
+    steps = repository.resolve_selection(selection)
+    request = RunRequest(
+        selection=None if selection is None else tuple(steps),
+        tags=tags,
+        priority=priority,
+    )
+    path = resolve_storage_path(_backend(state, repository).storage)
+
+    async def write() -> str:
+        async with open_storage(path) as storage:
+            run_id = new_run_id()
+            await storage.create_run(
+                NewRun(
+                    run_id=run_id,
+                    status=RunStatus.QUEUED,
+                    repository=repository.name,
+                    tags=dict(request.tags or {}),
+                    selection=None
+                    if request.selection is None
+                    else list(request.selection),
+                    priority=priority,
+                )
+            )
+            await storage.append_events(
+                [
+                    (
+                        RunEnqueued(
+                            run_id=run_id,
+                            priority=priority,
+                            tags=dict(request.tags or {}),
+                        ),
+                        storage.clock.time(),
+                    )
+                ]
+            )
+            return run_id
+
+    run_id: str = run_sync(write)
+    console().print(f"submitted run {run_id} (QUEUED)")
+    return run_id
+
+
+def daemon_command(
+    state: CliState,
+    file: str | None,
+    module: str | None,
+    attribute: str | None,
+    grace_s: float,
+) -> None:
+    """Run the runtime (queue, pools, lease GC) until SIGINT or SIGTERM."""
+    repository = load_repository(file, module, attribute)
+    backend = _backend(state, repository)
+
+    async def serve() -> None:
+        async with Runtime(repository, backend=backend) as runtime:
+            out = console(stderr=True)
+            out.print(
+                f"rivers daemon: serving repository {repository.name!r} on "
+                f"{resolve_storage_path(backend.storage)} (Ctrl-C to stop)"
+            )
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    out.print(
+                        f"rivers daemon: {signal.Signals(signum).name}: no new runs "
+                        f"admitted; waiting up to {grace_s:g}s for running runs"
+                    )
+                    break
+            await runtime.drain(grace_s)
+        out.print("rivers daemon: stopped")
+
+    run_sync(serve)

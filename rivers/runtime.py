@@ -182,7 +182,14 @@ class Runtime:
             self._token = None
         stack, self._stack = self._stack, None
         assert stack is not None, "Runtime.__aexit__ without __aenter__"
-        return await stack.__aexit__(exc_type, exc, tb)
+        try:
+            return await stack.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The task group wraps what the block raised; give the user their own
+            # exception back when it is the only one.
+            if exc is not None and list(_leaves(group)) == [exc]:
+                raise exc.with_traceback(tb) from exc.__cause__
+            raise
 
     async def _run_coordinator(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -515,6 +522,16 @@ class Runtime:
         executor = self._active.get(run_id)
         if executor is not None:
             executor.cancel("canceled by request")
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            leaves.extend(_leaves(exc))
+        else:
+            leaves.append(exc)
+    return leaves
 
 
 @final

@@ -311,7 +311,7 @@ def test_two_processes_sharing_one_storage_share_the_limit(tmp_path: Path) -> No
         for line in (tmp_path / f"{name}.log").read_text().splitlines()
     ]
     assert len(intervals) == 8
-    assert _peak(intervals) == 2  # type: ignore[arg-type]
+    assert _peak(intervals) == 2
 
 
 async def test_slots_of_a_killed_process_are_reclaimed_after_the_lease(

@@ -67,7 +67,22 @@ class Asset(Generic[P, R]):
     )
 
     @overload
-    def __new__(cls, fn: Callable[P, R], /) -> Asset[P, R]: ...
+    def __new__(
+        cls,
+        fn: Callable[P, R],
+        /,
+        *,
+        name: str | None = None,
+        deps: Iterable[Asset[Any, Any] | str] = (),
+        pool: str | Iterable[str] | None = None,
+        pool_slots: int = 1,
+        tags: Mapping[str, str] | None = None,
+        priority: int = 0,
+        retry_policy: RetryPolicy | None = None,
+        timeout: Duration | None = None,
+        automation_condition: object | None = None,
+        description: str | None = None,
+    ) -> Asset[P, R]: ...
 
     @overload
     def __new__(  # type: ignore[misc]  # @Asset(...) returns a decorator

@@ -73,7 +73,9 @@ def main() -> None:
     result = repo.materialize(tags={"example": "quickstart"})
     print(f"run {result.run_id}: {result.status.value}")
     for step in result.step_records:
-        took = f"{step.duration_s * 1000:.1f} ms" if step.duration_s is not None else "-"
+        took = (
+            f"{step.duration_s * 1000:.1f} ms" if step.duration_s is not None else "-"
+        )
         print(f"  {step.step_key:<20} {step.status.value:<8} {took:>10}  {step.worker}")
     if result.success:
         print("\nTop customers by revenue:")

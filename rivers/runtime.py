@@ -104,6 +104,9 @@ class Runtime:
         self._pools: PoolManager | None = None
         self._coordinator: QueueCoordinator | None = None
         self._coordinator_scope = anyio.CancelScope()
+        self._coordinator_done = anyio.Event()
+        self._coordinator_done.set()
+        self._closing = False
         self._finished: dict[str, anyio.Event] = {}
         self._declared: set[str] = set()
 
@@ -180,7 +183,7 @@ class Runtime:
         if self._token is not None:
             _CURRENT.reset(self._token)
             self._token = None
-        stack, self._stack = self._stack, None
+        stack = self._stack
         assert stack is not None, "Runtime.__aexit__ without __aenter__"
         try:
             return await stack.__aexit__(exc_type, exc, tb)
@@ -190,13 +193,19 @@ class Runtime:
             if exc is not None and list(_leaves(group)) == [exc]:
                 raise exc.with_traceback(tb) from exc.__cause__
             raise
+        finally:
+            self._stack = None
 
     async def _run_coordinator(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         assert self._coordinator is not None
-        with self._coordinator_scope:
-            await self._coordinator.run(task_status=task_status)
+        self._coordinator_done = anyio.Event()
+        try:
+            with self._coordinator_scope:
+                await self._coordinator.run(task_status=task_status)
+        finally:
+            self._coordinator_done.set()
 
     async def drain(self, grace_s: float) -> None:
         """Stop admitting queued runs; wait up to ``grace_s`` for running runs to end.
@@ -212,6 +221,8 @@ class Runtime:
         """Cancel running runs, drain events, stop the actors (shielded, bounded)."""
         self._coordinator_scope.cancel()
         with anyio.move_on_after(CLEANUP_TIMEOUT_S * 2, shield=True):
+            await self._coordinator_done.wait()
+            self._closing = True
             for executor in list(self._active.values()):
                 executor.cancel("the runtime stopped")
             await self._idle.wait()
@@ -410,6 +421,8 @@ class Runtime:
         )
         if self._coordinator is not None:
             self._coordinator.wake()
+        elif self._closing:
+            raise RiversError("the runtime is stopping; the run stays queued")
         elif await self.storage.admit_run(
             run_id, owner=self.owner, max_concurrent_runs=2**31, tag_guards=()
         ):
@@ -418,14 +431,28 @@ class Runtime:
 
     def _start_run(self, run_id: str) -> None:
         assert self._task_group is not None
+        assert not self._closing, "runs are admitted only before shutdown starts"
         self._task_group.start_soon(
             self._execute_admitted, run_id, name=f"rivers.run[{run_id}]"
         )
 
     async def _execute_admitted(self, run_id: str) -> None:
-        """Run a run the queue admitted (STARTING, owned here) in the background."""
+        """Run a run the queue admitted (STARTING, owned here) in the background.
+
+        If the runtime stops before the run began, the run goes back to the queue.
+        """
         storage = self.storage
-        record = await storage.get_run(run_id)
+        try:
+            record = await storage.get_run(run_id)
+        except anyio.get_cancelled_exc_class():
+            with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
+                await storage.transition_run(
+                    run_id,
+                    RunStatus.QUEUED,
+                    expected=(RunStatus.STARTING,),
+                    reason="returned to the queue: the runtime stopped before it ran",
+                )
+            raise
         if record is None:
             return
         repo = self._repositories.get(record.repository)

@@ -156,8 +156,11 @@ class EventWriter:
                     self._release_waiters()
                 if self._closing:
                     return
-        except BaseException as exc:
+        except Exception as exc:
             self._failure = exc
+            self._release_waiters(everyone=True)
+            raise
+        except BaseException:
             self._release_waiters(everyone=True)
             raise
         finally:

@@ -190,7 +190,6 @@ class QueueCoordinator:
         self._reasons.update(changed)
         await self._storage.set_run_reasons(changed)
         for run_id, reason in changed.items():
-            position = await self._storage.queue_position(run_id)
-            self._events.emit(
-                RunBlocked(run_id=run_id, reason=reason, position=position or 0)
-            )
+            # A blocked run reported here heads the line of its binding limit; its
+            # place in the whole queue is computed on demand by explain().
+            self._events.emit(RunBlocked(run_id=run_id, reason=reason, position=1))

@@ -89,9 +89,10 @@ class QueueMethods:
             if in_flight >= max_concurrent_runs:
                 return False
             for key, value, limit in guards:
+                # CROSS JOIN keeps the (few) in-flight runs as the outer loop.
                 sql = (
-                    "SELECT COUNT(*) FROM run_tags t JOIN runs r ON r.run_id = t.run_id "
-                    f"WHERE r.{_IN_FLIGHT_SQL} AND t.key = ?"
+                    "SELECT COUNT(*) FROM runs r CROSS JOIN run_tags t "
+                    f"ON t.run_id = r.run_id WHERE r.{_IN_FLIGHT_SQL} AND t.key = ?"
                 )
                 params: list[Any] = [key]
                 if value is not None:

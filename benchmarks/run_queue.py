@@ -16,6 +16,7 @@ Run: ``python -m benchmarks.run_queue``.
 from __future__ import annotations
 
 import os
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -94,18 +95,18 @@ async def _bulk_insert(
         for i in range(queued)
     ]
 
-    def write(conn: object) -> None:
-        conn.executemany(  # type: ignore[attr-defined]
+    def write(conn: sqlite3.Connection) -> None:
+        conn.executemany(
             "INSERT INTO runs (run_id, status, repository, tags, priority, created_at) "
             "VALUES (?, ?, ?, ?, 0, ?)",
             rows,
         )
-        conn.executemany(  # type: ignore[attr-defined]
+        conn.executemany(
             "INSERT INTO run_tags (run_id, key, value) VALUES (?, 'tenant', ?)",
             [(r[0], f"t{i % tenants}") for i, r in enumerate(rows)],
         )
 
-    await storage._write(write)  # type: ignore[arg-type]
+    await storage._write(write)
 
 
 def main() -> None:

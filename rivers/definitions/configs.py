@@ -7,6 +7,7 @@ Each is a frozen msgspec Struct validated on construction: a bad value raises
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Literal, final
 
 import msgspec
@@ -81,7 +82,9 @@ class TagConcurrencyLimit(msgspec.Struct, frozen=True):
     per_unique_value: bool = False
 
     def __post_init__(self) -> None:
-        check_tags({self.key: self.value or ""}, "TagConcurrencyLimit")
+        check_tags(
+            {self.key: "" if self.value is None else self.value}, "TagConcurrencyLimit"
+        )
         if self.limit is None:
             raise ConfigError(
                 f"TagConcurrencyLimit(key={self.key!r}) needs limit=N (an integer >= 0)"
@@ -117,7 +120,7 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
 
     max_concurrent_runs: int = 10
     dequeue_interval: Duration = 1.0
-    tag_concurrency_limits: tuple[TagConcurrencyLimit, ...] = ()
+    tag_concurrency_limits: Sequence[TagConcurrencyLimit] = ()
 
     def __post_init__(self) -> None:
         check_int(

@@ -2,15 +2,74 @@
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
 import pickle
-import secrets
+import re
+import sys
 from pathlib import Path
 from typing import Protocol, final, runtime_checkable
 
 from rivers.errors import ConfigError, NotFoundError
 
 __all__ = ("FilesystemIOManager", "IOManager", "ValueNotFound")
+
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+_RENAME_EXCHANGE = 2
+_SLACK_BYTES = 1 << 16
+_AT_FDCWD = -100
+
+
+def _load_renameat2() -> object | None:
+    if sys.platform != "linux":  # pragma: no cover
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.renameat2
+    except (OSError, AttributeError):  # pragma: no cover - old glibc
+        return None
+    function.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    function.restype = ctypes.c_int
+    return function
+
+
+_RENAMEAT2 = _load_renameat2()
+
+
+def _exchange(side: Path, path: Path) -> bool:
+    """Atomically swap ``side`` and ``path``; False when the swap is unavailable."""
+    if _RENAMEAT2 is None:  # pragma: no cover
+        return False
+    result = _RENAMEAT2(  # type: ignore[operator]
+        _AT_FDCWD, os.fsencode(side), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE
+    )
+    # ENOENT: no asset file yet (first write); EINVAL/ENOSYS: unsupported.
+    return bool(result == 0)
+
+
+def _lock_side_file(side: Path) -> int:
+    """Open and lock the side file; retry if another writer swapped it meanwhile."""
+    while True:
+        try:
+            fd = os.open(side, os.O_WRONLY | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            side.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            continue
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            current = os.stat(side).st_ino
+        except FileNotFoundError:
+            current = -1
+        if current == os.fstat(fd).st_ino:
+            return fd
+        os.close(fd)  # our inode became the asset file: open the new side file
 
 
 class ValueNotFound(NotFoundError):
@@ -45,8 +104,9 @@ class IOManager(Protocol):
 class FilesystemIOManager:
     """Pickles each asset's latest value to a file under ``base_dir``.
 
-    Writes are atomic: the value goes to a temporary file in the same directory,
-    which then replaces the old file, so a reader never sees a partial value. Values
+    Writes are atomic: the value goes to a side file in the same directory, which
+    then takes the asset file's place in one rename, so a reader never sees a
+    partial value; concurrent writers of one asset take turns (``flock``). Values
     are only ever read from inside ``base_dir``.
 
     Args:
@@ -71,14 +131,20 @@ class FilesystemIOManager:
 
     def path_for(self, asset_key: str) -> Path:
         """Return the file of ``asset_key``, refusing any path outside ``base_dir``."""
-        base = self.base_dir.resolve()
-        path = (base / f"{asset_key}.pickle").resolve()
-        if path.parent != base or not asset_key or asset_key.startswith("."):
-            raise ValueError(f"asset key {asset_key!r} does not name a file in {base}")
-        return path
+        if not _SAFE_KEY.match(asset_key):
+            raise ValueError(
+                f"asset key {asset_key!r} does not name a file in {self.base_dir}"
+            )
+        return self.base_dir / f"{asset_key}.pickle"
 
     def store(self, asset_key: str, value: object) -> None:
-        """Pickle ``value`` atomically to the asset's file."""
+        """Pickle ``value`` atomically to the asset's file.
+
+        The value is written to a side file, which then takes the asset file's place
+        in one atomic rename, so readers see the old value or the new one, never a
+        mix. On Linux the two files are exchanged (``renameat2``), so the side file
+        is reused by the next write instead of a new file being created each time.
+        """
         path = self.path_for(asset_key)
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
@@ -86,20 +152,27 @@ class FilesystemIOManager:
             import cloudpickle
 
             data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        if not path.parent.exists():
-            path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        side = path.with_name(f".{path.name}.next")
+        fd = _lock_side_file(side)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(temp, path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            # A pickle ends at its STOP opcode, so bytes left over from a longer
+            # old value are never read; trim only when they waste real space.
+            if os.fstat(fd).st_size > len(data) + _SLACK_BYTES:
+                os.ftruncate(fd, len(data))
+            if not _exchange(side, path):
+                os.replace(side, path)
+        finally:
+            os.close(fd)
 
     def load(self, asset_key: str) -> object:
-        """Unpickle the asset's latest value."""
+        """Unpickle the asset's latest value.
+
+        Raises:
+            ValueNotFound: nothing was stored for it.
+        """
         path = self.path_for(asset_key)
         try:
             with open(path, "rb") as f:

@@ -35,7 +35,7 @@ def build_repository(executor: Any = None) -> rs.CodeRepository:
             name = f"a_{level}_{index}"
             params = ", ".join(previous)
             body = f"return sum(({params},)) + 1" if previous else "return 1"
-            namespace: dict[str, Any] = {}
+            namespace: dict[str, Any] = {"__name__": __name__}
             exec(f"def {name}({params}):\n    {body}\n", namespace)
             assets.append(rs.Asset(namespace[name]))
             current.append(name)

@@ -28,7 +28,7 @@ def trivial_assets(count: int, prefix: str) -> list[rs.Asset[Any, Any]]:
     """Return ``count`` independent assets that each return their index."""
     assets = []
     for index in range(count):
-        namespace: dict[str, Any] = {}
+        namespace: dict[str, Any] = {"__name__": __name__}
         exec(f"def {prefix}{index}():\n    return {index}\n", namespace)
         assets.append(rs.Asset(namespace[f"{prefix}{index}"]))
     return assets

@@ -50,6 +50,7 @@ class Asset(Generic[P, R]):
     """
 
     __slots__ = (
+        "__weakref__",
         "automation_condition",
         "deps",
         "description",

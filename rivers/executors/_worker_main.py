@@ -56,6 +56,7 @@ def worker_main(conn: Connection, parent_pid: int) -> None:
     from rivers.executors.base import load_inputs
 
     assets: dict[str, Any] = {}
+    io_managers: dict[bytes, Any] = {}
     while True:
         try:
             request = decode_request(conn.recv_bytes())
@@ -72,7 +73,11 @@ def worker_main(conn: Connection, parent_pid: int) -> None:
                 if len(assets) >= _ASSET_CACHE_SIZE:
                     assets.clear()
                 assets[request.asset_digest] = asset
-            io_manager = pickle.loads(request.io_manager)
+            io_manager = io_managers.get(request.io_manager)
+            if io_manager is None:
+                io_manager = pickle.loads(request.io_manager)
+                io_managers.clear()
+                io_managers[request.io_manager] = io_manager
             inputs = load_inputs(asset, {}, io_manager)
             if asset.takes_context:
                 task_id = request.task_id

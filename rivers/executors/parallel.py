@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import pickle
+import weakref
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
     from rivers.definitions.configs import ParallelExecutor
 
 __all__ = ("ParallelLauncher", "RemoteTraceback")
+
+
+_PICKLED: weakref.WeakKeyDictionary[Asset[Any, Any], tuple[bytes, str]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class RemoteTraceback(Exception):
@@ -56,7 +62,6 @@ class ParallelLauncher:
             else config.max_async_concurrent
         )
         self._tasks = AsyncStepRunner()
-        self._pickled: dict[str, tuple[bytes, str]] = {}
         self._io_manager: bytes | None = None
 
     def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
@@ -108,11 +113,13 @@ class ParallelLauncher:
         )
 
     def _pickle_asset(self, asset: Asset[Any, Any]) -> tuple[bytes, str]:
-        cached = self._pickled.get(asset.name)
+        # Pickled once per asset object for the whole process: cloudpickle is slow
+        # (it may scan every module to find a function's home).
+        cached = _PICKLED.get(asset)
         if cached is None:
             data = _dumps(asset, asset.name, "function")
             cached = (data, hashlib.blake2b(data, digest_size=16).hexdigest())
-            self._pickled[asset.name] = cached
+            _PICKLED[asset] = cached
         return cached
 
 

@@ -182,8 +182,20 @@ class PoolManager:
         with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
             if self._claims.pop(claim.key, None) is None:
                 return
-            await self._storage.release_pool_slots(claim.run_id, claim.step_key)
             self._state.release(claim.pools, claim.slots)
+            # Hand the freed slots straight to the waiters they let in: the release
+            # and their claims are one transaction, one thread hop.
+            waiters = [w for w in self._state.grants() if w.key in self._granted]
+            results = await self._storage.release_and_claim(
+                run_id=claim.run_id,
+                step_key=claim.step_key,
+                claims=[(*w.key, w.pools, w.slots) for w in waiters],
+                owner=self._owner,
+                lease_s=self._lease_s,
+            )
+            for waiter, result in zip(waiters, results, strict=True):
+                self._observe(result)
+                await self._settle(waiter, result)
             self._events.emit(
                 PoolSlotsReleased(
                     run_id=claim.run_id,
@@ -206,11 +218,38 @@ class PoolManager:
             owner=self._owner,
             lease_s=self._lease_s,
         )
+        self._observe(result)
+        return result
+
+    def _observe(self, result: ClaimResult) -> None:
         for view in result.views:
             self._state.observe(view.pool, view.claimed, view.limit)
         if result.reclaimed:
             self.report_reclaimed(list(result.reclaimed))
-        return result
+
+    async def _settle(self, waiter: Waiter, result: ClaimResult) -> None:
+        """Act on a waiter's claim attempt: grant it, fail it, or put it back."""
+        run_id, step_key = waiter.key
+        granted = self._granted.get(waiter.key)
+        if granted is None:
+            # Cancelled while its claim was being written: give the slots back.
+            if result.granted:
+                await self._storage.release_pool_slots(run_id, step_key)
+                self._state.release(waiter.pools, waiter.slots)
+                self._wake.set()
+            return
+        if result.granted:
+            self._hold(run_id, step_key, waiter.pools, waiter.slots)
+            granted.set()
+            return
+        pool = self._state.impossible(waiter.pools, waiter.slots)
+        if pool is not None:
+            limit = self._state.limits[pool]
+            assert limit is not None
+            self._failed[waiter.key] = PoolTooSmall(step_key, pool, waiter.slots, limit)
+            granted.set()
+            return
+        self._state.requeue(waiter)
 
     def report_reclaimed(self, rows: list[tuple[str, str, str, int, str]]) -> None:
         """Log expired claims that were deleted, and stop their local holders."""
@@ -323,25 +362,11 @@ class PoolManager:
 
     async def _grant_waiting(self) -> None:
         for waiter in self._state.grants():
+            if waiter.key not in self._granted:  # the waiter was cancelled meanwhile
+                continue
             run_id, step_key = waiter.key
-            granted = self._granted.get(waiter.key)
-            if granted is None:  # the waiter was cancelled meanwhile
-                continue
             result = await self._claim(run_id, step_key, waiter.pools, waiter.slots)
-            if result.granted:
-                self._hold(run_id, step_key, waiter.pools, waiter.slots)
-                granted.set()
-                continue
-            pool = self._state.impossible(waiter.pools, waiter.slots)
-            if pool is not None:
-                limit = self._state.limits[pool]
-                assert limit is not None
-                self._failed[waiter.key] = PoolTooSmall(
-                    step_key, pool, waiter.slots, limit
-                )
-                granted.set()
-                continue
-            self._state.requeue(waiter)
+            await self._settle(waiter, result)
 
     async def _renew(self) -> None:
         keys = list(self._claims)

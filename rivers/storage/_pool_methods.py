@@ -81,6 +81,40 @@ class PoolMethods:
         """Release a step's claims and pending rows; return what was released."""
         return await self._write(lambda conn: sql.release(conn, run_id, step_key))
 
+    async def release_and_claim(
+        self,
+        *,
+        run_id: str,
+        step_key: str,
+        claims: list[tuple[str, str, tuple[str, ...], int]],
+        owner: str,
+        lease_s: float,
+    ) -> list[sql.ClaimResult]:
+        """Release a step's claims, then try ``claims`` (run, step, pools, slots).
+
+        One transaction: the freed slots go to the next waiters without another
+        round trip. Each claim is checked against the limits as usual.
+        """
+        now = self.clock.time()
+
+        def write(conn: sqlite3.Connection) -> list[sql.ClaimResult]:
+            sql.release(conn, run_id, step_key)
+            return [
+                sql.claim(
+                    conn,
+                    run_id=claim_run,
+                    step_key=claim_step,
+                    pools=pools,
+                    slots=slots,
+                    owner=owner,
+                    now=now,
+                    lease_s=lease_s,
+                )
+                for claim_run, claim_step, pools, slots in claims
+            ]
+
+        return await self._write(write)
+
     async def renew_leases(
         self, owner: str, keys: list[tuple[str, str]], lease_s: float
     ) -> set[tuple[str, str]]:

@@ -145,17 +145,23 @@ class QueueCoordinator:
         result = self._state.tick(len(in_flight_tags), counts)
         admitted = 0
         rules = {rule.ident: rule for rule in self._state.rules}
-        for admission in result.admitted:
-            guards = [
-                (bucket[1], bucket[2], rules[bucket[0]].limit)
-                for bucket in admission.buckets
-            ]
-            ok = await self._storage.admit_run(
+        candidates = [
+            (
                 admission.run_id,
+                [(b[1], b[2], rules[b[0]].limit) for b in admission.buckets],
+            )
+            for admission in result.admitted
+        ]
+        outcomes = (
+            await self._storage.admit_runs(
+                candidates,
                 owner=self._owner,
                 max_concurrent_runs=self._config.max_concurrent_runs,
-                tag_guards=guards,
             )
+            if candidates
+            else []
+        )
+        for admission, ok in zip(result.admitted, outcomes, strict=True):
             entry = self._queued.pop(admission.run_id, None)
             created = self._created.pop(admission.run_id, self._clock.time())
             self._reasons.pop(admission.run_id, None)

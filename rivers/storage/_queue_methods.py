@@ -48,7 +48,8 @@ class QueueMethods:
         def read(conn: sqlite3.Connection) -> list[QueuedRow]:
             rows = conn.execute(
                 "SELECT rowid, run_id, priority, created_at, tags FROM runs "
-                f"WHERE rowid > ? AND status = 'QUEUED' AND repository IN ({marks}) "
+                # '+status' keeps SQLite on the rowid range, not the status index.
+                f"WHERE rowid > ? AND +status = 'QUEUED' AND repository IN ({marks}) "
                 "ORDER BY rowid LIMIT ?",
                 (rowid, *names, limit),
             )
@@ -79,33 +80,28 @@ class QueueMethods:
         could never exceed a limit together. ``tag_guards`` holds (key, value or
         None for any value, limit) for each bucket the run counts against.
         """
-        guards = list(tag_guards)
+        (admitted,) = await self.admit_runs(
+            [(run_id, list(tag_guards))],
+            owner=owner,
+            max_concurrent_runs=max_concurrent_runs,
+        )
+        return admitted
+
+    async def admit_runs(
+        self,
+        candidates: list[tuple[str, list[tuple[str, str | None, int]]]],
+        *,
+        owner: str,
+        max_concurrent_runs: int,
+    ) -> list[bool]:
+        """Admit several runs in order, in one transaction (see ``admit_run``)."""
         now = self.clock.time()
 
-        def write(conn: sqlite3.Connection) -> bool:
-            in_flight = conn.execute(
-                f"SELECT COUNT(*) FROM runs WHERE {_IN_FLIGHT_SQL}"
-            ).fetchone()[0]
-            if in_flight >= max_concurrent_runs:
-                return False
-            for key, value, limit in guards:
-                # CROSS JOIN keeps the (few) in-flight runs as the outer loop.
-                sql = (
-                    "SELECT COUNT(*) FROM runs r CROSS JOIN run_tags t "
-                    f"ON t.run_id = r.run_id WHERE r.{_IN_FLIGHT_SQL} AND t.key = ?"
-                )
-                params: list[Any] = [key]
-                if value is not None:
-                    sql += " AND t.value = ?"
-                    params.append(value)
-                if conn.execute(sql, params).fetchone()[0] >= limit:
-                    return False
-            changed = conn.execute(
-                "UPDATE runs SET status = ?, owner = ?, started_at = ?, reason = NULL "
-                "WHERE run_id = ? AND status = 'QUEUED'",
-                (RunStatus.STARTING.value, owner, now, run_id),
-            ).rowcount
-            return bool(changed)
+        def write(conn: sqlite3.Connection) -> list[bool]:
+            return [
+                _admit(conn, run_id, guards, owner, max_concurrent_runs, now)
+                for run_id, guards in candidates
+            ]
 
         return await self._write(write)
 
@@ -190,3 +186,36 @@ class QueueMethods:
             return None if row is None else msgspec.json.decode(row[0])
 
         return await self._call(read)
+
+
+def _admit(
+    conn: sqlite3.Connection,
+    run_id: str,
+    guards: list[tuple[str, str | None, int]],
+    owner: str,
+    max_concurrent_runs: int,
+    now: float,
+) -> bool:
+    in_flight = conn.execute(
+        f"SELECT COUNT(*) FROM runs WHERE {_IN_FLIGHT_SQL}"
+    ).fetchone()[0]
+    if in_flight >= max_concurrent_runs:
+        return False
+    for key, value, limit in guards:
+        # CROSS JOIN keeps the (few) in-flight runs as the outer loop.
+        sql = (
+            "SELECT COUNT(*) FROM runs r CROSS JOIN run_tags t "
+            f"ON t.run_id = r.run_id WHERE r.{_IN_FLIGHT_SQL} AND t.key = ?"
+        )
+        params: list[Any] = [key]
+        if value is not None:
+            sql += " AND t.value = ?"
+            params.append(value)
+        if conn.execute(sql, params).fetchone()[0] >= limit:
+            return False
+    changed = conn.execute(
+        "UPDATE runs SET status = ?, owner = ?, started_at = ?, reason = NULL "
+        "WHERE run_id = ? AND status = 'QUEUED'",
+        (RunStatus.STARTING.value, owner, now, run_id),
+    ).rowcount
+    return bool(changed)

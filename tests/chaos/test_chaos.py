@@ -188,13 +188,13 @@ async def test_kills_lose_no_run_leak_no_slot_and_never_exceed_a_limit(
         tg.cancel_scope.cancel()
 
     async with rs.open_storage(storage_path) as storage:
-        runs = {r.run_id: r for r in await storage.get_runs(limit=None)}
+        by_id = {r.run_id: r for r in await storage.get_runs(limit=None)}
         started = await storage.get_events(kinds=["RUN_STARTED"])
         pool = await storage.get_pool_info("db")
         holders = await storage.get_pool_slot_holders("db")
     # Every submitted run is accounted for and none vanished.
-    assert sorted(runs) == sorted(submitted)
-    for run in runs.values():
+    assert sorted(by_id) == sorted(submitted)
+    for run in by_id.values():
         assert run.status in (rs.RunStatus.SUCCESS, rs.RunStatus.FAILURE), run
         if run.status is rs.RunStatus.FAILURE:
             assert run.reason, run
@@ -208,5 +208,5 @@ async def test_kills_lose_no_run_leak_no_slot_and_never_exceed_a_limit(
     assert monitor.samples > 100
     assert monitor.violations == []
     assert daemon_kills == ROUNDS
-    successes = sum(r.status is rs.RunStatus.SUCCESS for r in runs.values())
+    successes = sum(r.status is rs.RunStatus.SUCCESS for r in by_id.values())
     assert successes >= RUNS // 2, (successes, worker_kills)

@@ -7,8 +7,8 @@ Each is a frozen msgspec Struct validated on construction: a bad value raises
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Literal, final
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, final
 
 import msgspec
 from msgspec.structs import force_setattr
@@ -22,6 +22,7 @@ __all__ = (
     "ExecutorConfig",
     "InProcessExecutor",
     "KubernetesExecutor",
+    "KubernetesStepOverride",
     "ParallelExecutor",
     "RetryPolicy",
     "RunBackendConfig",
@@ -82,6 +83,13 @@ class TagConcurrencyLimit(msgspec.Struct, frozen=True):
     per_unique_value: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or not (
+            self.value is None or isinstance(self.value, str)
+        ):
+            raise ConfigError(
+                "TagConcurrencyLimit key and value must be strings, got "
+                f"key={self.key!r}, value={self.value!r}"
+            )
         check_tags(
             {self.key: "" if self.value is None else self.value}, "TagConcurrencyLimit"
         )
@@ -267,6 +275,95 @@ class ParallelExecutor(ExecutorConfig, frozen=True, tag="parallel"):
         return self.max_workers
 
 
+ImagePullPolicy = Literal["Always", "IfNotPresent", "Never"]
+_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+
+
+def _check_pull_policy(value: object, field: str) -> None:
+    if value not in (None, *_PULL_POLICIES):
+        raise ConfigError(
+            f"{field} must be 'Always', 'IfNotPresent' or 'Never', got {value!r}"
+        )
+
+
+def _check_resources(value: object, field: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping) or not all(
+        key in ("requests", "limits")
+        and isinstance(amounts, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in amounts.items())
+        for key, amounts in value.items()
+    ):
+        raise ConfigError(
+            f"{field} must look like {{'requests': {{'cpu': '500m'}}, 'limits': "
+            f"{{'memory': '1Gi'}}}} (strings only), got {value!r}"
+        )
+
+
+@final
+class KubernetesStepOverride(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings of one asset's step Jobs that differ from the executor's.
+
+    ``env`` and ``labels`` are merged over the executor's; the other fields, when
+    set, replace the executor's value.
+    """
+
+    image: str | None = None
+    env: dict[str, str] | None = None
+    resources: dict[str, dict[str, str]] | None = None
+    service_account: str | None = None
+    labels: dict[str, str] | None = None
+    image_pull_policy: ImagePullPolicy | None = None
+
+    def __post_init__(self) -> None:
+        if self.image is not None and (
+            not isinstance(self.image, str) or not self.image
+        ):
+            raise ConfigError("KubernetesStepOverride.image must be a non-empty string")
+        check_tags(self.env, "KubernetesStepOverride.env")
+        check_tags(self.labels, "KubernetesStepOverride.labels")
+        _check_resources(self.resources, "KubernetesStepOverride.resources")
+        _check_pull_policy(
+            self.image_pull_policy, "KubernetesStepOverride.image_pull_policy"
+        )
+
+
+def _check_overrides(value: object) -> dict[str, KubernetesStepOverride] | None:
+    """Return ``step_overrides`` with every entry a ``KubernetesStepOverride``."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            "Executor.kubernetes step_overrides must be a dict of asset name to "
+            f"overrides, got {value!r}"
+        )
+    checked: dict[str, KubernetesStepOverride] = {}
+    for name, override in value.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(
+                f"Executor.kubernetes step_overrides key {name!r} must be an asset name"
+            )
+        if isinstance(override, KubernetesStepOverride):
+            checked[name] = override
+            continue
+        if not isinstance(override, Mapping):
+            raise ConfigError(
+                f"Executor.kubernetes step_overrides[{name!r}] must be a dict such as "
+                f"{{'image': ..., 'resources': ...}}, got {override!r}"
+            )
+        fields = KubernetesStepOverride.__struct_fields__
+        unknown = sorted(str(k) for k in override if k not in fields)
+        if unknown:
+            raise ConfigError(
+                f"Executor.kubernetes step_overrides[{name!r}] has unknown keys "
+                f"{', '.join(unknown)}; use {', '.join(fields)}"
+            )
+        options: dict[str, Any] = dict(override)
+        checked[name] = KubernetesStepOverride(**options)
+    return checked
+
+
 @final
 class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
     """Each step is a Kubernetes Job.
@@ -276,13 +373,17 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
             unbounded).
         image: the container image that has rivers and the code location.
         namespace: where Jobs are created.
-        kubeconfig: a kubeconfig path (default: in-cluster, then ``~/.kube/config``).
+        kubeconfig: a kubeconfig path (default: in-cluster config inside a pod,
+            else ``$KUBECONFIG`` or ``~/.kube/config``).
         env: extra environment variables of the step containers.
         resources: the container ``resources`` (requests/limits).
         service_account: the pods' service account.
         labels: extra labels on Jobs and pods.
         image_pull_policy: ``Always``, ``IfNotPresent`` or ``Never``.
-        ttl_seconds_after_finished: finished Jobs are deleted after this long.
+        ttl_seconds_after_finished: finished Jobs are deleted after this long (a
+            backstop: rivers deletes each Job once it has its outcome and logs).
+        step_overrides: per-asset settings, asset name to a
+            ``KubernetesStepOverride`` or a dict of its fields.
     """
 
     max_concurrent_steps: int | None = None
@@ -293,8 +394,9 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
     resources: dict[str, dict[str, str]] | None = None
     service_account: str | None = None
     labels: dict[str, str] | None = None
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    image_pull_policy: ImagePullPolicy | None = None
     ttl_seconds_after_finished: int | None = 300
+    step_overrides: dict[str, KubernetesStepOverride] | None = None
 
     def __post_init__(self) -> None:
         if self.max_concurrent_steps is not None:
@@ -312,19 +414,30 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
             raise ConfigError(
                 "Executor.kubernetes namespace must be a non-empty string"
             )
+        if self.kubeconfig is not None:
+            if not isinstance(self.kubeconfig, str | os.PathLike):
+                raise ConfigError(
+                    "Executor.kubernetes kubeconfig must be a path, "
+                    f"got {self.kubeconfig!r}"
+                )
+            force_setattr(self, "kubeconfig", os.fspath(self.kubeconfig))
         check_tags(self.env, "Executor.kubernetes env")
         check_tags(self.labels, "Executor.kubernetes labels")
-        if self.image_pull_policy not in (None, "Always", "IfNotPresent", "Never"):
-            raise ConfigError(
-                "Executor.kubernetes image_pull_policy must be 'Always', "
-                f"'IfNotPresent' or 'Never', got {self.image_pull_policy!r}"
-            )
+        _check_resources(self.resources, "Executor.kubernetes resources")
+        _check_pull_policy(
+            self.image_pull_policy, "Executor.kubernetes image_pull_policy"
+        )
         if self.ttl_seconds_after_finished is not None:
             check_int(
                 self.ttl_seconds_after_finished,
                 "Executor.kubernetes ttl_seconds_after_finished",
                 minimum=0,
             )
+        force_setattr(self, "step_overrides", _check_overrides(self.step_overrides))
+
+    def override_for(self, step_key: str) -> KubernetesStepOverride | None:
+        """Return the overrides of ``step_key``'s Jobs, if any."""
+        return (self.step_overrides or {}).get(step_key)
 
 
 @final
@@ -362,10 +475,12 @@ class Executor:
         resources: dict[str, dict[str, str]] | None = None,
         service_account: str | None = None,
         labels: dict[str, str] | None = None,
-        image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None,
+        image_pull_policy: ImagePullPolicy | None = None,
         ttl_seconds_after_finished: int | None = 300,
+        step_overrides: Mapping[str, KubernetesStepOverride | Mapping[str, Any]]
+        | None = None,
     ) -> KubernetesExecutor:
-        """Run each step as a Kubernetes Job."""
+        """Run each step as a Kubernetes Job (see ``KubernetesExecutor``)."""
         return KubernetesExecutor(
             max_concurrent_steps=max_concurrent_steps,
             image=image,
@@ -377,6 +492,7 @@ class Executor:
             labels=labels,
             image_pull_policy=image_pull_policy,
             ttl_seconds_after_finished=ttl_seconds_after_finished,
+            step_overrides=_check_overrides(step_overrides),
         )
 
 

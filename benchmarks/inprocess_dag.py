@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import rivers as rs
+from rivers.materialize import uvloop_available
 
 LEVELS = 20
 WIDTH = 10
@@ -59,7 +60,7 @@ def measure(repeat: int, warm: bool) -> list[float]:
                     times.append(time.perf_counter() - began)
                     assert result.success
 
-        anyio.run(main)
+        anyio.run(main, backend_options={"use_uvloop": uvloop_available()})
         return times
     for _ in range(repeat):
         began = time.perf_counter()

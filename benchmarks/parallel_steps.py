@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 
 import rivers as rs
+from rivers.materialize import uvloop_available
 
 
 def trivial_assets(count: int, prefix: str) -> list[rs.Asset[Any, Any]]:
@@ -63,7 +64,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         os.environ["RIVERS_HOME"] = home
-        figures = anyio.run(measure, args.repeat, backend_options={"use_uvloop": True})
+        figures = anyio.run(
+            measure, args.repeat, backend_options={"use_uvloop": uvloop_available()}
+        )
     for name in ("cold", "warm"):
         values = figures[name]
         print(

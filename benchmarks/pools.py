@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 
 import rivers as rs
+from rivers.materialize import uvloop_available
 
 STEPS = 40
 SLEEP_S = 0.05
@@ -78,7 +79,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         os.environ["RIVERS_HOME"] = home
         walls, rates = anyio.run(
-            measure, args.repeat, backend_options={"use_uvloop": True}
+            measure, args.repeat, backend_options={"use_uvloop": uvloop_available()}
         )
     ideal = STEPS / LIMIT * SLEEP_S
     median = statistics.median(walls)

@@ -25,6 +25,7 @@ import anyio
 
 import rivers as rs
 from rivers._ids import new_run_id
+from rivers.materialize import uvloop_available
 
 
 @rs.Asset
@@ -113,7 +114,9 @@ def main() -> None:
     """Print the figures."""
     with tempfile.TemporaryDirectory() as home:
         os.environ["RIVERS_HOME"] = home
-        rate, latencies = anyio.run(throughput, backend_options={"use_uvloop": True})
+        rate, latencies = anyio.run(
+            throughput, backend_options={"use_uvloop": uvloop_available()}
+        )
     latencies.sort()
     p50 = statistics.median(latencies)
     p99 = latencies[int(len(latencies) * 0.99) - 1]
@@ -123,7 +126,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as home:
         os.environ["RIVERS_HOME"] = home
-        ticks = anyio.run(tick_cost, backend_options={"use_uvloop": True})
+        ticks = anyio.run(tick_cost, backend_options={"use_uvloop": uvloop_available()})
     print(
         f"one tick, 100,000 queued runs, 20 tag limits: median "
         f"{statistics.median(ticks) * 1000:.2f} ms (min {min(ticks) * 1000:.2f}, "

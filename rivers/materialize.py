@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -23,7 +24,12 @@ __all__ = ("materialize", "run_sync")
 
 
 def uvloop_available() -> bool:
-    """Return whether uvloop can be used for loops rivers starts itself."""
+    """Return whether loops rivers starts itself use uvloop.
+
+    True when uvloop is importable, unless ``RIVERS_UVLOOP=0`` turns it off.
+    """
+    if os.environ.get("RIVERS_UVLOOP", "1") == "0":
+        return False
     return importlib.util.find_spec("uvloop") is not None
 
 

@@ -3,7 +3,9 @@
 Producers call ``emit`` (sync, never blocks, safe from the event loop thread) and,
 where they can wait, ``await backpressure()``. The writer takes everything pending,
 writes it in one transaction, then hands the stored events (with their ids) to each
-subscriber. So the log costs one transaction per batch, not per event.
+subscriber. So the log costs one transaction per batch, not per event. A small batch
+lingers ``LINGER_S`` (2 ms) to gather more events, unless someone waits in
+``flush()``: durability is never delayed for a caller that asks for it.
 
 Events are never dropped: the pending list is bounded by backpressure on the
 producers that can wait (``HIGH_WATER``), not by discarding. A subscriber that falls
@@ -36,6 +38,8 @@ __all__ = ("EventWriter",)
 logger = logging.getLogger(__name__)
 
 HIGH_WATER = 20_000
+LINGER_S = 0.002
+LINGER_BATCH = 512
 SUBSCRIBER_BUFFER = 10_000
 RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -65,6 +69,7 @@ class EventWriter:
         self._subscribers: list[_Subscriber] = []
         self._closing = False
         self._failure: BaseException | None = None
+        self._flush_requested = anyio.Event()
 
     def emit(self, body: EventBody) -> None:
         """Queue ``body`` for writing, stamped with the current time."""
@@ -91,6 +96,7 @@ class EventWriter:
             raise StorageError(f"the event log cannot be written: {self._failure}")
         done = anyio.Event()
         self._flush_waiters.append((target, done))
+        self._flush_requested.set()
         await done.wait()
         if self._written < target and self._failure is not None:
             raise StorageError(f"the event log cannot be written: {self._failure}")
@@ -148,6 +154,12 @@ class EventWriter:
             while True:
                 await self._wake.wait()
                 self._wake = anyio.Event()
+                if len(self._pending) < LINGER_BATCH and not self._urgent():
+                    # Let a small batch grow for a moment: one transaction then
+                    # carries the events of many steps. A flush skips the wait.
+                    with anyio.move_on_after(LINGER_S):
+                        await self._flush_requested.wait()
+                self._flush_requested = anyio.Event()
                 while self._pending:
                     batch, self._pending = self._pending, []
                     events = await self._write(batch)
@@ -181,6 +193,9 @@ class EventWriter:
                 await anyio.sleep(delay)
         raise AssertionError("unreachable")
 
+    def _urgent(self) -> bool:
+        return self._closing or bool(self._flush_waiters)
+
     def _release_waiters(self, *, everyone: bool = False) -> None:
         keep: list[tuple[int, anyio.Event]] = []
         for target, done in self._flush_waiters:
@@ -194,4 +209,5 @@ class EventWriter:
         """Write what is pending, then stop the writer loop."""
         self._closing = True
         self._wake.set()
+        self._flush_requested.set()
         await self._drained.wait()

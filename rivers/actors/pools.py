@@ -147,6 +147,9 @@ class PoolManager:
         waiter = self._state.add(key, pools, slots, priority)
         granted = anyio.Event()
         self._granted[key] = granted
+        # Emit while the waiter is certainly in line: the grant loop may hand
+        # it slots while the pending row is being written below.
+        self._emit_blocked(waiter)
         try:
             await self._storage.add_pending_step(
                 pools=pools,
@@ -156,7 +159,10 @@ class PoolManager:
                 priority=priority,
                 owner=self._owner,
             )
-            self._emit_blocked(waiter)
+            if granted.is_set():
+                # Granted before the pending row landed: the grant's claim could
+                # not delete a row that did not exist yet, so drop it now.
+                await self._storage.remove_pending_step(run_id, step_key)
             self._wake.set()
             await granted.wait()
         except BaseException:

@@ -34,7 +34,10 @@ def parse_duration(value: object, field: str, *, allow_zero: bool = True) -> flo
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf
     elif isinstance(value, str):
         match = _PATTERN.match(value)
         if match is None:

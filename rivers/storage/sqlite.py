@@ -12,6 +12,7 @@ import contextlib
 import os
 import sqlite3
 import stat
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
@@ -22,6 +23,7 @@ import msgspec
 from rivers._clock import SYSTEM_CLOCK, Clock
 from rivers.errors import MigrationError, StorageError, StorageUnavailable
 from rivers.messages import EventBody, event_data, event_kind
+from rivers.storage._dashboard_methods import DashboardMethods
 from rivers.storage._pool_methods import PoolMethods
 from rivers.storage._queue_methods import QueueMethods
 from rivers.storage.records import (
@@ -85,7 +87,7 @@ class NewRun(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @final
-class SqliteStorage(PoolMethods, QueueMethods):
+class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
     """Runs, events, steps, materializations, pools and claims in one SQLite file.
 
     Open it with ``rs.open_storage(...)`` (or ``SqliteStorage.open``) and close it
@@ -681,8 +683,43 @@ def _prepare_file(path: Path) -> Path:
 def _initialize(conn: sqlite3.Connection) -> None:
     """Check the file is ours, set pragmas, apply migrations (runs on the db thread)."""
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    # Read the marks in one read transaction: a migration another process commits
+    # meanwhile is seen whole or not at all (never tables without the marks).
+    conn.execute("BEGIN")
+    try:
+        version = _check_marks(conn)
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")  # read only
+    _use_wal(conn)
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute("PRAGMA cache_size = -16000")
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _check_marks(conn)  # another process may have migrated meanwhile
+        for number in range(version, SCHEMA_VERSION):
+            for statement in _statements(MIGRATIONS[number]):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _check_marks(conn: sqlite3.Connection) -> int:
+    """Return the schema version of a rivers (or empty) file.
+
+    Raises:
+        _Foreign: the file is another application's SQLite database.
+        MigrationError: the file was written by a newer rivers.
+    """
     application_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
     if application_id not in (0, APPLICATION_ID) or (
         application_id == 0
         and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
@@ -693,26 +730,29 @@ def _initialize(conn: sqlite3.Connection) -> None:
             f"the storage was written by a newer rivers (schema {version}, this rivers "
             f"knows {SCHEMA_VERSION}); upgrade rivers"
         )
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    return version
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode, waiting up to ``BUSY_TIMEOUT_S`` for the lock.
+
+    The switch needs the file to itself for a moment, and SQLite reports "database
+    is locked" at once instead of calling the busy handler (another process opening
+    the same new file holds a read lock), so the wait is done here.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.001
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)  # on the db thread, like SQLite's own busy handler
+            delay = min(delay * 2, 0.05)
     if str(mode).lower() != "wal":  # pragma: no cover - e.g. a network filesystem
         raise StorageUnavailable(f"storage cannot use WAL mode (got {mode!r})")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("PRAGMA cache_size = -16000")
-    if version == SCHEMA_VERSION:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number in range(version, SCHEMA_VERSION):
-            for statement in _statements(MIGRATIONS[number]):
-                conn.execute(statement)
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def _statements(script: str) -> list[str]:

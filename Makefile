@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`.
 PYTHON ?= python3
 
-.PHONY: demo test check fix bench clean
+.PHONY: demo dev-env test check fix bench clean
 
 demo:
 	$(PYTHON) -m venv .venv
@@ -9,10 +9,14 @@ demo:
 	.venv/bin/python -m pip install --quiet .
 	.venv/bin/python examples/quickstart.py
 
-test:
+# The dev virtualenv: rivers (editable) with the test tools. `.ci/run` makes it first
+# so the Kubernetes testbed's pods run `python -m rivers.worker` in it.
+dev-env:
 	$(PYTHON) -m venv .venv-dev
 	.venv-dev/bin/python -m pip install --quiet --upgrade pip
 	.venv-dev/bin/python -m pip install --quiet -e '.[dev]'
+
+test: dev-env
 	PATH="$(CURDIR)/.venv-dev/bin:$$PATH" scripts/check
 
 check:

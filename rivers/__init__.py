@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from rivers.context import StepContext
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
@@ -16,10 +18,21 @@ from rivers.definitions.configs import (
 )
 from rivers.definitions.repository import CodeRepository
 from rivers.definitions.requests import RunRequest
+from rivers.definitions.triggers import (
+    AutomationCondition,
+    Schedule,
+    ScheduleContext,
+    Sensor,
+    SensorContext,
+    schedule,
+    sensor,
+)
 from rivers.errors import (
     AssetNotFound,
     ConfigError,
     ExecutionError,
+    JobFailed,
+    KubernetesApiError,
     LaunchFailed,
     LeaseLost,
     MigrationError,
@@ -51,6 +64,7 @@ from rivers.storage.records import (
 __all__ = (
     "Asset",
     "AssetNotFound",
+    "AutomationCondition",
     "CodeRepository",
     "ConfigError",
     "Event",
@@ -58,6 +72,8 @@ __all__ = (
     "Executor",
     "FilesystemIOManager",
     "IOManager",
+    "JobFailed",
+    "KubernetesApiError",
     "LaunchFailed",
     "LeaseLost",
     "MaterializeResult",
@@ -76,6 +92,10 @@ __all__ = (
     "RunRequest",
     "RunStatus",
     "Runtime",
+    "Schedule",
+    "ScheduleContext",
+    "Sensor",
+    "SensorContext",
     "SlotHolder",
     "StepContext",
     "StepError",
@@ -89,13 +109,17 @@ __all__ = (
     "WorkerCrashed",
     "__version__",
     "open_storage",
+    "schedule",
+    "sensor",
 )
 
 __version__ = "0.1.0"
 
 for _name in __all__:
     _obj = globals()[_name]
-    if isinstance(_obj, type):
-        # Tracebacks and reprs show the public path (rivers.Asset, not the module).
+    # Tracebacks and reprs show the public path (rivers.Asset, not the module).
+    # msgspec Structs keep their module: msgspec resolves their field annotations
+    # in it.
+    if isinstance(_obj, type) and not issubclass(_obj, msgspec.Struct):
         _obj.__module__ = "rivers"
 del _name, _obj

@@ -16,7 +16,9 @@ The tree::
         ├── StepTimeout             a step ran past its ``timeout``
         ├── LaunchFailed            a step could not be started
         ├── PoolTooSmall            a step needs more slots than its pool's limit
-        └── WorkerCrashed           the process running a step died
+        ├── WorkerCrashed           the process running a step died
+        ├── JobFailed               a step's Kubernetes Job failed (exit code, reason)
+        └── KubernetesApiError      the Kubernetes API refused or could not answer
 
 Messages are lowercase, name the thing, and say what to do instead.
 """
@@ -27,6 +29,8 @@ __all__ = (
     "AssetNotFound",
     "ConfigError",
     "ExecutionError",
+    "JobFailed",
+    "KubernetesApiError",
     "LaunchFailed",
     "LeaseLost",
     "MigrationError",
@@ -152,3 +156,65 @@ class WorkerCrashed(ExecutionError):
         self.step_key = step_key
         self.detail = detail
         super().__init__(f"the worker process running step {step_key!r} died: {detail}")
+
+
+class JobFailed(ExecutionError):
+    """A step's Kubernetes Job failed: its pod exited non-zero or the Job was stopped.
+
+    ``exit_code`` and ``reason`` come from the pod's container (``Error``,
+    ``OOMKilled``...) or the Job's ``Failed`` condition (``DeadlineExceeded``...);
+    either may be None when the cluster did not report it.
+    """
+
+    def __init__(
+        self,
+        step_key: str,
+        *,
+        cluster: str,
+        namespace: str,
+        job: str,
+        detail: str,
+        exit_code: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.step_key = step_key
+        self.cluster = cluster
+        self.namespace = namespace
+        self.job = job
+        self.detail = detail
+        self.exit_code = exit_code
+        self.reason = reason
+        super().__init__(
+            f"step {step_key!r} failed in Kubernetes Job {job!r} (namespace "
+            f"{namespace!r}, cluster {cluster!r}): {detail}"
+        )
+
+
+class KubernetesApiError(ExecutionError):
+    """The Kubernetes API refused a request about a step's Job, or was unreachable.
+
+    ``status`` is the HTTP status (None when the server could not be reached).
+    """
+
+    def __init__(
+        self,
+        step_key: str,
+        *,
+        cluster: str,
+        namespace: str,
+        job: str,
+        action: str,
+        status: int | None,
+        detail: str,
+    ) -> None:
+        self.step_key = step_key
+        self.cluster = cluster
+        self.namespace = namespace
+        self.job = job
+        self.action = action
+        self.status = status
+        self.detail = detail
+        super().__init__(
+            f"step {step_key!r}: could not {action} Kubernetes Job {job!r} in "
+            f"namespace {namespace!r} on cluster {cluster!r}: {detail}"
+        )

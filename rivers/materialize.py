@@ -70,5 +70,7 @@ async def _materialize(
         return await runtime.materialize(
             selection, tags=tags, executor=executor, repository=repository
         )
-    async with Runtime(repository) as runtime:
+    from rivers.dashboard.progress import materialize_progress
+
+    async with Runtime(repository) as runtime, materialize_progress(runtime):
         return await runtime.materialize(selection, tags=tags, executor=executor)

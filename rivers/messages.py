@@ -33,6 +33,7 @@ __all__ = (
     "StepStarted",
     "StepSucceeded",
     "StepWaiting",
+    "TriggerFailed",
     "event_kind",
 )
 
@@ -197,6 +198,23 @@ class LeaseExpired(EventBody, frozen=True, kw_only=True, tag="LEASE_EXPIRED"):
     pool: str
     slots: int
     owner: str
+
+
+class TriggerFailed(EventBody, frozen=True, kw_only=True, tag="TRIGGER_FAILURE"):
+    """Evaluating a schedule, sensor or automation condition failed; it keeps going.
+
+    It concerns no run: ``run_id`` is None (stored NULL).
+    """
+
+    # A trigger event belongs to no run; only the storage reads run_id generically
+    # and stores it in a nullable column.
+    run_id: str | None = None  # type: ignore[assignment]
+    trigger: str
+    trigger_type: str
+    repository: str
+    error: str
+    error_type: str
+    traceback: str | None = None
 
 
 def event_kind(body: EventBody) -> str:

@@ -23,6 +23,7 @@ from rivers.actors.liveness import ProcessMonitor
 from rivers.actors.pools import PoolManager
 from rivers.actors.queue import QueueCoordinator
 from rivers.actors.run_executor import CLEANUP_TIMEOUT_S, RunExecutor
+from rivers.actors.triggers import TriggerRunner
 from rivers.definitions._validate import check_tags
 from rivers.definitions.configs import ExecutorConfig, RunBackendConfig
 from rivers.definitions.repository import CodeRepository
@@ -109,6 +110,7 @@ class Runtime:
         self._closing = False
         self._finished: dict[str, anyio.Event] = {}
         self._declared: set[str] = set()
+        self.triggers: TriggerRunner | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -167,8 +169,26 @@ class Runtime:
                     start_run=self._start_run,
                 )
                 await self._task_group.start(self._run_coordinator, name="rivers.queue")
+            # Schedules, sensors and automation conditions, submitting through
+            # self.submit. Started last; stopped first (the stack unwinds LIFO).
+            self.triggers = TriggerRunner.create(
+                tuple(self._repositories.values()),
+                storage=self._storage,
+                events=self._events,
+                owner=self.owner,
+                clock=self.clock,
+                submit=self.submit,
+            )
+            if self.triggers is not None:
+                await self._task_group.start(self.triggers.run, name="rivers.triggers")
+                stack.push_async_callback(self.triggers.aclose)
         except BaseException as exc:
-            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            try:
+                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            except BaseExceptionGroup as group:
+                if list(_leaves(group)) == [exc]:
+                    raise exc from None
+                raise
             raise
         self._stack = stack
         self._token = _CURRENT.set(self)
@@ -271,7 +291,8 @@ class Runtime:
         limits: dict[str, int | None] = dict.fromkeys(repository.pools)
         limits.update(repository.pool_limits)
         if limits:
-            assert self._storage is not None
+            if self._storage is None:
+                raise RiversError("Runtime must be used with 'async with' before use")
             await self._storage.declare_pools(limits, declared_by=repository.name)
         self._declared.add(repository.name)
 

@@ -12,7 +12,12 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from rivers.cli import pools as pools_commands, runs as runs_commands
+from rivers.cli import (
+    pools as pools_commands,
+    runs as runs_commands,
+    top as top_command,
+    triggers as triggers_commands,
+)
 from rivers.cli._common import CliState, fail, parse_tags
 from rivers.errors import RiversError
 
@@ -28,6 +33,8 @@ app = typer.Typer(
 )
 app.add_typer(runs_commands.app, name="runs")
 app.add_typer(pools_commands.app, name="pools")
+app.add_typer(triggers_commands.app, name="triggers")
+app.command("top")(top_command.top)
 
 
 @app.callback()

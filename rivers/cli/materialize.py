@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from rivers.cli.loading import load_repository
 from rivers.cli.output import console, print_result
+from rivers.dashboard.progress import materialize_progress
 from rivers.definitions.configs import RunBackendConfig
 from rivers.materialize import run_sync
 from rivers.runtime import Runtime
@@ -37,7 +38,10 @@ def materialize_command(
         )
 
     async def go() -> MaterializeResult:
-        async with Runtime(repository, backend=backend) as runtime:
+        async with (
+            Runtime(repository, backend=backend) as runtime,
+            materialize_progress(runtime),
+        ):
             return await runtime.materialize(selection, tags=tags)
 
     result: MaterializeResult = run_sync(go)

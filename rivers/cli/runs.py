@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -11,7 +12,7 @@ from rivers.cli.output import console, print_json, run_table, safe, step_table
 from rivers.errors import ConfigError, RunNotFound
 from rivers.materialize import run_sync
 from rivers.storage import open_storage
-from rivers.storage.records import RunRecord, RunStatus, StepRecord
+from rivers.storage.records import Event, RunRecord, RunStatus, StepRecord
 
 __all__ = ("app",)
 
@@ -68,27 +69,42 @@ def show_run(
     run_id: Annotated[str, typer.Argument(help="The run id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show a run and its steps.
+    """Show a run, its steps, and a timeline of where each step's time went.
+
+    The timeline has one bar per step: waiting for the run queue, for a worker,
+    for a pool, for a retry, and running.
 
     Example: rivers runs show 01a2b3c4d5e6f7
     """
+    from rivers.dashboard.timeline import (
+        TIMELINE_EVENT_KINDS,
+        build_timeline,
+        render_timeline,
+    )
+
     state: CliState = ctx.obj
 
-    async def read() -> tuple[RunRecord, list[StepRecord]]:
+    async def read() -> tuple[RunRecord, list[StepRecord], list[Event]]:
         async with open_storage(state.storage) as storage:
             run = await storage.get_run(run_id)
             if run is None:
                 raise RunNotFound(run_id)
-            return run, await storage.get_step_records(run_id)
+            steps = await storage.get_step_records(run_id)
+            events = await storage.get_events(run_id, kinds=TIMELINE_EVENT_KINDS)
+            return run, steps, events
 
-    run, steps = run_sync(read)
+    run, steps, events = run_sync(read)
+    timeline = build_timeline(run, events, datetime.now(UTC))
     if as_json:
-        print_json({"run": run, "steps": steps})
+        print_json({"run": run, "steps": steps, "timeline": timeline})
         return
     out = console()
     out.print(run_table([run]))
     out.print()
     out.print(step_table(steps))
+    out.print()
+    out.print("[bold]timeline[/]")
+    out.print(render_timeline(timeline, out.width))
 
 
 @app.command("why")

@@ -36,12 +36,19 @@ class Asset(Generic[P, R]):
         fn: the function (sync or ``async def``).
         name: the asset name (default: the function name).
         deps: upstream assets (objects or names) whose values are not passed.
-        pool: a pool name or a list of them; each step claims ``pool_slots`` in each.
-        pool_slots: slots claimed in each pool (>= 1).
-        tags: string tags describing the asset.
-        priority: higher goes first among steps waiting for the same pool.
-        retry_policy: how often a failing step is tried again.
-        timeout: the step fails when it runs longer than this duration.
+        pool: the pool(s) whose slots the step claims, all at once or none.
+            Accepts: None, a pool name (1..128 of letters, digits, '_.:/-'), or a
+            list of distinct names.
+        pool_slots: slots claimed in each pool. Accepts: an int in 1..10,000, at
+            most the pool's declared limit.
+        tags: string tags describing the asset. Accepts: a mapping of printable
+            strings (keys 1..256 characters without '=', values up to 1024).
+        priority: higher goes first among steps waiting for the same pool; equal
+            priorities go in arrival order. Accepts: a 32-bit int.
+        retry_policy: how often a failing step is tried again. Accepts: None or a
+            RetryPolicy.
+        timeout: the step fails when an attempt runs longer than this. Accepts:
+            None or a duration > 0.
         automation_condition: when the daemon materializes it on its own.
         description: free text (default: the function's docstring).
 

@@ -39,9 +39,11 @@ class RetryPolicy(msgspec.Struct, frozen=True):
     """How often a failed step is tried again.
 
     Args:
-        max_retries: retries after the first attempt (>= 0).
-        delay: wait before the first retry (a duration).
-        backoff: factor applied to the delay after each retry (>= 1).
+        max_retries: retries after the first attempt; pool slots are released
+            between attempts. Accepts: an int in 0..1000.
+        delay: wait before the first retry. Accepts: a duration >= 0.
+        backoff: factor applied to the delay after each retry. Accepts: a number
+            in 1..100.
     """
 
     max_retries: int = 0
@@ -71,10 +73,15 @@ class TagConcurrencyLimit(msgspec.Struct, frozen=True):
     """At most ``limit`` in-flight runs per tag key, key and value, or distinct value.
 
     Args:
-        key: the tag key.
+        key: the tag key. Accepts: a printable string of 1..256 characters
+            without '='.
         value: only runs with ``tags[key] == value`` count (None: any value).
-        limit: the ceiling (>= 0; required).
+            Accepts: None or a printable string of at most 1024 characters; not
+            together with ``per_unique_value=True``.
+        limit: the most in-flight runs the limit allows (required). Accepts: an
+            int in 0..10,000; 0 holds every matching run.
         per_unique_value: the ceiling applies to each distinct value separately.
+            Accepts: True or False; not together with ``value``.
     """
 
     key: str
@@ -121,9 +128,13 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
     """The run queue: how many runs may be in flight, and how often to admit.
 
     Args:
-        max_concurrent_runs: in-flight runs at most (0 pauses admission).
-        dequeue_interval: how often the coordinator admits queued runs.
-        tag_concurrency_limits: finer ceilings per tag.
+        max_concurrent_runs: in-flight runs (STARTING, STARTED, CANCELING, in the
+            whole storage, ``materialize()`` runs included) at most. Accepts: an
+            int in 0..10,000; 0 pauses admission.
+        dequeue_interval: how often the coordinator admits queued runs (a local
+            submit wakes it sooner). Accepts: a duration > 0.
+        tag_concurrency_limits: finer ceilings per tag; a run is admitted only if
+            it fits all of them. Accepts: a list or tuple of TagConcurrencyLimit.
     """
 
     max_concurrent_runs: int = 10
@@ -174,11 +185,13 @@ class RunBackendConfig(msgspec.Struct, frozen=True):
     """Where runs, events and claims are stored, and how long a lease lasts.
 
     Args:
-        storage: a SQLite file path or ``sqlite:///path`` URL (default
-            ``$RIVERS_HOME/rivers.db``).
-        lease_duration: an unrenewed pool claim is reclaimed after this long.
+        storage: the SQLite file (default ``$RIVERS_HOME/rivers.db``). Accepts:
+            None, a path, or a ``sqlite:///relative`` / ``sqlite:////absolute`` URL.
+        lease_duration: an unrenewed pool claim is reclaimed after this long;
+            live holders renew every third of it. Accepts: a duration > 0.
         lease_gc_interval: how often expired claims are looked for (default: a
-            quarter of ``lease_duration``, at most 5 s).
+            quarter of ``lease_duration``, at most 5 s). Accepts: None or a
+            duration > 0.
     """
 
     storage: str | None = None
@@ -247,8 +260,11 @@ class ParallelExecutor(ExecutorConfig, frozen=True, tag="parallel"):
     """Sync steps in a warm pool of worker processes, async steps on the loop.
 
     Args:
-        max_workers: sync steps of one run at once (default: usable CPUs).
-        max_async_concurrent: async steps of one run at once (default unbounded).
+        max_workers: sync steps of one run running at once, each in a worker
+            process (default: the CPUs this process may use). Accepts: None or an
+            int in 1..1024.
+        max_async_concurrent: async steps of one run running at once on the event
+            loop (default unbounded). Accepts: None or an int in 1..100,000.
     """
 
     max_workers: int | None = None
@@ -370,20 +386,31 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
 
     Args:
         max_concurrent_steps: step Jobs of one run existing at once (default
-            unbounded).
-        image: the container image that has rivers and the code location.
-        namespace: where Jobs are created.
+            unbounded); a finished step's Job is deleted before its slot is
+            given back. Accepts: None or an int in 1..10,000.
+        image: the container image that has rivers and the code location
+            (required). Accepts: a non-empty string.
+        namespace: where Jobs are created. Accepts: a non-empty string naming an
+            existing namespace.
         kubeconfig: a kubeconfig path (default: in-cluster config inside a pod,
-            else ``$KUBECONFIG`` or ``~/.kube/config``).
-        env: extra environment variables of the step containers.
-        resources: the container ``resources`` (requests/limits).
-        service_account: the pods' service account.
-        labels: extra labels on Jobs and pods.
-        image_pull_policy: ``Always``, ``IfNotPresent`` or ``Never``.
+            else ``$KUBECONFIG`` or ``~/.kube/config``). Accepts: None or a path.
+        env: extra environment variables of the step containers (rivers sets
+            ``RIVERS_HOME`` to this process's unless given here). Accepts: None or
+            a dict of str to str.
+        resources: the container ``resources``. Accepts: None or a dict with
+            ``requests`` and/or ``limits``, each a dict of str to str.
+        service_account: the pods' service account. Accepts: None or a string.
+        labels: extra labels on Jobs and pods. Accepts: None or a dict of str to
+            str (valid Kubernetes labels).
+        image_pull_policy: the container's pull policy. Accepts: None,
+            ``"Always"``, ``"IfNotPresent"`` or ``"Never"``.
         ttl_seconds_after_finished: finished Jobs are deleted after this long (a
             backstop: rivers deletes each Job once it has its outcome and logs).
-        step_overrides: per-asset settings, asset name to a
-            ``KubernetesStepOverride`` or a dict of its fields.
+            Accepts: None or an int >= 0.
+        step_overrides: per-asset settings (image, env, resources,
+            service_account, labels, image_pull_policy) over the executor's.
+            Accepts: None or a dict of asset name to a ``KubernetesStepOverride``
+            or a dict of its fields.
     """
 
     max_concurrent_steps: int | None = None

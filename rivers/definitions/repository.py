@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
@@ -14,6 +14,7 @@ from rivers.definitions.configs import (
     check_pool_limits,
 )
 from rivers.definitions.graph import find_cycle, topological_order
+from rivers.definitions.triggers import AutomationCondition, Schedule, Sensor
 from rivers.errors import AssetNotFound, ConfigError
 
 if TYPE_CHECKING:
@@ -31,15 +32,18 @@ class CodeRepository:
         run_queue: the run queue; None means submitted runs start at once.
         pool_limits: the declared limit of each pool.
         executor: how steps run (default ``rs.Executor.parallel()``).
-        schedules: schedules whose runs go through the queue.
-        sensors: sensors whose runs go through the queue.
+        schedules: ``rs.schedule`` objects whose runs go through the queue.
+        sensors: ``rs.sensor`` objects whose runs go through the queue.
         io_manager: where values are stored (default ``rs.FilesystemIOManager()``).
         backend: storage and lease settings (default ``rs.RunBackendConfig()``).
         name: a name for this repository (default ``"default"``).
 
     Raises:
         ConfigError: duplicate names, unknown dependencies, cycles, ``pool_slots``
-            above a declared limit, or a bad setting; the message names it.
+            above a declared limit, a trigger that is not a schedule or sensor, two
+            triggers with one name, a trigger selecting an unknown asset, an
+            ``automation_condition`` that is not a ``rs.AutomationCondition``, or a
+            bad setting; the message names it.
     """
 
     def __init__(
@@ -49,8 +53,8 @@ class CodeRepository:
         run_queue: RunQueueConfig | None = None,
         pool_limits: Mapping[str, int] | None = None,
         executor: ExecutorConfig | None = None,
-        schedules: Sequence[object] = (),
-        sensors: Sequence[object] = (),
+        schedules: Sequence[Schedule] = (),
+        sensors: Sequence[Sensor] = (),
         io_manager: IOManager | None = None,
         backend: RunBackendConfig | None = None,
         name: str = "default",
@@ -90,12 +94,13 @@ class CodeRepository:
             dict(pool_limits) if isinstance(pool_limits, Mapping) else pool_limits
         )
         self.executor: ExecutorConfig = executor or ParallelExecutor()
-        self.schedules = tuple(schedules)
-        self.sensors = tuple(sensors)
+        self.schedules: tuple[Schedule, ...] = _triggers(schedules, Schedule)
+        self.sensors: tuple[Sensor, ...] = _triggers(sensors, Sensor)
         self.backend = backend
         self._io_manager = io_manager
         self._check_graph()
         self._check_pools()
+        self._check_triggers()
         self.upstream: dict[str, tuple[str, ...]] = {
             name: asset.upstream for name, asset in self.assets.items()
         }
@@ -147,6 +152,46 @@ class CodeRepository:
                         "raise pool_limits"
                     )
 
+    def _check_triggers(self) -> None:
+        seen: dict[str, str] = {}
+        triggers: tuple[Schedule | Sensor, ...] = (*self.schedules, *self.sensors)
+        for trigger in triggers:
+            kind = "schedule" if isinstance(trigger, Schedule) else "sensor"
+            if trigger.name in seen:
+                raise ConfigError(
+                    f"two triggers are named {trigger.name!r} (a {seen[trigger.name]} "
+                    f"and a {kind}); give one of them name=..."
+                )
+            seen[trigger.name] = kind
+            for selected in trigger.selection or ():
+                if selected not in self.assets:
+                    raise ConfigError(
+                        f"{kind} {trigger.name!r} selects {selected!r}, which is not in "
+                        "this repository; add it to assets= or fix the name"
+                    )
+        for asset in self.assets.values():
+            condition = asset.automation_condition
+            if condition is not None and not isinstance(condition, AutomationCondition):
+                raise ConfigError(
+                    f"asset {asset.name!r}: automation_condition must be "
+                    "rs.AutomationCondition.eager() or .on_cron(cron), got "
+                    f"{condition!r}"
+                )
+
+    @property
+    def automation_conditions(self) -> dict[str, AutomationCondition]:
+        """Each asset's automation condition, for the assets that have one."""
+        return {
+            name: asset.automation_condition
+            for name, asset in self.assets.items()
+            if isinstance(asset.automation_condition, AutomationCondition)
+        }
+
+    @property
+    def has_triggers(self) -> bool:
+        """Whether the repository has schedules, sensors or automation conditions."""
+        return bool(self.schedules or self.sensors or self.automation_conditions)
+
     def resolve_selection(
         self, selection: Iterable[Asset[Any, Any] | str] | str | None
     ) -> list[str]:
@@ -191,3 +236,21 @@ class CodeRepository:
 
     def __repr__(self) -> str:
         return f"CodeRepository(name={self.name!r}, assets={list(self.assets)!r})"
+
+
+_Trigger = TypeVar("_Trigger", Schedule, Sensor)
+
+
+def _triggers(given: object, kind: type[_Trigger]) -> tuple[_Trigger, ...]:
+    label = "schedules" if kind is Schedule else "sensors"
+    how = "@rs.schedule(cron=...)" if kind is Schedule else "@rs.sensor(...)"
+    if isinstance(given, str | kind) or not isinstance(given, Iterable):
+        raise ConfigError(f"CodeRepository({label}=...) must be a list")
+    items: list[_Trigger] = []
+    for item in given:
+        if not isinstance(item, kind):
+            raise ConfigError(
+                f"CodeRepository {label} must be made with {how}, got {item!r}"
+            )
+        items.append(item)
+    return tuple(items)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import final
 
 import msgspec
@@ -20,14 +21,15 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
     """A run to submit: which assets, its tags, its queue priority, a dedup key.
 
     Args:
-        selection: asset names (None: every asset of the repository).
+        selection: asset names, a list or tuple (None: every asset of the
+            repository); stored as a tuple.
         tags: run tags (the unit of tag concurrency limits).
         priority: higher is admitted first.
         run_key: a key already used (by that sensor or schedule) is not submitted
             again.
     """
 
-    selection: tuple[str, ...] | None = None
+    selection: Sequence[str] | None = None
     tags: dict[str, str] | None = None
     priority: int = 0
     run_key: str | None = None

@@ -36,7 +36,9 @@ def make_launcher(
         case ParallelExecutor():
             return ParallelLauncher(config, worker_pool())
         case KubernetesExecutor():
-            raise ConfigError("Executor.kubernetes is not available in this build")
+            from rivers.executors.kubernetes import KubernetesLauncher
+
+            return KubernetesLauncher(config)
         case _:
             raise ConfigError(f"unknown executor configuration {config!r}")
 

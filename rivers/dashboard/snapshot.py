@@ -1,0 +1,418 @@
+"""What ``rivers top`` shows, read from storage in one pass: a ``DashboardSnapshot``.
+
+``read_snapshot`` only reads, and every query is bounded by an index range or a
+limit (see ``storage/_dashboard_methods.py``), so a refresh costs about the same on
+a storage holding 100 runs or 100,000. Everything it returns is plain data; the
+renderers in ``dashboard/render.py`` are pure functions of it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from rivers.dashboard.reasons import (
+    LimitSpec,
+    bucket_usage,
+    parse_limits,
+    pool_wait_reason,
+    queued_reason,
+    step_wait_reason,
+)
+from rivers.storage.records import (
+    FINISHED_STATUSES,
+    IN_FLIGHT_STATUSES,
+    Event,
+    PendingStep,
+    RunRecord,
+    RunStatus,
+    StepStatus,
+    from_timestamp,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from rivers.storage.sqlite import SqliteStorage
+
+__all__ = (
+    "ADMISSION_WINDOW_MIN",
+    "EVENT_KINDS",
+    "DashboardSnapshot",
+    "PoolView",
+    "QueueView",
+    "RunView",
+    "TagBucketView",
+    "TagLimitView",
+    "read_snapshot",
+)
+
+ADMISSION_WINDOW_MIN = 15
+"""Minutes of admissions the run-queue sparkline covers."""
+RECENT_WINDOW_S = 3600.0
+"""How far back the finished-run counts look."""
+MAX_IN_FLIGHT_ROWS = 40
+MAX_QUEUED_ROWS = 40
+MAX_FINISHED_ROWS = 5
+MAX_EVENT_ROWS = 30
+MAX_WAITING_STEPS_READ = 20
+"""Waiting steps of one run whose latest gate event is read (the rest are counted)."""
+
+QUEUE_CONFIG_KEY = "queue.config"
+
+EVENT_KINDS = (
+    "RUN_BLOCKED",
+    "RUN_DEQUEUED",
+    "RUN_STARTED",
+    "RUN_SUCCESS",
+    "RUN_FAILURE",
+    "RUN_CANCELED",
+    "STEP_WAITING",
+    "STEP_POOL_BLOCKED",
+    "STEP_POOL_CLAIMED",
+    "STEP_FAILURE",
+    "STEP_RETRY",
+    "LEASE_EXPIRED",
+    "TRIGGER_FAILURE",
+)
+"""The events the recent-events panel lists: gate decisions, failures, reclaims."""
+
+
+class QueueView(msgspec.Struct, frozen=True, kw_only=True):
+    """The run queue: capacity, backlog and admission rate."""
+
+    configured: bool
+    """Whether a queue coordinator has recorded its configuration in this storage."""
+    max_concurrent_runs: int | None
+    dequeue_interval_s: float | None
+    in_flight: int
+    queued: int
+    oldest_queued_at: datetime | None
+    admitted_per_minute: tuple[int, ...]
+    """Admissions per minute over the last ``ADMISSION_WINDOW_MIN``, oldest first."""
+    finished_last_hour: dict[str, int]
+    """Runs created in the last hour that finished, by status."""
+
+
+class TagBucketView(msgspec.Struct, frozen=True, kw_only=True):
+    """One bucket of a tag limit: ``env=prod``, or one value under per-value limits."""
+
+    label: str
+    used: int
+
+
+class TagLimitView(msgspec.Struct, frozen=True, kw_only=True):
+    """A tag concurrency limit and what in-flight runs use of it."""
+
+    label: str
+    """``env=prod`` (key and value), ``team`` (key only), ``team=*`` (per value)."""
+    limit: int
+    per_unique_value: bool
+    buckets: tuple[TagBucketView, ...]
+
+
+class PoolView(msgspec.Struct, frozen=True, kw_only=True):
+    """A pool: its limit and source, use, waiters and nearest lease expiry."""
+
+    name: str
+    limit: int | None
+    limit_source: str | None
+    claimed: int
+    holders: int
+    pending: int
+    oldest_pending_at: datetime | None
+    next_lease_expiry_at: datetime | None
+
+
+class RunView(msgspec.Struct, frozen=True, kw_only=True):
+    """A run as the runs panel lists it, with what it waits for."""
+
+    run_id: str
+    status: RunStatus
+    tags: dict[str, str]
+    priority: int
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    position: int | None = None
+    """1-based place in the queue (queued runs)."""
+    waiting_on: str | None = None
+    """What holds a waiting run back (``tag env=prod 3/3``, ``load: pool warehouse
+    4/4, 2nd in line``), or why a finished run failed or was canceled."""
+    steps_total: int | None = None
+    steps_done: int = 0
+    steps_running: int = 0
+    steps_waiting: int = 0
+    steps_failed: int = 0
+
+
+class DashboardSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything one frame of ``rivers top`` shows."""
+
+    taken_at: datetime
+    storage: str
+    queue: QueueView
+    tag_limits: tuple[TagLimitView, ...]
+    pools: tuple[PoolView, ...]
+    runs: tuple[RunView, ...]
+    """In-flight runs (newest first), queued runs (queue order), recent finished."""
+    recent_events: tuple[Event, ...]
+    """Newest first."""
+
+
+async def read_snapshot(
+    storage: SqliteStorage,
+    *,
+    max_in_flight: int = MAX_IN_FLIGHT_ROWS,
+    max_queued: int = MAX_QUEUED_ROWS,
+    max_finished: int = MAX_FINISHED_ROWS,
+    max_events: int = MAX_EVENT_ROWS,
+) -> DashboardSnapshot:
+    """Read one dashboard frame from ``storage`` (reads only, bounded queries).
+
+    Returns:
+        The snapshot; times in it are the storage clock's.
+    """
+    now_s = storage.clock.time()
+    now = _at(now_s)
+    config: Any = await storage.get_state(QUEUE_CONFIG_KEY)
+    limits = parse_limits(config)
+    counts = await storage.count_runs_by_status([RunStatus.QUEUED, *IN_FLIGHT_STATUSES])
+    in_flight_count = sum(counts[s] for s in IN_FLIGHT_STATUSES)
+    in_flight_tags = await storage.get_in_flight_tags()
+    usage = bucket_usage(limits, in_flight_tags)
+    oldest = await storage.oldest_queued_at()
+    window_s = ADMISSION_WINDOW_MIN * 60.0
+    admitted = _per_minute(await storage.dequeue_times(now_s - window_s), now_s)
+    finished = await storage.count_runs_created_since(now_s - RECENT_WINDOW_S)
+    queue = QueueView(
+        configured=isinstance(config, dict),
+        max_concurrent_runs=_int(config, "max_concurrent_runs"),
+        dequeue_interval_s=_float(config, "dequeue_interval_s"),
+        in_flight=in_flight_count,
+        queued=counts[RunStatus.QUEUED],
+        oldest_queued_at=from_timestamp(oldest),
+        admitted_per_minute=admitted,
+        finished_last_hour={
+            s.value: finished.get(s, 0)
+            for s in (RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.CANCELED)
+        },
+    )
+    pools, pending = await _read_pools(storage)
+    in_flight_runs = await storage.get_runs(
+        status=IN_FLIGHT_STATUSES, limit=max_in_flight
+    )
+    queued_runs = await storage.get_queued_runs(max_queued)
+    finished_runs = await storage.get_recent_finished_runs(max_finished)
+    runs = [
+        *await _in_flight_views(storage, in_flight_runs, pools, pending, now),
+        *(
+            _queued_view(run, position, queue, limits, usage)
+            for position, run in enumerate(queued_runs, start=1)
+        ),
+        *(_finished_view(run) for run in finished_runs),
+    ]
+    events = await storage.get_recent_events(EVENT_KINDS, max_events)
+    return DashboardSnapshot(
+        taken_at=now,
+        storage=str(storage.path),
+        queue=queue,
+        tag_limits=tuple(_tag_views(limits, usage)),
+        pools=tuple(pools.values()),
+        runs=tuple(runs),
+        recent_events=tuple(events),
+    )
+
+
+# ------------------------------------------------------------------ the pieces
+
+
+def _at(epoch_s: float) -> datetime:
+    at = from_timestamp(epoch_s)
+    assert at is not None
+    return at
+
+
+def _int(config: Any, key: str) -> int | None:
+    value = config.get(key) if isinstance(config, dict) else None
+    return int(value) if isinstance(value, int | float) else None
+
+
+def _float(config: Any, key: str) -> float | None:
+    value = config.get(key) if isinstance(config, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _per_minute(times: list[float], now_s: float) -> tuple[int, ...]:
+    buckets = [0] * ADMISSION_WINDOW_MIN
+    for at in times:
+        age_min = int((now_s - at) // 60)
+        if 0 <= age_min < ADMISSION_WINDOW_MIN:
+            buckets[ADMISSION_WINDOW_MIN - 1 - age_min] += 1
+    return tuple(buckets)
+
+
+def _tag_views(
+    limits: tuple[LimitSpec, ...], usage: Mapping[tuple[int, str | None], int]
+) -> list[TagLimitView]:
+    views = []
+    for index, spec in enumerate(limits):
+        if spec.per_unique_value:
+            values = sorted(
+                ((value, used) for (i, value), used in usage.items() if i == index),
+                key=lambda item: (-item[1], item[0] or ""),
+            )
+            buckets = tuple(
+                TagBucketView(label=f"{spec.key}={value}", used=used)
+                for value, used in values
+            )
+        else:
+            buckets = (
+                TagBucketView(label=spec.label, used=usage.get((index, spec.value), 0)),
+            )
+        views.append(
+            TagLimitView(
+                label=spec.label,
+                limit=spec.limit,
+                per_unique_value=spec.per_unique_value,
+                buckets=buckets,
+            )
+        )
+    return views
+
+
+async def _read_pools(
+    storage: SqliteStorage,
+) -> tuple[dict[str, PoolView], dict[str, list[PendingStep]]]:
+    pools: dict[str, PoolView] = {}
+    pending: dict[str, list[PendingStep]] = {}
+    for info in await storage.get_all_pool_infos():
+        waiting = await storage.get_pending_steps(info.name)
+        holders = await storage.get_pool_slot_holders(info.name)
+        pending[info.name] = waiting
+        pools[info.name] = PoolView(
+            name=info.name,
+            limit=info.limit,
+            limit_source=info.limit_source,
+            claimed=info.claimed_slots,
+            holders=len(holders),
+            pending=info.pending_steps,
+            oldest_pending_at=min((p.enqueued_at for p in waiting), default=None),
+            # Holders are live claims only: expired ones are not listed.
+            next_lease_expiry_at=min(
+                (h.lease_expires_at for h in holders), default=None
+            ),
+        )
+    return pools, pending
+
+
+async def _in_flight_views(
+    storage: SqliteStorage,
+    runs: list[RunRecord],
+    pools: Mapping[str, PoolView],
+    pending: Mapping[str, list[PendingStep]],
+    now: datetime,
+) -> list[RunView]:
+    run_ids = [run.run_id for run in runs]
+    progress = await storage.get_step_progress(run_ids)
+    totals = await storage.get_step_totals(run_ids)
+    waiting = await storage.get_waiting_steps(run_ids)
+    # (run, step) -> [(pool, 1-based place in that pool's line)]
+    lines: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for pool, steps in pending.items():
+        for place, pending_step in enumerate(steps, start=1):
+            key = (pending_step.run_id, pending_step.step_key)
+            lines.setdefault(key, []).append((pool, place))
+    views = []
+    for run in runs:
+        counts = progress.get(run.run_id, {})
+        waiting_keys = sorted(waiting.get(run.run_id, []))
+        latest = await storage.get_waiting_step_events(
+            run.run_id, waiting_keys[:MAX_WAITING_STEPS_READ]
+        )
+        reasons: list[tuple[int, str]] = []
+        for step in waiting_keys:
+            in_line = lines.get((run.run_id, step))
+            if in_line:
+                reasons.append((0, f"{step}: {pool_wait_reason(in_line, pools)}"))
+                continue
+            event = latest.get(step)
+            if event is not None:
+                rank, text = step_wait_reason(event, now)
+                reasons.append((rank, f"{step}: {text}"))
+        reasons.sort(key=lambda item: item[0])
+        waiting_on = None
+        if run.status is RunStatus.CANCELING:
+            waiting_on = "canceling: stopping its steps"
+        elif run.status is RunStatus.STARTING:
+            waiting_on = "starting"
+        elif reasons:
+            waiting_on = reasons[0][1]
+            if len(waiting_keys) > 1:
+                waiting_on += f" (+{len(waiting_keys) - 1} waiting)"
+        views.append(
+            RunView(
+                run_id=run.run_id,
+                status=run.status,
+                tags=run.tags,
+                priority=run.priority,
+                created_at=run.created_at,
+                started_at=run.started_at,
+                waiting_on=waiting_on,
+                steps_total=totals.get(run.run_id),
+                steps_done=sum(
+                    counts.get(s.value, 0)
+                    for s in (
+                        StepStatus.SUCCESS,
+                        StepStatus.SKIPPED,
+                        StepStatus.CANCELED,
+                    )
+                )
+                + counts.get(StepStatus.FAILURE.value, 0),
+                steps_running=counts.get(StepStatus.RUNNING.value, 0),
+                steps_waiting=counts.get(StepStatus.WAITING.value, 0),
+                steps_failed=counts.get(StepStatus.FAILURE.value, 0),
+            )
+        )
+    return views
+
+
+def _queued_view(
+    run: RunRecord,
+    position: int,
+    queue: QueueView,
+    limits: tuple[LimitSpec, ...],
+    usage: Mapping[tuple[int, str | None], int],
+) -> RunView:
+    return RunView(
+        run_id=run.run_id,
+        status=run.status,
+        tags=run.tags,
+        priority=run.priority,
+        created_at=run.created_at,
+        position=position,
+        waiting_on=queued_reason(
+            run.tags,
+            configured=queue.configured,
+            in_flight=queue.in_flight,
+            max_concurrent_runs=queue.max_concurrent_runs,
+            limits=limits,
+            usage=usage,
+        ),
+    )
+
+
+def _finished_view(run: RunRecord) -> RunView:
+    assert run.status in FINISHED_STATUSES
+    return RunView(
+        run_id=run.run_id,
+        status=run.status,
+        tags=run.tags,
+        priority=run.priority,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        waiting_on=None if run.status is RunStatus.SUCCESS else run.reason,
+    )

@@ -1,0 +1,285 @@
+"""The dashboard part of ``SqliteStorage``: bounded, indexed reads for ``rivers top``.
+
+Every method here only reads, and each is bounded by an index range or a ``LIMIT``
+so a dashboard refresh costs the same on a storage of 100 runs or of 100,000:
+counts come from the status index, lists are capped, and the event log is read
+backwards from its end and stops early.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from rivers.storage.records import Event, RunRecord, RunStatus, from_timestamp
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable, Iterable
+
+__all__ = ("EVENT_SCAN_WINDOW", "DashboardMethods")
+
+T = TypeVar("T")
+
+EVENT_SCAN_WINDOW = 50_000
+"""How many of the newest events a dashboard read looks through at most."""
+
+_RUN_COLUMNS = (
+    "run_id, status, tags, selection, priority, created_at, started_at, ended_at, "
+    "reason, repository, run_key, owner"
+)
+_decode_dict = msgspec.json.Decoder(dict[str, Any]).decode
+_decode_tags = msgspec.json.Decoder(dict[str, str]).decode
+_decode_list = msgspec.json.Decoder(list[str] | None).decode
+
+StepProgress = dict[str, dict[str, int]]
+"""Run id -> step status -> how many of its steps are in it."""
+
+
+class DashboardMethods:
+    """Read-only dashboard queries (mixed into ``SqliteStorage``)."""
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
+
+    async def refuse_writes(self) -> None:
+        """Make this connection read-only (``PRAGMA query_only``) until it closes.
+
+        ``rivers top`` calls it right after opening, so a bug in a read path can
+        never change the storage it watches.
+        """
+        await self._call(lambda conn: conn.execute("PRAGMA query_only = ON"))
+
+    async def count_runs_by_status(
+        self, statuses: Iterable[RunStatus]
+    ) -> dict[RunStatus, int]:
+        """Return how many runs are in each of ``statuses`` (zero included)."""
+        wanted = [s.value for s in statuses]
+        sql = (
+            "SELECT status, COUNT(*) FROM runs "
+            f"WHERE status IN ({', '.join('?' * len(wanted))}) GROUP BY status"
+        )
+
+        def read(conn: sqlite3.Connection) -> dict[RunStatus, int]:
+            counts = {RunStatus(value): 0 for value in wanted}
+            for status, count in conn.execute(sql, wanted):
+                counts[RunStatus(status)] = count
+            return counts
+
+        return await self._call(read)
+
+    async def oldest_queued_at(self) -> float | None:
+        """Return when the longest-waiting queued run was submitted (epoch s)."""
+
+        def read(conn: sqlite3.Connection) -> float | None:
+            value: float | None = conn.execute(
+                "SELECT MIN(created_at) FROM runs WHERE status = 'QUEUED'"
+            ).fetchone()[0]
+            return value
+
+        return await self._call(read)
+
+    async def get_queued_runs(self, limit: int) -> list[RunRecord]:
+        """Return the first ``limit`` queued runs in queue order (priority, age)."""
+
+        def read(conn: sqlite3.Connection) -> list[RunRecord]:
+            rows = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = 'QUEUED' "
+                "ORDER BY priority DESC, created_at LIMIT ?",
+                (limit,),
+            )
+            return [_run_record(row) for row in rows]
+
+        return await self._call(read)
+
+    async def dequeue_times(self, since: float) -> list[float]:
+        """Return when runs were admitted (``RUN_DEQUEUED``) since ``since``.
+
+        Reads the event log backwards from its end and stops at the first older
+        event (or after ``EVENT_SCAN_WINDOW`` of them).
+        """
+
+        def read(conn: sqlite3.Connection) -> list[float]:
+            times: list[float] = []
+            rows = conn.execute(
+                "SELECT timestamp FROM events WHERE kind = 'RUN_DEQUEUED' "
+                "ORDER BY event_id DESC LIMIT ?",
+                (EVENT_SCAN_WINDOW,),
+            )
+            for (at,) in rows:
+                if at < since:
+                    break
+                times.append(at)
+            return times
+
+        return await self._call(read)
+
+    async def get_recent_events(self, kinds: Iterable[str], limit: int) -> list[Event]:
+        """Return the newest ``limit`` events of ``kinds``, newest first.
+
+        Only the newest ``EVENT_SCAN_WINDOW`` events are looked through.
+        """
+        kind_list = list(kinds)
+        sql = (
+            "SELECT event_id, kind, run_id, step_key, timestamp, data FROM events "
+            # '+kind': walk the newest events backwards by id and stop at
+            # ``limit`` matches, rather than collecting every event of the kinds.
+            f"WHERE event_id > ? AND +kind IN ({', '.join('?' * len(kind_list))}) "
+            "ORDER BY event_id DESC LIMIT ?"
+        )
+
+        def read(conn: sqlite3.Connection) -> list[Event]:
+            newest = conn.execute("SELECT MAX(event_id) FROM events").fetchone()[0]
+            if newest is None:
+                return []
+            params = [newest - EVENT_SCAN_WINDOW, *kind_list, limit]
+            return [_event(row) for row in conn.execute(sql, params)]
+
+        return await self._call(read)
+
+    async def get_step_progress(self, run_ids: Iterable[str]) -> StepProgress:
+        """Return, per run, how many of its steps are in each step status."""
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        sql = (
+            "SELECT run_id, status, COUNT(*) FROM steps "
+            f"WHERE run_id IN ({', '.join('?' * len(ids))}) GROUP BY run_id, status"
+        )
+
+        def read(conn: sqlite3.Connection) -> StepProgress:
+            progress: StepProgress = {run_id: {} for run_id in ids}
+            for run_id, status, count in conn.execute(sql, ids):
+                progress[run_id][status] = count
+            return progress
+
+        return await self._call(read)
+
+    async def get_step_totals(self, run_ids: Iterable[str]) -> dict[str, int]:
+        """Return how many steps each started run has (from its ``RUN_STARTED``)."""
+        ids = list(run_ids)
+
+        def read(conn: sqlite3.Connection) -> dict[str, int]:
+            totals: dict[str, int] = {}
+            for run_id in ids:
+                # The run's first RUN_STARTED comes early in its events: the
+                # (run_id, event_id) index finds it without reading the rest
+                # ('+kind' keeps SQLite off the index of every RUN_STARTED).
+                row = conn.execute(
+                    "SELECT json_extract(data, '$.steps') FROM events "
+                    "WHERE run_id = ? AND +kind = 'RUN_STARTED' "
+                    "ORDER BY event_id LIMIT 1",
+                    (run_id,),
+                ).fetchone()
+                if row is not None and row[0] is not None:
+                    totals[run_id] = int(row[0])
+            return totals
+
+        return await self._call(read)
+
+    async def get_recent_finished_runs(self, limit: int) -> list[RunRecord]:
+        """Return the newest ``limit`` finished runs (SUCCESS, FAILURE, CANCELED)."""
+
+        def read(conn: sqlite3.Connection) -> list[RunRecord]:
+            # '+status' keeps SQLite walking the creation index backwards, stopping
+            # after ``limit`` finished runs, instead of sorting every finished run.
+            rows = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs "
+                "WHERE +status IN ('SUCCESS', 'FAILURE', 'CANCELED') "
+                "ORDER BY created_at DESC, run_id DESC LIMIT ?",
+                (limit,),
+            )
+            return [_run_record(row) for row in rows]
+
+        return await self._call(read)
+
+    async def count_runs_created_since(self, since: float) -> dict[RunStatus, int]:
+        """Return how many runs created since ``since`` are in each status."""
+
+        def read(conn: sqlite3.Connection) -> dict[RunStatus, int]:
+            rows = conn.execute(
+                # The creation index bounds this to the recent runs; unguided,
+                # SQLite may prefer scanning the whole (covering) status index.
+                "SELECT status, COUNT(*) FROM runs INDEXED BY runs_by_created "
+                "WHERE created_at >= ? GROUP BY status",
+                (since,),
+            )
+            return {RunStatus(status): count for status, count in rows}
+
+        return await self._call(read)
+
+    async def get_waiting_steps(self, run_ids: Iterable[str]) -> dict[str, list[str]]:
+        """Return, per run, the keys of its steps in status WAITING."""
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        sql = (
+            "SELECT run_id, step_key FROM steps "
+            f"WHERE run_id IN ({', '.join('?' * len(ids))}) AND status = 'WAITING'"
+        )
+
+        def read(conn: sqlite3.Connection) -> dict[str, list[str]]:
+            waiting: dict[str, list[str]] = {}
+            for run_id, step_key in conn.execute(sql, ids):
+                waiting.setdefault(run_id, []).append(step_key)
+            return waiting
+
+        return await self._call(read)
+
+    async def get_waiting_step_events(
+        self, run_id: str, step_keys: Iterable[str]
+    ) -> dict[str, Event]:
+        """Return the latest gate event of each of a run's waiting steps.
+
+        A gate event is ``STEP_WAITING``, ``STEP_POOL_BLOCKED``, ``STEP_POOL_CLAIMED``
+        or ``STEP_RETRY``; it says what the step waits for.
+        """
+        keys = list(step_keys)
+        if not keys:
+            return {}
+        sql = (
+            "SELECT event_id, kind, run_id, step_key, timestamp, data FROM events "
+            "WHERE run_id = ? AND +kind IN ('STEP_WAITING', 'STEP_POOL_BLOCKED', "
+            "'STEP_POOL_CLAIMED', 'STEP_RETRY', 'STEP_STARTED') "
+            f"AND step_key IN ({', '.join('?' * len(keys))}) ORDER BY event_id DESC"
+        )
+
+        def read(conn: sqlite3.Connection) -> dict[str, Event]:
+            latest: dict[str, Event] = {}
+            for row in conn.execute(sql, [run_id, *keys]):
+                if row[3] not in latest:
+                    latest[row[3]] = _event(row)
+                    if len(latest) == len(keys):
+                        break
+            return latest
+
+        return await self._call(read)
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    return Event(
+        event_id=row[0],
+        kind=row[1],
+        run_id=row[2],
+        step_key=row[3],
+        timestamp=from_timestamp(row[4]),  # type: ignore[arg-type]  # NOT NULL
+        data=_decode_dict(row[5]),
+    )
+
+
+def _run_record(row: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        run_id=row[0],
+        status=RunStatus(row[1]),
+        tags=_decode_tags(row[2]),
+        selection=None if row[3] is None else _decode_list(row[3]),
+        priority=row[4],
+        created_at=from_timestamp(row[5]),  # type: ignore[arg-type]  # NOT NULL
+        started_at=from_timestamp(row[6]),
+        ended_at=from_timestamp(row[7]),
+        reason=row[8],
+        repository=row[9],
+        run_key=row[10],
+        owner=row[11],
+    )

@@ -1,0 +1,115 @@
+"""What a step Job looks like and how its pod's output is read (no cluster needed)."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, strategies as st
+
+import rivers as rs
+from rivers.executors._kube_jobs import (
+    CodeLocation,
+    JobSpec,
+    job_manifest,
+    job_name,
+    label_value,
+    parse_worker_output,
+)
+
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+asset_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,120}", fullmatch=True)
+
+
+@given(
+    run_id=st.from_regex(r"[0-9a-f]{22}", fullmatch=True),
+    step=asset_names,
+    attempt=st.integers(1, 1000),
+)
+def test_job_names_are_dns_labels_of_at_most_63_characters(
+    run_id: str, step: str, attempt: int
+) -> None:
+    name = job_name(run_id, step, attempt)
+    assert len(name) <= 63
+    assert DNS_1123_LABEL.match(name), name
+
+
+def test_job_names_differ_by_run_step_and_attempt() -> None:
+    names = {
+        job_name(run, step, attempt)
+        for run in ("0123456789abcdef012345", "0123456789abcdef012346")
+        for step in ("a_b", "a-b", "A_b")
+        for attempt in (1, 2)
+    }
+    assert len(names) == 12
+
+
+@given(st.text(max_size=200))
+def test_label_values_are_always_valid(value: str) -> None:
+    fixed = label_value(value)
+    assert len(fixed) <= 63
+    assert LABEL_VALUE.match(fixed), fixed
+
+
+def test_step_overrides_replace_image_and_merge_env_and_labels() -> None:
+    config = rs.Executor.kubernetes(
+        image="base:1",
+        env={"A": "1", "B": "1"},
+        labels={"team": "core"},
+        resources={"requests": {"cpu": "100m"}},
+        service_account="runner",
+        step_overrides={
+            "heavy": {
+                "image": "heavy:2",
+                "env": {"B": "2"},
+                "labels": {"size": "xl"},
+                "resources": {"limits": {"memory": "8Gi"}},
+            }
+        },
+    )
+    spec = JobSpec(
+        name="rivers-x",
+        namespace="ns",
+        run_id="0123456789abcdef012345",
+        step_key="heavy",
+        attempt=2,
+        location=CodeLocation(module="pipe", file="/code/pipe.py", attribute="repo"),
+        env={"RIVERS_HOME": "/data"},
+        timeout_s=2.5,
+    )
+    job = job_manifest(spec, config)
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "heavy:2"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {"A": "1", "B": "2", "RIVERS_HOME": "/data"}
+    assert container["resources"] == {"limits": {"memory": "8Gi"}}
+    assert pod["serviceAccountName"] == "runner"
+    labels = job["metadata"]["labels"]
+    assert labels["team"] == "core"
+    assert labels["size"] == "xl"
+    assert labels["rivers/attempt"] == "2"
+    assert job["spec"]["activeDeadlineSeconds"] == 13
+    assert container["args"][:6] == [
+        "--module",
+        "pipe",
+        "--attribute",
+        "repo",
+        "--file",
+        "/code/pipe.py",
+    ]
+
+
+def test_worker_output_splits_log_records_plain_lines_and_the_error() -> None:
+    traceback = "Traceback (most recent call last):\nValueError: x\n"
+    text = (
+        '::rivers::{"level": "WARNING", "message": "careful"}\n'
+        "plain output\n"
+        + traceback
+        + '::rivers::{"error": {"type": "ValueError", "message": "x", "traceback": '
+        + '"Traceback (most recent call last):\\nValueError: x\\n"}}\n'
+    )
+    output = parse_worker_output(text)
+    assert output.lines == [("WARNING", "careful"), ("INFO", "plain output")]
+    assert output.error is not None
+    assert output.error["type"] == "ValueError"

@@ -19,6 +19,13 @@ from rivers.cli import (
     triggers as triggers_commands,
 )
 from rivers.cli._common import CliState, fail, parse_tags
+from rivers.cli.options import (  # noqa: TC001  # typer reads them at runtime
+    AttributeOption,
+    FileOption,
+    ModuleOption,
+    SelectOption,
+    TagsOption,
+)
 from rivers.errors import RiversError
 
 __all__ = ("app", "run")
@@ -44,6 +51,7 @@ def _root(
         str | None,
         typer.Option(
             "--storage",
+            metavar="PATH",
             help="SQLite file or sqlite:///path URL (default: $RIVERS_HOME/rivers.db).",
         ),
     ] = None,
@@ -54,21 +62,11 @@ def _root(
 @app.command()
 def materialize(
     ctx: typer.Context,
-    file: Annotated[
-        str | None, typer.Option("-f", "--file", help="Python file.")
-    ] = None,
-    module: Annotated[
-        str | None, typer.Option("-m", "--module", help="Module.")
-    ] = None,
-    attribute: Annotated[
-        str | None, typer.Option("-a", "--attribute", help="Repository variable.")
-    ] = None,
-    select: Annotated[
-        str | None, typer.Option("--select", help="Comma-separated asset names.")
-    ] = None,
-    tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="Run tag KEY=VALUE (repeatable).")
-    ] = None,
+    file: FileOption = None,
+    module: ModuleOption = None,
+    attribute: AttributeOption = None,
+    select: SelectOption = None,
+    tag: TagsOption = None,
 ) -> None:
     """Run assets now, bypassing the run queue (pools and executor limits apply).
 
@@ -87,22 +85,14 @@ def materialize(
 @app.command()
 def submit(
     ctx: typer.Context,
-    file: Annotated[
-        str | None, typer.Option("-f", "--file", help="Python file.")
-    ] = None,
-    module: Annotated[
-        str | None, typer.Option("-m", "--module", help="Module.")
-    ] = None,
-    attribute: Annotated[
-        str | None, typer.Option("-a", "--attribute", help="Repository variable.")
-    ] = None,
-    select: Annotated[
-        str | None, typer.Option("--select", help="Comma-separated asset names.")
-    ] = None,
-    tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="Run tag KEY=VALUE (repeatable).")
-    ] = None,
-    priority: Annotated[int, typer.Option("--priority", help="Higher goes first.")] = 0,
+    file: FileOption = None,
+    module: ModuleOption = None,
+    attribute: AttributeOption = None,
+    select: SelectOption = None,
+    tag: TagsOption = None,
+    priority: Annotated[
+        int, typer.Option("--priority", metavar="N", help="Higher goes first.")
+    ] = 0,
 ) -> None:
     """Queue a run for the daemon (`rivers daemon`) to admit.
 
@@ -120,15 +110,9 @@ def submit(
 @app.command()
 def daemon(
     ctx: typer.Context,
-    file: Annotated[
-        str | None, typer.Option("-f", "--file", help="Python file.")
-    ] = None,
-    module: Annotated[
-        str | None, typer.Option("-m", "--module", help="Module.")
-    ] = None,
-    attribute: Annotated[
-        str | None, typer.Option("-a", "--attribute", help="Repository variable.")
-    ] = None,
+    file: FileOption = None,
+    module: ModuleOption = None,
+    attribute: AttributeOption = None,
     grace: Annotated[
         float,
         typer.Option(

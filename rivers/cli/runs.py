@@ -36,10 +36,12 @@ def _statuses(values: list[str]) -> list[RunStatus]:
 def list_runs(
     ctx: typer.Context,
     status: Annotated[
-        list[str] | None, typer.Option("--status", help="Only runs in this status.")
+        list[str] | None,
+        typer.Option("--status", metavar="STATUS", help="Only runs in this status."),
     ] = None,
     tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="Only runs with tag KEY=VALUE.")
+        list[str] | None,
+        typer.Option("--tag", metavar="KEY=VALUE", help="Only runs with this tag."),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=100_000)] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -16,6 +16,11 @@ from rich.table import Table
 
 from rivers.actors.triggers import AUTOMATION_INTERVAL_S
 from rivers.cli.loading import load_repository
+from rivers.cli.options import (  # noqa: TC001  # typer reads them at runtime
+    AttributeOption,
+    FileOption,
+    ModuleOption,
+)
 from rivers.cli.output import console, format_seconds, print_json, safe
 from rivers.core.triggers import TriggerState, next_tick, state_key
 from rivers.materialize import run_sync
@@ -156,15 +161,9 @@ def _when(at: datetime | None, now: datetime) -> str:
 @app.command("list")
 def list_triggers(
     ctx: typer.Context,
-    file: Annotated[
-        str | None, typer.Option("-f", "--file", help="Python file.")
-    ] = None,
-    module: Annotated[
-        str | None, typer.Option("-m", "--module", help="Module.")
-    ] = None,
-    attribute: Annotated[
-        str | None, typer.Option("-a", "--attribute", help="Repository variable.")
-    ] = None,
+    file: FileOption = None,
+    module: ModuleOption = None,
+    attribute: AttributeOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List each trigger: kind, next tick, last result and last error.

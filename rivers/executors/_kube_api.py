@@ -178,6 +178,17 @@ class KubeApi:
         self, method: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
     ) -> Any:
         """Make one call and return its JSON body (None for an empty one)."""
+        body = await self._raw(method, *args, **kw)
+        return json.loads(body) if body.strip() else None
+
+    async def _raw(
+        self, method: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
+    ) -> bytes:
+        """Make one call and return its body as bytes.
+
+        Raises:
+            ApiCallError: the server is unreachable or answered an error.
+        """
         try:
             response = await method(
                 *args,
@@ -193,7 +204,7 @@ class KubeApi:
             raise _unreachable(exc) from exc
         if response.status >= 400:
             raise _status_error(response.status, body)
-        return json.loads(body) if body.strip() else None
+        return body
 
     async def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a Job; return it as the server stored it."""
@@ -240,24 +251,13 @@ class KubeApi:
         self, namespace: str, pod: str, container: str, limit_bytes: int
     ) -> bytes:
         """Return the container's log, at most ``limit_bytes`` of it."""
-        try:
-            response = await self._core.read_namespaced_pod_log(
-                pod,
-                namespace,
-                container=container,
-                limit_bytes=limit_bytes,
-                _preload_content=False,
-                _request_timeout=_request_timeout(REQUEST_TIMEOUT_S),
-            )
-            try:
-                body: bytes = await response.read()
-            finally:
-                response.release()
-        except _connection_errors() as exc:
-            raise _unreachable(exc) from exc
-        if response.status >= 400:
-            raise _status_error(response.status, body)
-        return body
+        return await self._raw(
+            self._core.read_namespaced_pod_log,
+            pod,
+            namespace,
+            container=container,
+            limit_bytes=limit_bytes,
+        )
 
     async def watch(
         self,

@@ -171,15 +171,15 @@ class Runtime:
                 await self._task_group.start(self._run_coordinator, name="rivers.queue")
             # Schedules, sensors and automation conditions, submitting through
             # self.submit. Started last; stopped first (the stack unwinds LIFO).
-            self.triggers = TriggerRunner.create(
-                tuple(self._repositories.values()),
-                storage=self._storage,
-                events=self._events,
-                owner=self.owner,
-                clock=self.clock,
-                submit=self.submit,
-            )
-            if self.triggers is not None:
+            if any(r.has_triggers for r in self._repositories.values()):
+                self.triggers = TriggerRunner(
+                    tuple(self._repositories.values()),
+                    storage=self._storage,
+                    events=self._events,
+                    owner=self.owner,
+                    clock=self.clock,
+                    submit=self.submit,
+                )
                 await self._task_group.start(self.triggers.run, name="rivers.triggers")
                 stack.push_async_callback(self.triggers.aclose)
         except BaseException as exc:

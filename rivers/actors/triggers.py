@@ -136,6 +136,11 @@ class TriggerRunner:
         clock: Clock,
         submit: Callable[[RunRequest, CodeRepository], Awaitable[RunHandle]],
     ) -> None:
+        """Collect the repositories' triggers.
+
+        Raises:
+            ConfigError: two repositories define triggers with the same name.
+        """
         self._storage = storage
         self._events = events
         self._owner = owner
@@ -148,33 +153,6 @@ class TriggerRunner:
         self._scope = anyio.CancelScope()
         self._done = anyio.Event()
         self.is_leader = False
-
-    @classmethod
-    def create(
-        cls,
-        repositories: Sequence[CodeRepository],
-        *,
-        storage: SqliteStorage,
-        events: EventWriter,
-        owner: str,
-        clock: Clock,
-        submit: Callable[[RunRequest, CodeRepository], Awaitable[RunHandle]],
-    ) -> TriggerRunner | None:
-        """Return a runner, or None when no repository defines a trigger.
-
-        Raises:
-            ConfigError: two repositories define triggers with the same name.
-        """
-        if not any(r.has_triggers for r in repositories):
-            return None
-        return cls(
-            repositories,
-            storage=storage,
-            events=events,
-            owner=owner,
-            clock=clock,
-            submit=submit,
-        )
 
     # ------------------------------------------------------------------- loop
 

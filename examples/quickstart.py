@@ -9,7 +9,7 @@ long, and the report it produced. Storage lives in ``$RIVERS_HOME`` (default
 from __future__ import annotations
 
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 
 import rivers as rs
 
@@ -30,7 +30,7 @@ def orders() -> list[dict[str, object]]:
 
 @rs.Asset(pool="warehouse")
 def revenue_by_customer(orders: list[dict[str, object]]) -> dict[str, float]:
-    revenue: Counter[str] = Counter()
+    revenue: defaultdict[str, float] = defaultdict(float)
     for order in orders:
         revenue[str(order["customer"])] += float(str(order["amount"]))
     return {name: round(total, 2) for name, total in revenue.items()}

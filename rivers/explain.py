@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rivers.core.queue import stored_rules, tag_limit_reason
 from rivers.errors import RunNotFound
 from rivers.storage.records import IN_FLIGHT_STATUSES, RunStatus
 
@@ -39,18 +40,20 @@ async def explain_run(storage: SqliteStorage, run_id: str) -> str:
     config = await storage.get_state(QUEUE_CONFIG_KEY)
     in_flight = await storage.count_runs(IN_FLIGHT_STATUSES)
     where = f"{ordinal(position)} in the queue"
-    if isinstance(config, dict):
-        limit = int(config.get("max_concurrent_runs", 0))
-        if in_flight >= limit:
-            return (
-                f"run {run_id} is QUEUED, {where}: max_concurrent_runs "
-                f"{in_flight}/{limit} in flight"
-            )
-    if record.reason:
-        return f"run {run_id} is QUEUED, {where}: {record.reason}"
     if not isinstance(config, dict):
         return (
             f"run {run_id} is QUEUED, {where}: no queue coordinator has run on this "
             "storage yet; start one with `rivers daemon -f FILE`"
         )
+    limit = int(config.get("max_concurrent_runs", 0))
+    if in_flight >= limit:
+        return (
+            f"run {run_id} is QUEUED, {where}: max_concurrent_runs "
+            f"{in_flight}/{limit} in flight"
+        )
+    reason = tag_limit_reason(
+        stored_rules(config), record.tags, await storage.get_in_flight_tags()
+    )
+    if reason is not None:
+        return f"run {run_id} is QUEUED, {where}: {reason}"
     return f"run {run_id} is QUEUED, {where}: waiting for the next dequeue tick"

@@ -58,13 +58,52 @@ def test_every_example_of_the_concurrency_guide_runs(
 
 
 MARKDOWN = sorted([ROOT / "README.md", *DOCS.rglob("*.md")])
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def _anchors(page: Path) -> set[str]:
+    """The ``#fragment`` of each heading of ``page``, as GitHub renders them."""
+    anchors: set[str] = set()
+    for heading in re.findall(
+        r"(?m)^#{1,6} +(.+?) *#*$", FENCE.sub("", page.read_text())
+    ):
+        text = re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", heading).replace("`", "")
+        slug = re.sub(r"[^\w\- ]", "", text.replace("*", "").lower()).replace(" ", "-")
+        anchor, n = slug, 0
+        while anchor in anchors:
+            n += 1
+            anchor = f"{slug}-{n}"
+        anchors.add(anchor)
+    return anchors
+
+
+def test_the_readme_and_every_docs_page_are_link_checked() -> None:
+    names = {str(page.relative_to(ROOT)) for page in MARKDOWN}
+    assert {"README.md", "docs/concurrency.md", "docs/control-flow.md"} <= names
+    assert {"docs/storage.md", "docs/reference/concurrency.md"} <= names
+
+
+def test_the_concurrency_guide_ends_with_its_three_links() -> None:
+    end = (DOCS / "concurrency.md").read_text().split("## Where to go next", 1)[1]
+    links = re.findall(r"^- \[([^]]+)\]\(([^)]+)\)", end, re.M)
+    assert links == [
+        ("Concurrency & Queue API reference", "reference/concurrency.md"),
+        ("Concurrency Control Flow", "control-flow.md"),
+        ("Storage → Pool methods", "storage.md"),
+    ]
 
 
 @pytest.mark.parametrize("page", MARKDOWN, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_resolve(page: Path) -> None:
-    text = page.read_text()
-    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    text = FENCE.sub("", page.read_text())
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
     for link in links:
         if "://" in link or link.startswith("mailto:"):
             continue
-        assert (page.parent / link).exists(), f"{page.name} links to missing {link}"
+        path, _, fragment = link.partition("#")
+        target = (page.parent / path) if path else page
+        assert target.exists(), f"{page.name} links to missing {path}"
+        if fragment and target.suffix == ".md":
+            assert fragment in _anchors(target), (
+                f"{page.name} links to #{fragment}, which {target.name} has no heading for"
+            )

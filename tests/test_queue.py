@@ -176,6 +176,25 @@ async def test_blocked_runs_carry_their_binding_reason_and_events() -> None:
     assert [e.kind for e in events].count("RUN_DEQUEUED") == 1
 
 
+async def test_every_run_held_by_a_tag_limit_is_explained_by_it() -> None:
+    # Only the head of a limit's line is reported by the coordinator; explain()
+    # still names the limit for the runs behind it, and not for unrelated runs.
+    tracker = RunTracker(seconds=0.5)
+    limits = [rs.TagConcurrencyLimit(key="team", limit=1, per_unique_value=True)]
+    repo = tracker.repository(max_concurrent_runs=5, tag_concurrency_limits=limits)
+    async with rs.Runtime(repo) as rt:
+        handles = [await rt.submit(rs.RunRequest(tags={"team": "a"})) for _ in range(4)]
+        with anyio.fail_after(5):
+            while tracker.started == []:
+                await anyio.sleep(0.01)
+        whys = [await rt.explain(h.run_id) for h in handles[1:]]
+        for handle in handles:
+            await rt.cancel(handle.run_id)
+    assert len(whys) == 3
+    for why in whys:
+        assert why.endswith(": tag limit team=a 1/1"), why
+
+
 async def test_a_run_key_is_submitted_only_once() -> None:
     tracker = RunTracker(seconds=0.01)
     async with rs.Runtime(tracker.repository(max_concurrent_runs=1)) as rt:

@@ -10,13 +10,18 @@ back the runs behind it, and one tick costs O(admitted x groups), not O(queued).
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-
-__all__ = ("Admission", "LimitRule", "QueueState", "QueuedRun", "TickResult")
+__all__ = (
+    "Admission",
+    "LimitRule",
+    "QueueState",
+    "QueuedRun",
+    "TickResult",
+    "stored_rules",
+    "tag_limit_reason",
+)
 
 Bucket = tuple[str, str, str | None]
 """(limit id, tag key, tag value or None for key-only limits)."""
@@ -55,6 +60,56 @@ class LimitRule:
     def describe(self, bucket: Bucket) -> str:
         """Label a bucket: ``env=prod``, ``team=a`` (per value) or ``env`` (key only)."""
         return bucket[1] if bucket[2] is None else f"{bucket[1]}={bucket[2]}"
+
+    def blocked_reason(self, bucket: Bucket, used: int) -> str | None:
+        """Return why a run counting against ``bucket`` waits, or None if it has room."""
+        if used < self.limit:
+            return None
+        return f"tag limit {self.describe(bucket)} {used}/{self.limit}"
+
+
+def stored_rules(config: object) -> tuple[LimitRule, ...]:
+    """Return the limit rules of a ``queue.config`` state record (none if absent)."""
+    if not isinstance(config, Mapping):
+        return ()
+    rules = []
+    for item in config.get("tag_concurrency_limits") or ():
+        if isinstance(item, Mapping) and isinstance(item.get("key"), str):
+            value = item.get("value")
+            rules.append(
+                LimitRule(
+                    item["key"],
+                    value if isinstance(value, str) else None,
+                    int(item.get("limit") or 0),
+                    bool(item.get("per_unique_value")),
+                )
+            )
+    return tuple(rules)
+
+
+def tag_limit_reason(
+    rules: Iterable[LimitRule],
+    tags: Mapping[str, str],
+    in_flight_tags: Iterable[Mapping[str, str]],
+) -> str | None:
+    """Return the first tag limit that holds a run with ``tags`` back, or None.
+
+    Counts the in-flight runs in each of the run's buckets, as admission does.
+    """
+    rules = tuple(rules)
+    buckets = [(rule, rule.bucket(tags)) for rule in rules]
+    counts = dict.fromkeys((b for _, b in buckets if b is not None), 0)
+    for other in in_flight_tags:
+        for rule in rules:
+            bucket = rule.bucket(other)
+            if bucket in counts:
+                counts[bucket] += 1
+    for rule, bucket in buckets:
+        if bucket is not None:
+            reason = rule.blocked_reason(bucket, counts[bucket])
+            if reason is not None:
+                return reason
+    return None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -180,10 +235,9 @@ class QueueState:
         limits: Mapping[str, LimitRule],
     ) -> str | None:
         for bucket in signature:
-            rule = limits[bucket[0]]
-            used = counts.get(bucket, 0)
-            if used >= rule.limit:
-                return f"tag limit {rule.describe(bucket)} {used}/{rule.limit}"
+            reason = limits[bucket[0]].blocked_reason(bucket, counts.get(bucket, 0))
+            if reason is not None:
+                return reason
         return None
 
     def queued_ids(self) -> Iterable[str]:

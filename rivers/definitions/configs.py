@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, final
+from typing import TYPE_CHECKING, Any, Literal, final
 
 import msgspec
 from msgspec.structs import force_setattr
@@ -16,6 +16,9 @@ from msgspec.structs import force_setattr
 from rivers.definitions._validate import check_int, check_pool_name, check_tags
 from rivers.definitions.durations import Duration, parse_duration
 from rivers.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rivers.definitions.asset import Asset
 
 __all__ = (
     "Executor",
@@ -465,6 +468,33 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
     def override_for(self, step_key: str) -> KubernetesStepOverride | None:
         """Return the overrides of ``step_key``'s Jobs, if any."""
         return (self.step_overrides or {}).get(step_key)
+
+    def job_manifest(
+        self,
+        asset: Asset[Any, Any],
+        *,
+        run_id: str = "preview",
+        attempt: int = 1,
+        tags: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Return the batch/v1 Job this executor creates for one attempt of ``asset``.
+
+        Nothing is sent to a cluster: use it to review the image, command, env,
+        resources and labels of a step's pod before pointing rivers at a cluster.
+
+        Raises:
+            LaunchFailed: no module-level ``CodeRepository`` holds ``asset``.
+        """
+        from rivers.executors.kubernetes import code_location, step_job_manifest
+
+        return step_job_manifest(
+            self,
+            asset,
+            run_id=run_id,
+            attempt=attempt,
+            run_tags=tags or {},
+            location=code_location(asset, None),
+        )
 
 
 @final

@@ -113,7 +113,7 @@ class CodeLocation:
 
 
 def find_code_location(
-    asset: Asset[Any, Any], io_manager: IOManager
+    asset: Asset[Any, Any], io_manager: IOManager | None
 ) -> CodeLocation | None:
     """Find the module-level ``CodeRepository`` holding ``asset`` (this very object).
 

@@ -59,12 +59,19 @@ from rivers.executors.parallel import _rebuild_exception
 from rivers.messages import StepLogged
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from rivers.definitions.asset import Asset
     from rivers.definitions.configs import KubernetesExecutor
     from rivers.executors._kube_api import ApiCallError, KubeApi
     from rivers.io import IOManager
 
-__all__ = ("DELETE_TIMEOUT_S", "KubernetesLauncher")
+__all__ = (
+    "DELETE_TIMEOUT_S",
+    "KubernetesLauncher",
+    "code_location",
+    "step_job_manifest",
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +90,52 @@ _HINTS = {
     422: "the cluster rejected the Job spec; check image, env, labels, resources "
     "and service_account of Executor.kubernetes",
 }
+
+
+def code_location(asset: Asset[Any, Any], io_manager: IOManager | None) -> CodeLocation:
+    """Return where a pod finds ``asset`` (its module-level ``CodeRepository``).
+
+    Raises:
+        LaunchFailed: no module-level repository holds this asset.
+    """
+    location = find_code_location(asset, io_manager)
+    if location is None:
+        raise LaunchFailed(
+            asset.name,
+            "Executor.kubernetes runs steps in pods that import the code: "
+            "define the CodeRepository holding this asset at module level "
+            "of an importable module or a file",
+        )
+    return location
+
+
+def step_job_manifest(
+    config: KubernetesExecutor,
+    asset: Asset[Any, Any],
+    *,
+    run_id: str,
+    attempt: int,
+    run_tags: Mapping[str, str],
+    location: CodeLocation,
+) -> dict[str, Any]:
+    """Return the batch/v1 Job of one attempt of ``asset``, as ``launch`` creates it."""
+    from rivers.storage import rivers_home
+
+    spec = JobSpec(
+        name=job_name(run_id, asset.name, attempt),
+        namespace=config.namespace,
+        run_id=run_id,
+        step_key=asset.name,
+        attempt=attempt,
+        location=location,
+        env={
+            "PYTHONUNBUFFERED": "1",
+            "RIVERS_HOME": str(rivers_home()),
+            "RIVERS_RUN_TAGS": json.dumps(dict(run_tags), sort_keys=True),
+        },
+        timeout_s=asset.timeout_s,
+    )
+    return job_manifest(spec, config)
 
 
 @final
@@ -121,18 +174,15 @@ class KubernetesLauncher:
             LaunchFailed: the code location or the kubeconfig cannot be used.
         """
         asset = request.asset
-        name = job_name(request.run_id, asset.name, request.attempt)
-        spec = JobSpec(
-            name=name,
-            namespace=self._config.namespace,
+        manifest = step_job_manifest(
+            self._config,
+            asset,
             run_id=request.run_id,
-            step_key=asset.name,
             attempt=request.attempt,
+            run_tags=request.run_tags,
             location=self._location(asset, request.io_manager),
-            env=self._pod_env(request),
-            timeout_s=asset.timeout_s,
         )
-        manifest = job_manifest(spec, self._config)
+        name = str(manifest["metadata"]["name"])
         api = await self._open(asset.name)
         try:
             return await self._run_job(api, request, manifest, name)
@@ -216,25 +266,9 @@ class KubernetesLauncher:
     def _location(self, asset: Asset[Any, Any], io_manager: IOManager) -> CodeLocation:
         location = self._locations.get(asset.name)
         if location is None:
-            location = find_code_location(asset, io_manager)
-            if location is None:
-                raise LaunchFailed(
-                    asset.name,
-                    "Executor.kubernetes runs steps in pods that import the code: "
-                    "define the CodeRepository holding this asset at module level "
-                    "of an importable module or a file",
-                )
+            location = code_location(asset, io_manager)
             self._locations[asset.name] = location
         return location
-
-    def _pod_env(self, request: StepRequest) -> dict[str, str]:
-        from rivers.storage import rivers_home
-
-        return {
-            "PYTHONUNBUFFERED": "1",
-            "RIVERS_HOME": str(rivers_home()),
-            "RIVERS_RUN_TAGS": json.dumps(dict(request.run_tags), sort_keys=True),
-        }
 
     # -- API calls -------------------------------------------------------------
 

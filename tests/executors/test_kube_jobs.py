@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
+import pytest
 from hypothesis import given, strategies as st
 
 import rivers as rs
@@ -113,3 +116,39 @@ def test_worker_output_splits_log_records_plain_lines_and_the_error() -> None:
     assert output.lines == [("WARNING", "careful"), ("INFO", "plain output")]
     assert output.error is not None
     assert output.error["type"] == "ValueError"
+
+
+@rs.Asset(timeout="1m")
+def preview_step() -> int:
+    return 1
+
+
+PREVIEW_EXECUTOR = rs.Executor.kubernetes(
+    2, image="pipe:1", namespace="data", env={"A": "1"}
+)
+preview_repo = rs.CodeRepository([preview_step], executor=PREVIEW_EXECUTOR)
+
+
+def test_job_manifest_previews_a_steps_job_without_a_cluster(rivers_home: Path) -> None:
+    run_id = "0123456789abcdef012345"
+    job = PREVIEW_EXECUTOR.job_manifest(
+        preview_step, run_id=run_id, attempt=2, tags={"team": "a"}
+    )
+    assert job["metadata"]["name"] == job_name(run_id, "preview_step", 2)
+    assert job["metadata"]["namespace"] == "data"
+    assert job["spec"]["activeDeadlineSeconds"] == 70
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "pipe:1"
+    args = container["args"]
+    assert args[args.index("--attribute") + 1] == "preview_repo"
+    assert args[args.index("--asset") + 1] == "preview_step"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["A"] == "1"
+    assert env["RIVERS_HOME"] == str(rivers_home)
+    assert json.loads(env["RIVERS_RUN_TAGS"]) == {"team": "a"}
+
+
+def test_job_manifest_needs_a_module_level_repository() -> None:
+    loose = rs.Asset(lambda: 1, name="loose")
+    with pytest.raises(rs.LaunchFailed, match="at module level"):
+        PREVIEW_EXECUTOR.job_manifest(loose)

@@ -57,7 +57,7 @@ executor = rs.Executor.kubernetes(
     kubeconfig=KUBECONFIG,
     resources={"requests": {"cpu": "250m", "memory": "256Mi"}},
     labels={"team": "ml"},
-    step_overrides={  # per-step settings replace the executor's
+    step_overrides={  # merged over the executor's settings for this step
         "train_large": {
             "resources": {
                 "requests": {"cpu": "2", "memory": "6Gi"},

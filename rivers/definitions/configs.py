@@ -324,8 +324,9 @@ def _check_resources(value: object, field: str) -> None:
 class KubernetesStepOverride(msgspec.Struct, frozen=True, kw_only=True):
     """Settings of one asset's step Jobs that differ from the executor's.
 
-    ``env`` and ``labels`` are merged over the executor's; the other fields, when
-    set, replace the executor's value.
+    ``env``, ``labels`` and ``resources`` are merged over the executor's (a
+    ``limits`` override keeps the executor's ``requests``, and each quantity is
+    replaced one by one); the other fields, when set, replace the executor's value.
     """
 
     image: str | None = None

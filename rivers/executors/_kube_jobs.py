@@ -163,12 +163,25 @@ class JobSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+def _merged_resources(
+    base: Mapping[str, Mapping[str, str]] | None,
+    override: Mapping[str, Mapping[str, str]] | None,
+) -> dict[str, dict[str, str]] | None:
+    """Merge a step's ``requests``/``limits`` over the executor's, quantity by quantity."""
+    if not override:
+        return None if base is None else {k: dict(v) for k, v in base.items()}
+    merged = {k: dict(v) for k, v in (base or {}).items()}
+    for section, quantities in override.items():
+        merged.setdefault(section, {}).update(quantities)
+    return merged
+
+
 def job_manifest(spec: JobSpec, config: KubernetesExecutor) -> dict[str, Any]:
     """Return the batch/v1 Job for ``spec`` under ``config`` and its step overrides."""
     override = config.override_for(spec.step_key)
     image = (override and override.image) or config.image
     pull_policy = (override and override.image_pull_policy) or config.image_pull_policy
-    resources = (override and override.resources) or config.resources
+    resources = _merged_resources(config.resources, override and override.resources)
     account = (override and override.service_account) or config.service_account
     labels = {
         **(config.labels or {}),

@@ -54,7 +54,7 @@ def test_label_values_are_always_valid(value: str) -> None:
     assert LABEL_VALUE.match(fixed), fixed
 
 
-def test_step_overrides_replace_image_and_merge_env_and_labels() -> None:
+def test_step_overrides_replace_image_and_merge_env_labels_and_resources() -> None:
     config = rs.Executor.kubernetes(
         image="base:1",
         env={"A": "1", "B": "1"},
@@ -86,7 +86,11 @@ def test_step_overrides_replace_image_and_merge_env_and_labels() -> None:
     assert container["image"] == "heavy:2"
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env == {"A": "1", "B": "2", "RIVERS_HOME": "/data"}
-    assert container["resources"] == {"limits": {"memory": "8Gi"}}
+    # Merged section by section: the override's limits keep the executor's requests.
+    assert container["resources"] == {
+        "requests": {"cpu": "100m"},
+        "limits": {"memory": "8Gi"},
+    }
     assert pod["serviceAccountName"] == "runner"
     labels = job["metadata"]["labels"]
     assert labels["team"] == "core"

@@ -108,6 +108,12 @@ class PoolManager:
         """Re-evaluate the waiters now (slots may have been freed)."""
         self._wake.set()
 
+    def _wake_if_waiting(self) -> None:
+        # With nobody waiting a wake-up has nothing to grant (renewals run on
+        # their own timer), so a release costs no loop turn of the manager.
+        if self._state.waiters:
+            self._wake.set()
+
     def mark_lost(self, keys: set[tuple[str, str]], reason: str) -> None:
         """Tell the holders of ``keys`` that their claims are gone."""
         for key in keys:
@@ -138,9 +144,15 @@ class PoolManager:
         """
         key = (run_id, step_key)
         if self._state.may_claim_now(pools, slots, priority):
-            result = await self._claim(run_id, step_key, pools, slots)
+            self._state.begin_claim(pools, slots)
+            try:
+                result = await self._claim(run_id, step_key, pools, slots)
+            finally:
+                self._state.end_claim(pools, slots)
             if result.granted:
                 return self._hold(run_id, step_key, pools, slots)
+            # The slots this claim counted as taken may let a waiter in.
+            self._wake_if_waiting()
         self._check_possible(step_key, pools, slots)
         if not wait:
             return None
@@ -211,7 +223,7 @@ class PoolManager:
                     held_s=self._clock.monotonic() - claim.claimed_at,
                 )
             )
-            self._wake.set()
+            self._wake_if_waiting()
 
     async def _claim(
         self, run_id: str, step_key: str, pools: tuple[str, ...], slots: int

@@ -10,7 +10,9 @@ with no limit is unlimited.
 
 The state mirrors what the storage holds (claimed slots per pool, limits) as last
 seen; the storage transaction that performs a claim re-checks it, so a stale view
-costs a retry, never an exceeded limit.
+costs a retry, never an exceeded limit. Immediate claims still being written count
+as taken (``writing``), so a burst of newcomers does not send one doomed
+transaction each while the first few are in flight.
 """
 
 from __future__ import annotations
@@ -43,15 +45,35 @@ class PoolState:
     limits: dict[str, int | None] = field(default_factory=dict)
     claimed: dict[str, int] = field(default_factory=dict)
     waiters: dict[tuple[str, str], Waiter] = field(default_factory=dict)
+    writing: dict[str, int] = field(default_factory=dict)
     _seq: int = 0
 
     def fits(self, pools: tuple[str, ...], slots: int) -> bool:
-        """Whether ``slots`` more fit in every pool now (ignoring waiters)."""
+        """Whether ``slots`` more fit in every pool now (ignoring waiters).
+
+        Slots of immediate claims being written count as taken.
+        """
         for pool in pools:
             limit = self.limits.get(pool)
-            if limit is not None and self.claimed.get(pool, 0) + slots > limit:
+            if limit is not None and (
+                self.claimed.get(pool, 0) + self.writing.get(pool, 0) + slots > limit
+            ):
                 return False
         return True
+
+    def begin_claim(self, pools: tuple[str, ...], slots: int) -> None:
+        """Count an immediate claim whose transaction is in flight."""
+        for pool in pools:
+            self.writing[pool] = self.writing.get(pool, 0) + slots
+
+    def end_claim(self, pools: tuple[str, ...], slots: int) -> None:
+        """Stop counting an immediate claim (its result was ``observe``d)."""
+        for pool in pools:
+            left = self.writing.get(pool, 0) - slots
+            if left > 0:
+                self.writing[pool] = left
+            else:
+                self.writing.pop(pool, None)
 
     def impossible(self, pools: tuple[str, ...], slots: int) -> str | None:
         """Return a pool whose limit (>= 1) is below ``slots``: it can never fit."""

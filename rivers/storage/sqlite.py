@@ -151,7 +151,7 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
             try:
                 # aiosqlite's own queue runs ``fn`` on its connection thread: a whole
                 # transaction costs one thread hop instead of one per statement.
-                result: T = await self._db._execute(fn, raw)  # type: ignore[no-untyped-call]
+                result: T = await self._db._execute(_closing_cursors, fn, raw)  # type: ignore[no-untyped-call]
             except (sqlite3.Error, _Foreign) as exc:
                 raise _translate(exc, self.path) from exc
         return result
@@ -642,6 +642,22 @@ def _run_record(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
     )
 
 
+def _closing_cursors(
+    fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection
+) -> T:
+    """Call ``fn`` on the connection's thread; close a cursor it returns, there.
+
+    A cursor still open when it is dropped resets its statement in whatever thread
+    drops it. Statements are cached and shared, so a cursor handed back to the
+    event loop (``lambda conn: conn.execute(...)``) could reset a statement this
+    thread is running, which SQLite reports as "bad parameter or other API misuse".
+    """
+    result = fn(conn)
+    if isinstance(result, sqlite3.Cursor):
+        result.close()
+    return result
+
+
 def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -790,6 +806,11 @@ def _translate(exc: BaseException, path: Path) -> StorageError:
         )
     if "full" in text:
         return StorageUnavailable(f"storage {where!r}: the disk is full; free space")
+    if "disk i/o error" in text:
+        return StorageUnavailable(
+            f"storage {where!r}: disk I/O error (the disk may be full or failing, or "
+            "the file over this process's size limit); free space or check the disk"
+        )
     if "unable to open" in text:
         return StorageUnavailable(
             f"cannot open storage {where!r}; check the path and its permissions"

@@ -39,6 +39,19 @@ def test_multiple_pools_are_claimed_all_or_nothing() -> None:
     assert state.claimed == {"a": 1, "b": 1}
 
 
+def test_claims_being_written_count_as_taken_until_they_end() -> None:
+    state = PoolState(limits={"a": 2})
+    state.begin_claim(("a",), 1)
+    state.begin_claim(("a",), 1)
+    assert not state.may_claim_now(("a",), 1, priority=0)
+    state.add(("r", "next"), ("a",), 1, priority=0)
+    assert state.grants() == []  # no slot is handed out twice
+    state.end_claim(("a",), 1)  # that claim failed: its slot is free again
+    assert [w.key for w in state.grants()] == [("r", "next")]
+    state.end_claim(("a",), 1)
+    assert state.writing == {}
+
+
 def test_limit_zero_pauses_and_unlimited_always_fits() -> None:
     state = PoolState(limits={"a": 0, "u": None})
     assert not state.fits(("a",), 1)

@@ -1,1 +1,20 @@
-"""rivers benchmarks: each module prints its figures."""
+"""rivers benchmarks: one suite (``python -m benchmarks``) of the workloads below.
+
+Each module defines its workload in its docstring, exposes ``collect(repeat,
+quick)`` returning ``figures.Figure`` objects, and runs alone as
+``python -m benchmarks.NAME``; ``peers/`` holds Dagster's versions.
+"""
+
+from __future__ import annotations
+
+WORKLOADS = (
+    "inprocess_dag",
+    "latency",
+    "parallel_steps",
+    "pools",
+    "run_queue",
+    "footprint",
+)
+"""The workload modules, in the order the suite runs them."""
+UVLOOP_WORKLOADS = ("inprocess_dag", "pools", "run_queue")
+"""The workloads the suite runs again with uvloop off (workload 7)."""

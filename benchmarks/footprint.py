@@ -1,23 +1,26 @@
-"""Import time of ``import rivers`` and peak memory holding 10,000 queued runs.
+"""Workload 6 — import time of ``import rivers``, and peak memory holding 10,000 queued runs.
 
 Import: ``python -X importtime -c "import rivers"`` in a fresh interpreter, the
-cumulative microseconds of the ``rivers`` line (median of 5).
+cumulative microseconds of the ``rivers`` line (``--repeat`` interpreters).
 Memory: a fresh interpreter writes 10,000 QUEUED runs (each with two tags) and
 starts a runtime whose queue coordinator indexes them all; its peak RSS
-(``ru_maxrss``) is reported, alongside the RSS of an idle runtime for reference.
+(``VmHWM``, else ``ru_maxrss``) is reported, alongside the RSS of an idle runtime for reference
+(up to 3 interpreters each). ``--quick``: 200 queued runs.
 
-Run: ``python -m benchmarks.footprint``.
+Run: ``python -m benchmarks.footprint [--repeat 5] [--quick]``.
 """
 
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
-import tempfile
 
-IMPORT_RUNS = 5
+from benchmarks.figures import Figure, module_main, temporary_home
+
+QUEUED = 10_000
+QUICK_QUEUED = 200
+MEMORY_RUNS = 3
 
 _MEMORY_SCRIPT = r"""
 import resource, sys, anyio
@@ -32,6 +35,18 @@ async def one() -> int:
 repo = rs.CodeRepository([one], run_queue=rs.RunQueueConfig(max_concurrent_runs=0))
 count = int(sys.argv[1])
 
+def peak_kib() -> int:
+    # VmHWM belongs to this process's own memory map; ru_maxrss would also count
+    # the parent's size at fork time (Linux keeps it across exec).
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
 async def main() -> None:
     async with rs.open_storage() as storage:
         for i in range(count):
@@ -41,55 +56,50 @@ async def main() -> None:
     async with rs.Runtime(repo) as rt:
         while rt._coordinator._last_rowid < count:
             await rt._coordinator.tick()
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        print(peak_kib())
 
 anyio.run(main)
 """
 
 
-def import_seconds() -> list[float]:
-    """Return the cumulative import time of rivers, in seconds, per fresh run."""
-    times = []
-    for _ in range(IMPORT_RUNS):
-        done = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", "import rivers"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        line = [
-            ln for ln in done.stderr.splitlines() if ln.rstrip().endswith("| rivers")
-        ][-1]
-        times.append(int(line.split("|")[1]) / 1e6)
-    return times
+def import_ms() -> float:
+    """Return the cumulative import time of rivers in a fresh interpreter, in ms."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import rivers"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = [ln for ln in done.stderr.splitlines() if ln.rstrip().endswith("| rivers")]
+    return int(line[-1].split("|")[1]) / 1000
 
 
 def peak_rss_mib(queued: int) -> float:
-    """Return the peak RSS in MiB of a runtime that indexed ``queued`` runs."""
-    with tempfile.TemporaryDirectory() as home:
+    """Return the peak RSS in MiB of a fresh runtime that indexed ``queued`` runs."""
+    with temporary_home():
         done = subprocess.run(
             [sys.executable, "-c", _MEMORY_SCRIPT, str(queued)],
             capture_output=True,
             text=True,
             check=True,
-            env={**os.environ, "RIVERS_HOME": home},
+            env=os.environ.copy(),
         )
     return int(done.stdout.strip().splitlines()[-1]) / 1024
 
 
-def main() -> None:
-    """Print the figures."""
-    imports = import_seconds()
-    print(
-        f"import rivers: median {statistics.median(imports) * 1000:.0f} ms "
-        f"(min {min(imports) * 1000:.0f}, max {max(imports) * 1000:.0f})"
-    )
-    base = peak_rss_mib(0)
-    loaded = peak_rss_mib(10_000)
-    print(
-        f"peak RSS: idle runtime {base:.0f} MiB, with 10,000 queued runs {loaded:.0f} MiB"
-    )
+def collect(repeat: int, quick: bool) -> list[Figure]:
+    """Return import times and peak RSS figures."""
+    queued = QUICK_QUEUED if quick else QUEUED
+    imports = [import_ms() for _ in range(repeat)]
+    memory_runs = min(repeat, MEMORY_RUNS)
+    idle = [peak_rss_mib(0) for _ in range(memory_runs)]
+    loaded = [peak_rss_mib(queued) for _ in range(memory_runs)]
+    return [
+        Figure("footprint", "import rivers", "ms", imports),
+        Figure("footprint", "peak RSS, idle runtime", "MiB", idle),
+        Figure("footprint", "peak RSS, 10,000 queued runs", "MiB", loaded),
+    ]
 
 
 if __name__ == "__main__":
-    main()
+    module_main(collect, __doc__)

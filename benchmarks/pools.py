@@ -1,97 +1,106 @@
-"""Pools: 40 x 50 ms steps in a pool of 4 (wall vs ideal), and claim+release rate.
+"""Workload 4 — pools: 40 x 50 ms steps in a pool of 4 (wall / ideal), claim+release rate.
 
-Workload 1: 40 independent async assets, each sleeping 50 ms, all in pool "db" with
-limit 4, one run with ``Executor.parallel()`` on the default SQLite storage. The
-ideal wall time is 40 / 4 x 50 ms = 0.5 s; the figure is wall / ideal.
-Workload 2: claim+release round trips through the runtime's PoolManager, each
-claim a durable ``BEGIN IMMEDIATE`` transaction with a lease, each release a
+Workload A: 40 independent async assets, each sleeping 50 ms, all in pool "db" with
+limit 4, one run with ``Executor.parallel()`` on the default SQLite storage
+(temporary ``RIVERS_HOME``), on a runtime that already ran it once. The ideal
+wall time is 40 / 4 x 50 ms = 0.5 s; the figures are the wall time and wall / ideal.
+Workload B: 2,000 claim+release round trips through the runtime's PoolManager,
+each claim a durable ``BEGIN IMMEDIATE`` transaction with a lease, each release a
 transaction; reported per second.
+``--quick``: 8 x 20 ms steps in a pool of 2, and 100 round trips.
 
-Run: ``python -m benchmarks.pools [--repeat 5]``.
+Run: ``python -m benchmarks.pools [--repeat 5] [--quick]``.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
-import tempfile
 import time
 from typing import Any
 
 import anyio
 
 import rivers as rs
-from rivers.materialize import uvloop_available
+from benchmarks.figures import Figure, module_main
+from rivers.materialize import run_sync
 
 STEPS = 40
 SLEEP_S = 0.05
 LIMIT = 4
 ROUND_TRIPS = 2000
+QUICK = (8, 0.02, 2, 100)
 
 
-def pooled_assets() -> list[rs.Asset[Any, Any]]:
-    """Return 40 async assets that sleep 50 ms in pool 'db'."""
+def pooled_assets(
+    steps: int = STEPS, sleep_s: float = SLEEP_S, decorate: Any = None
+) -> list[Any]:
+    """Return ``steps`` async assets that sleep ``sleep_s`` in pool 'db'."""
     assets = []
-    for index in range(STEPS):
+    for index in range(steps):
 
         async def body() -> None:
-            await anyio.sleep(SLEEP_S)
+            await anyio.sleep(sleep_s)
 
-        body.__name__ = f"q{index}"
-        assets.append(rs.Asset(body, pool="db"))
+        body.__name__ = body.__qualname__ = f"q{index}"
+        assets.append(rs.Asset(body, pool="db") if decorate is None else decorate(body))
     return assets
 
 
-async def measure(repeat: int) -> tuple[list[float], list[float]]:
-    """Return (wall seconds per run, round trips per second)."""
-    repo = rs.CodeRepository(pooled_assets(), pool_limits={"db": LIMIT})
-    walls: list[float] = []
-    rates: list[float] = []
-    async with rs.Runtime(repo) as rt:
-        await rt.materialize()
-        for _ in range(repeat):
-            began = time.perf_counter()
-            result = await rt.materialize()
-            walls.append(time.perf_counter() - began)
-            assert result.success
-            began = time.perf_counter()
-            for index in range(ROUND_TRIPS):
-                claim = await rt.pools.acquire(
-                    run_id="bench",
-                    step_key=f"s{index}",
-                    pools=("db",),
-                    slots=1,
-                    priority=0,
-                    wait=True,
-                )
-                assert claim is not None
-                await rt.pools.release(claim)
-            rates.append(ROUND_TRIPS / (time.perf_counter() - began))
-    return walls, rates
+def ideal_s(steps: int = STEPS, sleep_s: float = SLEEP_S, limit: int = LIMIT) -> float:
+    """Return the wall time of a perfect scheduler: full waves of ``limit`` steps."""
+    return -(-steps // limit) * sleep_s
 
 
-def main() -> None:
-    """Print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as home:
-        os.environ["RIVERS_HOME"] = home
-        walls, rates = anyio.run(
-            measure, args.repeat, backend_options={"use_uvloop": uvloop_available()}
-        )
-    ideal = STEPS / LIMIT * SLEEP_S
-    median = statistics.median(walls)
-    print(
-        f"pool of {LIMIT}, {STEPS} x {SLEEP_S * 1000:.0f} ms steps: median {median:.3f}s "
-        f"(min {min(walls):.3f}s, max {max(walls):.3f}s) = {median / ideal:.3f} x ideal"
+def collect(repeat: int, quick: bool) -> list[Figure]:
+    """Return the pooled run's walls and the claim+release round-trip rates."""
+    steps, sleep_s, limit, trips = (
+        QUICK if quick else (STEPS, SLEEP_S, LIMIT, ROUND_TRIPS)
     )
-    print(
-        f"claim+release round trips (durable): median {statistics.median(rates):.0f}/s "
-        f"(min {min(rates):.0f}, max {max(rates):.0f})"
-    )
+    repo = rs.CodeRepository(pooled_assets(steps, sleep_s), pool_limits={"db": limit})
+
+    async def runs() -> tuple[list[float], list[float]]:
+        walls: list[float] = []
+        rates: list[float] = []
+        async with rs.Runtime(repo) as rt:
+            await rt.materialize()
+            for _ in range(repeat):
+                began = time.perf_counter()
+                result = await rt.materialize()
+                walls.append(time.perf_counter() - began)
+                assert result.success, result.error
+                began = time.perf_counter()
+                for index in range(trips):
+                    claim = await rt.pools.acquire(
+                        run_id="bench",
+                        step_key=f"s{index}",
+                        pools=("db",),
+                        slots=1,
+                        priority=0,
+                        wait=True,
+                    )
+                    assert claim is not None
+                    await rt.pools.release(claim)
+                rates.append(trips / (time.perf_counter() - began))
+        return walls, rates
+
+    walls, rates = run_sync(runs)
+    ideal = ideal_s(steps, sleep_s, limit)
+    return [
+        Figure("pools", "40 x 50 ms in a pool of 4, wall", "s", walls),
+        Figure(
+            "pools",
+            "40 x 50 ms in a pool of 4, wall / ideal",
+            "x",
+            [wall / ideal for wall in walls],
+        ),
+        Figure(
+            "pools",
+            "claim+release round trips (durable)",
+            "/s",
+            rates,
+            better="higher",
+        ),
+    ]
 
 
 if __name__ == "__main__":
-    main()
+    module_main(collect, __doc__)

@@ -1,31 +1,39 @@
-"""Run queue: 1,000 one-step runs through the queue, and one tick over 100,000 queued.
+"""Workload 5 — run queue: 1,000 one-step runs through the queue, one tick over 100,000.
 
-Workload 1: a repository with one trivial async asset and
-``RunQueueConfig(max_concurrent_runs=10, dequeue_interval="50ms")``; 1,000 runs are
-submitted with ``rt.submit`` on the default SQLite storage and waited for; reported
-as runs per second end to end, with admission latency (submit to RUN_DEQUEUED)
-p50 and p99.
-Workload 2: 100,000 QUEUED runs (written straight into storage) spread over 20 tag
-limits (``tenant=t0..t19`` with limit 1 each; every run carries one tenant tag),
-``max_concurrent_runs=10``; after the coordinator has indexed them, the cost of one
-tick (read new rows, count in flight, decide, admit what fits) is timed.
+Workload A: a repository with one trivial async asset and
+``RunQueueConfig(max_concurrent_runs=10, dequeue_interval="50ms")``; 1,000 runs
+are submitted with ``rt.submit`` on the default SQLite storage and waited for;
+reported as runs per second end to end, with admission latency (submit to
+RUN_DEQUEUED, the ``waited_s`` of that event) p50 and p99 over the runs of each
+repeat.
+Workload B: 100,000 QUEUED runs (written straight into storage) spread over 20
+tag limits (``tenant=t0..t19`` with limit 1 each; every run carries one tenant
+tag), ``max_concurrent_runs=10``; after the coordinator has indexed them, the
+cost of one tick (read new rows, count in flight, decide, admit what fits) is
+timed, 2 x ``--repeat`` ticks.
+``--quick``: 30 runs, and a tick over 2,000 queued runs.
 
-Run: ``python -m benchmarks.run_queue``.
+Run: ``python -m benchmarks.run_queue [--repeat 5] [--quick]``.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import statistics
-import tempfile
 import time
 
 import anyio
+import msgspec
 
 import rivers as rs
+from benchmarks.figures import Figure, module_main, percentile
 from rivers._ids import new_run_id
-from rivers.materialize import uvloop_available
+from rivers.materialize import run_sync
+
+RUNS = 1000
+QUEUED = 100_000
+TENANTS = 20
+QUICK_RUNS = 30
+QUICK_QUEUED = 2000
 
 
 @rs.Asset
@@ -33,7 +41,7 @@ async def one() -> int:
     return 1
 
 
-async def throughput(count: int = 1000) -> tuple[float, list[float]]:
+async def throughput(count: int) -> tuple[float, list[float]]:
     """Return (runs per second, admission latencies in seconds)."""
     repo = rs.CodeRepository(
         [one],
@@ -46,13 +54,17 @@ async def throughput(count: int = 1000) -> tuple[float, list[float]]:
             await handle.wait()
         elapsed = time.perf_counter() - began
         await anyio.sleep(0.2)
-        events = await rt.storage.get_events(kinds=["RUN_ENQUEUED", "RUN_DEQUEUED"])
-    latencies = [e.data["waited_s"] for e in events if e.kind == "RUN_DEQUEUED"]
+        events = await rt.storage.get_events(kinds=["RUN_DEQUEUED"])
+    latencies = [e.data["waited_s"] for e in events if e.run_id in _ids(handles)]
     return count / elapsed, latencies
 
 
-async def tick_cost(queued: int = 100_000, tenants: int = 20) -> list[float]:
-    """Return the seconds of several steady-state ticks over ``queued`` runs."""
+def _ids(handles: list[rs.RunHandle]) -> set[str]:
+    return {handle.run_id for handle in handles}
+
+
+async def tick_cost(queued: int, ticks: int, tenants: int = TENANTS) -> list[float]:
+    """Return the seconds of ``ticks`` steady-state ticks over ``queued`` runs."""
     limits = [
         rs.TagConcurrencyLimit(key="tenant", value=f"t{i}", limit=1)
         for i in range(tenants)
@@ -64,14 +76,14 @@ async def tick_cost(queued: int = 100_000, tenants: int = 20) -> list[float]:
         ),
     )
     async with rs.open_storage() as storage:
-        await _bulk_insert(storage, queued, tenants)
+        last_rowid = await _bulk_insert(storage, queued, tenants)
     async with rs.Runtime(repo) as rt:
         coordinator = rt._coordinator
         assert coordinator is not None
-        while coordinator._last_rowid < queued:  # index every queued run first
+        while coordinator._last_rowid < last_rowid:  # index every queued run first
             await coordinator.tick()
         times = []
-        for _ in range(5):
+        for _ in range(ticks):
             began = time.perf_counter()
             await coordinator.tick()
             times.append(time.perf_counter() - began)
@@ -81,9 +93,8 @@ async def tick_cost(queued: int = 100_000, tenants: int = 20) -> list[float]:
 
 async def _bulk_insert(
     storage: rs.storage.SqliteStorage, queued: int, tenants: int
-) -> None:
-    import msgspec
-
+) -> int:
+    """Write ``queued`` QUEUED runs in one transaction; return the last rowid."""
     now = time.time()
     rows = [
         (
@@ -96,7 +107,7 @@ async def _bulk_insert(
         for i in range(queued)
     ]
 
-    def write(conn: sqlite3.Connection) -> None:
+    def write(conn: sqlite3.Connection) -> int:
         conn.executemany(
             "INSERT INTO runs (run_id, status, repository, tags, priority, created_at) "
             "VALUES (?, ?, ?, ?, 0, ?)",
@@ -106,33 +117,42 @@ async def _bulk_insert(
             "INSERT INTO run_tags (run_id, key, value) VALUES (?, 'tenant', ?)",
             [(r[0], f"t{i % tenants}") for i, r in enumerate(rows)],
         )
+        last: int = conn.execute("SELECT MAX(rowid) FROM runs").fetchone()[0]
+        return last
 
-    await storage._write(write)
+    return await storage._write(write)
 
 
-def main() -> None:
-    """Print the figures."""
-    with tempfile.TemporaryDirectory() as home:
-        os.environ["RIVERS_HOME"] = home
-        rate, latencies = anyio.run(
-            throughput, backend_options={"use_uvloop": uvloop_available()}
-        )
-    latencies.sort()
-    p50 = statistics.median(latencies)
-    p99 = latencies[int(len(latencies) * 0.99) - 1]
-    print(
-        f"1,000 one-step runs through the queue (max 10, 50 ms interval): {rate:.0f} runs/s, "
-        f"admission latency p50 {p50 * 1000:.1f} ms p99 {p99 * 1000:.1f} ms"
-    )
-    with tempfile.TemporaryDirectory() as home:
-        os.environ["RIVERS_HOME"] = home
-        ticks = anyio.run(tick_cost, backend_options={"use_uvloop": uvloop_available()})
-    print(
-        f"one tick, 100,000 queued runs, 20 tag limits: median "
-        f"{statistics.median(ticks) * 1000:.2f} ms (min {min(ticks) * 1000:.2f}, "
-        f"max {max(ticks) * 1000:.2f})"
-    )
+def collect(repeat: int, quick: bool) -> list[Figure]:
+    """Return the queue's throughput, admission latencies and tick cost."""
+    runs, queued = (QUICK_RUNS, QUICK_QUEUED) if quick else (RUNS, QUEUED)
+    rates: list[float] = []
+    p50s: list[float] = []
+    p99s: list[float] = []
+    for _ in range(repeat):
+        rate, waited = run_sync(throughput, runs)
+        rates.append(rate)
+        p50s.append(percentile(waited, 0.5) * 1000)
+        p99s.append(percentile(waited, 0.99) * 1000)
+    ticks: list[float] = run_sync(tick_cost, queued, 2 * repeat)
+    return [
+        Figure(
+            "run_queue",
+            "1,000 one-step runs through the queue",
+            "runs/s",
+            rates,
+            better="higher",
+        ),
+        Figure("run_queue", "admission latency p50", "ms", p50s),
+        Figure("run_queue", "admission latency p99", "ms", p99s),
+        Figure(
+            "run_queue",
+            "one tick, 100,000 queued runs, 20 tag limits",
+            "ms",
+            [tick * 1000 for tick in ticks],
+        ),
+    ]
 
 
 if __name__ == "__main__":
-    main()
+    module_main(collect, __doc__)

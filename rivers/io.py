@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import pickle
@@ -54,13 +55,28 @@ def _exchange(side: Path, path: Path) -> bool:
     return bool(result == 0)
 
 
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, each owner-only (0700).
+
+    ``Path.mkdir(parents=True, mode=...)`` gives the parents the default mode, so
+    a ``$RIVERS_HOME`` first made here would be readable by everyone.
+    """
+    missing: list[Path] = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+
+
 def _lock_side_file(side: Path) -> int:
     """Open and lock the side file; retry if another writer swapped it meanwhile."""
     while True:
         try:
-            fd = os.open(side, os.O_WRONLY | os.O_CREAT, 0o600)
+            # O_NOFOLLOW: a link planted as the side file cannot redirect the write.
+            fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except FileNotFoundError:
-            side.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            _make_private_dirs(side.parent)
             continue
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
@@ -172,13 +188,25 @@ class FilesystemIOManager:
 
         Raises:
             ValueNotFound: nothing was stored for it.
+            ValueError: the key names no file in ``base_dir``, or its file is a
+                symbolic link.
         """
         path = self.path_for(asset_key)
         try:
-            with open(path, "rb") as f:
-                return pickle.load(f)
+            # O_NOFOLLOW: a symbolic link in base_dir never makes rivers unpickle a
+            # file outside it.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             raise ValueNotFound(asset_key) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ValueError(
+                    f"{str(path)!r} is a symbolic link; rivers only loads values "
+                    f"from regular files in {str(self.base_dir)!r}"
+                ) from None
+            raise
+        with open(fd, "rb") as f:
+            return pickle.load(f)
 
     def __repr__(self) -> str:
         return f"FilesystemIOManager({str(self.base_dir)!r})"

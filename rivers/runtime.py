@@ -28,7 +28,7 @@ from rivers.definitions._validate import check_tags
 from rivers.definitions.configs import ExecutorConfig, RunBackendConfig
 from rivers.definitions.repository import CodeRepository
 from rivers.definitions.requests import RunRequest
-from rivers.errors import ConfigError, RiversError, RunNotFound
+from rivers.errors import ConfigError, RiversError, RunNotFound, StorageUnavailable
 from rivers.executors.factory import describe_executor, make_launcher
 from rivers.executors.process_pool import WorkerPool
 from rivers.explain import explain_run
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 __all__ = ("RunHandle", "Runtime", "current_runtime")
 
 WAIT_POLL_S = 0.25
+FAILURE_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Waits between tries to record a run's failure while the storage is unavailable."""
 
 logger = logging.getLogger(__name__)
 
@@ -485,19 +487,52 @@ class Runtime:
                 )
             steps = repo.resolve_selection(record.selection)
             await self._execute(run_id, repo, steps, record.tags, repo.executor)
-        except RiversError as exc:
-            logger.warning("run %s could not run: %s", run_id, exc)
-            stored = await storage.finish_run(
-                run_id,
-                RunStatus.FAILURE,
-                expected=(RunStatus.STARTING, RunStatus.STARTED),
-                reason=str(exc),
-                event=RunFailed(run_id=run_id, reason=str(exc)),
-            )
+        except (RiversError, BaseExceptionGroup) as exc:
+            # A run that cannot go on (bad repository, or a storage that stayed
+            # locked or unwritable past its busy timeout) fails alone; the runtime
+            # and its other runs carry on.
+            errors = _rivers_errors(exc)
+            if errors is None:
+                raise
+            reason = "; ".join(dict.fromkeys(str(error) for error in errors))
+            logger.warning("run %s could not run: %s", run_id, reason)
+            stored = await self._record_failure(run_id, reason)
             self._writer().publish(stored)
             finished = self._finished.pop(run_id, None)
             if finished is not None:
                 finished.set()
+
+    async def _record_failure(self, run_id: str, reason: str) -> list[Event]:
+        """Mark a run FAILURE, retrying while the storage is unavailable.
+
+        Its steps have all stopped by now, so the pool claims and waiting rows they
+        could not remove themselves (the storage refused) are dropped first.
+        """
+        for delay in (*FAILURE_RETRY_DELAYS_S, None):
+            try:
+                await self.storage.free_pool_slots(run_id)
+                return await self.storage.finish_run(
+                    run_id,
+                    RunStatus.FAILURE,
+                    expected=(
+                        RunStatus.STARTING,
+                        RunStatus.STARTED,
+                        RunStatus.CANCELING,
+                    ),
+                    reason=reason,
+                    event=RunFailed(run_id=run_id, reason=reason),
+                )
+            except StorageUnavailable as exc:
+                if delay is None:
+                    raise
+                logger.warning(
+                    "run %s: cannot record its failure yet, retrying in %ss: %s",
+                    run_id,
+                    delay,
+                    exc,
+                )
+                await anyio.sleep(delay)
+        raise AssertionError("unreachable")
 
     async def wait_for(self, run_id: str) -> RunRecord:
         """Wait until a run (of any process) has finished; return its record.
@@ -570,6 +605,18 @@ class Runtime:
         executor = self._active.get(run_id)
         if executor is not None:
             executor.cancel("canceled by request")
+
+
+def _rivers_errors(exc: BaseException) -> list[RiversError] | None:
+    """Return the ``RiversError``s ``exc`` holds, or None if it holds anything else."""
+    if isinstance(exc, RiversError):
+        return [exc]
+    if not isinstance(exc, BaseExceptionGroup):
+        return None
+    leaves = _leaves(exc)
+    if all(isinstance(leaf, RiversError) for leaf in leaves):
+        return [leaf for leaf in leaves if isinstance(leaf, RiversError)]
+    return None
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import rivers as rs
 from rivers.storage.sqlite import SqliteStorage
+
+# RIVERS_HYPOTHESIS_PROFILE=long tries 20x more inputs in every property test that
+# does not set its own max_examples (the hostile-input fuzzers among them).
+settings.register_profile("long", max_examples=2000)
+settings.load_profile(os.environ.get("RIVERS_HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture
@@ -28,3 +35,23 @@ def rivers_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
     async with rs.open_storage(tmp_path / "storage.db") as opened:
         yield opened
+
+
+_FIGURES: list[str] = []
+
+
+@pytest.fixture
+def record_figure() -> Callable[[str], None]:
+    """Return a function that adds a line to the suite's "figures" summary.
+
+    The reliability suites (chaos, load, stateful) record what they measured:
+    the lines are printed at the end of the run, for docs/reliability.md.
+    """
+    return _FIGURES.append
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _FIGURES:
+        terminalreporter.section("figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)

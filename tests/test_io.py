@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import pickle
 import stat
 import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import rivers as rs
 
@@ -68,3 +70,58 @@ def test_keys_outside_the_directory_are_refused(tmp_path: Path, key: str) -> Non
         io.load(key)
     with pytest.raises(ValueError, match="does not name a file"):
         io.store(key, 1)
+
+
+@settings(
+    max_examples=300
+    * (20 if os.environ.get("RIVERS_HYPOTHESIS_PROFILE") == "long" else 1)
+)
+@given(key=st.text(max_size=40))
+def test_every_key_names_a_file_directly_inside_the_base_dir_or_is_refused(
+    key: str,
+) -> None:
+    base = Path("/srv/values")
+    io = rs.FilesystemIOManager(base)
+    try:
+        path = io.path_for(key)
+    except ValueError as exc:
+        assert "does not name a file" in str(exc)
+        return
+    assert path.parent == base
+    assert os.path.normpath(path) == str(path)  # no '..' or '.' left to resolve
+    assert path.name == f"{key}.pickle"
+    assert not path.name.startswith(".")  # never a side file or a hidden one
+
+
+def test_a_symbolic_link_in_the_base_dir_is_never_unpickled(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.pickle"
+    outside.write_bytes(pickle.dumps("from outside"))
+    io = rs.FilesystemIOManager(tmp_path / "values")
+    io.store("other", 1)  # creates the directory
+    (tmp_path / "values" / "planted.pickle").symlink_to(outside)
+    with pytest.raises(ValueError, match="is a symbolic link"):
+        io.load("planted")
+
+
+def test_a_symbolic_link_planted_as_the_side_file_does_not_redirect_writes(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "target"
+    target.write_text("untouched")
+    io = rs.FilesystemIOManager(tmp_path / "values")
+    io.store("other", 1)
+    (tmp_path / "values" / ".victim.pickle.next").symlink_to(target)
+    with pytest.raises(OSError, match="symbolic links"):
+        io.store("victim", "payload")
+    assert target.read_text() == "untouched"
+
+
+def test_the_default_directory_and_a_new_rivers_home_are_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "made" / "home"
+    monkeypatch.setenv("RIVERS_HOME", str(home))
+    rs.FilesystemIOManager().store("x", 1)
+    for directory in (tmp_path / "made", home, home / "storage"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    assert rs.FilesystemIOManager().load("x") == 1

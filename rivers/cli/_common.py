@@ -24,6 +24,8 @@ class CliState:
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``rivers: error: message`` on one line to stderr and exit."""
     line = " ".join(message.split())
+    # Quoted input may hold control characters: show them, never send them.
+    line = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in line)
     typer.echo(f"rivers: error: {line}", err=True)
     sys.exit(code)
 

@@ -150,6 +150,31 @@ def run(argv: list[str] | None = None) -> NoReturn:
         fail(f"{exc.format_message()} (see '{command} --help')", exc.exit_code or 2)
     except RiversError as exc:
         fail(str(exc))
+    except BaseExceptionGroup as group:
+        # A runtime that stopped on an error (the storage became unwritable, say)
+        # raises its task group's errors: one line for ours, a traceback for bugs.
+        errors = _rivers_errors(group)
+        if errors is None:
+            raise
+        fail("; ".join(dict.fromkeys(str(exc) for exc in errors)))
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _rivers_errors(
+    group: BaseExceptionGroup[BaseException],
+) -> list[RiversError] | None:
+    """Return the group's leaves if every one is a ``RiversError``, else None."""
+    leaves: list[RiversError] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            nested = _rivers_errors(exc)
+            if nested is None:
+                return None
+            leaves.extend(nested)
+        elif isinstance(exc, RiversError):
+            leaves.append(exc)
+        else:
+            return None
+    return leaves

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -105,7 +106,7 @@ def run_table(runs: list[RunRecord]) -> Table:
             end = run.ended_at or datetime.now(UTC)
             duration = (end - run.started_at).total_seconds()
         table.add_row(
-            run.run_id,
+            safe(run.run_id),
             _status(run.status),
             safe(" ".join(f"{k}={v}" for k, v in run.tags.items())) or "-",
             run.created_at.strftime("%m-%d %H:%M:%S"),
@@ -122,7 +123,7 @@ def step_table(steps: list[StepRecord]) -> Table:
         table.add_column(column, overflow="fold")
     for step in steps:
         table.add_row(
-            step.step_key,
+            safe(step.step_key),
             _status(step.status),
             str(step.attempts),
             format_seconds(step.duration_s),
@@ -145,6 +146,18 @@ def print_result(out: Console, result: MaterializeResult) -> None:
         out.print(f"[red]{safe(result.error)}[/]")
 
 
+# Characters JSON may carry raw that a terminal could still act on: C1 controls
+# (U+009B is a one-character CSI) and bidirectional overrides. They can only occur
+# inside JSON strings, where a \uXXXX escape means the same.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def print_json(value: Any) -> None:
-    """Print ``value`` (Structs, lists, dicts) as JSON on stdout."""
-    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
+    """Print ``value`` (Structs, lists, dicts) as JSON on stdout.
+
+    Control characters are escaped (``\\u001b``), so stored text cannot drive
+    the terminal even when the JSON is not piped anywhere.
+    """
+    text = msgspec.json.encode(value).decode()
+    text = _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    sys.stdout.write(text + "\n")

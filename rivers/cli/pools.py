@@ -135,7 +135,7 @@ def pool_info(
         holder_table.add_column(column, no_wrap=True)
     for holder in holders:
         holder_table.add_row(
-            holder.run_id,
+            safe(holder.run_id),
             safe(holder.step_key),
             str(holder.slots),
             format_seconds((now - holder.claimed_at).total_seconds()),
@@ -149,7 +149,7 @@ def pool_info(
     for position, step in enumerate(pending, start=1):
         pending_table.add_row(
             str(position),
-            step.run_id,
+            safe(step.run_id),
             safe(step.step_key),
             str(step.slots),
             str(step.priority),
@@ -220,5 +220,5 @@ def free_slots(
             return await storage.free_pool_slots(run_id, step)
 
     freed = run_sync(write)
-    target = run_id if step is None else f"{run_id} step {safe(step)}"
+    target = safe(run_id) if step is None else f"{safe(run_id)} step {safe(step)}"
     console().print(f"freed {freed} slot(s) held by {target}")

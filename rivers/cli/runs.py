@@ -164,4 +164,6 @@ def cancel_run(
             return updated
 
     run = run_sync(cancel)
-    console().print(f"run {run.run_id}: {run.status.value} {safe(run.reason or '')}")
+    console().print(
+        f"run {safe(run.run_id)}: {run.status.value} {safe(run.reason or '')}"
+    )

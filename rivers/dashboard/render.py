@@ -265,7 +265,7 @@ def _run_row(run: RunView, now: datetime, wide: bool) -> list[str]:
     elif run.status.is_in_flight and not run.waiting_on and run.steps_running:
         reason = f"[dim]{run.steps_running} running[/]"
     return [
-        short_run_id(run.run_id, narrow=not wide),
+        safe(short_run_id(run.run_id, narrow=not wide)),
         status,
         tags,
         _age(run.created_at, now),
@@ -299,7 +299,7 @@ def _events_panel(events: tuple[Event, ...], wide: bool, rows: int | None) -> Pa
         table.add_row(
             f"{event.timestamp:%H:%M:%S}",
             f"[{style}]{kind}[/]" if style else kind,
-            short_run_id(event.run_id or "-", narrow=not wide),
+            safe(short_run_id(event.run_id or "-", narrow=not wide)),
             safe(describe_event(event)),
         )
     return Panel(table, title="recent events", title_align="left")

@@ -260,7 +260,7 @@ def render_timeline(timeline: Timeline, width: int) -> RenderableType:
     return Group(
         table,
         Text.from_markup(
-            f"[dim]run {timeline.run_id} {timeline.status}, "
+            f"[dim]run {safe(timeline.run_id)} {timeline.status}, "
             f"{format_seconds(timeline.span_s)} since created[/]\n"
             f"{legend}  [dim](blank: upstream steps)[/]"
         ),

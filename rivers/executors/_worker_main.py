@@ -1,17 +1,17 @@
 """The loop of a step worker process: receive a step, run it, reply, repeat.
 
 The worker stores the step's value through the IO manager itself, so values never
-cross the pipe. It dies with its parent (``PR_SET_PDEATHSIG``) and exits when the
-pipe closes, so no worker outlives the runtime that started it.
+cross the pipe. It exits within ``PARENT_POLL_S`` of its parent's death (a watchdog
+thread) and when the pipe closes, so no worker outlives the runtime that started it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -31,24 +31,33 @@ if TYPE_CHECKING:
 __all__ = ("worker_main",)
 
 _ASSET_CACHE_SIZE = 256
+PARENT_POLL_S = 0.1
+"""How often a worker checks that its parent is alive."""
 
 
-def _die_with_parent() -> None:
-    if sys.platform != "linux":  # pragma: no cover
-        return
-    with contextlib.suppress(Exception):
-        import ctypes
+def _die_with_parent(parent_pid: int) -> None:
+    """Exit the whole worker as soon as ``parent_pid`` is no longer its parent.
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    Not ``PR_SET_PDEATHSIG``: Linux sends that signal when the *thread* that
+    started the worker ends, and workers are started from anyio's worker threads,
+    which end after ten idle seconds; that killed workers in the middle of long
+    steps. A daemon thread polls the parent pid instead (it needs the GIL, so a C
+    extension holding the GIL delays the exit until it lets go).
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="rivers.worker.watchdog", daemon=True).start()
 
 
 def worker_main(conn: Connection, parent_pid: int) -> None:
     """Serve step requests on ``conn`` until it closes or a Shutdown arrives."""
-    _die_with_parent()
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+    if os.getppid() != parent_pid:  # the parent died before the worker started
         return
+    _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     import cloudpickle
 

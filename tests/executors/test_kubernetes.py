@@ -493,3 +493,55 @@ async def test_rejected_credentials_are_a_clear_error(
     assert isinstance(result.error, rs.KubernetesApiError)
     assert result.error.status == 401
     assert "rejected the credentials" in str(result.error)
+
+
+async def test_secrets_reach_the_pod_env_but_no_name_label_event_or_log(
+    make_pipeline: MakePipeline,
+    k8s_api: Any,
+    namespace: str,
+    rivers_home: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = f"s3cr3t-{secrets.token_hex(8)}"
+    module = make_pipeline(
+        f"""
+        @rs.Asset
+        def uses_secret(context: rs.StepContext) -> int:
+            context.log.info("connecting with a password of %d characters",
+                             len(os.environ["DB_PASSWORD"]))
+            return len(os.environ["DB_PASSWORD"])
+
+        repo = rs.CodeRepository(
+            [uses_secret],
+            executor=kubernetes(env={{"DB_PASSWORD": {secret!r}}}, labels={{"team": "core"}}),
+        )
+        """
+    )
+    caplog.set_level(logging.DEBUG)
+    recorder = JobRecorder()
+    async with anyio.create_task_group() as tg:
+        await tg.start(recorder.run, k8s_api, namespace)
+        result = await module.repo.materialize(tags={"api_key": secret})
+        tg.cancel_scope.cancel()
+    assert result.success, result.error
+    assert result.output_for("uses_secret") == len(secret)  # the pod had it
+    ((name, job),) = recorder.added.items()
+    template = job["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    visible = json.dumps(
+        [
+            name,
+            job["metadata"].get("labels"),
+            job["metadata"].get("annotations"),
+            template["metadata"].get("labels"),
+            template["metadata"].get("annotations"),
+            container["command"],
+            container["args"],
+        ]
+    )
+    assert secret not in visible
+    async with rs.open_storage(rivers_home / "rivers.db") as storage:
+        events = await storage.get_events(run_id=result.run_id)
+    assert "connecting with a password of" in json.dumps([e.data for e in events])
+    assert secret not in json.dumps([(e.kind, e.step_key, e.data) for e in events])
+    assert secret not in caplog.text

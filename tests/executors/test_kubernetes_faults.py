@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import pytest
 from aiohttp import web
 
 import rivers as rs
+from rivers.definitions.configs import KubernetesExecutor
 from rivers.executors import _kube_api, kubernetes
 from rivers.executors.base import LaunchResult, StepRequest
 from rivers.executors.kubernetes import KubernetesLauncher
@@ -59,6 +61,8 @@ class FakeCluster:
     pod_waiting: str | None = None
     lists_answered: int = 0
     deleted_with: list[str] = field(default_factory=list)
+    created: list[dict[str, Any]] = field(default_factory=list)
+    """Every Job manifest POSTed, as the server received it."""
 
     def bump(self) -> str:
         self.version += 1
@@ -114,6 +118,7 @@ def _app(cluster: FakeCluster) -> web.Application:
         if cluster.job is not None:
             return _status(409, "AlreadyExists", "jobs.batch already exists")
         cluster.job = await request.json()
+        cluster.created.append(json.loads(json.dumps(cluster.job)))
         cluster.job["metadata"]["uid"] = "uid-1"
         cluster.bump()
         if cluster.lose_create_answers:
@@ -359,3 +364,97 @@ async def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
 async def test_a_missing_kubeconfig_fails_the_launch(tmp_path: Path) -> None:
     with pytest.raises(rs.LaunchFailed, match="cannot load the kubeconfig"):
         await _launch(tmp_path / "nope", [])
+
+
+# ------------------------------------------------------------------- secrets
+
+SECRET = "hunter2-s3cr3t-value"
+TOKEN = "kube-token-5f4dcc3b5aa765d61d8327deb882cf99"
+
+
+def _with_token(kubeconfig: Path) -> None:
+    config = json.loads(kubeconfig.read_text())
+    config["users"][0]["user"]["token"] = TOKEN
+    kubeconfig.write_text(json.dumps(config))
+
+
+def _secret_executor(kubeconfig: Path) -> KubernetesExecutor:
+    return rs.Executor.kubernetes(
+        image="x",
+        namespace=NAMESPACE,
+        kubeconfig=str(kubeconfig),
+        env={"DB_PASSWORD": SECRET},
+        labels={"team": "core"},
+    )
+
+
+def _assert_secret_only_in_container_env(job: dict[str, Any]) -> None:
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["DB_PASSWORD"] == SECRET
+    assert SECRET in env["RIVERS_RUN_TAGS"]  # tags reach the pod as env, not labels
+    template = job["spec"]["template"]["metadata"]
+    visible = json.dumps(
+        [
+            job["metadata"]["name"],
+            job["metadata"]["labels"],
+            job["metadata"]["annotations"],
+            template["labels"],
+            template["annotations"],
+            container["command"],
+            container["args"],
+            container["image"],
+        ]
+    )
+    assert SECRET not in visible
+    assert TOKEN not in json.dumps(job)
+
+
+async def test_secrets_stay_out_of_job_names_labels_logs_and_events(
+    fake: tuple[FakeCluster, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster, kubeconfig = fake
+    _with_token(kubeconfig)
+    caplog.set_level(logging.DEBUG)
+    cluster.create_statuses = [500]  # a retry is logged
+    cluster.complete_on_list = 1
+    async with rs.Runtime(REPOSITORY) as rt:
+        with anyio.fail_after(20):
+            result = await rt.materialize(
+                executor=_secret_executor(kubeconfig), tags={"api_key": SECRET}
+            )
+        events = await rt.storage.get_events(run_id=result.run_id)
+        run = await rt.storage.get_run(result.run_id)
+    assert result.success, result.error
+    (job,) = cluster.created
+    _assert_secret_only_in_container_env(job)
+    # The tags are the run's own, so the run record keeps them; nothing else does.
+    assert run is not None
+    assert run.tags == {"api_key": SECRET}
+    stored = json.dumps([(e.kind, e.step_key, e.data) for e in events])
+    assert SECRET not in stored
+    assert TOKEN not in stored
+    asked = json.dumps(cluster.requests)  # paths, selectors, query strings
+    assert SECRET not in asked
+    assert TOKEN not in asked
+    assert "retrying" in caplog.text
+    assert SECRET not in caplog.text
+    assert TOKEN not in caplog.text
+
+
+async def test_api_errors_never_carry_the_token_or_the_env(
+    fake: tuple[FakeCluster, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster, kubeconfig = fake
+    _with_token(kubeconfig)
+    caplog.set_level(logging.DEBUG)
+    launcher = KubernetesLauncher(_secret_executor(kubeconfig))
+    for statuses in ([403], [500] * 1000):
+        cluster.create_statuses = list(statuses)
+        with pytest.raises(rs.KubernetesApiError) as caught:
+            with anyio.fail_after(20):
+                await launcher.launch(_request([]))
+        assert SECRET not in str(caught.value)
+        assert TOKEN not in str(caught.value)
+    assert SECRET not in caplog.text
+    assert TOKEN not in caplog.text

@@ -319,3 +319,106 @@ def test_assets_defined_in_a_script_main_run_in_workers(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "OK True"
+
+
+def _ask(worker: Any, asset: rs.Asset[Any, Any], io_manager: rs.IOManager) -> bool:
+    """Send ``asset`` to a raw worker; return whether it ran."""
+    import pickle
+
+    import cloudpickle
+
+    from rivers.executors._protocol import TaskRequest, decode_reply, encode
+
+    data = cloudpickle.dumps(asset)
+    worker.conn.send_bytes(
+        encode(
+            TaskRequest(
+                task_id=1,
+                run_id="r",
+                step_key=asset.name,
+                attempt=1,
+                run_tags={},
+                asset=data,
+                asset_digest=str(hash(data)),
+                io_manager=pickle.dumps(io_manager),
+            )
+        )
+    )
+    if not worker.conn.poll(20):
+        return False
+    return bool(decode_reply(worker.conn.recv_bytes()).ok)
+
+
+def test_a_worker_outlives_the_thread_that_started_it(tmp_path: Path) -> None:
+    # Workers are started from anyio's worker threads, which end when idle; a
+    # worker tied to its starting thread (PR_SET_PDEATHSIG) was killed mid-step.
+    from rivers.executors.process_pool import _start_worker
+
+    started: list[Any] = []
+    may_end = threading.Event()
+
+    def start_then_wait() -> None:
+        started.append(_start_worker())
+        may_end.wait(20)
+
+    starter = threading.Thread(target=start_then_wait)
+    starter.start()
+    while not started:
+        time.sleep(0.001)
+    (worker,) = started
+    io_manager = rs.FilesystemIOManager(tmp_path)
+    try:
+        assert _ask(worker, rs.Asset(lambda: 1, name="before"), io_manager)
+        may_end.set()  # the worker is fully up: now its starting thread ends
+        starter.join()
+        assert _ask(worker, rs.Asset(lambda: 2, name="after"), io_manager)
+        assert worker.process.poll() is None
+    finally:
+        worker.process.kill()
+        worker.process.wait(5)
+        worker.conn.close()
+
+
+def test_workers_exit_when_their_runtime_process_is_killed(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import sys, time
+        import anyio
+        import rivers as rs
+
+        @rs.Asset
+        def sleepy() -> None:
+            time.sleep(60)
+
+        repo = rs.CodeRepository([sleepy], executor=rs.Executor.parallel(max_workers=1))
+
+        async def main() -> None:
+            async with rs.Runtime(repo) as rt:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(rt.materialize)
+                    while not rt.worker_pids:
+                        await anyio.sleep(0.01)
+                    print(rt.worker_pids[0], flush=True)
+                    await anyio.sleep(60)
+
+        anyio.run(main)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "RIVERS_HOME": str(tmp_path / "home")},
+    )
+    try:
+        assert parent.stdout is not None
+        worker_pid = int(parent.stdout.readline())
+        assert _alive(worker_pid)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        assert parent.stdout is not None
+        parent.stdout.close()
+    deadline = time.monotonic() + 5
+    while _alive(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(worker_pid)

@@ -4,7 +4,8 @@ Queued runs are grouped by their *limit signature*: the tag-limit buckets they c
 against (``env=prod``, ``team=a``...). Within a group runs keep queue order
 (priority, higher first, then submission). Each admission takes the best head among
 the groups whose buckets all have room, so a run blocked by a tag limit never holds
-back the runs behind it, and one tick costs O(admitted x groups), not O(queued).
+back the runs behind it. A group blocked by a full bucket is parked under it until
+that bucket's count changes, so a tick does not rescan the queue.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ __all__ = (
 
 Bucket = tuple[str, str, str | None]
 """(limit id, tag key, tag value or None for key-only limits)."""
+
+Signature = tuple[Bucket, ...]
+"""The buckets a run counts against: runs with the same signature form a group."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +131,7 @@ class Admission:
     """A run to start now."""
 
     run_id: str
-    buckets: tuple[Bucket, ...]
+    buckets: Signature
 
 
 @dataclass(slots=True)
@@ -136,24 +140,54 @@ class TickResult:
 
     admitted: list[Admission]
     blocked: dict[str, str]
-    """Head run id of each blocked group -> its binding reason."""
+    """Head run id of each group found blocked this tick -> its binding reason."""
     global_reason: str | None
     """Why every other queued run waits, when the run queue itself is full."""
 
 
+_Key = tuple[int, float, str]
+"""A run's place in the queue: (-priority, submitted at, run id)."""
+
+_Entry = tuple[int, float, str, int, Signature, "Bucket | None"]
+"""A heap entry: the queue key of a group's head, a sequence number (ties never
+reach the payload), the group, and for a *token* the bucket whose released groups
+it stands for (None for a plain group entry)."""
+
+
+@dataclass(slots=True)
+class _Parked:
+    count: int
+    """The bucket's in-flight count when its groups were parked."""
+    heap: list[_Entry]
+
+
 @dataclass(slots=True)
 class QueueState:
-    """The in-memory index of queued runs and the admission decision."""
+    """The in-memory index of queued runs and the admission decision.
+
+    Every group with queued runs is either *ready* (its head is in the ``ready``
+    heap, to be checked against the limits when it comes up) or *parked* in a heap
+    under the full bucket that blocked it, with that bucket's count at the time.
+    When the count changes the whole heap is *released* behind one token in
+    ``ready`` that stands for its best head, so releasing a bucket that blocks ten
+    thousand groups costs one push, and only the groups a tick actually reaches are
+    checked again. A tick costs O(groups examined x log groups), never O(queued).
+    """
 
     max_concurrent_runs: int
     rules: tuple[LimitRule, ...] = ()
-    groups: dict[tuple[Bucket, ...], list[QueuedRun]] = field(default_factory=dict)
-    members: dict[str, tuple[Bucket, ...]] = field(default_factory=dict)
+    groups: dict[Signature, list[_Key]] = field(default_factory=dict)
+    members: dict[str, Signature] = field(default_factory=dict)
+    ready: list[_Entry] = field(default_factory=list)
+    parked: dict[Bucket, _Parked] = field(default_factory=dict)
+    released: dict[Bucket, tuple[int, list[_Entry]]] = field(default_factory=dict)
+    """Bucket -> (the sequence number of its live token, its released groups)."""
+    _seq: int = 0
 
     def __len__(self) -> int:
         return len(self.members)
 
-    def signature(self, tags: Mapping[str, str]) -> tuple[Bucket, ...]:
+    def signature(self, tags: Mapping[str, str]) -> Signature:
         """Return the buckets a run with ``tags`` counts against."""
         buckets = (rule.bucket(tags) for rule in self.rules)
         return tuple(b for b in buckets if b is not None)
@@ -164,20 +198,95 @@ class QueueState:
             return
         signature = self.signature(dict(run.tags))
         self.members[run.run_id] = signature
-        heapq.heappush(self.groups.setdefault(signature, []), run)
+        heap = self.groups.setdefault(signature, [])
+        key = (run.neg_priority, run.created_at, run.run_id)
+        heapq.heappush(heap, key)
+        if heap[0] is key:
+            # A new head is checked on the next tick even if its group is parked,
+            # so its reason to wait is reported.
+            self._push_group(key, signature)
 
     def discard(self, run_id: str) -> None:
         """Forget a run (canceled, or admitted elsewhere); lazily removed from heaps."""
-        self.members.pop(run_id, None)
+        signature = self.members.pop(run_id, None)
+        if signature is not None:
+            head = self._head(signature)
+            if head is not None:
+                self._push_group(head, signature)
 
-    def _head(self, signature: tuple[Bucket, ...]) -> QueuedRun | None:
-        heap = self.groups[signature]
-        while heap and heap[0].run_id not in self.members:
+    def _entry(
+        self, key: _Key, signature: Signature, token: Bucket | None = None
+    ) -> _Entry:
+        self._seq += 1
+        return (key[0], key[1], key[2], self._seq, signature, token)
+
+    def _push_group(self, key: _Key, signature: Signature) -> None:
+        heapq.heappush(self.ready, self._entry(key, signature))
+
+    def _push_token(self, bucket: Bucket, heap: list[_Entry]) -> None:
+        top = heap[0]
+        token = self._entry((top[0], top[1], top[2]), top[4], bucket)
+        self.released[bucket] = (token[3], heap)
+        heapq.heappush(self.ready, token)
+
+    def _head(self, signature: Signature) -> _Key | None:
+        heap = self.groups.get(signature)
+        if heap is None:
+            return None
+        while heap and heap[0][2] not in self.members:
             heapq.heappop(heap)
         if not heap:
             del self.groups[signature]
             return None
         return heap[0]
+
+    def _release_changed(self, counts: Mapping[Bucket, int]) -> None:
+        changed = [b for b, p in self.parked.items() if counts.get(b, 0) != p.count]
+        for bucket in changed:
+            heap = self.parked.pop(bucket).heap
+            if bucket in self.released:
+                heap.extend(self.released[bucket][1])
+                heapq.heapify(heap)
+            self._push_token(bucket, heap)
+
+    def _park(self, bucket: Bucket, count: int, entry: _Entry) -> None:
+        parked = self.parked.get(bucket)
+        if parked is None:
+            self.parked[bucket] = _Parked(count, [entry])
+        else:
+            heapq.heappush(parked.heap, entry)
+
+    def _park_heap(self, bucket: Bucket, count: int, heap: list[_Entry]) -> None:
+        parked = self.parked.get(bucket)
+        if parked is None:
+            self.parked[bucket] = _Parked(count, heap)
+        else:
+            parked.heap.extend(heap)
+            heapq.heapify(parked.heap)
+
+    def _next_group(
+        self, counts: Mapping[Bucket, int], limits: Mapping[str, LimitRule]
+    ) -> _Entry | None:
+        """Pop the next group entry to check, opening tokens; None when out."""
+        while self.ready:
+            entry = heapq.heappop(self.ready)
+            bucket = entry[5]
+            if bucket is None:
+                return entry
+            seq, heap = self.released.get(bucket, (0, []))
+            if seq != entry[3]:
+                continue  # Superseded by a newer token for the same bucket.
+            del self.released[bucket]
+            used = counts.get(bucket, 0)
+            if limits[bucket[0]].blocked_reason(bucket, used) is not None:
+                # Full again: every released group is blocked by it once more.
+                self._park_heap(bucket, used, heap)
+                continue
+            group = heapq.heappop(heap)
+            if heap:
+                self._push_token(bucket, heap)
+            return group
+        return None
 
     def tick(self, in_flight: int, bucket_counts: Mapping[Bucket, int]) -> TickResult:
         """Decide admissions given what is in flight now.
@@ -188,36 +297,40 @@ class QueueState:
 
         Returns:
             The admissions in queue order (their buckets already counted), the
-            reason of each blocked group head, and the global reason if the queue
-            itself is full.
+            reason of each group head found blocked this tick (heads still blocked
+            for the same reason as before are not repeated), and the global reason
+            if the queue itself is full.
         """
         counts = dict(bucket_counts)
+        self._release_changed(counts)
         limits = {rule.ident: rule for rule in self.rules}
         admitted: list[Admission] = []
         blocked: dict[str, str] = {}
         capacity = self.max_concurrent_runs - in_flight
         while capacity > 0:
-            best: tuple[QueuedRun, tuple[Bucket, ...]] | None = None
-            for signature in list(self.groups):
-                head = self._head(signature)
-                if head is None:
-                    continue
-                full = self._binding(signature, counts, limits)
-                if full is not None:
-                    blocked[head.run_id] = full
-                    continue
-                if best is None or head < best[0]:
-                    best = (head, signature)
-            if best is None:
+            entry = self._next_group(counts, limits)
+            if entry is None:
                 break
-            run, signature = best
+            run_id, signature = entry[2], entry[4]
+            head = self._head(signature)
+            if head is None or head[2] != run_id:
+                # Stale: every change of a group's head pushed the new head too.
+                continue
+            full = self._binding(signature, counts, limits)
+            if full is not None:
+                bucket, reason = full
+                blocked[run_id] = reason
+                self._park(bucket, counts.get(bucket, 0), entry)
+                continue
             heapq.heappop(self.groups[signature])
-            del self.members[run.run_id]
-            blocked.pop(run.run_id, None)
+            del self.members[run_id]
             for bucket in signature:
                 counts[bucket] = counts.get(bucket, 0) + 1
-            admitted.append(Admission(run_id=run.run_id, buckets=signature))
+            admitted.append(Admission(run_id=run_id, buckets=signature))
             capacity -= 1
+            following = self._head(signature)
+            if following is not None:
+                self._push_group(following, signature)
         global_reason = None
         if self.members and capacity <= 0:
             global_reason = (
@@ -230,14 +343,14 @@ class QueueState:
 
     @staticmethod
     def _binding(
-        signature: tuple[Bucket, ...],
+        signature: Signature,
         counts: Mapping[Bucket, int],
         limits: Mapping[str, LimitRule],
-    ) -> str | None:
+    ) -> tuple[Bucket, str] | None:
         for bucket in signature:
             reason = limits[bucket[0]].blocked_reason(bucket, counts.get(bucket, 0))
             if reason is not None:
-                return reason
+                return bucket, reason
         return None
 
     def queued_ids(self) -> Iterable[str]:

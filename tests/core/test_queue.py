@@ -123,3 +123,144 @@ def test_no_limit_exceeded_and_no_admissible_run_left_waiting(
                     totals.get(bucket, 0) >= limits[bucket[0]]
                     for bucket in state.signature(tags_of[run_id])
                 ), run_id
+
+
+def _reference_tick(
+    queued: dict[str, QueuedRun],
+    state: QueueState,
+    in_flight: int,
+    bucket_counts: dict[Bucket, int],
+) -> list[str]:
+    """Admit by scanning every queued run each time: slow, obviously right."""
+    limits = {rule.ident: rule.limit for rule in state.rules}
+    counts = dict(bucket_counts)
+    admitted: list[str] = []
+    capacity = state.max_concurrent_runs - in_flight
+    waiting = sorted(queued.values())
+    while capacity > 0:
+        for run in waiting:
+            signature = state.signature(dict(run.tags))
+            if all(counts.get(b, 0) < limits[b[0]] for b in signature):
+                for bucket in signature:
+                    counts[bucket] = counts.get(bucket, 0) + 1
+                admitted.append(run.run_id)
+                waiting.remove(run)
+                capacity -= 1
+                break
+        else:
+            break
+    return admitted
+
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.integers(0, 3), run_tags),
+        st.tuples(st.just("discard"), st.integers(0, 40)),
+        st.tuples(st.just("finish"), st.integers(0, 40)),
+        st.tuples(st.just("elsewhere"), run_tags),
+        st.tuples(st.just("tick"), st.integers(0, 6)),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300)
+@given(max_runs=st.integers(0, 6), script=steps)
+def test_parking_blocked_groups_admits_exactly_what_a_full_scan_would(
+    max_runs: int, script: list[tuple[object, ...]]
+) -> None:
+    # Runs come and go between ticks, in-flight runs finish, and another process
+    # admits runs of its own (counts change under the state): every tick must
+    # admit exactly the runs a rescan of the whole queue would, in the same order.
+    state = QueueState(max_concurrent_runs=max_runs, rules=RULES)
+    queued: dict[str, QueuedRun] = {}
+    in_flight: list[dict[str, str]] = []
+    tags_of: dict[str, dict[str, str]] = {}
+    for index, step in enumerate(script):
+        if step[0] == "add":
+            priority, tags = step[1], step[2]
+            assert isinstance(priority, int)
+            assert isinstance(tags, dict)
+            run = QueuedRun(-priority, float(index), f"r{index}", tuple(tags.items()))
+            queued[run.run_id] = run
+            tags_of[run.run_id] = tags
+            state.add(run)
+        elif step[0] == "discard" and queued:
+            assert isinstance(step[1], int)
+            run_id = sorted(queued)[step[1] % len(queued)]
+            del queued[run_id]
+            state.discard(run_id)
+        elif step[0] == "finish" and in_flight:
+            assert isinstance(step[1], int)
+            in_flight.pop(step[1] % len(in_flight))
+        elif step[0] == "elsewhere":
+            assert isinstance(step[1], dict)
+            in_flight.append(step[1])
+        elif step[0] == "tick":
+            counts: dict[Bucket, int] = {}
+            for tags in in_flight:
+                for bucket in state.signature(tags):
+                    counts[bucket] = counts.get(bucket, 0) + 1
+            expected = _reference_tick(queued, state, len(in_flight), counts)
+            result = state.tick(len(in_flight), counts)
+            assert [a.run_id for a in result.admitted] == expected
+            for run_id in expected:
+                del queued[run_id]
+                in_flight.append(tags_of[run_id])
+            assert sorted(state.queued_ids()) == sorted(queued)
+
+
+def test_a_blocked_group_is_not_checked_again_until_its_bucket_changes() -> None:
+    rule = LimitRule("tenant", None, 1, per_unique_value=True)
+    state = QueueState(max_concurrent_runs=100, rules=(rule,))
+    for index in range(1000):
+        state.add(_run(f"r{index}", at=index, tenant="t"))
+    state.add(_run("other", at=2000, tenant="u"))
+    first = state.tick(in_flight=0, bucket_counts={})
+    assert [a.run_id for a in first.admitted] == ["r0", "other"]
+    assert first.blocked == {"r1": "tag limit tenant=t 1/1"}
+    # Nothing changed: the parked group is not looked at, nothing is reported.
+    full: dict[Bucket, int] = {
+        ("tenant=*", "tenant", "t"): 1,
+        ("tenant=*", "tenant", "u"): 1,
+    }
+    again = state.tick(in_flight=2, bucket_counts=full)
+    assert again.admitted == []
+    assert again.blocked == {}
+    assert state.ready == []
+    assert state.released == {}
+    # r0 finished: its bucket changed, so the group's head is checked and admitted.
+    del full[("tenant=*", "tenant", "t")]
+    freed = state.tick(in_flight=1, bucket_counts=full)
+    assert [a.run_id for a in freed.admitted] == ["r1"]
+
+
+def test_discarding_the_head_of_a_group_lets_the_next_run_in() -> None:
+    state = QueueState(max_concurrent_runs=5)
+    state.add(_run("canceled", at=1))
+    state.add(_run("next", at=2))
+    state.discard("canceled")
+    assert [a.run_id for a in state.tick(0, {}).admitted] == ["next"]
+
+
+def test_groups_parked_again_behind_a_released_bucket_are_not_lost() -> None:
+    # team=a is released while its token is still waiting in line, and more
+    # groups are parked under it meanwhile: releasing it again must merge both.
+    team = LimitRule("team", None, 1, per_unique_value=True)
+    env = LimitRule("env", None, 10, per_unique_value=True)
+    state = QueueState(max_concurrent_runs=3, rules=(team, env))
+    busy_a = state.signature({"team": "a", "env": "elsewhere"})
+    state.add(_run("P1", at=1.0, team="a", env="x"))
+    state.add(_run("P2", at=2.0, team="a", env="y"))
+    assert state.tick(1, dict.fromkeys(busy_a, 1)).admitted == []
+    state.add(_run("G", at=0.1, team="a", env="z"))
+    state.add(_run("H", at=0.2, team="a", env="w"))
+    state.add(_run("I", at=0.3, team="c"))
+    first = state.tick(1, {})  # G, then H blocked by G, then I; team=a's token waits
+    assert [a.run_id for a in first.admitted] == ["G", "I"]
+    assert first.blocked == {"H": "tag limit team=a 1/1"}
+    order: list[str] = []
+    for _ in range(3):  # each admitted run of team a finishes before the next tick
+        result = state.tick(2, {})
+        order.extend(a.run_id for a in result.admitted)
+    assert order == ["H", "P1", "P2"]

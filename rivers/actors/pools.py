@@ -49,6 +49,7 @@ class Claim:
     """Slots a step holds in each of its pools until it releases them."""
 
     __slots__ = (
+        "_on_lost",
         "claimed_at",
         "lost",
         "lost_reason",
@@ -68,11 +69,31 @@ class Claim:
         self.claimed_at = at
         self.lost = anyio.Event()
         self.lost_reason: str | None = None
+        self._on_lost: anyio.CancelScope | None = None
 
     @property
     def key(self) -> tuple[str, str]:
         """(run id, step key)."""
         return (self.run_id, self.step_key)
+
+    def cancel_on_loss(self, scope: anyio.CancelScope) -> None:
+        """Cancel ``scope`` when the claim is lost (at once if it already is).
+
+        A callback, not a watcher task: guarding a step costs no task and no
+        loop turn.
+        """
+        self._on_lost = scope
+        if self.lost.is_set():
+            scope.cancel()
+
+    def mark_lost(self, reason: str) -> None:
+        """Record that the claim's slots are gone and stop whoever it guards."""
+        if self.lost.is_set():
+            return
+        self.lost_reason = reason
+        self.lost.set()
+        if self._on_lost is not None:
+            self._on_lost.cancel()
 
 
 @final
@@ -118,9 +139,8 @@ class PoolManager:
         """Tell the holders of ``keys`` that their claims are gone."""
         for key in keys:
             claim = self._claims.get(key)
-            if claim is not None and not claim.lost.is_set():
-                claim.lost_reason = reason
-                claim.lost.set()
+            if claim is not None:
+                claim.mark_lost(reason)
 
     # ------------------------------------------------------------------ claims
 

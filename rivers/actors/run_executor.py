@@ -387,6 +387,14 @@ class RunExecutor:
         return None, None
 
     async def _enter_gate(self, gate: anyio.CapacityLimiter, step: str) -> None:
+        try:
+            # A free slot is taken without yielding to the loop: a wide level
+            # reaches its pool claims before its waiters' bookkeeping.
+            gate.acquire_nowait()
+        except anyio.WouldBlock:
+            pass
+        else:
+            return
         if gate.available_tokens < 1:
             stats = gate.statistics()
             self._events.emit(
@@ -414,15 +422,9 @@ class RunExecutor:
         if claim is None:
             return await self._launcher.launch(request)
         result: LaunchResult | None = None
-        async with anyio.create_task_group() as tg:
-
-            async def watch_lease() -> None:
-                await claim.lost.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(watch_lease)
+        with anyio.CancelScope() as scope:
+            claim.cancel_on_loss(scope)
             result = await self._launcher.launch(request)
-            tg.cancel_scope.cancel()
         if result is None:
             raise LeaseLost(self.run_id, claim.step_key, claim.pools[0])
         return result

@@ -11,6 +11,7 @@ import anyio.from_thread
 import anyio.to_thread
 
 from rivers.executors.base import LaunchResult, StepRequest, call_step, load_inputs
+from rivers.io import FilesystemIOManager
 
 if TYPE_CHECKING:
     from rivers.definitions.asset import Asset
@@ -69,8 +70,33 @@ class AsyncStepRunner:
                 load_inputs, asset, request.known_values, request.io_manager
             )
         value = await call_step(request, inputs, request.emit)  # type: ignore[misc]
-        await anyio.to_thread.run_sync(request.io_manager.store, asset.name, value)
+        if stores_quickly(request.io_manager, value):
+            request.io_manager.store(asset.name, value)
+        else:
+            await anyio.to_thread.run_sync(request.io_manager.store, asset.name, value)
         return LaunchResult(value=value, has_value=True)
+
+
+INLINE_STORE_MAX_BYTES = 4096
+
+
+def stores_quickly(io_manager: object, value: object) -> bool:
+    """Whether storing ``value`` costs less than a hop to a thread and back.
+
+    True for rivers' own filesystem IO manager and a small scalar, string or bytes
+    (pickled and written in tens of microseconds): the store runs on the loop.
+    Anything else, and every other IO manager (which may do network I/O), is
+    stored in a thread so the loop never blocks on it.
+    """
+    if type(io_manager) is not FilesystemIOManager:
+        return False
+    if value is None or type(value) in (bool, float):
+        return True
+    if type(value) is int:
+        return value.bit_length() <= INLINE_STORE_MAX_BYTES
+    if type(value) in (str, bytes):
+        return len(value) <= INLINE_STORE_MAX_BYTES  # type: ignore[arg-type]
+    return False
 
 
 @final

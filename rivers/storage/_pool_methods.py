@@ -31,6 +31,9 @@ class PoolMethods:
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
 
+    async def _write_soon(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
+
     # ------------------------------------------------------------ runtime side
 
     async def declare_pools(
@@ -62,7 +65,7 @@ class PoolMethods:
     ) -> sql.ClaimResult:
         """Claim ``slots`` of every pool at once, or nothing (BEGIN IMMEDIATE)."""
         now = self.clock.time()
-        return await self._write(
+        return await self._write_soon(
             lambda conn: sql.claim(
                 conn,
                 run_id=run_id,
@@ -113,7 +116,7 @@ class PoolMethods:
                 for claim_run, claim_step, pools, slots in claims
             ]
 
-        return await self._write(write)
+        return await self._write_soon(write)
 
     async def renew_leases(
         self, owner: str, keys: list[tuple[str, str]], lease_s: float

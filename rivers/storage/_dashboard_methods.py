@@ -8,11 +8,10 @@ backwards from its end and stops early.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import msgspec
-
-from rivers.storage.records import Event, RunRecord, RunStatus, from_timestamp
+from rivers.storage import _rows
+from rivers.storage.records import Event, RunRecord, RunStatus
 
 if TYPE_CHECKING:
     import sqlite3
@@ -25,13 +24,6 @@ T = TypeVar("T")
 EVENT_SCAN_WINDOW = 50_000
 """How many of the newest events a dashboard read looks through at most."""
 
-_RUN_COLUMNS = (
-    "run_id, status, tags, selection, priority, created_at, started_at, ended_at, "
-    "reason, repository, run_key, owner"
-)
-_decode_dict = msgspec.json.Decoder(dict[str, Any]).decode
-_decode_tags = msgspec.json.Decoder(dict[str, str]).decode
-_decode_list = msgspec.json.Decoder(list[str] | None).decode
 
 StepProgress = dict[str, dict[str, int]]
 """Run id -> step status -> how many of its steps are in it."""
@@ -85,11 +77,11 @@ class DashboardMethods:
 
         def read(conn: sqlite3.Connection) -> list[RunRecord]:
             rows = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = 'QUEUED' "
+                f"SELECT {_rows.RUN_COLUMNS} FROM runs WHERE status = 'QUEUED' "
                 "ORDER BY priority DESC, created_at LIMIT ?",
                 (limit,),
             )
-            return [_run_record(row) for row in rows]
+            return [_rows.run_record(row) for row in rows]
 
         return await self._call(read)
 
@@ -134,7 +126,7 @@ class DashboardMethods:
             if newest is None:
                 return []
             params = [newest - EVENT_SCAN_WINDOW, *kind_list, limit]
-            return [_event(row) for row in conn.execute(sql, params)]
+            return [_rows.event(row) for row in conn.execute(sql, params)]
 
         return await self._call(read)
 
@@ -185,12 +177,12 @@ class DashboardMethods:
             # '+status' keeps SQLite walking the creation index backwards, stopping
             # after ``limit`` finished runs, instead of sorting every finished run.
             rows = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs "
+                f"SELECT {_rows.RUN_COLUMNS} FROM runs "
                 "WHERE +status IN ('SUCCESS', 'FAILURE', 'CANCELED') "
                 "ORDER BY created_at DESC, run_id DESC LIMIT ?",
                 (limit,),
             )
-            return [_run_record(row) for row in rows]
+            return [_rows.run_record(row) for row in rows]
 
         return await self._call(read)
 
@@ -249,37 +241,9 @@ class DashboardMethods:
             latest: dict[str, Event] = {}
             for row in conn.execute(sql, [run_id, *keys]):
                 if row[3] not in latest:
-                    latest[row[3]] = _event(row)
+                    latest[row[3]] = _rows.event(row)
                     if len(latest) == len(keys):
                         break
             return latest
 
         return await self._call(read)
-
-
-def _event(row: tuple[Any, ...]) -> Event:
-    return Event(
-        event_id=row[0],
-        kind=row[1],
-        run_id=row[2],
-        step_key=row[3],
-        timestamp=from_timestamp(row[4]),  # type: ignore[arg-type]  # NOT NULL
-        data=_decode_dict(row[5]),
-    )
-
-
-def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    return RunRecord(
-        run_id=row[0],
-        status=RunStatus(row[1]),
-        tags=_decode_tags(row[2]),
-        selection=None if row[3] is None else _decode_list(row[3]),
-        priority=row[4],
-        created_at=from_timestamp(row[5]),  # type: ignore[arg-type]  # NOT NULL
-        started_at=from_timestamp(row[6]),
-        ended_at=from_timestamp(row[7]),
-        reason=row[8],
-        repository=row[9],
-        run_key=row[10],
-        owner=row[11],
-    )

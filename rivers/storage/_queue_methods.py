@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
+from rivers.storage._rows import decode_tags
 from rivers.storage.records import IN_FLIGHT_STATUSES, RunStatus
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ T = TypeVar("T")
 
 _IN_FLIGHT = tuple(s.value for s in IN_FLIGHT_STATUSES)
 _IN_FLIGHT_SQL = f"status IN {_IN_FLIGHT}"
-_decode_tags = msgspec.json.Decoder(dict[str, str]).decode
 
 QueuedRow = tuple[int, str, int, float, dict[str, str]]
 """(rowid, run id, priority, created_at, tags)."""
@@ -53,7 +53,7 @@ class QueueMethods:
                 "ORDER BY rowid LIMIT ?",
                 (rowid, *names, limit),
             )
-            return [(r[0], r[1], r[2], r[3], _decode_tags(r[4])) for r in rows]
+            return [(r[0], r[1], r[2], r[3], decode_tags(r[4])) for r in rows]
 
         return await self._call(read)
 
@@ -62,7 +62,7 @@ class QueueMethods:
 
         def read(conn: sqlite3.Connection) -> list[dict[str, str]]:
             rows = conn.execute(f"SELECT tags FROM runs WHERE {_IN_FLIGHT_SQL}")
-            return [_decode_tags(r[0]) for r in rows]
+            return [decode_tags(r[0]) for r in rows]
 
         return await self._call(read)
 

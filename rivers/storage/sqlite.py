@@ -24,6 +24,7 @@ import msgspec
 from rivers._clock import SYSTEM_CLOCK, Clock
 from rivers.errors import MigrationError, StorageError, StorageUnavailable
 from rivers.messages import EventBody, event_data, event_kind
+from rivers.storage import _rows
 from rivers.storage._dashboard_methods import DashboardMethods
 from rivers.storage._pool_methods import PoolMethods
 from rivers.storage._queue_methods import QueueMethods
@@ -51,14 +52,6 @@ INLINE_CHECKPOINT_EVERY = 200
 BUSY_TIMEOUT_S = 5.0
 
 _encode = msgspec.json.Encoder().encode
-_decode_dict = msgspec.json.Decoder(dict[str, Any]).decode
-_decode_tags = msgspec.json.Decoder(dict[str, str]).decode
-_decode_list = msgspec.json.Decoder(list[str] | None).decode
-
-_RUN_COLUMNS = (
-    "run_id, status, tags, selection, priority, created_at, started_at, ended_at, "
-    "reason, repository, run_key, owner"
-)
 
 # How each step event changes the step's row: (status, sets started_at, sets ended_at).
 _STEP_PROJECTION: dict[str, tuple[StepStatus, bool, bool]] = {
@@ -137,9 +130,11 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
             await storage._call(_initialize)
             storage._inline = _open_inline(path)
             storage._inline_thread = threading.get_ident()
-        except BaseException:
+        except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await db.close()
+            if isinstance(exc, MigrationError):
+                raise MigrationError(f"storage {str(path)!r}: {exc}") from None
             raise
         return storage
 
@@ -307,9 +302,9 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
 
         def read(conn: sqlite3.Connection) -> RunRecord | None:
             row = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+                f"SELECT {_rows.RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
-            return None if row is None else _run_record(row)
+            return None if row is None else _rows.run_record(row)
 
         return await self._call(read)
 
@@ -318,9 +313,9 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
 
         def read(conn: sqlite3.Connection) -> RunRecord | None:
             row = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_key = ?", (run_key,)
+                f"SELECT {_rows.RUN_COLUMNS} FROM runs WHERE run_key = ?", (run_key,)
             ).fetchone()
-            return None if row is None else _run_record(row)
+            return None if row is None else _rows.run_record(row)
 
         return await self._call(read)
 
@@ -343,7 +338,7 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
                 "run_id IN (SELECT run_id FROM run_tags WHERE key = ? AND value = ?)"
             )
             params.extend([key, value])
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        sql = f"SELECT {_rows.RUN_COLUMNS} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, run_id DESC"
@@ -352,7 +347,7 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
             params.append(limit)
 
         def read(conn: sqlite3.Connection) -> list[RunRecord]:
-            return [_run_record(row) for row in conn.execute(sql, params)]
+            return [_rows.run_record(row) for row in conn.execute(sql, params)]
 
         return await self._call(read)
 
@@ -439,17 +434,7 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
             params.append(limit)
 
         def read(conn: sqlite3.Connection) -> list[Event]:
-            return [
-                Event(
-                    event_id=row[0],
-                    kind=row[1],
-                    run_id=row[2],
-                    step_key=row[3],
-                    timestamp=from_timestamp(row[4]),  # type: ignore[arg-type]
-                    data=_decode_dict(row[5]),
-                )
-                for row in conn.execute(sql, params)
-            ]
+            return [_rows.event(row) for row in conn.execute(sql, params)]
 
         return await self._call(read)
 
@@ -675,23 +660,6 @@ _UPSERT_STEP = (
     "ELSE COALESCE(excluded.error, steps.error) END, "
     "worker = COALESCE(excluded.worker, steps.worker)"
 )
-
-
-def _run_record(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
-    return RunRecord(
-        run_id=row[0],
-        status=RunStatus(row[1]),
-        tags=_decode_tags(row[2]),
-        selection=None if row[3] is None else _decode_list(row[3]),
-        priority=row[4],
-        created_at=from_timestamp(row[5]),  # type: ignore[arg-type]  # NOT NULL
-        started_at=from_timestamp(row[6]),
-        ended_at=from_timestamp(row[7]),
-        reason=row[8],
-        repository=row[9],
-        run_key=row[10],
-        owner=row[11],
-    )
 
 
 def _closing_cursors(

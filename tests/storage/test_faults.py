@@ -529,6 +529,7 @@ def test_the_cli_refuses_a_schema_from_a_newer_rivers_in_one_line(
         line = _one_line_error(*_cli(["--storage", str(path), *argv], capsys))
         assert "newer rivers" in line
         assert "upgrade rivers" in line
+        assert str(path) in line
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1

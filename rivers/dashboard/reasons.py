@@ -7,8 +7,7 @@ env=prod 3/3``, ``pool warehouse 4/4, 2nd in line``, ``worker slots 8/8``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rivers.cli.output import format_seconds
 from rivers.explain import ordinal
@@ -17,13 +16,12 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime
 
+    from rivers.core.queue import LimitRule
     from rivers.dashboard.snapshot import PoolView
     from rivers.storage.records import Event
 
 __all__ = (
-    "LimitSpec",
     "bucket_usage",
-    "parse_limits",
     "pool_wait_reason",
     "queued_reason",
     "step_wait_reason",
@@ -33,68 +31,16 @@ Usage = dict[tuple[int, str | None], int]
 """(index of the limit, tag value or None for key-only limits) -> in-flight runs."""
 
 
-@dataclass(frozen=True, slots=True)
-class LimitSpec:
-    """A tag concurrency limit as the coordinator recorded it in storage."""
-
-    key: str
-    value: str | None
-    limit: int
-    per_unique_value: bool
-
-    @property
-    def label(self) -> str:
-        """``env=prod`` (key and value), ``team`` (key only), ``team=*`` (per value)."""
-        if self.value is not None:
-            return f"{self.key}={self.value}"
-        return f"{self.key}=*" if self.per_unique_value else self.key
-
-    def applies(self, tags: Mapping[str, str]) -> bool:
-        """Whether a run with ``tags`` counts against this limit."""
-        if self.key not in tags:
-            return False
-        return self.value is None or tags[self.key] == self.value
-
-    def bucket(self, tags: Mapping[str, str]) -> str | None:
-        """Return the bucket a run it applies to counts against (None: the key's).
-
-        ``value`` limits and per-value limits count per tag value; key-only limits
-        have one bucket for the key.
-        """
-        if self.value is not None or self.per_unique_value:
-            return tags[self.key]
-        return None
-
-
-def parse_limits(config: Any) -> tuple[LimitSpec, ...]:
-    """Return the tag limits of a stored ``queue.config`` (none if absent or bad)."""
-    if not isinstance(config, dict):
-        return ()
-    specs = []
-    for item in config.get("tag_concurrency_limits") or ():
-        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
-            continue
-        value = item.get("value")
-        specs.append(
-            LimitSpec(
-                key=item["key"],
-                value=value if isinstance(value, str) else None,
-                limit=int(item.get("limit") or 0),
-                per_unique_value=bool(item.get("per_unique_value")),
-            )
-        )
-    return tuple(specs)
-
-
 def bucket_usage(
-    limits: Sequence[LimitSpec], in_flight_tags: Iterable[Mapping[str, str]]
+    limits: Sequence[LimitRule], in_flight_tags: Iterable[Mapping[str, str]]
 ) -> Usage:
     """Count in-flight runs in each bucket of each limit."""
     usage: Usage = {}
     for tags in in_flight_tags:
-        for index, spec in enumerate(limits):
-            if spec.applies(tags):
-                key = (index, spec.bucket(tags))
+        for index, rule in enumerate(limits):
+            bucket = rule.bucket(tags)
+            if bucket is not None:
+                key = (index, bucket[2])
                 usage[key] = usage.get(key, 0) + 1
     return usage
 
@@ -105,7 +51,7 @@ def queued_reason(
     configured: bool,
     in_flight: int,
     max_concurrent_runs: int | None,
-    limits: Sequence[LimitSpec],
+    limits: Sequence[LimitRule],
     usage: Mapping[tuple[int, str | None], int],
 ) -> str:
     """Return the gate holding a queued run back, with live numbers.
@@ -119,14 +65,13 @@ def queued_reason(
         return "queue paused: max_concurrent_runs 0"
     if in_flight >= max_concurrent_runs:
         return f"queue {in_flight}/{max_concurrent_runs} in flight"
-    for index, spec in enumerate(limits):
-        if not spec.applies(tags):
+    for index, rule in enumerate(limits):
+        bucket = rule.bucket(tags)
+        if bucket is None:
             continue
-        bucket = spec.bucket(tags)
-        used = usage.get((index, bucket), 0)
-        if used >= spec.limit:
-            label = spec.key if bucket is None else f"{spec.key}={bucket}"
-            return f"tag {label} {used}/{spec.limit}"
+        used = usage.get((index, bucket[2]), 0)
+        if used >= rule.limit:
+            return f"tag {rule.describe(bucket)} {used}/{rule.limit}"
     return "admissible: next dequeue tick"
 
 

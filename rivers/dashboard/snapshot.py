@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from rivers.core.queue import stored_rules
 from rivers.dashboard.reasons import (
-    LimitSpec,
     bucket_usage,
-    parse_limits,
     pool_wait_reason,
     queued_reason,
     step_wait_reason,
@@ -35,6 +34,7 @@ from rivers.storage.records import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from rivers.core.queue import LimitRule
     from rivers.storage.sqlite import SqliteStorage
 
 __all__ = (
@@ -178,7 +178,7 @@ async def read_snapshot(
     now_s = storage.clock.time()
     now = _at(now_s)
     config: Any = await storage.get_state(QUEUE_CONFIG_KEY)
-    limits = parse_limits(config)
+    limits = stored_rules(config)
     counts = await storage.count_runs_by_status([RunStatus.QUEUED, *IN_FLIGHT_STATUSES])
     in_flight_count = sum(counts[s] for s in IN_FLIGHT_STATUSES)
     in_flight_tags = await storage.get_in_flight_tags()
@@ -255,7 +255,7 @@ def _per_minute(times: list[float], now_s: float) -> tuple[int, ...]:
 
 
 def _tag_views(
-    limits: tuple[LimitSpec, ...], usage: Mapping[tuple[int, str | None], int]
+    limits: tuple[LimitRule, ...], usage: Mapping[tuple[int, str | None], int]
 ) -> list[TagLimitView]:
     views = []
     for index, spec in enumerate(limits):
@@ -270,11 +270,11 @@ def _tag_views(
             )
         else:
             buckets = (
-                TagBucketView(label=spec.label, used=usage.get((index, spec.value), 0)),
+                TagBucketView(label=spec.ident, used=usage.get((index, spec.value), 0)),
             )
         views.append(
             TagLimitView(
-                label=spec.label,
+                label=spec.ident,
                 limit=spec.limit,
                 per_unique_value=spec.per_unique_value,
                 buckets=buckets,
@@ -383,7 +383,7 @@ def _queued_view(
     run: RunRecord,
     position: int,
     queue: QueueView,
-    limits: tuple[LimitSpec, ...],
+    limits: tuple[LimitRule, ...],
     usage: Mapping[tuple[int, str | None], int],
 ) -> RunView:
     return RunView(

@@ -22,10 +22,9 @@ import pytest
 from rich.console import Console
 
 import rivers as rs
+from rivers.core.queue import LimitRule, stored_rules
 from rivers.dashboard.reasons import (
-    LimitSpec,
     bucket_usage,
-    parse_limits,
     queued_reason,
 )
 from rivers.dashboard.render import render
@@ -305,9 +304,9 @@ def test_pool_panel_shows_source_wait_and_nearest_lease_expiry() -> None:
 # -------------------------------------------------------------- the reasons
 
 LIMITS = (
-    LimitSpec(key="env", value="prod", limit=3, per_unique_value=False),
-    LimitSpec(key="team", value=None, limit=2, per_unique_value=True),
-    LimitSpec(key="tenant", value=None, limit=1, per_unique_value=False),
+    LimitRule(key="env", value="prod", limit=3, per_unique_value=False),
+    LimitRule(key="team", value=None, limit=2, per_unique_value=True),
+    LimitRule(key="tenant", value=None, limit=1, per_unique_value=False),
 )
 
 
@@ -358,8 +357,8 @@ def test_stored_limits_are_parsed_and_bad_entries_skipped() -> None:
         '{"tag_concurrency_limits": [{"key": "env", "value": "prod", "limit": 3,'
         ' "per_unique_value": false}, {"value": "x"}, "junk"]}'
     )
-    assert parse_limits(config) == (LIMITS[0],)
-    assert parse_limits(None) == ()
+    assert stored_rules(config) == (LIMITS[0],)
+    assert stored_rules(None) == ()
 
 
 # ------------------------------------------------------------------- scale

@@ -7,6 +7,7 @@ Each is a frozen msgspec Struct validated on construction: a bad value raises
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, final
 
@@ -305,6 +306,24 @@ def _check_pull_policy(value: object, field: str) -> None:
         )
 
 
+_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def _check_object_names(value: object, field: str) -> tuple[str, ...] | None:
+    """Return Secret or ConfigMap names as a tuple (DNS-1123 subdomains)."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ConfigError(f"{field} must be a list of names, got {value!r}")
+    for name in value:
+        if not isinstance(name, str) or not _OBJECT_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{field}: {name!r} is not a Kubernetes object name (lowercase "
+                "letters, digits, '-' and '.', at most 253 characters)"
+            )
+    return tuple(value)
+
+
 def _check_resources(value: object, field: str) -> None:
     if value is None:
         return
@@ -326,11 +345,14 @@ class KubernetesStepOverride(msgspec.Struct, frozen=True, kw_only=True):
 
     ``env``, ``labels`` and ``resources`` are merged over the executor's (a
     ``limits`` override keeps the executor's ``requests``, and each quantity is
-    replaced one by one); the other fields, when set, replace the executor's value.
+    replaced one by one); ``env_secrets`` and ``env_config_maps`` are added to the
+    executor's; the other fields, when set, replace the executor's value.
     """
 
     image: str | None = None
     env: dict[str, str] | None = None
+    env_secrets: Sequence[str] | None = None
+    env_config_maps: Sequence[str] | None = None
     resources: dict[str, dict[str, str]] | None = None
     service_account: str | None = None
     labels: dict[str, str] | None = None
@@ -342,6 +364,18 @@ class KubernetesStepOverride(msgspec.Struct, frozen=True, kw_only=True):
         ):
             raise ConfigError("KubernetesStepOverride.image must be a non-empty string")
         check_tags(self.env, "KubernetesStepOverride.env")
+        force_setattr(
+            self,
+            "env_secrets",
+            _check_object_names(self.env_secrets, "KubernetesStepOverride.env_secrets"),
+        )
+        force_setattr(
+            self,
+            "env_config_maps",
+            _check_object_names(
+                self.env_config_maps, "KubernetesStepOverride.env_config_maps"
+            ),
+        )
         check_tags(self.labels, "KubernetesStepOverride.labels")
         _check_resources(self.resources, "KubernetesStepOverride.resources")
         _check_pull_policy(
@@ -399,8 +433,15 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
         kubeconfig: a kubeconfig path (default: in-cluster config inside a pod,
             else ``$KUBECONFIG`` or ``~/.kube/config``). Accepts: None or a path.
         env: extra environment variables of the step containers (rivers sets
-            ``RIVERS_HOME`` to this process's unless given here). Accepts: None or
-            a dict of str to str.
+            ``RIVERS_HOME`` to this process's unless given here). Values are written
+            into the Job as plain text: pass credentials with ``env_secrets``.
+            Accepts: None or a dict of str to str.
+        env_secrets: Secrets in ``namespace`` whose keys become environment
+            variables of the step containers (``envFrom``); the values never
+            appear in the Job, only the Secret's name. Accepts: None or a list of
+            Kubernetes object names.
+        env_config_maps: ConfigMaps whose keys become environment variables, the
+            same way. Accepts: None or a list of Kubernetes object names.
         resources: the container ``resources``. Accepts: None or a dict with
             ``requests`` and/or ``limits``, each a dict of str to str.
         service_account: the pods' service account. Accepts: None or a string.
@@ -411,8 +452,9 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
         ttl_seconds_after_finished: finished Jobs are deleted after this long (a
             backstop: rivers deletes each Job once it has its outcome and logs).
             Accepts: None or an int >= 0.
-        step_overrides: per-asset settings (image, env, resources,
-            service_account, labels, image_pull_policy) over the executor's.
+        step_overrides: per-asset settings (image, env, env_secrets,
+            env_config_maps, resources, service_account, labels,
+            image_pull_policy) over the executor's.
             Accepts: None or a dict of asset name to a ``KubernetesStepOverride``
             or a dict of its fields.
     """
@@ -422,6 +464,8 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
     namespace: str = "default"
     kubeconfig: str | None = None
     env: dict[str, str] | None = None
+    env_secrets: Sequence[str] | None = None
+    env_config_maps: Sequence[str] | None = None
     resources: dict[str, dict[str, str]] | None = None
     service_account: str | None = None
     labels: dict[str, str] | None = None
@@ -453,6 +497,18 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
                 )
             force_setattr(self, "kubeconfig", os.fspath(self.kubeconfig))
         check_tags(self.env, "Executor.kubernetes env")
+        force_setattr(
+            self,
+            "env_secrets",
+            _check_object_names(self.env_secrets, "Executor.kubernetes env_secrets"),
+        )
+        force_setattr(
+            self,
+            "env_config_maps",
+            _check_object_names(
+                self.env_config_maps, "Executor.kubernetes env_config_maps"
+            ),
+        )
         check_tags(self.labels, "Executor.kubernetes labels")
         _check_resources(self.resources, "Executor.kubernetes resources")
         _check_pull_policy(
@@ -530,6 +586,8 @@ class Executor:
         namespace: str = "default",
         kubeconfig: str | None = None,
         env: dict[str, str] | None = None,
+        env_secrets: Sequence[str] | None = None,
+        env_config_maps: Sequence[str] | None = None,
         resources: dict[str, dict[str, str]] | None = None,
         service_account: str | None = None,
         labels: dict[str, str] | None = None,
@@ -545,6 +603,8 @@ class Executor:
             namespace=namespace,
             kubeconfig=kubeconfig,
             env=env,
+            env_secrets=env_secrets,
+            env_config_maps=env_config_maps,
             resources=resources,
             service_account=service_account,
             labels=labels,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from rivers.definitions.asset import Asset
     from rivers.definitions.configs import KubernetesExecutor
@@ -176,6 +176,11 @@ def _merged_resources(
     return merged
 
 
+def _added(base: Sequence[str] | None, more: Sequence[str] | None) -> list[str]:
+    """The executor's names, then a step's, each once."""
+    return list(dict.fromkeys((*(base or ()), *(more or ()))))
+
+
 def job_manifest(spec: JobSpec, config: KubernetesExecutor) -> dict[str, Any]:
     """Return the batch/v1 Job for ``spec`` under ``config`` and its step overrides."""
     override = config.override_for(spec.step_key)
@@ -197,6 +202,8 @@ def job_manifest(spec: JobSpec, config: KubernetesExecutor) -> dict[str, Any]:
         **(config.env or {}),
         **((override and override.env) or {}),
     }
+    secrets = _added(config.env_secrets, override and override.env_secrets)
+    config_maps = _added(config.env_config_maps, override and override.env_config_maps)
     annotations = {
         LABEL_RUN: spec.run_id,
         LABEL_STEP: spec.step_key,
@@ -217,6 +224,13 @@ def job_manifest(spec: JobSpec, config: KubernetesExecutor) -> dict[str, Any]:
         ],
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
     }
+    env_from = [
+        *({"configMapRef": {"name": name}} for name in config_maps),
+        *({"secretRef": {"name": name}} for name in secrets),
+    ]
+    if env_from:
+        # Later sources win, and ``env`` wins over all: Secrets over ConfigMaps.
+        container["envFrom"] = env_from
     if pull_policy is not None:
         container["imagePullPolicy"] = pull_policy
     if resources:

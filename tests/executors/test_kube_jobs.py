@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import rivers as rs
+from rivers.definitions.configs import KubernetesStepOverride
 from rivers.executors._kube_jobs import (
     CodeLocation,
     JobSpec,
@@ -105,6 +106,74 @@ def test_step_overrides_replace_image_and_merge_env_labels_and_resources() -> No
         "--file",
         "/code/pipe.py",
     ]
+
+
+def test_env_secrets_and_config_maps_are_references_never_values() -> None:
+    config = rs.Executor.kubernetes(
+        image="base:1",
+        env={"MODE": "plain"},
+        env_secrets=["db-credentials"],
+        env_config_maps=["settings"],
+        step_overrides={"loader": {"env_secrets": ["s3-keys", "db-credentials"]}},
+    )
+    spec = JobSpec(
+        name="rivers-x",
+        namespace="ns",
+        run_id="0123456789abcdef012345",
+        step_key="loader",
+        attempt=1,
+        location=CodeLocation(module="pipe", file=None, attribute="repo"),
+        env={},
+        timeout_s=None,
+    )
+    (container,) = job_manifest(spec, config)["spec"]["template"]["spec"]["containers"]
+    # ConfigMaps first, Secrets after (a later source wins), each name once; the
+    # step's Secret is added to the executor's.
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": "settings"}},
+        {"secretRef": {"name": "db-credentials"}},
+        {"secretRef": {"name": "s3-keys"}},
+    ]
+    assert {e["name"]: e["value"] for e in container["env"]} == {"MODE": "plain"}
+    other = JobSpec(
+        name="rivers-y",
+        namespace="ns",
+        run_id="0123456789abcdef012345",
+        step_key="other",
+        attempt=1,
+        location=CodeLocation(module="pipe", file=None, attribute="repo"),
+        env={},
+        timeout_s=None,
+    )
+    (plain,) = job_manifest(other, config)["spec"]["template"]["spec"]["containers"]
+    assert [ref.get("secretRef") for ref in plain["envFrom"]] == [
+        None,
+        {"name": "db-credentials"},
+    ]
+    bare = rs.Executor.kubernetes(image="base:1")
+    (none,) = job_manifest(other, bare)["spec"]["template"]["spec"]["containers"]
+    assert "envFrom" not in none
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        ("db-credentials", "must be a list of names"),
+        (["Bad_Name"], "'Bad_Name' is not a Kubernetes object name"),
+        ([""], "'' is not a Kubernetes object name"),
+        (["x" * 254], "is not a Kubernetes object name"),
+        ([3], "3 is not a Kubernetes object name"),
+    ],
+)
+def test_bad_secret_or_config_map_names_are_a_config_error(
+    names: object, message: str
+) -> None:
+    with pytest.raises(rs.ConfigError, match=r"^Executor\.kubernetes env_secrets"):
+        rs.Executor.kubernetes(image="i", env_secrets=names)  # type: ignore[arg-type]
+    with pytest.raises(rs.ConfigError, match=re.escape(message)):
+        rs.Executor.kubernetes(image="i", env_config_maps=names)  # type: ignore[arg-type]
+    with pytest.raises(rs.ConfigError, match=r"KubernetesStepOverride\.env_secrets"):
+        KubernetesStepOverride(env_secrets=names)  # type: ignore[arg-type]
 
 
 def test_worker_output_splits_log_records_plain_lines_and_the_error() -> None:

@@ -545,3 +545,54 @@ async def test_secrets_reach_the_pod_env_but_no_name_label_event_or_log(
     assert "connecting with a password of" in json.dumps([e.data for e in events])
     assert secret not in json.dumps([(e.kind, e.step_key, e.data) for e in events])
     assert secret not in caplog.text
+
+
+async def test_env_secrets_and_config_maps_reach_the_pod_by_reference(
+    make_pipeline: MakePipeline, k8s_api: Any, namespace: str
+) -> None:
+    from kubernetes_asyncio import client
+
+    secret = f"s3cr3t-{secrets.token_hex(8)}"
+    core = client.CoreV1Api(k8s_api)
+    await core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="db-credentials"),
+            string_data={"DB_PASSWORD": secret, "REGION": "from-secret"},
+        ),
+    )
+    await core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="settings"),
+            data={"REGION": "eu-west", "BATCH": "500"},
+        ),
+    )
+    module = make_pipeline(
+        """
+        @rs.Asset
+        def reads_env() -> dict:
+            return {k: os.environ.get(k) for k in ("DB_PASSWORD", "REGION", "BATCH")}
+
+        repo = rs.CodeRepository(
+            [reads_env],
+            executor=kubernetes(
+                env_secrets=["db-credentials"], env_config_maps=["settings"]
+            ),
+        )
+        """
+    )
+    recorder = JobRecorder()
+    async with anyio.create_task_group() as tg:
+        await tg.start(recorder.run, k8s_api, namespace)
+        result = await module.repo.materialize()
+        tg.cancel_scope.cancel()
+    assert result.success, result.error
+    # The Secret wins over the ConfigMap for REGION (it comes later in envFrom).
+    assert result.output_for("reads_env") == {
+        "DB_PASSWORD": secret,
+        "REGION": "from-secret",
+        "BATCH": "500",
+    }
+    ((_, job),) = recorder.added.items()
+    assert secret not in json.dumps(job)

@@ -89,7 +89,11 @@ async def _watch(path: Path, out: Console, interval_s: float) -> None:
     async with open_storage(path) as storage:
         await storage.refuse_writes()
         if not out.is_terminal:
-            await _print_frames(storage, out, interval_s)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    _stop_on_signals, tg.cancel_scope, name="rivers.top.signals"
+                )
+                await _print_frames(storage, out, interval_s)
             return
         with (
             _cbreak_stdin() as keys,
@@ -153,8 +157,14 @@ async def _redraw(
 
 
 async def _stop_on_signals(scope: anyio.CancelScope) -> None:
-    """Leave cleanly (terminal restored) on SIGTERM or SIGHUP, as on q."""
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+    """Leave cleanly (terminal restored) on Ctrl-C, SIGTERM or SIGHUP, as on q.
+
+    The loop's own handler, not Python's default one: a KeyboardInterrupt raised
+    wherever the main thread happens to be can be lost inside the event loop.
+    """
+    with anyio.open_signal_receiver(
+        signal.SIGINT, signal.SIGTERM, signal.SIGHUP
+    ) as signals:
         async for _ in signals:
             scope.cancel()
             return

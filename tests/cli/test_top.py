@@ -168,7 +168,12 @@ def test_top_never_writes_to_the_storage(tmp_path: Path) -> None:
     while seen.count(b"recent events") < 3 and time.monotonic() < deadline:
         seen += os.read(watcher.stdout.fileno(), 65536)
     watcher.send_signal(signal.SIGINT)
-    watcher.communicate(timeout=30)
+    try:
+        watcher.communicate(timeout=30)
+    finally:
+        watcher.kill()  # a no-op once it has exited; never leaks into other tests
+        watcher.communicate()
+    assert watcher.returncode == 0  # Ctrl-C quits like q: cleanly
     assert seen.count(b"recent events") >= 3
     assert _fingerprint(db) == before
 

@@ -44,12 +44,12 @@ def _load_renameat2() -> object | None:
 _RENAMEAT2 = _load_renameat2()
 
 
-def _exchange(side: Path, path: Path) -> bool:
+def _exchange(side: bytes, path: bytes) -> bool:
     """Atomically swap ``side`` and ``path``; False when the swap is unavailable."""
     if _RENAMEAT2 is None:  # pragma: no cover
         return False
     result = _RENAMEAT2(  # type: ignore[operator]
-        _AT_FDCWD, os.fsencode(side), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE
+        _AT_FDCWD, side, _AT_FDCWD, path, _RENAME_EXCHANGE
     )
     # ENOENT: no asset file yet (first write); EINVAL/ENOSYS: unsupported.
     return bool(result == 0)
@@ -69,14 +69,14 @@ def _make_private_dirs(directory: Path) -> None:
         path.mkdir(mode=0o700, exist_ok=True)
 
 
-def _lock_side_file(side: Path) -> int:
+def _lock_side_file(side: bytes) -> int:
     """Open and lock the side file; retry if another writer swapped it meanwhile."""
     while True:
         try:
             # O_NOFOLLOW: a link planted as the side file cannot redirect the write.
             fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except FileNotFoundError:
-            _make_private_dirs(side.parent)
+            _make_private_dirs(Path(os.fsdecode(side)).parent)
             continue
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
@@ -135,6 +135,8 @@ class FilesystemIOManager:
                 f"FilesystemIOManager base_dir must be a path, got {base_dir!r}"
             )
         self._base_dir = None if base_dir is None else Path(base_dir).expanduser()
+        # (RIVERS_HOME when base_dir follows it, asset key) -> (file, side file).
+        self._files: dict[tuple[str | None, str], tuple[bytes, bytes]] = {}
 
     @property
     def base_dir(self) -> Path:
@@ -153,6 +155,17 @@ class FilesystemIOManager:
             )
         return self.base_dir / f"{asset_key}.pickle"
 
+    def _files_of(self, asset_key: str) -> tuple[bytes, bytes]:
+        """Return the asset's file and side file, worked out once per key and home."""
+        home = None if self._base_dir is not None else os.environ.get("RIVERS_HOME")
+        files = self._files.get((home, asset_key))
+        if files is None:
+            path = self.path_for(asset_key)
+            side = path.with_name(f".{path.name}.next")
+            files = (os.fsencode(path), os.fsencode(side))
+            self._files[(home, asset_key)] = files
+        return files
+
     def store(self, asset_key: str, value: object) -> None:
         """Pickle ``value`` atomically to the asset's file.
 
@@ -161,14 +174,13 @@ class FilesystemIOManager:
         mix. On Linux the two files are exchanged (``renameat2``), so the side file
         is reused by the next write instead of a new file being created each time.
         """
-        path = self.path_for(asset_key)
+        path, side = self._files_of(asset_key)
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, AttributeError, TypeError):
             import cloudpickle
 
             data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        side = path.with_name(f".{path.name}.next")
         fd = _lock_side_file(side)
         try:
             view = memoryview(data)

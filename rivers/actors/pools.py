@@ -67,7 +67,7 @@ class Claim:
         self.pools = pools
         self.slots = slots
         self.claimed_at = at
-        self.lost = anyio.Event()
+        self.lost = False
         self.lost_reason: str | None = None
         self._on_lost: anyio.CancelScope | None = None
 
@@ -83,15 +83,15 @@ class Claim:
         loop turn.
         """
         self._on_lost = scope
-        if self.lost.is_set():
+        if self.lost:
             scope.cancel()
 
     def mark_lost(self, reason: str) -> None:
         """Record that the claim's slots are gone and stop whoever it guards."""
-        if self.lost.is_set():
+        if self.lost:
             return
         self.lost_reason = reason
-        self.lost.set()
+        self.lost = True
         if self._on_lost is not None:
             self._on_lost.cancel()
 
@@ -217,33 +217,45 @@ class PoolManager:
 
     async def release(self, claim: Claim) -> None:
         """Give the claim's slots back (shielded) and wake the next waiters."""
-        with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
-            if self._claims.pop(claim.key, None) is None:
-                return
-            self._state.release(claim.pools, claim.slots)
-            # Hand the freed slots straight to the waiters they let in: the release
-            # and their claims are one transaction, one thread hop.
-            waiters = [w for w in self._state.grants() if w.key in self._granted]
-            results = await self._storage.release_and_claim(
-                run_id=claim.run_id,
-                step_key=claim.step_key,
-                claims=[(*w.key, w.pools, w.slots) for w in waiters],
-                owner=self._owner,
-                lease_s=self._lease_s,
-            )
-            for waiter, result in zip(waiters, results, strict=True):
-                self._observe(result)
-                await self._settle(waiter, result)
-            self._events.emit(
-                PoolSlotsReleased(
+        if self._claims.pop(claim.key, None) is None:
+            return
+        self._state.release(claim.pools, claim.slots)
+        # Hand the freed slots straight to the waiters they let in: the release
+        # and their claims are one transaction, written on the loop when the
+        # write lock is free (no thread hop, no await), else on the SQLite thread.
+        waiters = [w for w in self._state.grants() if w.key in self._granted]
+        claims = [(*w.key, w.pools, w.slots) for w in waiters]
+        results = self._storage.release_and_claim_now(
+            run_id=claim.run_id,
+            step_key=claim.step_key,
+            claims=claims,
+            owner=self._owner,
+            lease_s=self._lease_s,
+        )
+        if results is None:
+            with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
+                results = await self._storage.release_and_claim(
                     run_id=claim.run_id,
                     step_key=claim.step_key,
-                    pools=claim.pools,
-                    slots=claim.slots,
-                    held_s=self._clock.monotonic() - claim.claimed_at,
+                    claims=claims,
+                    owner=self._owner,
+                    lease_s=self._lease_s,
                 )
+            if results is None:
+                return  # the storage did not answer in time; its lease will lapse
+        for waiter, result in zip(waiters, results, strict=True):
+            self._observe(result)
+            await self._settle(waiter, result)
+        self._events.emit(
+            PoolSlotsReleased(
+                run_id=claim.run_id,
+                step_key=claim.step_key,
+                pools=claim.pools,
+                slots=claim.slots,
+                held_s=self._clock.monotonic() - claim.claimed_at,
             )
-            self._wake_if_waiting()
+        )
+        self._wake_if_waiting()
 
     async def _claim(
         self, run_id: str, step_key: str, pools: tuple[str, ...], slots: int
@@ -272,7 +284,8 @@ class PoolManager:
         if granted is None:
             # Cancelled while its claim was being written: give the slots back.
             if result.granted:
-                await self._storage.release_pool_slots(run_id, step_key)
+                with anyio.CancelScope(shield=True):
+                    await self._storage.release_pool_slots(run_id, step_key)
                 self._state.release(waiter.pools, waiter.slots)
                 self._wake.set()
             return

@@ -352,9 +352,13 @@ class RunExecutor:
                 emit=self._events.emit,
                 on_start=on_start,
             )
+            result: LaunchResult | None = None
             try:
-                with anyio.move_on_after(asset.timeout_s) as timeout_scope:
+                if asset.timeout_s is None:
                     result = await self._launch(request, claim)
+                else:
+                    with anyio.move_on_after(asset.timeout_s):
+                        result = await self._launch(request, claim)
             except anyio.get_cancelled_exc_class():
                 raise
             except ExecutionError as exc:
@@ -363,7 +367,7 @@ class RunExecutor:
                 error = StepError(step, f"{type(exc).__name__}: {exc}")
                 error.__cause__ = exc
                 return error, "".join(traceback.format_exception(exc))
-            if timeout_scope.cancelled_caught:
+            if result is None:
                 assert asset.timeout_s is not None
                 return StepTimeout(step, asset.timeout_s), None
         finally:

@@ -34,6 +34,11 @@ class PoolMethods:
     async def _write_soon(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
 
+    def _write_now(
+        self, fn: Callable[[sqlite3.Connection], T]
+    ) -> tuple[bool, T | None]:
+        raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
+
     # ------------------------------------------------------------ runtime side
 
     async def declare_pools(
@@ -98,25 +103,32 @@ class PoolMethods:
         One transaction: the freed slots go to the next waiters without another
         round trip. Each claim is checked against the limits as usual.
         """
-        now = self.clock.time()
+        return await self._write_soon(
+            _release_and_claim(
+                run_id, step_key, claims, owner, self.clock.time(), lease_s
+            )
+        )
 
-        def write(conn: sqlite3.Connection) -> list[sql.ClaimResult]:
-            sql.release(conn, run_id, step_key)
-            return [
-                sql.claim(
-                    conn,
-                    run_id=claim_run,
-                    step_key=claim_step,
-                    pools=pools,
-                    slots=slots,
-                    owner=owner,
-                    now=now,
-                    lease_s=lease_s,
-                )
-                for claim_run, claim_step, pools, slots in claims
-            ]
+    def release_and_claim_now(
+        self,
+        *,
+        run_id: str,
+        step_key: str,
+        claims: list[tuple[str, str, tuple[str, ...], int]],
+        owner: str,
+        lease_s: float,
+    ) -> list[sql.ClaimResult] | None:
+        """``release_and_claim`` on the loop thread if the write lock is free now.
 
-        return await self._write_soon(write)
+        Returns None, having written nothing, when it would have to wait: then
+        call ``release_and_claim``.
+        """
+        done, results = self._write_now(
+            _release_and_claim(
+                run_id, step_key, claims, owner, self.clock.time(), lease_s
+            )
+        )
+        return results if done else None
 
     async def renew_leases(
         self, owner: str, keys: list[tuple[str, str]], lease_s: float
@@ -306,3 +318,30 @@ def _pool_infos(
             )
         )
     return infos
+
+
+def _release_and_claim(
+    run_id: str,
+    step_key: str,
+    claims: list[tuple[str, str, tuple[str, ...], int]],
+    owner: str,
+    now: float,
+    lease_s: float,
+) -> Callable[[sqlite3.Connection], list[sql.ClaimResult]]:
+    def write(conn: sqlite3.Connection) -> list[sql.ClaimResult]:
+        sql.release(conn, run_id, step_key)
+        return [
+            sql.claim(
+                conn,
+                run_id=claim_run,
+                step_key=claim_step,
+                pools=pools,
+                slots=slots,
+                owner=owner,
+                now=now,
+                lease_s=lease_s,
+            )
+            for claim_run, claim_step, pools, slots in claims
+        ]
+
+    return write

@@ -170,26 +170,48 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
         """Like ``_write``, but on the event loop when the write lock is free now.
 
         For short hot transactions (a pool claim, a release handing its slots on):
+        see ``_write_now``. When the lock is taken (the SQLite thread or another
+        process is writing) it goes through ``_write`` and waits its turn as usual.
+        """
+        done, result = self._write_now(fn)
+        if done:
+            return result  # type: ignore[return-value]  # done: fn's result
+        if self._inline_commits >= INLINE_CHECKPOINT_EVERY:
+            # The loop's connection never checkpoints (that would copy pages and
+            # fsync on the loop); the SQLite thread folds the WAL back now and then.
+            self._inline_commits = 0
+            await self._call(_checkpoint)
+            done, result = self._write_now(fn)
+            if done:
+                return result  # type: ignore[return-value]
+        return await self._write(fn)
+
+    def _write_now(
+        self, fn: Callable[[sqlite3.Connection], T]
+    ) -> tuple[bool, T | None]:
+        """Run ``fn`` in a transaction on the loop thread if that costs no wait.
+
         ``fn`` runs on a second connection, on the loop thread, if ``BEGIN
-        IMMEDIATE`` gets the lock at once (that connection never waits: its busy
-        timeout is 0); a transaction of ~0.1 ms then costs no hop to the SQLite
-        thread and back (~1 ms under load). When the lock is taken (the SQLite
-        thread or another process is writing) it goes through ``_write`` and
-        waits its turn as usual.
+        IMMEDIATE`` gets the write lock at once (that connection never waits: its
+        busy timeout is 0); a transaction of ~0.1 ms then costs no hop to the
+        SQLite thread and back (~1 ms under load). Returns (True, fn's result), or
+        (False, None) when it did not run: the lock is taken, a WAL checkpoint is
+        due, or this is not the loop thread that opened the storage.
         """
         inline = self._inline
         if (
             inline is None
             or self._closed
+            or self._inline_commits >= INLINE_CHECKPOINT_EVERY
             or threading.get_ident() != self._inline_thread
         ):
-            return await self._write(fn)
+            return False, None
         try:
             inline.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc):
                 raise _translate(exc, self.path) from exc
-            return await self._write(fn)
+            return False, None
         try:
             result = _closing_cursors(fn, inline)
             inline.execute("COMMIT")
@@ -200,12 +222,7 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
                 raise _translate(exc, self.path) from exc
             raise
         self._inline_commits += 1
-        if self._inline_commits >= INLINE_CHECKPOINT_EVERY:
-            # The loop's connection never checkpoints (that would copy pages and
-            # fsync on the loop); the SQLite thread folds the WAL back now and then.
-            self._inline_commits = 0
-            await self._call(_checkpoint)
-        return result
+        return True, result
 
     # ---------------------------------------------------------------------- runs
 

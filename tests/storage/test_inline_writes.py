@@ -103,3 +103,39 @@ async def test_the_wal_is_folded_back_by_the_sqlite_thread_as_claims_go_by(
         assert busy == 0
         assert frames < 80
         assert storage._inline_commits < 10
+
+
+async def test_release_and_claim_now_writes_nothing_while_another_writer_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "now.db"
+    async with rs.open_storage(path) as storage:
+        first = await _claim_one(storage, "holder")
+        assert first.granted
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            handed = storage.release_and_claim_now(
+                run_id="r",
+                step_key="holder",
+                claims=[("r", "next", ("db",), 1)],
+                owner="me",
+                lease_s=30,
+            )
+            assert handed is None
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        holders = await storage.get_pool_slot_holders("db")
+        assert [h.step_key for h in holders] == ["holder"]
+        handed = storage.release_and_claim_now(
+            run_id="r",
+            step_key="holder",
+            claims=[("r", "next", ("db",), 1)],
+            owner="me",
+            lease_s=30,
+        )
+        assert handed is not None
+        assert [result.granted for result in handed] == [True]
+        holders = await storage.get_pool_slot_holders("db")
+        assert [h.step_key for h in holders] == ["next"]

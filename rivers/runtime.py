@@ -307,7 +307,7 @@ class Runtime:
 
     def _get_worker_pool(self) -> WorkerPool:
         if self._worker_pool is None:
-            self._worker_pool = WorkerPool()
+            self._worker_pool = WorkerPool(stopped_parent_limit_s=self.backend.lease_s)
         return self._worker_pool
 
     @property

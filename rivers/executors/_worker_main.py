@@ -3,6 +3,9 @@
 The worker stores the step's value through the IO manager itself, so values never
 cross the pipe. It exits within ``PARENT_POLL_S`` of its parent's death (a watchdog
 thread) and when the pipe closes, so no worker outlives the runtime that started it.
+It also exits when its parent has been stopped (SIGSTOP, a debugger) for longer
+than the runtime's pool lease: by then the parent's claims may have been reclaimed
+and given to another process, and the step must not go on using what they guard.
 """
 
 from __future__ import annotations
@@ -33,31 +36,55 @@ __all__ = ("worker_main",)
 _ASSET_CACHE_SIZE = 256
 PARENT_POLL_S = 0.1
 """How often a worker checks that its parent is alive."""
+STOPPED_PARENT_EXIT = 75
+"""The exit status of a worker that left because its parent stayed stopped."""
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def _die_with_parent(parent_pid: int, stopped_limit_s: float | None) -> None:
     """Exit the whole worker as soon as ``parent_pid`` is no longer its parent.
 
     Not ``PR_SET_PDEATHSIG``: Linux sends that signal when the *thread* that
     started the worker ends, and workers are started from anyio's worker threads,
     which end after ten idle seconds; that killed workers in the middle of long
     steps. A daemon thread polls the parent pid instead (it needs the GIL, so a C
-    extension holding the GIL delays the exit until it lets go).
+    extension holding the GIL delays the exit until it lets go). With
+    ``stopped_limit_s`` it also exits once the parent has been stopped that long.
     """
 
     def watch() -> None:
+        stopped_since: float | None = None
         while os.getppid() == parent_pid:
+            if stopped_limit_s is not None and _is_stopped(parent_pid):
+                now = time.monotonic()
+                if stopped_since is None:
+                    stopped_since = now
+                elif now - stopped_since >= stopped_limit_s:
+                    os._exit(STOPPED_PARENT_EXIT)
+            else:
+                stopped_since = None
             time.sleep(PARENT_POLL_S)
         os._exit(1)
 
     threading.Thread(target=watch, name="rivers.worker.watchdog", daemon=True).start()
 
 
-def worker_main(conn: Connection, parent_pid: int) -> None:
+def _is_stopped(pid: int) -> bool:
+    """Whether ``pid`` is stopped (Linux ``/proc``; False where it cannot tell)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rpartition(b")")[2].split(maxsplit=1)[0]
+    except (OSError, IndexError):
+        return False
+    return state in (b"T", b"t")
+
+
+def worker_main(
+    conn: Connection, parent_pid: int, stopped_limit_s: float | None = None
+) -> None:
     """Serve step requests on ``conn`` until it closes or a Shutdown arrives."""
     if os.getppid() != parent_pid:  # the parent died before the worker started
         return
-    _die_with_parent(parent_pid)
+    _die_with_parent(parent_pid, stopped_limit_s)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     import cloudpickle
 
@@ -140,15 +167,16 @@ def _failure(task_id: int, exc: BaseException, duration_s: float) -> TaskDone:
 
 
 def _main() -> None:  # pragma: no cover - runs in the worker process
-    """``python -m rivers.executors._worker_main FD PARENT_PID``."""
+    """``python -m rivers.executors._worker_main FD PARENT_PID [STOPPED_LIMIT_S]``."""
     from multiprocessing.connection import Connection
 
     fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
+    stopped_limit_s = float(sys.argv[3]) if len(sys.argv) > 3 else None
     extra_path = os.environ.get("RIVERS_WORKER_SYS_PATH", "")
     for entry in reversed([p for p in extra_path.split(os.pathsep) if p]):
         if entry not in sys.path:
             sys.path.insert(0, entry)
-    worker_main(Connection(fd), parent_pid)
+    worker_main(Connection(fd), parent_pid, stopped_limit_s)
 
 
 if __name__ == "__main__":  # pragma: no cover

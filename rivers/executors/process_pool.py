@@ -32,6 +32,7 @@ from rivers.executors._protocol import (
     decode_reply,
     encode,
 )
+from rivers.executors._worker_main import STOPPED_PARENT_EXIT
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,6 +64,11 @@ def describe_exit(returncode: int | None) -> str:
         except ValueError:
             name = "unknown signal"
         return f"was killed by signal {-returncode} ({name})"
+    if returncode == STOPPED_PARENT_EXIT:
+        return (
+            "left because this runtime was stopped (SIGSTOP) for longer than its "
+            "pool lease, so its claims may have gone to another process"
+        )
     return f"exited with code {returncode}"
 
 
@@ -81,9 +87,15 @@ class _Worker:
 
 @final
 class WorkerPool:
-    """Starts, reuses, kills and replaces step worker processes."""
+    """Starts, reuses, kills and replaces step worker processes.
 
-    def __init__(self) -> None:
+    Args:
+        stopped_parent_limit_s: a worker exits once this process has been stopped
+            (SIGSTOP) this long; the runtime passes its pool lease duration.
+    """
+
+    def __init__(self, stopped_parent_limit_s: float | None = None) -> None:
+        self._stopped_parent_limit_s = stopped_parent_limit_s
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._task_ids = itertools.count(1)
@@ -146,7 +158,9 @@ class WorkerPool:
                 self._busy.add(worker)
                 return worker
             await self._kill(worker)
-        worker = await anyio.to_thread.run_sync(_start_worker)
+        worker = await anyio.to_thread.run_sync(
+            _start_worker, self._stopped_parent_limit_s
+        )
         self._busy.add(worker)
         return worker
 
@@ -187,7 +201,7 @@ class WorkerPool:
                 await self._kill(worker)
 
 
-def _start_worker() -> _Worker:
+def _start_worker(stopped_parent_limit_s: float | None) -> _Worker:
     parent, child = socket.socketpair()
     env = dict(os.environ)
     env["RIVERS_WORKER_SYS_PATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -199,6 +213,11 @@ def _start_worker() -> _Worker:
                 "rivers.executors._worker_main",
                 str(child.fileno()),
                 str(os.getpid()),
+                *(
+                    ()
+                    if stopped_parent_limit_s is None
+                    else (repr(stopped_parent_limit_s),)
+                ),
             ],
             pass_fds=(child.fileno(),),
             env=env,

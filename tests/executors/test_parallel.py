@@ -358,7 +358,7 @@ def test_a_worker_outlives_the_thread_that_started_it(tmp_path: Path) -> None:
     may_end = threading.Event()
 
     def start_then_wait() -> None:
-        started.append(_start_worker())
+        started.append(_start_worker(None))
         may_end.wait(20)
 
     starter = threading.Thread(target=start_then_wait)

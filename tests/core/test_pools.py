@@ -145,3 +145,90 @@ def test_grants_never_exceed_the_limit(requests: list[tuple[int, int]]) -> None:
     granted = state.grants()
     assert sum(w.slots for w in granted) <= 3
     assert state.claimed.get("a", 0) == sum(w.slots for w in granted)
+
+
+def _reference_grants(
+    waiters: list[tuple[tuple[int, int], tuple[str, ...], int]],
+    limits: dict[str, int | None],
+    claimed: dict[str, int],
+) -> list[tuple[int, int]]:
+    """The rule by brute force: every waiter in order, blocking pools transitively."""
+    granted = []
+    taken = dict(claimed)
+    blocked: set[str] = set()
+    for order, pools, slots in sorted(waiters):
+        if blocked.intersection(pools):
+            blocked.update(pools)
+            continue
+        if all(
+            limits.get(p) is None or taken.get(p, 0) + slots <= limits[p]  # type: ignore[operator]
+            for p in pools
+        ):
+            granted.append(order)
+            for pool in pools:
+                taken[pool] = taken.get(pool, 0) + slots
+        else:
+            blocked.update(pools)
+    return granted
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("add"),
+                st.lists(st.sampled_from(POOLS), min_size=1, max_size=3, unique=True),
+                st.integers(1, 3),
+                st.integers(0, 2),
+            ),
+            st.tuples(st.just("remove"), st.integers(0, 50)),
+            st.tuples(st.just("release"), st.sampled_from(POOLS), st.integers(1, 3)),
+            st.tuples(st.just("grant")),
+        ),
+        max_size=60,
+    )
+)
+def test_ordered_lines_decide_exactly_like_a_scan_of_every_waiter(
+    script: list[tuple[object, ...]],
+) -> None:
+    # Lines kept in order answer grants, places in line and a newcomer's check
+    # exactly as scanning every waiter in order would.
+    state = PoolState(limits={"a": 2, "b": 3, "c": None})
+    for index, step in enumerate(script):
+        if step[0] == "add":
+            pools, slots, priority = step[1], step[2], step[3]
+            assert isinstance(pools, list)
+            assert isinstance(slots, int)
+            assert isinstance(priority, int)
+            state.add(("r", f"s{index}"), tuple(pools), slots, priority)
+        elif step[0] == "remove" and state.waiters:
+            assert isinstance(step[1], int)
+            keys = sorted(state.waiters)
+            state.remove(keys[step[1] % len(keys)])
+        elif step[0] == "release":
+            pool, slots = step[1], step[2]
+            assert isinstance(pool, str)
+            assert isinstance(slots, int)
+            state.release((pool,), slots)
+        elif step[0] == "grant":
+            everyone = [(w.order, w.pools, w.slots) for w in state.waiters.values()]
+            expected = _reference_grants(everyone, state.limits, state.claimed)
+            assert [w.order for w in state.grants()] == expected
+        for waiter in state.waiters.values():
+            for pool in waiter.pools:
+                ahead = sum(
+                    1
+                    for other in state.waiters.values()
+                    if pool in other.pools and other.order < waiter.order
+                )
+                assert state.position(waiter.key, pool) == ahead + 1
+        for pools in (("a",), ("a", "b"), ("c",)):
+            newcomer = (0, state._seq + 1)
+            nobody_ahead = not any(
+                w.order < newcomer and set(w.pools) & set(pools)
+                for w in state.waiters.values()
+            )
+            assert state.may_claim_now(pools, 1, 0) == (
+                state.fits(pools, 1) and nobody_ahead
+            )

@@ -27,8 +27,11 @@ RUNTIME = textwrap.dedent(
     import anyio
     import rivers as rs
 
+    STARTED = STARTED_PATH
+
     @rs.Asset(pool="db")
     def long_step() -> int:
+        open(STARTED, "w").close()  # running on its worker now
         time.sleep(30)
         return 1
 
@@ -68,7 +71,8 @@ def test_a_worker_leaves_once_its_runtime_is_stopped_longer_than_the_lease(
     tmp_path: Path,
 ) -> None:
     script = tmp_path / "runtime.py"
-    script.write_text(RUNTIME)
+    started = tmp_path / "started"
+    script.write_text(RUNTIME.replace("STARTED_PATH", repr(str(started))))
     runtime = subprocess.Popen(
         [sys.executable, str(script), str(tmp_path / "db.sqlite")],
         stdout=subprocess.PIPE,
@@ -80,7 +84,10 @@ def test_a_worker_leaves_once_its_runtime_is_stopped_longer_than_the_lease(
         line = runtime.stdout.readline()
         assert line.startswith("WORKER "), line
         worker = int(line.split()[1])
-        time.sleep(0.5)  # the step is running on the worker
+        deadline = time.monotonic() + 30
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert started.exists(), "the step never started"
         assert not _gone(worker)
         runtime.send_signal(signal.SIGSTOP)
         stopped_at = time.monotonic()

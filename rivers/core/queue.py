@@ -145,6 +145,9 @@ class TickResult:
     """Why every other queued run waits, when the run queue itself is full."""
 
 
+READY_SLACK = 1024
+"""Stale ``ready`` entries tolerated beyond four per group before a rebuild."""
+
 _Key = tuple[int, float, str]
 """A run's place in the queue: (-priority, submitted at, run id)."""
 
@@ -222,6 +225,24 @@ class QueueState:
 
     def _push_group(self, key: _Key, signature: Signature) -> None:
         heapq.heappush(self.ready, self._entry(key, signature))
+        if len(self.ready) > READY_SLACK + 4 * len(self.groups):
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Drop stale entries: every group's head back in ``ready``, none parked.
+
+        Entries go stale when heads change while nobody is admitted (a paused
+        queue taking submissions and cancellations); the next tick checks every
+        group once, as after a restart.
+        """
+        self.parked.clear()
+        self.released.clear()
+        self.ready = []
+        for signature in list(self.groups):
+            head = self._head(signature)
+            if head is not None:
+                self.ready.append(self._entry(head, signature))
+        heapq.heapify(self.ready)
 
     def _push_token(self, bucket: Bucket, heap: list[_Entry]) -> None:
         top = heap[0]

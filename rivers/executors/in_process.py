@@ -93,7 +93,7 @@ def stores_quickly(io_manager: object, value: object) -> bool:
     if value is None or type(value) in (bool, float):
         return True
     if type(value) is int:
-        return value.bit_length() <= INLINE_STORE_MAX_BYTES
+        return value.bit_length() <= 8 * INLINE_STORE_MAX_BYTES
     if type(value) in (str, bytes):
         return len(value) <= INLINE_STORE_MAX_BYTES  # type: ignore[arg-type]
     return False

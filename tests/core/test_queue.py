@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from rivers.core.queue import Bucket, LimitRule, QueuedRun, QueueState
+from rivers.core.queue import READY_SLACK, Bucket, LimitRule, QueuedRun, QueueState
 
 
 def _run(run_id: str, priority: int = 0, at: float = 0.0, **tags: str) -> QueuedRun:
@@ -264,3 +264,18 @@ def test_groups_parked_again_behind_a_released_bucket_are_not_lost() -> None:
         result = state.tick(2, {})
         order.extend(a.run_id for a in result.admitted)
     assert order == ["H", "P1", "P2"]
+
+
+def test_a_paused_queue_taking_submissions_and_cancellations_stays_bounded() -> None:
+    # Nothing is admitted, so stale heap entries are never popped: they are
+    # dropped by a rebuild instead, and admission is unchanged once it resumes.
+    state = QueueState(max_concurrent_runs=0)
+    for index in range(20_000):
+        state.add(_run(f"r{index}", at=-index))  # each new run heads the line
+        if index % 2:
+            state.discard(f"r{index}")
+    assert len(state) == 10_000
+    assert len(state.ready) <= READY_SLACK + 4 * len(state.groups)
+    state.max_concurrent_runs = 3
+    admitted = [a.run_id for a in state.tick(0, {}).admitted]
+    assert admitted == ["r19998", "r19996", "r19994"]

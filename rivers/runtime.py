@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from rivers._clock import SYSTEM_CLOCK, Clock
+from rivers._error_groups import leaves, rivers_errors_line
 from rivers._ids import new_run_id, this_owner
 from rivers.actors.events import EventWriter
 from rivers.actors.leases import LeaseGC
@@ -188,7 +189,7 @@ class Runtime:
             try:
                 await stack.__aexit__(type(exc), exc, exc.__traceback__)
             except BaseExceptionGroup as group:
-                if list(_leaves(group)) == [exc]:
+                if leaves(group) == [exc]:
                     raise exc from None
                 raise
             raise
@@ -212,7 +213,7 @@ class Runtime:
         except BaseExceptionGroup as group:
             # The task group wraps what the block raised; give the user their own
             # exception back when it is the only one.
-            if exc is not None and list(_leaves(group)) == [exc]:
+            if exc is not None and leaves(group) == [exc]:
                 raise exc.with_traceback(tb) from exc.__cause__
             raise
         finally:
@@ -491,10 +492,9 @@ class Runtime:
             # A run that cannot go on (bad repository, or a storage that stayed
             # locked or unwritable past its busy timeout) fails alone; the runtime
             # and its other runs carry on.
-            errors = _rivers_errors(exc)
-            if errors is None:
+            reason = rivers_errors_line(exc)
+            if reason is None:
                 raise
-            reason = "; ".join(dict.fromkeys(str(error) for error in errors))
             logger.warning("run %s could not run: %s", run_id, reason)
             stored = await self._record_failure(run_id, reason)
             self._writer().publish(stored)
@@ -605,28 +605,6 @@ class Runtime:
         executor = self._active.get(run_id)
         if executor is not None:
             executor.cancel("canceled by request")
-
-
-def _rivers_errors(exc: BaseException) -> list[RiversError] | None:
-    """Return the ``RiversError``s ``exc`` holds, or None if it holds anything else."""
-    if isinstance(exc, RiversError):
-        return [exc]
-    if not isinstance(exc, BaseExceptionGroup):
-        return None
-    leaves = _leaves(exc)
-    if all(isinstance(leaf, RiversError) for leaf in leaves):
-        return [leaf for leaf in leaves if isinstance(leaf, RiversError)]
-    return None
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    leaves: list[BaseException] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            leaves.extend(_leaves(exc))
-        else:
-            leaves.append(exc)
-    return leaves
 
 
 @final

@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from rivers._error_groups import rivers_errors_line
 from rivers.cli import (
     pools as pools_commands,
     runs as runs_commands,
@@ -153,28 +154,10 @@ def run(argv: list[str] | None = None) -> NoReturn:
     except BaseExceptionGroup as group:
         # A runtime that stopped on an error (the storage became unwritable, say)
         # raises its task group's errors: one line for ours, a traceback for bugs.
-        errors = _rivers_errors(group)
-        if errors is None:
+        line = rivers_errors_line(group)
+        if line is None:
             raise
-        fail("; ".join(dict.fromkeys(str(exc) for exc in errors)))
+        fail(line)
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-def _rivers_errors(
-    group: BaseExceptionGroup[BaseException],
-) -> list[RiversError] | None:
-    """Return the group's leaves if every one is a ``RiversError``, else None."""
-    leaves: list[RiversError] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            nested = _rivers_errors(exc)
-            if nested is None:
-                return None
-            leaves.extend(nested)
-        elif isinstance(exc, RiversError):
-            leaves.append(exc)
-        else:
-            return None
-    return leaves

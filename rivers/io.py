@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Protocol, final, runtime_checkable
 
+from rivers._files import make_private_dirs
 from rivers.errors import ConfigError, NotFoundError
 
 __all__ = ("FilesystemIOManager", "IOManager", "ValueNotFound")
@@ -55,20 +56,6 @@ def _exchange(side: bytes, path: bytes) -> bool:
     return bool(result == 0)
 
 
-def _make_private_dirs(directory: Path) -> None:
-    """Create ``directory`` and its missing parents, each owner-only (0700).
-
-    ``Path.mkdir(parents=True, mode=...)`` gives the parents the default mode, so
-    a ``$RIVERS_HOME`` first made here would be readable by everyone.
-    """
-    missing: list[Path] = []
-    while not directory.exists():
-        missing.append(directory)
-        directory = directory.parent
-    for path in reversed(missing):
-        path.mkdir(mode=0o700, exist_ok=True)
-
-
 def _lock_side_file(side: bytes) -> int:
     """Open and lock the side file; retry if another writer swapped it meanwhile."""
     while True:
@@ -76,7 +63,7 @@ def _lock_side_file(side: bytes) -> int:
             # O_NOFOLLOW: a link planted as the side file cannot redirect the write.
             fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except FileNotFoundError:
-            _make_private_dirs(Path(os.fsdecode(side)).parent)
+            make_private_dirs(Path(os.fsdecode(side)).parent)
             continue
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:

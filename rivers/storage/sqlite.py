@@ -22,6 +22,7 @@ import anyio
 import msgspec
 
 from rivers._clock import SYSTEM_CLOCK, Clock
+from rivers._files import make_private_dirs
 from rivers.errors import MigrationError, StorageError, StorageUnavailable
 from rivers.messages import EventBody, event_data, event_kind
 from rivers.storage import _rows
@@ -103,7 +104,7 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
         self._raw = raw
         self._closed = False
         self._inline: sqlite3.Connection | None = None
-        self._inline_thread = threading.get_ident()
+        self._inline_thread = threading.get_ident()  # the loop that opened it
         self._inline_commits = 0
 
     # ----------------------------------------------------------------- lifecycle
@@ -129,7 +130,6 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
         try:
             await storage._call(_initialize)
             storage._inline = _open_inline(path)
-            storage._inline_thread = threading.get_ident()
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await db.close()
@@ -213,14 +213,11 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
                 raise _translate(exc, self.path) from exc
             return False, None
         try:
-            result = _closing_cursors(fn, inline)
-            inline.execute("COMMIT")
-        except BaseException as exc:
-            if inline.in_transaction:
-                inline.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise _translate(exc, self.path) from exc
-            raise
+            result = _closing_cursors(
+                lambda conn: _finish_transaction(conn, fn), inline
+            )
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
         self._inline_commits += 1
         return True, result
 
@@ -725,12 +722,24 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
     conn.execute("BEGIN IMMEDIATE")
+    return _finish_transaction(conn, fn)
+
+
+def _finish_transaction(
+    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
+) -> T:
+    """Run ``fn`` in the transaction just begun, then commit.
+
+    If ``fn`` or the COMMIT fails the transaction is rolled back, so the
+    connection is never left inside one.
+    """
     try:
         result = fn(conn)
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
     return result
 
 
@@ -738,8 +747,7 @@ def _prepare_file(path: Path) -> Path:
     """Create the parent directory (owner-only) and the file (0600) if missing."""
     path = Path(path).expanduser()
     try:
-        if not path.parent.exists():
-            path.parent.mkdir(parents=True, mode=0o700)
+        make_private_dirs(path.parent)
         if path.exists() and not path.is_file():
             raise StorageUnavailable(
                 f"storage path {str(path)!r} is not a file; pass a file path"

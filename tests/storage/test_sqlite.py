@@ -458,7 +458,7 @@ async def test_latest_materialization_of_each_asset(storage: SqliteStorage) -> N
 async def test_a_new_file_is_private_and_so_is_its_new_directory(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "made" / "rivers.db"
+    path = tmp_path / "made" / "home" / "rivers.db"
     async with rs.open_storage(path) as storage:
         await storage.create_run(_new_run("r1"))
         wal = path.with_name("rivers.db-wal")
@@ -466,6 +466,7 @@ async def test_a_new_file_is_private_and_so_is_its_new_directory(
         assert _mode(wal) == 0o600
     assert _mode(path) == 0o600
     assert _mode(path.parent) == 0o700
+    assert _mode(path.parent.parent) == 0o700  # a missing parent too
 
 
 async def test_reopening_keeps_the_data(tmp_path: Path) -> None:

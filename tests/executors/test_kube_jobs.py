@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, strategies as st
 
 import rivers as rs
-from rivers.definitions.configs import KubernetesStepOverride
+from rivers.definitions.configs import KubernetesExecutor, KubernetesStepOverride
 from rivers.executors._kube_jobs import (
     CodeLocation,
     JobSpec,
@@ -108,6 +109,24 @@ def test_step_overrides_replace_image_and_merge_env_labels_and_resources() -> No
     ]
 
 
+def _containers(step_key: str, config: KubernetesExecutor) -> list[Any]:
+    """The containers of ``step_key``'s Job under ``config``."""
+    spec = JobSpec(
+        name=f"rivers-{step_key}",
+        namespace="ns",
+        run_id="0123456789abcdef012345",
+        step_key=step_key,
+        attempt=1,
+        location=CodeLocation(module="pipe", file=None, attribute="repo"),
+        env={},
+        timeout_s=None,
+    )
+    containers: list[Any] = job_manifest(spec, config)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    return containers
+
+
 def test_env_secrets_and_config_maps_are_references_never_values() -> None:
     config = rs.Executor.kubernetes(
         image="base:1",
@@ -116,17 +135,7 @@ def test_env_secrets_and_config_maps_are_references_never_values() -> None:
         env_config_maps=["settings"],
         step_overrides={"loader": {"env_secrets": ["s3-keys", "db-credentials"]}},
     )
-    spec = JobSpec(
-        name="rivers-x",
-        namespace="ns",
-        run_id="0123456789abcdef012345",
-        step_key="loader",
-        attempt=1,
-        location=CodeLocation(module="pipe", file=None, attribute="repo"),
-        env={},
-        timeout_s=None,
-    )
-    (container,) = job_manifest(spec, config)["spec"]["template"]["spec"]["containers"]
+    (container,) = _containers("loader", config)
     # ConfigMaps first, Secrets after (a later source wins), each name once; the
     # step's Secret is added to the executor's.
     assert container["envFrom"] == [
@@ -135,23 +144,13 @@ def test_env_secrets_and_config_maps_are_references_never_values() -> None:
         {"secretRef": {"name": "s3-keys"}},
     ]
     assert {e["name"]: e["value"] for e in container["env"]} == {"MODE": "plain"}
-    other = JobSpec(
-        name="rivers-y",
-        namespace="ns",
-        run_id="0123456789abcdef012345",
-        step_key="other",
-        attempt=1,
-        location=CodeLocation(module="pipe", file=None, attribute="repo"),
-        env={},
-        timeout_s=None,
-    )
-    (plain,) = job_manifest(other, config)["spec"]["template"]["spec"]["containers"]
+    (plain,) = _containers("other", config)
     assert [ref.get("secretRef") for ref in plain["envFrom"]] == [
         None,
         {"name": "db-credentials"},
     ]
     bare = rs.Executor.kubernetes(image="base:1")
-    (none,) = job_manifest(other, bare)["spec"]["template"]["spec"]["containers"]
+    (none,) = _containers("other", bare)
     assert "envFrom" not in none
 
 

@@ -15,9 +15,13 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
+import anyio
 import psutil
 import pytest
+
+import rivers as rs
 
 LEASE_S = 1.0
 
@@ -105,3 +109,12 @@ def test_a_worker_leaves_once_its_runtime_is_stopped_longer_than_the_lease(
     (result,) = [line for line in out.splitlines() if line.startswith("RESULT ")]
     assert result.startswith("RESULT FAILURE"), result
     assert "SIGSTOP" in result or "lease" in result, result
+    # Nothing is left held: no slot of the pool, no waiting step, no worker.
+    infos = anyio.run(_pool_infos, tmp_path / "db.sqlite")
+    assert [(i.name, i.claimed_slots, i.pending_steps) for i in infos] == [("db", 0, 0)]
+    assert _gone(worker)
+
+
+async def _pool_infos(path: Path) -> list[Any]:
+    async with rs.open_storage(path) as storage:
+        return list(await storage.get_all_pool_infos())

@@ -327,7 +327,7 @@ def _ask(worker: Any, asset: rs.Asset[Any, Any], io_manager: rs.IOManager) -> bo
 
     import cloudpickle
 
-    from rivers.executors._protocol import TaskRequest, decode_reply, encode
+    from rivers.executors._protocol import TaskDone, TaskRequest, decode_reply, encode
 
     data = cloudpickle.dumps(asset)
     worker.conn.send_bytes(
@@ -344,9 +344,11 @@ def _ask(worker: Any, asset: rs.Asset[Any, Any], io_manager: rs.IOManager) -> bo
             )
         )
     )
-    if not worker.conn.poll(20):
-        return False
-    return bool(decode_reply(worker.conn.recv_bytes()).ok)
+    while worker.conn.poll(20):
+        reply = decode_reply(worker.conn.recv_bytes())
+        if isinstance(reply, TaskDone):
+            return reply.ok
+    return False
 
 
 def test_a_worker_outlives_the_thread_that_started_it(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ import socket
 
 from rivers._ids import process_start
 
-__all__ = ("owner_is_alive",)
+__all__ = ("STALE_AFTER_S", "owner_is_alive")
+
+STALE_AFTER_S = 30.0
+"""A process whose heartbeat is older than this (seconds) is taken for dead."""
 
 
 def owner_is_alive(

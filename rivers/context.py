@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import traceback
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, final
 
 from rivers.messages import EventBody, StepLogged
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from datetime import datetime
 
-__all__ = ("StepContext", "StepLog")
+__all__ = ("PoolLease", "StepContext", "StepLog")
 
 _LOGGER = logging.getLogger("rivers.step")
 
@@ -67,14 +69,33 @@ class StepLog:
         self.log(logging.ERROR, "%s\n%s", text, traceback.format_exc().rstrip())
 
 
+@dataclass(frozen=True, slots=True)
+class PoolLease:
+    """The pool claim a step holds (for a step in several pools: its first pool).
+
+    ``token`` is the claim's fencing token: it increases with every grant of the
+    pool, across every process sharing the storage. Pass it to an external system
+    that remembers the largest token it has seen and rejects writes carrying a
+    smaller one: a holder that lost its slot (revoked, or its lease expired) is
+    then refused even if it still runs. ``expires_at`` is when the lease ends
+    unless renewed; the runtime renews it while the step runs.
+    """
+
+    token: int
+    pool: str
+    slots: int
+    expires_at: datetime
+
+
 @final
 class StepContext:
-    """What a step knows: its run, its asset, the run's tags, its attempt, a log.
+    """What a step knows: its run, its asset, the run's tags, its attempt, a log,
+    and its pool claim (``pool_lease``, None for a step without a pool).
 
     Declare a parameter named ``context`` to receive it.
     """
 
-    __slots__ = ("asset_key", "attempt", "log", "run_id", "run_tags")
+    __slots__ = ("asset_key", "attempt", "log", "pool_lease", "run_id", "run_tags")
 
     def __init__(
         self,
@@ -84,12 +105,14 @@ class StepContext:
         run_tags: Mapping[str, str],
         attempt: int,
         log: StepLog,
+        pool_lease: PoolLease | None = None,
     ) -> None:
         self.run_id = run_id
         self.asset_key = asset_key
         self.run_tags: dict[str, str] = dict(run_tags)
         self.attempt = attempt
         self.log = log
+        self.pool_lease = pool_lease
 
     @property
     def step_key(self) -> str:

@@ -92,16 +92,25 @@ class ExecutionError(RiversError):
 
 
 class LeaseLost(ExecutionError):
-    """A step's pool claim was reclaimed by the lease GC while the step ran."""
+    """A step's pool claim was reclaimed (its lease expired) or revoked (freed by
+    hand) while the step ran: the step was stopped before its slots were handed on."""
 
-    def __init__(self, run_id: str, step_key: str, pool: str) -> None:
+    def __init__(
+        self, run_id: str, step_key: str, pool: str, *, revoked: bool = False
+    ) -> None:
         self.run_id = run_id
         self.step_key = step_key
         self.pool = pool
+        self.revoked = revoked
+        why = (
+            "its claim was revoked by hand (rivers pools free / "
+            "storage.free_pool_slots), so the step was stopped"
+            if revoked
+            else "it was not renewed in time (raise lease_duration if steps block "
+            "the event loop)"
+        )
         super().__init__(
-            f"step {step_key!r} of run {run_id!r} lost its lease on pool {pool!r}; "
-            "it was not renewed in time (raise lease_duration if steps block the "
-            "event loop)"
+            f"step {step_key!r} of run {run_id!r} lost its lease on pool {pool!r}; {why}"
         )
 
 

@@ -1,24 +1,33 @@
 """PoolManager: grants pool slots to steps, renews their leases, wakes waiters.
 
 Decisions (who may claim, in which order) come from ``core.pools.PoolState``; every
-claim is confirmed by a storage transaction that re-checks the limit, so processes
-sharing the storage never exceed it together. A release in this process wakes the
-next waiter at once; waiters blocked by other processes' claims (or a limit change
-made with ``rivers pools set``) re-check every ``POLL_INTERVAL_S``.
+claim is confirmed by a storage transaction that re-checks the limit and the pool's
+line in storage, so processes sharing the storage never exceed it together and are
+served as one line (priority, then arrival). A release in this process hands the
+slots to the local head at once; a release, limit change, revocation or reclaim
+in another process wakes this one through its wake-up socket (``rivers._wakeups``),
+and it re-reads the pools then. Waiters re-check every ``POLL_INTERVAL_S`` anyway,
+in case a wake-up was missed.
 
 Leases: every claim this process holds is renewed every third of the lease
 duration, from the event loop, never from user code. A claim whose lease is gone
-(reclaimed by a LeaseGC, or freed by hand) is marked lost; the step holding it is
-stopped and fails with ``LeaseLost``.
+(reclaimed by a LeaseGC) or that was revoked (freed by hand) is marked lost; the
+step holding it is stopped and fails with ``LeaseLost``, and only then are its
+slots released. Revocations are looked for on every wake-up and every
+``REVOKE_CHECK_S`` while this process holds claims.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, final
 
 import anyio
 
+from rivers._wakeups import listen
+from rivers.context import PoolLease
 from rivers.core.pools import PoolState, Waiter
 from rivers.errors import PoolTooSmall, StorageUnavailable
 from rivers.messages import (
@@ -36,11 +45,12 @@ if TYPE_CHECKING:
     from rivers.storage._pools_sql import ClaimResult
     from rivers.storage.sqlite import SqliteStorage
 
-__all__ = ("POLL_INTERVAL_S", "Claim", "PoolManager")
+__all__ = ("POLL_INTERVAL_S", "REVOKE_CHECK_S", "Claim", "PoolManager")
 
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.2
+REVOKE_CHECK_S = 1.0
 CLEANUP_TIMEOUT_S = 10.0
 
 
@@ -51,24 +61,35 @@ class Claim:
     __slots__ = (
         "_on_lost",
         "claimed_at",
+        "lease",
         "lost",
         "lost_reason",
         "pools",
+        "revoked",
         "run_id",
         "slots",
         "step_key",
     )
 
     def __init__(
-        self, run_id: str, step_key: str, pools: tuple[str, ...], slots: int, at: float
+        self,
+        run_id: str,
+        step_key: str,
+        pools: tuple[str, ...],
+        slots: int,
+        at: float,
+        lease: PoolLease | None = None,
     ) -> None:
         self.run_id = run_id
         self.step_key = step_key
         self.pools = pools
         self.slots = slots
         self.claimed_at = at
+        self.lease = lease
+        """The first pool's grant: its fencing token and lease end."""
         self.lost = False
         self.lost_reason: str | None = None
+        self.revoked = False
         self._on_lost: anyio.CancelScope | None = None
 
     @property
@@ -86,12 +107,13 @@ class Claim:
         if self.lost:
             scope.cancel()
 
-    def mark_lost(self, reason: str) -> None:
+    def mark_lost(self, reason: str, *, revoked: bool = False) -> None:
         """Record that the claim's slots are gone and stop whoever it guards."""
         if self.lost:
             return
         self.lost_reason = reason
         self.lost = True
+        self.revoked = revoked
         if self._on_lost is not None:
             self._on_lost.cancel()
 
@@ -119,6 +141,7 @@ class PoolManager:
         self._granted: dict[tuple[str, str], anyio.Event] = {}
         self._failed: dict[tuple[str, str], BaseException] = {}
         self._wake = anyio.Event()
+        self._stale = False
 
     @property
     def held(self) -> list[Claim]:
@@ -129,18 +152,25 @@ class PoolManager:
         """Re-evaluate the waiters now (slots may have been freed)."""
         self._wake.set()
 
+    def wake_from_storage(self) -> None:
+        """Re-read the pools now: another process changed them (a wake-up)."""
+        self._stale = True
+        self._wake.set()
+
     def _wake_if_waiting(self) -> None:
         # With nobody waiting a wake-up has nothing to grant (renewals run on
         # their own timer), so a release costs no loop turn of the manager.
         if self._state.waiters:
             self._wake.set()
 
-    def mark_lost(self, keys: set[tuple[str, str]], reason: str) -> None:
+    def mark_lost(
+        self, keys: set[tuple[str, str]], reason: str, *, revoked: bool = False
+    ) -> None:
         """Tell the holders of ``keys`` that their claims are gone."""
         for key in keys:
             claim = self._claims.get(key)
             if claim is not None:
-                claim.mark_lost(reason)
+                claim.mark_lost(reason, revoked=revoked)
 
     # ------------------------------------------------------------------ claims
 
@@ -166,11 +196,11 @@ class PoolManager:
         if self._state.may_claim_now(pools, slots, priority):
             self._state.begin_claim(pools, slots)
             try:
-                result = await self._claim(run_id, step_key, pools, slots)
+                result = await self._claim(run_id, step_key, pools, slots, priority)
             finally:
                 self._state.end_claim(pools, slots)
             if result.granted:
-                return self._hold(run_id, step_key, pools, slots)
+                return self._hold(run_id, step_key, pools, slots, result)
             # The slots this claim counted as taken may let a waiter in.
             self._wake_if_waiting()
         self._check_possible(step_key, pools, slots)
@@ -224,7 +254,7 @@ class PoolManager:
         # and their claims are one transaction, written on the loop when the
         # write lock is free (no thread hop, no await), else on the SQLite thread.
         waiters = [w for w in self._state.grants() if w.key in self._granted]
-        claims = [(*w.key, w.pools, w.slots) for w in waiters]
+        claims = [(*w.key, w.pools, w.slots, w.priority) for w in waiters]
         results = self._storage.release_and_claim_now(
             run_id=claim.run_id,
             step_key=claim.step_key,
@@ -258,7 +288,12 @@ class PoolManager:
         self._wake_if_waiting()
 
     async def _claim(
-        self, run_id: str, step_key: str, pools: tuple[str, ...], slots: int
+        self,
+        run_id: str,
+        step_key: str,
+        pools: tuple[str, ...],
+        slots: int,
+        priority: int,
     ) -> ClaimResult:
         result = await self._storage.claim_pool_slots(
             run_id=run_id,
@@ -267,6 +302,7 @@ class PoolManager:
             slots=slots,
             owner=self._owner,
             lease_s=self._lease_s,
+            priority=priority,
         )
         self._observe(result)
         return result
@@ -274,8 +310,30 @@ class PoolManager:
     def _observe(self, result: ClaimResult) -> None:
         for view in result.views:
             self._state.observe(view.pool, view.claimed, view.limit)
+        for pool, priority in result.behind:
+            self._state.observe_behind(pool, priority)
         if result.reclaimed:
             self.report_reclaimed(list(result.reclaimed))
+        self._fail_impossible()
+
+    def _fail_impossible(self) -> None:
+        """Fail at once the waiters a lowered limit left unable ever to fit."""
+        for waiter in self._state.drop_impossible():
+            self._fail_too_small(waiter)
+
+    def _fail_too_small(self, waiter: Waiter) -> bool:
+        """Fail ``waiter`` with PoolTooSmall if a pool's limit is below its slots."""
+        pool = self._state.impossible(waiter.pools, waiter.slots)
+        granted = self._granted.get(waiter.key)
+        if pool is None or granted is None:
+            return False
+        limit = self._state.limits[pool]
+        assert limit is not None
+        self._failed[waiter.key] = PoolTooSmall(
+            waiter.key[1], pool, waiter.slots, limit
+        )
+        granted.set()
+        return True
 
     async def _settle(self, waiter: Waiter, result: ClaimResult) -> None:
         """Act on a waiter's claim attempt: grant it, fail it, or put it back."""
@@ -290,17 +348,11 @@ class PoolManager:
                 self._wake.set()
             return
         if result.granted:
-            self._hold(run_id, step_key, waiter.pools, waiter.slots)
+            self._hold(run_id, step_key, waiter.pools, waiter.slots, result)
             granted.set()
             return
-        pool = self._state.impossible(waiter.pools, waiter.slots)
-        if pool is not None:
-            limit = self._state.limits[pool]
-            assert limit is not None
-            self._failed[waiter.key] = PoolTooSmall(step_key, pool, waiter.slots, limit)
-            granted.set()
-            return
-        self._state.requeue(waiter)
+        if not self._fail_too_small(waiter):
+            self._state.requeue(waiter)
 
     def report_reclaimed(self, rows: list[tuple[str, str, str, int, str]]) -> None:
         """Log expired claims that were deleted, and stop their local holders."""
@@ -327,9 +379,22 @@ class PoolManager:
         )
 
     def _hold(
-        self, run_id: str, step_key: str, pools: tuple[str, ...], slots: int
+        self,
+        run_id: str,
+        step_key: str,
+        pools: tuple[str, ...],
+        slots: int,
+        result: ClaimResult,
     ) -> Claim:
-        claim = Claim(run_id, step_key, pools, slots, self._clock.monotonic())
+        lease = None
+        if result.tokens and result.lease_expires_at is not None:
+            lease = PoolLease(
+                token=result.tokens[0],
+                pool=pools[0],
+                slots=slots,
+                expires_at=datetime.fromtimestamp(result.lease_expires_at, UTC),
+            )
+        claim = Claim(run_id, step_key, pools, slots, self._clock.monotonic(), lease)
         self._claims[claim.key] = claim
         return claim
 
@@ -380,12 +445,24 @@ class PoolManager:
     async def run(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Grant waiters when woken or every poll interval; renew leases on time."""
+        """Listen for wake-ups; grant waiters when woken or every poll interval;
+        renew leases on time; stop the holders of revoked claims."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(
+                partial(listen, self._storage.path, self._owner, self.wake_from_storage)
+            )
+            await self._loop(task_status)
+
+    async def _loop(self, task_status: TaskStatus[None]) -> None:
         renew_every = self._lease_s / 3
         next_renew = self._clock.monotonic() + renew_every
+        next_check = self._clock.monotonic() + REVOKE_CHECK_S
         task_status.started()
         while True:
-            timeout = max(0.0, next_renew - self._clock.monotonic())
+            now = self._clock.monotonic()
+            timeout = max(0.0, next_renew - now)
+            if self._claims:
+                timeout = min(timeout, max(0.0, next_check - now))
             if self._state.waiters:
                 timeout = min(timeout, POLL_INTERVAL_S)
             woken = False
@@ -393,16 +470,29 @@ class PoolManager:
                 await self._wake.wait()
                 woken = True
             self._wake = anyio.Event()
+            stale, self._stale = self._stale, False
             try:
-                if self._clock.monotonic() >= next_renew:
+                now = self._clock.monotonic()
+                if now >= next_renew:
                     await self._renew()
                     next_renew = self._clock.monotonic() + renew_every
+                if self._claims and (stale or now >= next_check):
+                    await self._stop_revoked()
+                    next_check = self._clock.monotonic() + REVOKE_CHECK_S
                 if self._state.waiters:
-                    if not woken:
+                    if stale or not woken:
                         await self._refresh()
                     await self._grant_waiting()
             except StorageUnavailable as exc:
                 logger.warning("pool manager: %s", exc)
+
+    async def _stop_revoked(self) -> None:
+        revoked = await self._storage.get_revoked_claims(self._owner)
+        self.mark_lost(
+            {key for key in revoked if key in self._claims},
+            "its claim was revoked (freed by hand)",
+            revoked=True,
+        )
 
     async def _refresh(self) -> None:
         pools = {
@@ -410,13 +500,16 @@ class PoolManager:
         }
         for view in await self._storage.get_pool_views(sorted(pools)):
             self._state.observe(view.pool, view.claimed, view.limit)
+        self._fail_impossible()
 
     async def _grant_waiting(self) -> None:
         for waiter in self._state.grants():
             if waiter.key not in self._granted:  # the waiter was cancelled meanwhile
                 continue
             run_id, step_key = waiter.key
-            result = await self._claim(run_id, step_key, waiter.pools, waiter.slots)
+            result = await self._claim(
+                run_id, step_key, waiter.pools, waiter.slots, waiter.priority
+            )
             await self._settle(waiter, result)
 
     async def _renew(self) -> None:

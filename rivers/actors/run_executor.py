@@ -351,6 +351,7 @@ class RunExecutor:
                 io_manager=self._repository.io_manager,
                 emit=self._events.emit,
                 on_start=on_start,
+                pool_lease=None if claim is None else claim.lease,
             )
             result: LaunchResult | None = None
             try:
@@ -430,5 +431,7 @@ class RunExecutor:
             claim.cancel_on_loss(scope)
             result = await self._launcher.launch(request)
         if result is None:
-            raise LeaseLost(self.run_id, claim.step_key, claim.pools[0])
+            raise LeaseLost(
+                self.run_id, claim.step_key, claim.pools[0], revoked=claim.revoked
+            )
         return result

@@ -209,7 +209,11 @@ def free_slots(
     run_id: Annotated[str, typer.Argument(help="The run whose claims to free.")],
     step: Annotated[str | None, typer.Argument(help="Only this step.")] = None,
 ) -> None:
-    """Free the slots a run (or one of its steps) holds; a live holder then fails.
+    """Free the slots a run (or one of its steps) holds; a live holder is stopped first.
+
+    A running holder's step is stopped (it fails with LeaseLost) before its slots go
+    to the next waiter; if its process does not answer, they come back when its
+    lease runs out.
 
     Example: rivers pools free 01a2b3c4d5e6f7 heavy_query
     """

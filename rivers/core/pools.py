@@ -54,7 +54,11 @@ class PoolState:
     waiters: dict[tuple[str, str], Waiter] = field(default_factory=dict)
     """Read-only outside this class: change it with add, remove, requeue, grants."""
     writing: dict[str, int] = field(default_factory=dict)
+    behind: dict[str, int] = field(default_factory=dict)
+    """Pools whose line in storage is led by another process's waiter, with that
+    waiter's priority: nobody here at or below it claims until the view is refreshed."""
     _seq: int = 0
+    _resized: set[str] = field(default_factory=set)
     _order: list[tuple[int, int]] = field(default_factory=list)
     _by_order: dict[tuple[int, int], Waiter] = field(default_factory=dict)
     _lines: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
@@ -77,6 +81,12 @@ class PoolState:
             del line[bisect_left(line, order)]
             if not line:
                 del self._lines[pool]
+
+    def _ahead_elsewhere(self, pools: tuple[str, ...], priority: int) -> bool:
+        behind = self.behind
+        return bool(behind) and any(
+            pool in behind and behind[pool] >= priority for pool in pools
+        )
 
     def fits(self, pools: tuple[str, ...], slots: int) -> bool:
         """Whether ``slots`` more fit in every pool now (ignoring waiters).
@@ -140,7 +150,7 @@ class PoolState:
 
     def may_claim_now(self, pools: tuple[str, ...], slots: int, priority: int) -> bool:
         """Whether a newcomer may claim at once: it fits and nobody waits ahead of it."""
-        if not self.fits(pools, slots):
+        if not self.fits(pools, slots) or self._ahead_elsewhere(pools, priority):
             return False
         newcomer_order = (-priority, self._seq + 1)
         for pool in pools:
@@ -165,7 +175,9 @@ class PoolState:
             if not blocked_pools.isdisjoint(waiter.pools):
                 blocked_pools.update(waiter.pools)
                 continue
-            if self.fits(waiter.pools, waiter.slots):
+            if self.fits(waiter.pools, waiter.slots) and not self._ahead_elsewhere(
+                waiter.pools, waiter.priority
+            ):
                 granted.append(waiter)
                 for pool in waiter.pools:
                     self.claimed[pool] = self.claimed.get(pool, 0) + waiter.slots
@@ -194,4 +206,31 @@ class PoolState:
     def observe(self, pool: str, claimed: int, limit: int | None) -> None:
         """Replace the view of one pool with what storage just said."""
         self.claimed[pool] = claimed
+        if limit != self.limits.get(pool, limit):
+            self._resized.add(pool)
         self.limits[pool] = limit
+        if self.behind:
+            self.behind.pop(pool, None)
+
+    def observe_behind(self, pool: str, priority: int) -> None:
+        """Record that another process's waiter of ``priority`` leads ``pool``'s line."""
+        self.behind[pool] = priority
+
+    def drop_impossible(self) -> list[Waiter]:
+        """Remove and return the waiters a lowered limit left unable ever to fit.
+
+        Only pools whose limit changed since the last call are looked at.
+        """
+        resized, self._resized = self._resized, set()
+        doomed: dict[tuple[str, str], Waiter] = {}
+        for pool in resized:
+            limit = self.limits.get(pool)
+            if limit is None or limit == 0:
+                continue
+            for order in self._lines.get(pool, ()):
+                waiter = self._by_order[order]
+                if waiter.slots > limit:
+                    doomed[waiter.key] = waiter
+        for waiter in doomed.values():
+            self._dequeue(waiter)
+        return list(doomed.values())

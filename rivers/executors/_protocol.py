@@ -18,6 +18,8 @@ class TaskRequest(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     asset: bytes
     asset_digest: str
     io_manager: bytes
+    pool_lease: tuple[int, str, int, float] | None = None
+    """The step's pool claim: token, pool, slots, lease end (epoch seconds)."""
 
 
 class Shutdown(msgspec.Struct, frozen=True, tag=True):

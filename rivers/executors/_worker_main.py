@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import traceback
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rivers.executors._protocol import (
@@ -88,7 +89,7 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     import cloudpickle
 
-    from rivers.context import StepContext, StepLog
+    from rivers.context import PoolLease, StepContext, StepLog
     from rivers.executors.base import load_inputs
 
     assets: dict[str, Any] = {}
@@ -133,6 +134,14 @@ def worker_main(
                     run_tags=request.run_tags,
                     attempt=request.attempt,
                     log=StepLog(request.run_id, asset.name, emit),
+                    pool_lease=None
+                    if request.pool_lease is None
+                    else PoolLease(
+                        token=request.pool_lease[0],
+                        pool=request.pool_lease[1],
+                        slots=request.pool_lease[2],
+                        expires_at=datetime.fromtimestamp(request.pool_lease[3], UTC),
+                    ),
                 )
             value = asset.fn(**inputs)
             io_manager.store(asset.name, value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rivers.context import StepContext, StepLog
+from rivers.context import PoolLease, StepContext, StepLog
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -32,6 +32,8 @@ class StepRequest:
     emit: Callable[[EventBody], None]
     on_start: Callable[[str], None]
     """Call once the attempt really runs, naming where (``pid 1234``, ``thread``)."""
+    pool_lease: PoolLease | None = None
+    """The step's pool claim (``context.pool_lease``)."""
 
 
 @dataclass(slots=True)
@@ -83,5 +85,6 @@ def call_step(
             run_tags=request.run_tags,
             attempt=request.attempt,
             log=StepLog(request.run_id, asset.name, emit),
+            pool_lease=request.pool_lease,
         )
     return asset.fn(**inputs)

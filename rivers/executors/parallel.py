@@ -86,6 +86,9 @@ class ParallelLauncher:
             asset=asset_bytes,
             asset_digest=digest,
             io_manager=self._io_manager,
+            pool_lease=None
+            if (lease := request.pool_lease) is None
+            else (lease.token, lease.pool, lease.slots, lease.expires_at.timestamp()),
         )
 
         def on_log(log: TaskLog) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rivers._wakeups import WakeSender
 from rivers.definitions._validate import check_int, check_pool_name
 from rivers.definitions.configs import MAX_LIMIT
 from rivers.storage import _pools_sql as sql
@@ -12,6 +13,7 @@ from rivers.storage.records import PendingStep, PoolInfo, SlotHolder, from_times
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable, Iterable
+    from pathlib import Path
 
     from rivers._clock import Clock
 
@@ -24,6 +26,19 @@ class PoolMethods:
     """Pool methods shared by the SQLite storage (mixed into ``SqliteStorage``)."""
 
     clock: Clock
+    path: Path
+    _wake_sender: WakeSender | None = None
+
+    def _wake(self, owners: Iterable[str]) -> None:
+        """Wake the runtimes of ``owners`` (after the write that concerns them)."""
+        if owners:
+            if self._wake_sender is None:
+                self._wake_sender = WakeSender(self.path)
+            self._wake_sender.wake(owners)
+
+    def _close_wakes(self) -> None:
+        if self._wake_sender is not None:
+            self._wake_sender.close()
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
@@ -67,10 +82,14 @@ class PoolMethods:
         slots: int,
         owner: str,
         lease_s: float,
+        priority: int = 0,
     ) -> sql.ClaimResult:
-        """Claim ``slots`` of every pool at once, or nothing (BEGIN IMMEDIATE)."""
+        """Claim ``slots`` of every pool at once, or nothing (BEGIN IMMEDIATE).
+
+        Refused also when another process's live waiter stands ahead in a line.
+        """
         now = self.clock.time()
-        return await self._write_soon(
+        result = await self._write_soon(
             lambda conn: sql.claim(
                 conn,
                 run_id=run_id,
@@ -80,41 +99,59 @@ class PoolMethods:
                 owner=owner,
                 now=now,
                 lease_s=lease_s,
+                priority=priority,
             )
         )
+        self._wake(result.wake)
+        return result
 
     async def release_pool_slots(
         self, run_id: str, step_key: str
     ) -> list[tuple[str, str, str, int, float]]:
         """Release a step's claims and pending rows; return what was released."""
-        return await self._write(lambda conn: sql.release(conn, run_id, step_key))
+        now = self.clock.time()
+
+        def write(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[tuple[str, str, str, int, float]], frozenset[str]]:
+            rows = sql.release(conn, run_id, step_key)
+            pools = tuple(sorted({row[0] for row in rows}))
+            return rows, sql.line_heads(conn, pools, "", now)
+
+        rows, wake = await self._write(write)
+        self._wake(wake)
+        return rows
 
     async def release_and_claim(
         self,
         *,
         run_id: str,
         step_key: str,
-        claims: list[tuple[str, str, tuple[str, ...], int]],
+        claims: list[tuple[str, str, tuple[str, ...], int, int]],
         owner: str,
         lease_s: float,
     ) -> list[sql.ClaimResult]:
-        """Release a step's claims, then try ``claims`` (run, step, pools, slots).
+        """Release a step's claims, then try ``claims`` (run, step, pools, slots,
+        priority).
 
         One transaction: the freed slots go to the next waiters without another
-        round trip. Each claim is checked against the limits as usual.
+        round trip. Each claim is checked against the limits and the lines as
+        usual; another process whose waiter now leads a freed pool is woken.
         """
-        return await self._write_soon(
+        results, wake = await self._write_soon(
             _release_and_claim(
                 run_id, step_key, claims, owner, self.clock.time(), lease_s
             )
         )
+        self._wake(wake)
+        return results
 
     def release_and_claim_now(
         self,
         *,
         run_id: str,
         step_key: str,
-        claims: list[tuple[str, str, tuple[str, ...], int]],
+        claims: list[tuple[str, str, tuple[str, ...], int, int]],
         owner: str,
         lease_s: float,
     ) -> list[sql.ClaimResult] | None:
@@ -123,12 +160,16 @@ class PoolMethods:
         Returns None, having written nothing, when it would have to wait: then
         call ``release_and_claim``.
         """
-        done, results = self._write_now(
+        done, written = self._write_now(
             _release_and_claim(
                 run_id, step_key, claims, owner, self.clock.time(), lease_s
             )
         )
-        return results if done else None
+        if not done or written is None:
+            return None
+        results, wake = written
+        self._wake(wake)
+        return results
 
     async def renew_leases(
         self, owner: str, keys: list[tuple[str, str]], lease_s: float
@@ -140,9 +181,22 @@ class PoolMethods:
         )
 
     async def reclaim_expired_leases(self) -> list[tuple[str, str, str, int, str]]:
-        """Delete expired claims (re-checked in the transaction); return them."""
+        """Delete expired claims (re-checked in the transaction); return them.
+
+        Other processes whose waiters now lead a reclaimed pool are woken.
+        """
         now = self.clock.time()
-        return await self._write(lambda conn: sql.reclaim_expired(conn, now))
+
+        def write(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[tuple[str, str, str, int, str]], frozenset[str]]:
+            rows = sql.reclaim_expired(conn, now)
+            pools = tuple(sorted({row[0] for row in rows}))
+            return rows, sql.line_heads(conn, pools, "", now)
+
+        rows, wake = await self._write(write)
+        self._wake(wake)
+        return rows
 
     async def get_pool_views(self, pools: Iterable[str]) -> tuple[sql.PoolView, ...]:
         """Return each pool's effective limit and live claimed slots."""
@@ -175,13 +229,25 @@ class PoolMethods:
         )
 
     async def remove_pending_step(self, run_id: str, step_key: str) -> None:
-        """Forget that a step waits."""
-        await self._write(
-            lambda conn: conn.execute(
-                "DELETE FROM pending_steps WHERE run_id = ? AND step_key = ?",
-                (run_id, step_key),
+        """Forget that a step waits (and wake whoever now leads its lines)."""
+        now = self.clock.time()
+
+        def write(conn: sqlite3.Connection) -> frozenset[str]:
+            pools = tuple(
+                row[0]
+                for row in conn.execute(
+                    "DELETE FROM pending_steps WHERE run_id = ? AND step_key = ? "
+                    "RETURNING pool",
+                    (run_id, step_key),
+                )
             )
-        )
+            return sql.line_heads(conn, pools, "", now) if pools else frozenset()
+
+        self._wake(await self._write(write))
+
+    async def get_revoked_claims(self, owner: str) -> set[tuple[str, str]]:
+        """Return the (run, step) of ``owner``'s claims that were revoked."""
+        return await self._call(lambda conn: sql.revoked_claims(conn, owner))
 
     # ----------------------------------------------------------- API.md §4
 
@@ -256,33 +322,48 @@ class PoolMethods:
         check_pool_name(name)
         check_int(limit, f"limit of pool {name!r}", minimum=0, maximum=MAX_LIMIT)
         now = self.clock.time()
-        await self._write(
-            lambda conn: conn.execute(
+
+        def write(conn: sqlite3.Connection) -> frozenset[str]:
+            conn.execute(
                 "INSERT INTO pools (name, override_limit, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET override_limit = excluded.override_limit, "
                 "updated_at = excluded.updated_at",
                 (name, limit, now),
             )
-        )
+            return sql.waiting_owners(conn, name)
+
+        # Every process with a waiter re-reads the limit now: steps it lets in
+        # claim, and steps it leaves unable ever to fit fail with PoolTooSmall.
+        self._wake(await self._write(write))
 
     async def clear_pool_limit(self, name: str) -> None:
         """Remove a pool's override; its declared limit (or none) applies again."""
         now = self.clock.time()
-        await self._write(
-            lambda conn: conn.execute(
+
+        def write(conn: sqlite3.Connection) -> frozenset[str]:
+            conn.execute(
                 "UPDATE pools SET override_limit = NULL, updated_at = ? WHERE name = ?",
                 (now, name),
             )
-        )
+            return sql.waiting_owners(conn, name)
+
+        self._wake(await self._write(write))
 
     async def free_pool_slots(self, run_id: str, step_key: str | None = None) -> int:
-        """Release the claims of a run (or one step) by hand; return slots freed.
+        """Free the claims of a run (or one step) by hand; return the slots freed.
 
-        A live holder learns at its next renewal that its lease is gone and fails
-        that step rather than running over the limit.
+        A claim whose holder may still run is revoked: the holder's runtime is woken,
+        stops the step (it fails with ``LeaseLost``) and only then releases the
+        slots to the next waiter. If that runtime does not answer, the slots come
+        back when the lease runs out (a revoked claim is never renewed). A claim
+        whose holder process is gone (on this host) is freed at once.
         """
-        rows = await self._write(lambda conn: sql.release(conn, run_id, step_key))
-        return sum(row[3] for row in rows)
+        now = self.clock.time()
+        slots, wake = await self._write(
+            lambda conn: sql.revoke(conn, run_id, step_key, now)
+        )
+        self._wake(wake)
+        return slots
 
 
 def _pool_infos(
@@ -323,14 +404,16 @@ def _pool_infos(
 def _release_and_claim(
     run_id: str,
     step_key: str,
-    claims: list[tuple[str, str, tuple[str, ...], int]],
+    claims: list[tuple[str, str, tuple[str, ...], int, int]],
     owner: str,
     now: float,
     lease_s: float,
-) -> Callable[[sqlite3.Connection], list[sql.ClaimResult]]:
-    def write(conn: sqlite3.Connection) -> list[sql.ClaimResult]:
-        sql.release(conn, run_id, step_key)
-        return [
+) -> Callable[[sqlite3.Connection], tuple[list[sql.ClaimResult], frozenset[str]]]:
+    def write(
+        conn: sqlite3.Connection,
+    ) -> tuple[list[sql.ClaimResult], frozenset[str]]:
+        released = sql.release(conn, run_id, step_key)
+        results = [
             sql.claim(
                 conn,
                 run_id=claim_run,
@@ -340,8 +423,12 @@ def _release_and_claim(
                 owner=owner,
                 now=now,
                 lease_s=lease_s,
+                priority=priority,
             )
-            for claim_run, claim_step, pools, slots in claims
+            for claim_run, claim_step, pools, slots, priority in claims
         ]
+        freed = tuple(sorted({row[0] for row in released}))
+        wake = sql.line_heads(conn, freed, owner, now) if freed else frozenset()
+        return results, wake.union(*(r.wake for r in results))
 
     return write

@@ -2,13 +2,25 @@
 
 A claim re-reads every named pool's effective limit and the sum of its unexpired
 claims inside one ``BEGIN IMMEDIATE`` transaction, so no two processes sharing the
-file can exceed a limit together.
+file can exceed a limit together. It also reads the pool's line (``pending_steps``
+of live processes, by priority then arrival): a claim goes through only for a step
+nobody in any process waits ahead of, so one line serves every process.
+
+Every grant of a pool takes the pool's next fencing token. A claim freed by hand
+while its holder may run is revoked, not deleted: it keeps counting until its
+holder stops the step and releases it, or until its lease runs out (a revoked
+claim is never renewed).
+
+Transactions that may let another process's waiter in return that process's
+owner id (``wake``): the caller wakes it once the transaction committed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from rivers._liveness import STALE_AFTER_S, owner_is_alive
 
 if TYPE_CHECKING:
     import sqlite3
@@ -22,6 +34,9 @@ __all__ = (
     "reclaim_expired",
     "release",
     "renew",
+    "revoke",
+    "revoked_claims",
+    "waiting_owners",
 )
 
 
@@ -42,6 +57,12 @@ class ClaimResult:
     views: tuple[PoolView, ...]
     lease_expires_at: float | None
     reclaimed: tuple[tuple[str, str, str, int, str], ...] = ()
+    behind: tuple[tuple[str, int], ...] = ()
+    """Refused for the line: (pool, priority of the other process's waiter ahead)."""
+    tokens: tuple[int, ...] = ()
+    """Granted: the fencing token of each pool, in the order of ``views``."""
+    wake: frozenset[str] = frozenset()
+    """Owners (other processes) whose waiters may claim now."""
 
 
 def effective_limit(conn: sqlite3.Connection, pool: str) -> int | None:
@@ -80,8 +101,13 @@ def claim(
     owner: str,
     now: float,
     lease_s: float,
+    priority: int = 0,
 ) -> ClaimResult:
-    """Claim ``slots`` in every pool, or none of them (inside a transaction)."""
+    """Claim ``slots`` in every pool, or none of them (inside a transaction).
+
+    Refused when a pool is full, or when a live waiter of another process stands
+    ahead of this step in a pool's line (``behind``).
+    """
     for pool in pools:
         conn.execute(
             "INSERT INTO pools (name, updated_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -102,25 +128,107 @@ def claim(
             view.limit == 0 or view.claimed + slots > view.limit
         ):
             return ClaimResult(False, views, None, reclaimed)
+    behind = _ahead_elsewhere(conn, pools, run_id, step_key, owner, priority, now)
+    if behind:
+        return ClaimResult(False, views, None, reclaimed, behind=behind)
     expires = now + lease_s
+    tokens = tuple(
+        conn.execute(
+            "UPDATE pools SET last_token = last_token + 1 WHERE name = ? "
+            "RETURNING last_token",
+            (pool,),
+        ).fetchone()[0]
+        for pool in pools
+    )
     conn.executemany(
         "INSERT OR REPLACE INTO pool_claims "
-        "(pool, run_id, step_key, slots, owner, claimed_at, lease_expires_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(pool, run_id, step_key, slots, owner, now, expires) for pool in pools],
+        "(pool, run_id, step_key, slots, owner, claimed_at, lease_expires_at, token) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (pool, run_id, step_key, slots, owner, now, expires, token)
+            for pool, token in zip(pools, tokens, strict=True)
+        ],
     )
     conn.execute(
         "DELETE FROM pending_steps WHERE run_id = ? AND step_key = ?",
         (run_id, step_key),
     )
     granted = tuple(PoolView(v.pool, v.limit, v.claimed + slots) for v in views)
-    return ClaimResult(True, granted, expires, reclaimed)
+    roomy = tuple(v.pool for v in granted if v.limit is None or v.claimed < v.limit)
+    wake = line_heads(conn, roomy, owner, now) if roomy else frozenset()
+    return ClaimResult(True, granted, expires, reclaimed, tokens=tokens, wake=wake)
+
+
+_LIVE = (
+    "EXISTS (SELECT 1 FROM processes p WHERE p.owner = s.owner AND p.heartbeat_at > ?)"
+)
+
+
+def _ahead_elsewhere(
+    conn: sqlite3.Connection,
+    pools: tuple[str, ...],
+    run_id: str,
+    step_key: str,
+    owner: str,
+    priority: int,
+    now: float,
+) -> tuple[tuple[str, int], ...]:
+    """Return (pool, priority) of another process's live waiter ahead in each line.
+
+    A step that waits is placed by its pending row; one that does not is a
+    newcomer (arriving now). Waiters of this process are ordered by its own
+    PoolManager, which never lets a step overtake a local waiter.
+    """
+    row = conn.execute(
+        "SELECT priority, enqueued_at FROM pending_steps "
+        "WHERE run_id = ? AND step_key = ? LIMIT 1",
+        (run_id, step_key),
+    ).fetchone()
+    mine, arrived = (priority, now) if row is None else (row[0], row[1])
+    behind = []
+    for pool in pools:
+        ahead = conn.execute(
+            "SELECT s.priority FROM pending_steps s WHERE s.pool = ? AND s.owner != ? "
+            "AND (s.priority > ? OR (s.priority = ? AND s.enqueued_at < ?)) "
+            f"AND {_LIVE} ORDER BY s.priority DESC LIMIT 1",
+            (pool, owner, mine, mine, arrived, now - STALE_AFTER_S),
+        ).fetchone()
+        if ahead is not None:
+            behind.append((pool, ahead[0]))
+    return tuple(behind)
+
+
+def line_heads(
+    conn: sqlite3.Connection, pools: tuple[str, ...], owner: str, now: float
+) -> frozenset[str]:
+    """Return the other live owners whose waiters lead the lines of ``pools``."""
+    heads = set()
+    for pool in pools:
+        row = conn.execute(
+            f"SELECT s.owner FROM pending_steps s WHERE s.pool = ? AND {_LIVE} "
+            "ORDER BY s.priority DESC, s.enqueued_at LIMIT 1",
+            (pool, now - STALE_AFTER_S),
+        ).fetchone()
+        if row is not None and row[0] != owner:
+            heads.add(row[0])
+    return frozenset(heads)
+
+
+def waiting_owners(conn: sqlite3.Connection, pool: str) -> frozenset[str]:
+    """Return every owner with a step waiting for ``pool``."""
+    rows = conn.execute(
+        "SELECT DISTINCT owner FROM pending_steps WHERE pool = ?", (pool,)
+    )
+    return frozenset(row[0] for row in rows)
 
 
 def release(
     conn: sqlite3.Connection, run_id: str, step_key: str | None
 ) -> list[tuple[str, str, str, int, float]]:
-    """Delete claims (and pending rows); return (pool, run, step, slots, claimed_at)."""
+    """Delete claims (and pending rows); return (pool, run, step, slots, claimed_at).
+
+    For the holder's own release only: ``revoke`` frees another's claim.
+    """
     params: tuple[str, ...]
     if step_key is None:
         where, params = "run_id = ?", (run_id,)
@@ -144,13 +252,15 @@ def renew(
 ) -> set[tuple[str, str]]:
     """Extend the unexpired leases of ``keys``; return the keys that were renewed.
 
-    An expired lease is not revived: other processes already stopped counting it.
+    An expired lease is not revived: other processes already stopped counting it;
+    nor is a revoked one: its holder must stop.
     """
     renewed: set[tuple[str, str]] = set()
     for run_id, step_key in keys:
         changed = conn.execute(
             "UPDATE pool_claims SET lease_expires_at = ? "
-            "WHERE run_id = ? AND step_key = ? AND owner = ? AND lease_expires_at > ?",
+            "WHERE run_id = ? AND step_key = ? AND owner = ? AND lease_expires_at > ? "
+            "AND revoked_at IS NULL",
             (now + lease_s, run_id, step_key, owner, now),
         ).rowcount
         if changed:
@@ -168,3 +278,58 @@ def reclaim_expired(
         (now,),
     ).fetchall()
     return [tuple(row) for row in rows]
+
+
+def revoke(
+    conn: sqlite3.Connection, run_id: str, step_key: str | None, now: float
+) -> tuple[int, frozenset[str]]:
+    """Free claims by hand; return (slots freed or revoked, owners to wake).
+
+    A claim whose holder is certainly gone (its process ended, on this host) or
+    whose lease already ran out is deleted. Any other claim is revoked: it keeps
+    counting until its holder stops the step and releases it, or until its lease
+    runs out. The holders, and the waiters the deleted claims let in, are woken.
+    Pending rows of the run (or step) are deleted, as by a release.
+    """
+    params: tuple[str, ...] = (run_id,) if step_key is None else (run_id, step_key)
+    and_step = "" if step_key is None else " AND step_key = ?"
+    and_c_step = "" if step_key is None else " AND c.step_key = ?"
+    rows = conn.execute(
+        "SELECT c.pool, c.step_key, c.slots, c.owner, c.lease_expires_at, "
+        "p.heartbeat_at FROM pool_claims c LEFT JOIN processes p ON p.owner = c.owner "
+        f"WHERE c.run_id = ?{and_c_step}",
+        params,
+    ).fetchall()
+    conn.execute(f"DELETE FROM pending_steps WHERE run_id = ?{and_step}", params)
+    slots = 0
+    holders: set[str] = set()
+    freed: set[str] = set()
+    for pool, step, count, owner, expires, heartbeat_at in rows:
+        key = (pool, run_id, step)
+        if expires > now and owner_is_alive(owner, heartbeat_at, now, STALE_AFTER_S):
+            conn.execute(
+                "UPDATE pool_claims SET revoked_at = ? "
+                "WHERE pool = ? AND run_id = ? AND step_key = ? AND revoked_at IS NULL",
+                (now, *key),
+            )
+            holders.add(owner)
+        else:
+            conn.execute(
+                "DELETE FROM pool_claims WHERE pool = ? AND run_id = ? AND step_key = ?",
+                key,
+            )
+            freed.add(pool)
+        if expires > now:
+            slots += count
+    wake = holders | line_heads(conn, tuple(sorted(freed)), "", now)
+    return slots, frozenset(wake)
+
+
+def revoked_claims(conn: sqlite3.Connection, owner: str) -> set[tuple[str, str]]:
+    """Return the (run, step) of ``owner``'s claims that were revoked."""
+    rows = conn.execute(
+        "SELECT run_id, step_key FROM pool_claims "
+        "WHERE owner = ? AND revoked_at IS NOT NULL",
+        (owner,),
+    )
+    return {(row[0], row[1]) for row in rows}

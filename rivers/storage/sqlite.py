@@ -143,6 +143,7 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
         if self._closed:
             return
         self._closed = True
+        self._close_wakes()
         if self._inline is not None:
             self._inline.close()
             self._inline = None

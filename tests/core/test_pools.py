@@ -29,6 +29,38 @@ def test_a_large_claim_at_the_head_is_not_overtaken_by_small_ones() -> None:
     assert [w.key for w in state.grants()] == [("r", "big")]
 
 
+def test_a_lowered_limit_drops_only_the_waiters_that_can_never_fit() -> None:
+    state = PoolState(limits={"a": 2}, claimed={"a": 1})
+    state.add(("r", "big"), ("a",), 2, priority=0)
+    state.add(("r", "small"), ("a",), 1, priority=0)
+    assert state.drop_impossible() == []
+    state.observe("a", 1, 1)
+    assert [w.key for w in state.drop_impossible()] == [("r", "big")]
+    assert list(state.waiters) == [("r", "small")]
+    assert state.drop_impossible() == []  # only pools whose limit changed
+
+
+def test_a_limit_of_zero_pauses_rather_than_fails() -> None:
+    state = PoolState(limits={"a": 2})
+    state.add(("r", "big"), ("a",), 2, priority=0)
+    state.observe("a", 0, 0)
+    assert state.drop_impossible() == []
+    assert state.grants() == []
+    state.observe("a", 0, 2)
+    assert [w.key for w in state.grants()] == [("r", "big")]
+
+
+def test_a_line_led_elsewhere_holds_back_everyone_not_above_its_head() -> None:
+    state = PoolState(limits={"a": 1})
+    state.add(("r", "low"), ("a",), 1, priority=3)
+    state.observe_behind("a", 5)
+    assert state.grants() == []
+    assert not state.may_claim_now(("a",), 1, priority=5)
+    assert state.may_claim_now(("a",), 1, priority=6)
+    state.observe("a", 0, 1)  # a fresh view of the pool forgets it
+    assert [w.key for w in state.grants()] == [("r", "low")]
+
+
 def test_multiple_pools_are_claimed_all_or_nothing() -> None:
     state = PoolState(limits={"a": 1, "b": 1}, claimed={"b": 1})
     state.add(("r", "both"), ("a", "b"), 1, priority=0)

@@ -118,7 +118,7 @@ async def test_release_and_claim_now_writes_nothing_while_another_writer_holds_t
             handed = storage.release_and_claim_now(
                 run_id="r",
                 step_key="holder",
-                claims=[("r", "next", ("db",), 1)],
+                claims=[("r", "next", ("db",), 1, 0)],
                 owner="me",
                 lease_s=30,
             )
@@ -131,7 +131,7 @@ async def test_release_and_claim_now_writes_nothing_while_another_writer_holds_t
         handed = storage.release_and_claim_now(
             run_id="r",
             step_key="holder",
-            claims=[("r", "next", ("db",), 1)],
+            claims=[("r", "next", ("db",), 1, 0)],
             owner="me",
             lease_s=30,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -16,6 +17,8 @@ import anyio
 import pytest
 
 import rivers as rs
+from rivers._clock import ManualClock
+from rivers._ids import this_owner
 from rivers.messages import (
     EventBody,
     RunFailed,
@@ -688,3 +691,62 @@ async def test_a_write_to_a_database_locked_too_long_names_the_lock(
     # Once the lock is gone, writes work again.
     assert await storage.create_run(_new_run("after")) is not None
     assert await storage.get_run("blocked") is None
+
+
+async def _claim(storage: SqliteStorage, step: str, owner: str) -> bool:
+    result = await storage.claim_pool_slots(
+        run_id="r", step_key=step, pools=("db",), slots=1, owner=owner, lease_s=60
+    )
+    return result.granted
+
+
+async def test_freeing_a_live_holders_claim_revokes_it_until_the_lease_ends(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(T0)
+    me = this_owner()  # a live process on this host, but no runtime answers
+    async with rs.open_storage(tmp_path / "s.db", clock=clock) as storage:
+        await storage.set_pool_limit("db", 1)
+        assert await _claim(storage, "held", me)
+        assert await storage.free_pool_slots("r", "held") == 1
+        assert await storage.get_revoked_claims(me) == {("r", "held")}
+        # Still counted: the holder must stop before anyone else gets the slot.
+        assert (await storage.get_pool_info("db")).claimed_slots == 1
+        assert not await _claim(storage, "next", me)
+        clock.advance(30)
+        assert await storage.renew_leases(me, [("r", "held")], 60) == set()
+        clock.advance(31)  # the lease, never renewed, ran out
+        assert await _claim(storage, "next", me)
+
+
+async def test_freeing_a_claim_whose_process_is_gone_frees_it_at_once(
+    tmp_path: Path,
+) -> None:
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # its pid is free now: the owner id names a process that is gone
+    gone = f"{socket.gethostname()}:{ended.pid}:0"
+    async with rs.open_storage(tmp_path / "s.db") as storage:
+        await storage.set_pool_limit("db", 1)
+        assert await _claim(storage, "held", gone)
+        assert await storage.free_pool_slots("r") == 1
+        assert (await storage.get_pool_info("db")).claimed_slots == 0
+        assert await _claim(storage, "next", this_owner())
+
+
+async def test_every_grant_of_a_pool_takes_a_larger_fencing_token(
+    tmp_path: Path,
+) -> None:
+    async with rs.open_storage(tmp_path / "s.db") as storage:
+        tokens = []
+        for step in ("a", "b", "c"):
+            result = await storage.claim_pool_slots(
+                run_id="r",
+                step_key=step,
+                pools=("db", "api"),
+                slots=1,
+                owner=this_owner(),
+                lease_s=60,
+            )
+            tokens.append(result.tokens)
+            await storage.release_pool_slots("r", step)
+    assert tokens == [(1, 1), (2, 2), (3, 3)]

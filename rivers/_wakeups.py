@@ -1,0 +1,105 @@
+"""Wake-ups between the processes that share one storage file.
+
+Each runtime listens on a UNIX datagram socket whose path is derived from the
+storage file and its owner id (``host:pid:start``), so any process that knows an
+owner from a storage row can wake it without a lookup. A wake-up carries nothing:
+it tells the receiver to re-read the pools from storage now rather than at its next
+safety check. Sending never blocks and never fails the sender (a process that is
+gone, on another host, or run by another user simply is not woken and finds out at
+its next check). Where UNIX sockets are missing, nothing is sent or received.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+import tempfile
+from typing import TYPE_CHECKING
+
+import anyio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from pathlib import Path
+
+    from anyio.abc import TaskStatus
+
+__all__ = ("WakeSender", "listen", "wake_path")
+
+_SUPPORTED = hasattr(socket, "AF_UNIX") and hasattr(os, "getuid")
+
+
+def wake_path(storage: Path, owner: str) -> str | None:
+    """Return the socket path of ``owner``'s runtime on ``storage`` (None: unsupported)."""
+    if not _SUPPORTED:
+        return None
+    digest = hashlib.sha256(f"{storage}\0{owner}".encode()).hexdigest()[:24]
+    folder = os.path.join(tempfile.gettempdir(), f"rivers-{os.getuid()}")
+    return os.path.join(folder, f"{digest}.sock")
+
+
+class WakeSender:
+    """Sends wake-ups to the runtimes of one storage (never blocks, never raises)."""
+
+    def __init__(self, storage: Path) -> None:
+        self._storage = storage
+        self._socket: socket.socket | None = None
+
+    def wake(self, owners: Iterable[str]) -> None:
+        """Wake each owner's runtime, if it listens."""
+        for owner in owners:
+            path = wake_path(self._storage, owner)
+            if path is None:
+                return
+            if self._socket is None:
+                self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._socket.setblocking(False)
+            with contextlib.suppress(
+                OSError
+            ):  # gone, not listening, or its buffer full
+                self._socket.sendto(b"w", path)
+
+    def close(self) -> None:
+        """Close the sending socket."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+
+async def listen(
+    storage: Path,
+    owner: str,
+    on_wake: Callable[[], None],
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Call ``on_wake`` for every wake-up sent to ``owner`` until cancelled.
+
+    Without UNIX sockets, or if the socket cannot be made, it only reports started
+    and waits: the caller's safety checks still run.
+    """
+    path = wake_path(storage, owner)
+    if path is None:
+        task_status.started()
+        await anyio.sleep_forever()
+        return
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # stale, or another runtime of this process on this file
+        receiver = await anyio.create_unix_datagram_socket(local_path=path)
+    except OSError:
+        task_status.started()
+        await anyio.sleep_forever()
+        return
+    try:
+        task_status.started()
+        async with receiver:
+            while True:
+                await receiver.receive()
+                on_wake()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)

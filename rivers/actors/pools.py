@@ -59,9 +59,10 @@ class Claim:
     """Slots a step holds in each of its pools until it releases them."""
 
     __slots__ = (
+        "_expires_at",
         "_on_lost",
+        "_token",
         "claimed_at",
-        "lease",
         "lost",
         "lost_reason",
         "pools",
@@ -78,15 +79,16 @@ class Claim:
         pools: tuple[str, ...],
         slots: int,
         at: float,
-        lease: PoolLease | None = None,
+        token: int | None = None,
+        expires_at: float | None = None,
     ) -> None:
         self.run_id = run_id
         self.step_key = step_key
         self.pools = pools
         self.slots = slots
         self.claimed_at = at
-        self.lease = lease
-        """The first pool's grant: its fencing token and lease end."""
+        self._token = token
+        self._expires_at = expires_at
         self.lost = False
         self.lost_reason: str | None = None
         self.revoked = False
@@ -96,6 +98,18 @@ class Claim:
     def key(self) -> tuple[str, str]:
         """(run id, step key)."""
         return (self.run_id, self.step_key)
+
+    @property
+    def lease(self) -> PoolLease | None:
+        """The first pool's grant: its fencing token and lease end (at the grant)."""
+        if self._token is None or self._expires_at is None:
+            return None
+        return PoolLease(
+            token=self._token,
+            pool=self.pools[0],
+            slots=self.slots,
+            expires_at=datetime.fromtimestamp(self._expires_at, UTC),
+        )
 
     def cancel_on_loss(self, scope: anyio.CancelScope) -> None:
         """Cancel ``scope`` when the claim is lost (at once if it already is).
@@ -386,15 +400,15 @@ class PoolManager:
         slots: int,
         result: ClaimResult,
     ) -> Claim:
-        lease = None
-        if result.tokens and result.lease_expires_at is not None:
-            lease = PoolLease(
-                token=result.tokens[0],
-                pool=pools[0],
-                slots=slots,
-                expires_at=datetime.fromtimestamp(result.lease_expires_at, UTC),
-            )
-        claim = Claim(run_id, step_key, pools, slots, self._clock.monotonic(), lease)
+        claim = Claim(
+            run_id,
+            step_key,
+            pools,
+            slots,
+            self._clock.monotonic(),
+            result.tokens[0] if result.tokens else None,
+            result.lease_expires_at,
+        )
         self._claims[claim.key] = claim
         return claim
 

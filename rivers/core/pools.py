@@ -221,6 +221,8 @@ class PoolState:
 
         Only pools whose limit changed since the last call are looked at.
         """
+        if not self._resized:
+            return []
         resized, self._resized = self._resized, set()
         doomed: dict[tuple[str, str], Waiter] = {}
         for pool in resized:

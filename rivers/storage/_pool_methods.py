@@ -412,7 +412,7 @@ def _release_and_claim(
     def write(
         conn: sqlite3.Connection,
     ) -> tuple[list[sql.ClaimResult], frozenset[str]]:
-        released = sql.release(conn, run_id, step_key)
+        released = sql.release(conn, run_id, step_key, pending=False)
         results = [
             sql.claim(
                 conn,

@@ -6,7 +6,8 @@ file can exceed a limit together. It also reads the pool's line (``pending_steps
 of live processes, by priority then arrival): a claim goes through only for a step
 nobody in any process waits ahead of, so one line serves every process.
 
-Every grant of a pool takes the pool's next fencing token. A claim freed by hand
+Every claim attempt on a pool takes the pool's next fencing token, so every grant
+has a larger token than the grants before it. A claim freed by hand
 while its holder may run is revoked, not deleted: it keeps counting until its
 holder stops the step and releases it, or until its lease runs out (a revoked
 claim is never renewed).
@@ -49,7 +50,7 @@ class PoolView:
     claimed: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClaimResult:
     """Whether a claim was written, what each pool looked like, and the lease end."""
 
@@ -80,15 +81,10 @@ def pool_views(
     conn: sqlite3.Connection, pools: tuple[str, ...], now: float
 ) -> tuple[PoolView, ...]:
     """Return each pool's limit and unexpired claimed slots."""
-    views = []
-    for pool in pools:
-        claimed = conn.execute(
-            "SELECT COALESCE(SUM(slots), 0) FROM pool_claims "
-            "WHERE pool = ? AND lease_expires_at > ?",
-            (pool, now),
-        ).fetchone()[0]
-        views.append(PoolView(pool, effective_limit(conn, pool), claimed))
-    return tuple(views)
+    return tuple(
+        PoolView(pool, effective_limit(conn, pool), _claimed(conn, pool, now))
+        for pool in pools
+    )
 
 
 def claim(
@@ -108,11 +104,20 @@ def claim(
     Refused when a pool is full, or when a live waiter of another process stands
     ahead of this step in a pool's line (``behind``).
     """
+    # Each attempt takes the pools' next fencing tokens (a refused one leaves a
+    # gap) and reads their limits: one statement per pool, which also creates a
+    # pool seen for the first time.
+    tokens: list[int] = []
+    limits: list[int | None] = []
     for pool in pools:
-        conn.execute(
-            "INSERT INTO pools (name, updated_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        token, override, declared = conn.execute(
+            "INSERT INTO pools (name, updated_at, last_token) VALUES (?, ?, 1) "
+            "ON CONFLICT (name) DO UPDATE SET last_token = last_token + 1 "
+            "RETURNING last_token, override_limit, declared_limit",
             (pool, now),
-        )
+        ).fetchone()
+        tokens.append(token)
+        limits.append(override if override is not None else declared)
     marks = ", ".join("?" * len(pools))
     reclaimed: tuple[tuple[str, str, str, int, str], ...] = tuple(
         (row[0], row[1], row[2], row[3], row[4])
@@ -122,24 +127,27 @@ def claim(
             (*pools, now),
         )
     )
-    views = pool_views(conn, pools, now)
+    views = tuple(
+        PoolView(pool, limit, _claimed(conn, pool, now))
+        for pool, limit in zip(pools, limits, strict=True)
+    )
     for view in views:
         if view.limit is not None and (
             view.limit == 0 or view.claimed + slots > view.limit
         ):
             return ClaimResult(False, views, None, reclaimed)
-    behind = _ahead_elsewhere(conn, pools, run_id, step_key, owner, priority, now)
-    if behind:
-        return ClaimResult(False, views, None, reclaimed, behind=behind)
-    expires = now + lease_s
-    tokens = tuple(
+    # The common case, nobody waiting for these pools, costs one lookup.
+    waiting = (
         conn.execute(
-            "UPDATE pools SET last_token = last_token + 1 WHERE name = ? "
-            "RETURNING last_token",
-            (pool,),
-        ).fetchone()[0]
-        for pool in pools
+            f"SELECT 1 FROM pending_steps WHERE pool IN ({marks}) LIMIT 1", pools
+        ).fetchone()
+        is not None
     )
+    if waiting:
+        behind = _ahead_elsewhere(conn, pools, run_id, step_key, owner, priority, now)
+        if behind:
+            return ClaimResult(False, views, None, reclaimed, behind=behind)
+    expires = now + lease_s
     conn.executemany(
         "INSERT OR REPLACE INTO pool_claims "
         "(pool, run_id, step_key, slots, owner, claimed_at, lease_expires_at, token) "
@@ -149,14 +157,27 @@ def claim(
             for pool, token in zip(pools, tokens, strict=True)
         ],
     )
-    conn.execute(
-        "DELETE FROM pending_steps WHERE run_id = ? AND step_key = ?",
-        (run_id, step_key),
-    )
     granted = tuple(PoolView(v.pool, v.limit, v.claimed + slots) for v in views)
-    roomy = tuple(v.pool for v in granted if v.limit is None or v.claimed < v.limit)
-    wake = line_heads(conn, roomy, owner, now) if roomy else frozenset()
-    return ClaimResult(True, granted, expires, reclaimed, tokens=tokens, wake=wake)
+    wake: frozenset[str] = frozenset()
+    if waiting:
+        conn.execute(
+            "DELETE FROM pending_steps WHERE run_id = ? AND step_key = ?",
+            (run_id, step_key),
+        )
+        roomy = tuple(v.pool for v in granted if v.limit is None or v.claimed < v.limit)
+        wake = line_heads(conn, roomy, owner, now) if roomy else frozenset()
+    return ClaimResult(
+        True, granted, expires, reclaimed, tokens=tuple(tokens), wake=wake
+    )
+
+
+def _claimed(conn: sqlite3.Connection, pool: str, now: float) -> int:
+    claimed: int = conn.execute(
+        "SELECT COALESCE(SUM(slots), 0) FROM pool_claims "
+        "WHERE pool = ? AND lease_expires_at > ?",
+        (pool, now),
+    ).fetchone()[0]
+    return claimed
 
 
 _LIVE = (
@@ -223,11 +244,17 @@ def waiting_owners(conn: sqlite3.Connection, pool: str) -> frozenset[str]:
 
 
 def release(
-    conn: sqlite3.Connection, run_id: str, step_key: str | None
+    conn: sqlite3.Connection,
+    run_id: str,
+    step_key: str | None,
+    *,
+    pending: bool = True,
 ) -> list[tuple[str, str, str, int, float]]:
     """Delete claims (and pending rows); return (pool, run, step, slots, claimed_at).
 
-    For the holder's own release only: ``revoke`` frees another's claim.
+    For the holder's own release only: ``revoke`` frees another's claim. A step
+    that held its claim has no pending row (the grant deleted it): its release may
+    pass ``pending=False``.
     """
     params: tuple[str, ...]
     if step_key is None:
@@ -239,7 +266,8 @@ def release(
         "RETURNING pool, run_id, step_key, slots, claimed_at",
         params,
     ).fetchall()
-    conn.execute(f"DELETE FROM pending_steps WHERE {where}", params)
+    if pending:
+        conn.execute(f"DELETE FROM pending_steps WHERE {where}", params)
     return [tuple(row) for row in rows]
 
 

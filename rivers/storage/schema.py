@@ -126,7 +126,6 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE pools ADD COLUMN last_token INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE pool_claims ADD COLUMN token INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE pool_claims ADD COLUMN revoked_at REAL;
-    CREATE INDEX pool_claims_revoked ON pool_claims (owner, revoked_at);
     CREATE INDEX pending_steps_line ON pending_steps (pool, priority, enqueued_at);
     """,
 )

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, final
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, final
 
 from rivers.messages import EventBody, StepLogged
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
-    from datetime import datetime
+    from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ("PoolLease", "StepContext", "StepLog")
 
@@ -85,6 +85,21 @@ class PoolLease:
     pool: str
     slots: int
     expires_at: datetime
+
+    def to_wire(self) -> tuple[int, str, int, float]:
+        """Return (token, pool, slots, epoch seconds): how it reaches a worker."""
+        return (self.token, self.pool, self.slots, self.expires_at.timestamp())
+
+    @classmethod
+    def from_wire(cls, wire: Sequence[Any]) -> PoolLease:
+        """Rebuild a lease from ``to_wire``'s tuple (or its JSON list)."""
+        token, pool, slots, expires = wire
+        return cls(
+            token=int(token),
+            pool=str(pool),
+            slots=int(slots),
+            expires_at=datetime.fromtimestamp(float(expires), UTC),
+        )
 
 
 @final

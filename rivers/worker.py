@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import ModuleType
 
+    from rivers.context import PoolLease
     from rivers.definitions.repository import CodeRepository
     from rivers.messages import EventBody
 
@@ -180,6 +181,7 @@ def run_step(
     run_id: str,
     attempt: int,
     run_tags: dict[str, str],
+    pool_lease: PoolLease | None = None,
 ) -> None:
     """Load the inputs, run the step, store its value."""
     import anyio
@@ -202,6 +204,7 @@ def run_step(
             run_tags=run_tags,
             attempt=attempt,
             log=StepLog(run_id, asset_name, _emit_log),
+            pool_lease=pool_lease,
         )
     if asset.is_async:
 
@@ -236,9 +239,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         tags = json.loads(os.environ.get("RIVERS_RUN_TAGS") or "{}")
         run_tags = {str(k): str(v) for k, v in dict(tags).items()}
+        from rivers.context import PoolLease
+
+        lease = os.environ.get("RIVERS_POOL_LEASE")
+        pool_lease = None if not lease else PoolLease.from_wire(json.loads(lease))
         loaded = load_location(args.module, args.file)
         repository = find_repository(loaded, args.attribute, args.asset)
-        run_step(repository, args.asset, args.run_id, args.attempt, run_tags)
+        run_step(
+            repository, args.asset, args.run_id, args.attempt, run_tags, pool_lease
+        )
     except _CannotLoad as exc:
         _report(exc, f"rivers.worker: {exc}")
         return EXIT_BAD_INVOCATION

@@ -88,6 +88,27 @@ def test_runs_the_step_and_stores_its_value_through_the_io_manager(
     assert records == [{"level": "INFO", "message": "tags {'team': 'core'}"}]
 
 
+def test_the_step_sees_the_pool_lease_its_job_carries(
+    write_module: WriteModule, capsys: pytest.CaptureFixture[str], rivers_home: Path
+) -> None:
+    name, path = write_module(
+        """
+        @rs.Asset(pool="db")
+        def leased(context: rs.StepContext) -> int:
+            lease = context.pool_lease
+            context.log.info("%s %s %s", lease.token, lease.pool, lease.slots)
+            return 1
+
+        repo = rs.CodeRepository([leased])
+        """
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RIVERS_POOL_LEASE", json.dumps([41, "db", 1, 2e9]))
+        assert _run(name, path, "leased") == 0
+    records = _records(capsys.readouterr().out)
+    assert records == [{"level": "INFO", "message": "41 db 1"}]
+
+
 def test_async_steps_run_on_an_event_loop(
     write_module: WriteModule, rivers_home: Path
 ) -> None:

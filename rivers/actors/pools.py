@@ -20,7 +20,6 @@ slots released. Revocations are looked for on every wake-up and every
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, final
 
@@ -104,11 +103,8 @@ class Claim:
         """The first pool's grant: its fencing token and lease end (at the grant)."""
         if self._token is None or self._expires_at is None:
             return None
-        return PoolLease(
-            token=self._token,
-            pool=self.pools[0],
-            slots=self.slots,
-            expires_at=datetime.fromtimestamp(self._expires_at, UTC),
+        return PoolLease.from_wire(
+            (self._token, self.pools[0], self.slots, self._expires_at)
         )
 
     def cancel_on_loss(self, scope: anyio.CancelScope) -> None:

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 import traceback
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rivers.executors._protocol import (
@@ -136,12 +135,7 @@ def worker_main(
                     log=StepLog(request.run_id, asset.name, emit),
                     pool_lease=None
                     if request.pool_lease is None
-                    else PoolLease(
-                        token=request.pool_lease[0],
-                        pool=request.pool_lease[1],
-                        slots=request.pool_lease[2],
-                        expires_at=datetime.fromtimestamp(request.pool_lease[3], UTC),
-                    ),
+                    else PoolLease.from_wire(request.pool_lease),
                 )
             value = asset.fn(**inputs)
             io_manager.store(asset.name, value)

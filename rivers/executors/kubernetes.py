@@ -61,6 +61,7 @@ from rivers.messages import StepLogged
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from rivers.context import PoolLease
     from rivers.definitions.asset import Asset
     from rivers.definitions.configs import KubernetesExecutor
     from rivers.executors._kube_api import ApiCallError, KubeApi
@@ -117,9 +118,18 @@ def step_job_manifest(
     attempt: int,
     run_tags: Mapping[str, str],
     location: CodeLocation,
+    pool_lease: PoolLease | None = None,
 ) -> dict[str, Any]:
     """Return the batch/v1 Job of one attempt of ``asset``, as ``launch`` creates it."""
     from rivers.storage import rivers_home
+
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "RIVERS_HOME": str(rivers_home()),
+        "RIVERS_RUN_TAGS": json.dumps(dict(run_tags), sort_keys=True),
+    }
+    if pool_lease is not None:
+        env["RIVERS_POOL_LEASE"] = json.dumps(pool_lease.to_wire())
 
     spec = JobSpec(
         name=job_name(run_id, asset.name, attempt),
@@ -128,11 +138,7 @@ def step_job_manifest(
         step_key=asset.name,
         attempt=attempt,
         location=location,
-        env={
-            "PYTHONUNBUFFERED": "1",
-            "RIVERS_HOME": str(rivers_home()),
-            "RIVERS_RUN_TAGS": json.dumps(dict(run_tags), sort_keys=True),
-        },
+        env=env,
         timeout_s=asset.timeout_s,
     )
     return job_manifest(spec, config)
@@ -181,6 +187,7 @@ class KubernetesLauncher:
             attempt=request.attempt,
             run_tags=request.run_tags,
             location=self._location(asset, request.io_manager),
+            pool_lease=request.pool_lease,
         )
         name = str(manifest["metadata"]["name"])
         api = await self._open(asset.name)

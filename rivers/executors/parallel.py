@@ -87,8 +87,8 @@ class ParallelLauncher:
             asset_digest=digest,
             io_manager=self._io_manager,
             pool_lease=None
-            if (lease := request.pool_lease) is None
-            else (lease.token, lease.pool, lease.slots, lease.expires_at.timestamp()),
+            if request.pool_lease is None
+            else request.pool_lease.to_wire(),
         )
 
         def on_log(log: TaskLog) -> None:

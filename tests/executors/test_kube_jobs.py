@@ -224,3 +224,26 @@ def test_job_manifest_needs_a_module_level_repository() -> None:
     loose = rs.Asset(lambda: 1, name="loose")
     with pytest.raises(rs.LaunchFailed, match="at module level"):
         PREVIEW_EXECUTOR.job_manifest(loose)
+
+
+def test_a_steps_job_carries_its_pool_lease(rivers_home: Path) -> None:
+    from datetime import UTC, datetime
+
+    from rivers.context import PoolLease
+    from rivers.executors.kubernetes import code_location, step_job_manifest
+
+    lease = PoolLease(
+        token=7, pool="db", slots=2, expires_at=datetime.fromtimestamp(1e9, UTC)
+    )
+    job = step_job_manifest(
+        PREVIEW_EXECUTOR,
+        preview_step,
+        run_id="r1",
+        attempt=1,
+        run_tags={},
+        location=code_location(preview_step, None),
+        pool_lease=lease,
+    )
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert PoolLease.from_wire(json.loads(env["RIVERS_POOL_LEASE"])) == lease

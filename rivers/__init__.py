@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
-from rivers.context import StepContext
+from rivers.context import PoolLease, StepContext
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
     Executor,
@@ -81,6 +81,7 @@ __all__ = (
     "NotFoundError",
     "PendingStep",
     "PoolInfo",
+    "PoolLease",
     "PoolTooSmall",
     "RetryPolicy",
     "RiversError",

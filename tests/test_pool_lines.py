@@ -23,7 +23,6 @@ import anyio
 import pytest
 
 import rivers as rs
-from rivers.context import PoolLease
 from rivers.storage.sqlite import SqliteStorage
 
 MEMBER = textwrap.dedent(
@@ -284,7 +283,7 @@ async def test_freeing_a_live_holder_stops_it_before_the_next_step_starts(
 
 
 async def test_fencing_tokens_increase_with_every_grant() -> None:
-    tokens: list[PoolLease | None] = []
+    tokens: list[rs.PoolLease | None] = []
 
     def make(index: int) -> rs.Asset[Any, Any]:
         async def body(context: rs.StepContext) -> None:

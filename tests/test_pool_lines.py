@@ -445,3 +445,26 @@ async def test_freeing_a_holder_in_this_process_stops_it_before_the_waiter_start
     errors = {type(r.error).__name__: str(r.error) for r in results if r.error}
     assert "revoked by hand" in errors["LeaseLost"]
     assert len(results) == 2
+
+
+async def test_a_pending_row_no_waiter_stands_behind_is_deleted() -> None:
+    # Left by a waiter whose clean-up failed: it would hold up every other
+    # process's steps behind it in the line.
+    @rs.Asset(pool="db")
+    async def step() -> None:
+        pass
+
+    repo = rs.CodeRepository([step], pool_limits={"db": 1})
+    async with rs.Runtime(repo) as rt:
+        await rt.storage.add_pending_step(
+            pools=("db",),
+            run_id="r",
+            step_key="gone",
+            slots=1,
+            priority=9,
+            owner=rt.owner,
+        )
+        with anyio.fail_after(5):
+            while (await rt.storage.get_pool_info("db")).pending_steps:
+                await anyio.sleep(0.05)
+        assert (await rt.materialize()).success

@@ -14,7 +14,9 @@ duration, from the event loop, never from user code. A claim whose lease is gone
 (reclaimed by a LeaseGC) or that was revoked (freed by hand) is marked lost; the
 step holding it is stopped and fails with ``LeaseLost``, and only then are its
 slots released. Revocations are looked for on every wake-up and every
-``REVOKE_CHECK_S`` while this process holds claims.
+``REVOKE_CHECK_S`` while this process holds claims; at the same pace, pending rows
+of this process that no waiter stands behind any more are deleted (others wait
+behind every row of the line).
 """
 
 from __future__ import annotations
@@ -470,9 +472,7 @@ class PoolManager:
         task_status.started()
         while True:
             now = self._clock.monotonic()
-            timeout = max(0.0, next_renew - now)
-            if self._claims:
-                timeout = min(timeout, max(0.0, next_check - now))
+            timeout = max(0.0, min(next_renew, next_check) - now)
             if self._state.waiters:
                 timeout = min(timeout, POLL_INTERVAL_S)
             woken = False
@@ -486,8 +486,11 @@ class PoolManager:
                 if now >= next_renew:
                     await self._renew()
                     next_renew = self._clock.monotonic() + renew_every
+                if now >= next_check:
+                    await self._forget_stale_pending()
                 if self._claims and (stale or now >= next_check):
                     await self._stop_revoked()
+                if now >= next_check:
                     next_check = self._clock.monotonic() + REVOKE_CHECK_S
                 if self._state.waiters:
                     if stale or not woken:
@@ -495,6 +498,16 @@ class PoolManager:
                     await self._grant_waiting()
             except StorageUnavailable as exc:
                 logger.warning("pool manager: %s", exc)
+
+    async def _forget_stale_pending(self) -> None:
+        """Delete this process's pending rows that no waiter stands behind.
+
+        Other processes wait behind every row of the line, so a row left by a
+        waiter whose clean-up failed (storage unavailable) must not stay.
+        """
+        rows = await self._storage.get_pending_of(self._owner)
+        for run_id, step_key in rows - set(self._granted):
+            await self._storage.remove_pending_step(run_id, step_key)
 
     async def _stop_revoked(self) -> None:
         revoked = await self._storage.get_revoked_claims(self._owner)

@@ -245,6 +245,18 @@ class PoolMethods:
 
         self._wake(await self._write(write))
 
+    async def get_pending_of(self, owner: str) -> set[tuple[str, str]]:
+        """Return the (run, step) of ``owner``'s steps recorded as waiting."""
+
+        def read(conn: sqlite3.Connection) -> set[tuple[str, str]]:
+            rows = conn.execute(
+                "SELECT DISTINCT run_id, step_key FROM pending_steps WHERE owner = ?",
+                (owner,),
+            )
+            return {(row[0], row[1]) for row in rows}
+
+        return await self._call(read)
+
     async def get_revoked_claims(self, owner: str) -> set[tuple[str, str]]:
         """Return the (run, step) of ``owner``'s claims that were revoked."""
         return await self._call(lambda conn: sql.revoked_claims(conn, owner))

@@ -51,9 +51,7 @@ def test_every_declared_dependency_is_locked_within_its_range() -> None:
         if req.marker is not None and not req.marker.evaluate(env):
             continue
         name = canonicalize_name(req.name)
-        assert name in pins, (
-            f"{req.name} is in pyproject.toml but not locked: run `make lock`"
-        )
+        assert name in pins, f"{req.name} is in pyproject.toml but not locked: run `make lock`"
         version, _ = pins[name]
         assert req.specifier.contains(version, prereleases=True), (
             f"{req.name}=={version} in {LOCK.name} is outside pyproject's {req.specifier}: "
@@ -65,9 +63,7 @@ def test_the_running_environment_is_the_locked_one() -> None:
     if sys.prefix == sys.base_prefix:
         # Outside a virtualenv the suite runs with whatever the machine has; the
         # README's `make test` and `.ci/run` always use .venv-dev.
-        print(
-            "not in a virtualenv: the installed versions are not compared with the lock"
-        )
+        print("not in a virtualenv: the installed versions are not compared with the lock")
         return
     wrong = []
     for name, (version, _) in _locked().items():

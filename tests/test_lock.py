@@ -50,6 +50,8 @@ def test_every_declared_dependency_is_locked_within_its_range() -> None:
         if req.marker is not None and not req.marker.evaluate():
             continue
         name = canonicalize_name(req.name)
+        if name == "rivers":
+            continue  # an extra that names another extra of rivers itself
         assert name in pins, (
             f"{req.name} is in pyproject.toml but not locked: run `make lock`"
         )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 
 from rivers._ids import new_run_id
+from rivers._signals import exit_for_signal
 from rivers.cli.loading import load_repository
 from rivers.cli.output import console
 from rivers.definitions.configs import RunBackendConfig
@@ -96,20 +97,28 @@ def daemon_command(
     module: str | None,
     attribute: str | None,
     grace_s: float,
-) -> None:
-    """Run the runtime (queue, pools, lease GC) until SIGINT or SIGTERM."""
+) -> NoReturn:
+    """Run the runtime (queue, pools, lease GC) until SIGINT or SIGTERM.
+
+    Either signal drains: no new runs, running ones get ``grace_s`` to end and are
+    then cancelled, slots released, workers stopped. The process then exits
+    128 + the signal's number (143 after SIGTERM, 130 after Ctrl-C).
+    """
     repository = load_repository(file, module, attribute)
     backend = _backend(state, repository)
 
-    async def serve() -> None:
+    async def serve() -> int:
         async with Runtime(repository, backend=backend) as runtime:
             out = console(stderr=True)
             out.print(
                 f"rivers daemon: serving repository {repository.name!r} on "
                 f"{resolve_storage_path(backend.storage)} (Ctrl-C to stop)"
             )
+            # While it serves, this receiver owns SIGTERM (run_sync's cancels at once).
+            stopped_by = signal.SIGTERM
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
+                    stopped_by = signum
                     out.print(
                         f"rivers daemon: {signal.Signals(signum).name}: no new runs "
                         f"admitted; waiting up to {grace_s:g}s for running runs"
@@ -117,5 +126,6 @@ def daemon_command(
                     break
             await runtime.drain(grace_s)
         out.print("rivers daemon: stopped")
+        return int(stopped_by)
 
-    run_sync(serve)
+    raise exit_for_signal(run_sync(serve))

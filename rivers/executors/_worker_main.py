@@ -19,6 +19,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from rivers._user_code import message_of
 from rivers.executors._protocol import (
     Shutdown,
     TaskDone,
@@ -160,7 +161,7 @@ def _failure(task_id: int, exc: BaseException, duration_s: float) -> TaskDone:
         ok=False,
         duration_s=duration_s,
         error_type=type(exc).__name__,
-        error_message=str(exc),
+        error_message=message_of(exc),
         traceback="".join(traceback.format_exception(exc)),
         exception=exception,
     )

@@ -86,7 +86,11 @@ def worker_main(
     if os.getppid() != parent_pid:  # the parent died before the worker started
         return
     _die_with_parent(parent_pid, stopped_limit_s)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Ctrl-C and SIGTERM are the parent's to handle, also when they reach the whole
+    # process group (a terminal, systemd's control group): it stops or drains its
+    # runs and kills this worker if its step must not finish.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import cloudpickle
 
     from rivers.context import StepContext, StepLog

@@ -30,7 +30,11 @@ import rivers as rs
 def holds() -> int:
     with open(os.environ["STEP_MARKER"], "w") as marker:
         marker.write(str(os.getpid()))
-    time.sleep(60)
+    go = os.environ["STEP_MARKER"] + ".go"
+    for _ in range(600):  # until the test says go, at most a minute
+        if os.path.exists(go):
+            return 1
+        time.sleep(0.1)
     return 1
 
 
@@ -142,6 +146,50 @@ def test_sigterm_drains_the_daemon_and_exits_143(tmp_path: Path) -> None:
     assert runs == [("CANCELED", "the runtime stopped")]
     assert claims == 0
     _assert_gone(worker)
+
+
+def test_sigterm_to_the_daemons_process_group_lets_running_steps_finish(
+    tmp_path: Path,
+) -> None:
+    # systemd (KillMode=control-group) and `kill -TERM -PGID` signal the workers
+    # too: they leave it to the daemon, which drains, so the step still finishes.
+    pipeline = _write_pipeline(tmp_path)
+    submitted = subprocess.run(
+        [sys.executable, "-m", "rivers", "submit", "-f", str(pipeline)],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "rivers", "daemon", "-f", str(pipeline)],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    marker = tmp_path / "step.pid"
+    try:
+        deadline = time.monotonic() + 60
+        while not (marker.exists() and marker.read_text()):
+            assert daemon.poll() is None, daemon.communicate()
+            assert time.monotonic() < deadline, "the step never started"
+            time.sleep(0.05)
+        os.killpg(daemon.pid, signal.SIGTERM)
+        # Pending in every process of the group before the step can see "go".
+        (tmp_path / "step.pid.go").touch()
+        _, rest = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 143, rest
+    runs, claims = _stored(tmp_path)
+    assert runs == [("SUCCESS", None)]
+    assert claims == 0
 
 
 def test_sigterm_cancels_repo_materialize_in_a_plain_script(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 _PIPELINE = """
 import os
@@ -72,9 +73,9 @@ def _start(tmp_path: Path, *argv: str) -> subprocess.Popen[str]:
 
 
 def _terminate_once_the_step_runs(
-    tmp_path: Path, process: subprocess.Popen[str]
+    tmp_path: Path, process: subprocess.Popen[str], signum: int = signal.SIGTERM
 ) -> tuple[int, str, str, int]:
-    """Wait for the step's marker, send SIGTERM; return (code, stdout, stderr, worker)."""
+    """Wait for the step's marker, send ``signum``; return (code, out, err, worker)."""
     marker = tmp_path / "step.pid"
     deadline = time.monotonic() + 60
     while not (marker.exists() and marker.read_text()):
@@ -83,7 +84,7 @@ def _terminate_once_the_step_runs(
         time.sleep(0.05)
     worker = int(marker.read_text())
     assert psutil.pid_exists(worker)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     try:
         out, err = process.communicate(timeout=30)
     finally:
@@ -124,7 +125,12 @@ def test_sigterm_cancels_a_cli_materialize_and_exits_143(tmp_path: Path) -> None
     _assert_gone(worker)
 
 
-def test_sigterm_drains_the_daemon_and_exits_143(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)]
+)
+def test_sigterm_or_ctrl_c_drains_the_daemon_then_exits_128_plus_the_signal(
+    tmp_path: Path, signum: signal.Signals, code: int
+) -> None:
     pipeline = _write_pipeline(tmp_path)
     submitted = subprocess.run(
         [sys.executable, "-m", "rivers", "submit", "-f", str(pipeline)],
@@ -138,10 +144,10 @@ def test_sigterm_drains_the_daemon_and_exits_143(tmp_path: Path) -> None:
     process = _start(
         tmp_path, "-m", "rivers", "daemon", "-f", str(pipeline), "--grace", "0.2"
     )
-    code, _, err, worker = _terminate_once_the_step_runs(tmp_path, process)
-    assert code == 143, err
+    exit_code, _, err, worker = _terminate_once_the_step_runs(tmp_path, process, signum)
+    assert exit_code == code, err
     assert "Traceback" not in err
-    assert "SIGTERM: no new runs admitted" in err
+    assert f"{signum.name}: no new runs admitted" in err
     runs, claims = _stored(tmp_path)
     assert runs == [("CANCELED", "the runtime stopped")]
     assert claims == 0

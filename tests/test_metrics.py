@@ -263,7 +263,7 @@ async def test_a_live_daemon_is_scraped_over_loopback_during_a_run(
         refused.value.close()
     finally:
         daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=30) == 0, log.read_text()
+        assert daemon.wait(timeout=30) == 143, log.read_text()  # 128 + SIGTERM
     assert f"metrics at http://127.0.0.1:{port}/metrics" in log.read_text()
 
 

@@ -19,6 +19,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from rivers._user_code import message_of
 from rivers.executors._protocol import (
     Shutdown,
     TaskDone,
@@ -85,7 +86,11 @@ def worker_main(
     if os.getppid() != parent_pid:  # the parent died before the worker started
         return
     _die_with_parent(parent_pid, stopped_limit_s)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Ctrl-C and SIGTERM are the parent's to handle, also when they reach the whole
+    # process group (a terminal, systemd's control group): it stops or drains its
+    # runs and kills this worker if its step must not finish.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import cloudpickle
 
     from rivers.context import StepContext, StepLog
@@ -160,7 +165,7 @@ def _failure(task_id: int, exc: BaseException, duration_s: float) -> TaskDone:
         ok=False,
         duration_s=duration_s,
         error_type=type(exc).__name__,
-        error_message=str(exc),
+        error_message=message_of(exc),
         traceback="".join(traceback.format_exception(exc)),
         exception=exception,
     )

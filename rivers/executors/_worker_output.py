@@ -1,20 +1,23 @@
 """What a step in a worker process writes to stdout and stderr, sent to the parent.
 
-The worker's file descriptors 1 and 2 are pipes read by two threads here, so
-nothing a step writes (``print``, logging, a C library, a child process) lands on
-the user's terminal beside the parent's live display. Each line becomes a
-``TaskLog`` with its stream; the parent prints it through its own stdout or stderr
-and records it as a ``STEP_LOG`` event. Output written between steps (a thread the
-step left behind) goes to the worker's original stream instead.
+The worker's file descriptors 1 and 2 are pipes, so nothing a step writes
+(``print``, logging, a C library, a child process) lands on the user's terminal
+beside the parent's live display. Each line becomes a ``TaskLog`` with its stream;
+the parent prints it through its own stdout or stderr and records it as a
+``STEP_LOG`` event. Output written between steps (a thread the step left behind)
+goes to the worker's original stream instead.
 
-At the end of a step the worker writes a marker into each pipe and waits until
-its reader has passed it, so every line of the step is sent before its reply.
+A thread per pipe forwards lines while the step runs (a chatty step never fills a
+pipe). At the end of the step the worker reads what is left itself, holding the
+threads' locks, so every line of the step is sent before its reply without
+waiting for another thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import sys
 import threading
 from typing import TYPE_CHECKING, final
@@ -26,26 +29,28 @@ if TYPE_CHECKING:
 
 __all__ = ("CapturedOutput",)
 
-_MARKER = b"\x00rivers:end-of-step\x00"
+_READ_SIZE = 65536
 _MAX_LINE = 64 * 1024
 """A longer run of bytes without a newline is sent as a line of its own."""
-SYNC_TIMEOUT_S = 5.0
-"""How long the end of a step waits for a reader (a step may have taken its fd)."""
 _LEVELS = {"stdout": "INFO", "stderr": "WARNING"}
 
 
 @final
 class _Stream:
-    __slots__ = ("fd", "name", "original", "passed", "read_fd")
+    """One captured descriptor: its pipe, its unfinished line, the original."""
+
+    __slots__ = ("lock", "name", "original", "pending", "read_fd")
 
     def __init__(self, fd: int, name: str) -> None:
-        self.fd = fd
         self.name = name
         self.original = os.dup(fd)
         self.read_fd, write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
         os.dup2(write_fd, fd)
         os.close(write_fd)
-        self.passed = threading.Event()
+        self.pending = b""
+        self.lock = threading.Lock()
+        """Held while bytes are read from the pipe and forwarded."""
 
 
 @final
@@ -58,11 +63,8 @@ class CapturedOutput:
 
     def __init__(self, send: Callable[[TaskLog], None]) -> None:
         self._send = send
-        self._lock = threading.Lock()
         self._task_id: int | None = None
-        for python_stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                python_stream.flush()
+        _flush_python_streams()
         self._streams = (_Stream(1, "stdout"), _Stream(2, "stderr"))
         with contextlib.suppress(Exception):  # a pipe now: flush each line as written
             sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
@@ -76,71 +78,77 @@ class CapturedOutput:
 
     def begin(self, task_id: int) -> None:
         """Send what is written from now on as lines of task ``task_id``."""
-        with self._lock:
+        with self._streams[0].lock, self._streams[1].lock:
             self._task_id = task_id
 
     def end(self) -> None:
-        """Send every line the step wrote (up to now), then stop attributing them."""
-        for python_stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                python_stream.flush()
-        waiting = []
-        for stream in self._streams:
-            stream.passed.clear()
+        """Send every line the step wrote, then stop attributing lines to it."""
+        _flush_python_streams()
+        with self._streams[0].lock, self._streams[1].lock:
             try:
-                os.write(stream.fd, _MARKER)
-            except OSError:  # the step closed or replaced the descriptor
-                continue
-            waiting.append(stream)
-        for stream in waiting:
-            stream.passed.wait(SYNC_TIMEOUT_S)
-        with self._lock:
+                readable = select.select([s.read_fd for s in self._streams], [], [], 0)
+            except OSError:
+                readable = ([s.read_fd for s in self._streams], [], [])
+            for stream in self._streams:
+                if stream.read_fd in readable[0]:
+                    self._drain(stream)
+                if stream.pending:  # an unfinished line ends with its step
+                    self._forward(stream, stream.pending)
+                    stream.pending = b""
             self._task_id = None
 
     def _pump(self, stream: _Stream) -> None:
-        pending = b""
         while True:
             try:
-                chunk = os.read(stream.read_fd, 65536)
+                select.select([stream.read_fd], [], [])
             except OSError:
                 return
-            if not chunk:
-                return
-            pending = self._lines(stream, pending + chunk)
+            with stream.lock:
+                if self._drain(stream):
+                    return
 
-    def _lines(self, stream: _Stream, data: bytes) -> bytes:
-        """Forward each complete line of ``data``; return the unfinished rest."""
+    def _drain(self, stream: _Stream) -> bool:
+        """Forward the complete lines the pipe holds (lock held); True at its end.
+
+        The end comes only when the step closed fds 1 or 2 and everything else
+        holding the pipe exited.
+        """
         while True:
-            newline = data.find(b"\n")
-            marker = data.find(_MARKER)
-            if newline != -1 and (marker == -1 or newline < marker):
-                self._forward(stream, data[:newline])
-                data = data[newline + 1 :]
-            elif marker != -1:
-                if marker:  # an unfinished line ends with its step
-                    self._forward(stream, data[:marker])
-                data = data[marker + len(_MARKER) :]
-                stream.passed.set()
-            elif len(data) > _MAX_LINE:
-                keep = len(_MARKER) - 1  # the start of a marker may be at the end
-                self._forward(stream, data[:-keep])
-                data = data[-keep:]
-            else:
-                return data
+            try:
+                chunk = os.read(stream.read_fd, _READ_SIZE)
+            except OSError:  # BlockingIOError: another reader emptied it first
+                return False
+            if not chunk:
+                return True
+            data = stream.pending + chunk
+            *lines, data = data.split(b"\n")
+            for line in lines:
+                self._forward(stream, line)
+            while len(data) > _MAX_LINE:
+                self._forward(stream, data[:_MAX_LINE])
+                data = data[_MAX_LINE:]
+            stream.pending = data
+            if len(chunk) < _READ_SIZE:  # the pipe is empty now
+                return False
 
     def _forward(self, stream: _Stream, line: bytes) -> None:
-        with self._lock:
-            task_id = self._task_id
-            if task_id is None:
-                with contextlib.suppress(OSError):
-                    os.write(stream.original, line + b"\n")
-                return
+        task_id = self._task_id
+        if task_id is None:
             with contextlib.suppress(OSError):
-                self._send(
-                    TaskLog(
-                        task_id=task_id,
-                        level=_LEVELS[stream.name],
-                        message=line.decode(errors="replace").removesuffix("\r"),
-                        stream=stream.name,
-                    )
+                os.write(stream.original, line + b"\n")
+            return
+        with contextlib.suppress(OSError):
+            self._send(
+                TaskLog(
+                    task_id=task_id,
+                    level=_LEVELS[stream.name],
+                    message=line.decode(errors="replace").removesuffix("\r"),
+                    stream=stream.name,
                 )
+            )
+
+
+def _flush_python_streams() -> None:
+    for python_stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # replaced or closed by the step
+            python_stream.flush()

@@ -211,3 +211,29 @@ def test_a_worker_line_prints_above_the_live_progress_line(
     assert text[:at].endswith("\x1b[2K"), repr(text[at - 80 : at])
     # ... so the line stands alone, not appended to the progress line.
     assert "1 running" in text[at:]
+
+
+async def test_a_step_printing_more_than_a_pipe_holds_sends_every_line(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import rivers as rs
+
+    @rs.Asset
+    def flood() -> int:
+        for n in range(2000):
+            sys.stdout.write(f"line {n} " + "y" * 60 + "\n")
+        sys.stdout.write("z" * 100_000)  # one unfinished line longer than a pipe
+        return 1
+
+    repo = rs.CodeRepository([flood], executor=rs.Executor.parallel(max_workers=1))
+    async with rs.Runtime(repo) as runtime:
+        result = await runtime.materialize()
+        assert result.success
+        events = await runtime.storage.get_events(result.run_id, kinds=["STEP_LOG"])
+    lines = [str(e.data["message"]) for e in events]
+    assert lines[:2000] == [f"line {n} " + "y" * 60 for n in range(2000)]
+    assert "".join(lines[2000:]) == "z" * 100_000
+    assert {e.data["stream"] for e in events} == {"stdout"}
+    out = capfd.readouterr().out
+    assert out.startswith("line 0 ")
+    assert out.count("\n") == len(lines)

@@ -74,23 +74,28 @@ async def follow_runs(
     # The subscription is registered when the generator first runs, which
     # happens before this task yields control: no event of a later run is missed.
     task_status.started()
-    async for event in events:
-        run_id = event.run_id
-        if run_id is None:
-            continue
-        if event.kind == "RUN_STARTED":
-            started[run_id] = event.timestamp
-            continue
-        if event.kind not in _LOGGED:
-            continue
-        if run_id not in repositories:
-            repositories[run_id] = await _repository(runtime, run_id)
-        line = run_line(event, repositories[run_id], started.get(run_id))
-        if event.kind in _ENDED:
-            repositories.pop(run_id, None)
-            started.pop(run_id, None)
-        if line is not None:
-            out.print(line)
+    try:
+        async for event in events:
+            run_id = event.run_id
+            if run_id is None:
+                continue
+            if event.kind == "RUN_STARTED":
+                started[run_id] = event.timestamp
+                continue
+            if event.kind not in _LOGGED:
+                continue
+            if run_id not in repositories:
+                repositories[run_id] = await _repository(runtime, run_id)
+            line = run_line(event, repositories[run_id], started.get(run_id))
+            if event.kind in _ENDED:
+                repositories.pop(run_id, None)
+                started.pop(run_id, None)
+            if line is not None:
+                out.print(line)
+    except RiversError as exc:  # a lagging reader catching up on a failed storage
+        # The log is not worth stopping the daemon for; the runtime reports the
+        # storage's state itself.
+        out.print(f"rivers daemon: no more run lines: {safe(exc)}")
 
 
 async def _repository(runtime: Runtime, run_id: str) -> str:

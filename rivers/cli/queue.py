@@ -15,6 +15,7 @@ from rivers.definitions.configs import RunBackendConfig
 from rivers.definitions.requests import RunRequest
 from rivers.materialize import run_sync
 from rivers.messages import RunEnqueued
+from rivers.metrics import parse_metrics_addr
 from rivers.runtime import Runtime
 from rivers.storage import open_storage, resolve_storage_path
 from rivers.storage.records import RunStatus
@@ -97,8 +98,11 @@ def daemon_command(
     module: str | None,
     attribute: str | None,
     grace_s: float,
+    metrics_addr: str | None = None,
 ) -> None:
     """Run the runtime (queue, pools, lease GC) until SIGINT or SIGTERM."""
+    if metrics_addr is not None:
+        parse_metrics_addr(metrics_addr)  # a malformed address fails before any loading
     repository = load_repository(file, module, attribute)
     backend = _backend(state, repository)
 
@@ -108,13 +112,15 @@ def daemon_command(
         # so the runs that end while it stops are logged too.
         async with (
             anyio.create_task_group() as tg,
-            Runtime(repository, backend=backend) as runtime,
+            Runtime(repository, backend=backend, metrics_addr=metrics_addr) as runtime,
         ):
             await tg.start(follow_runs, runtime, out, name="rivers.daemon.log")
             out.print(
                 f"rivers daemon: serving repository {repository.name!r} on "
                 f"{resolve_storage_path(backend.storage)} (Ctrl-C to stop)"
             )
+            if runtime.metrics_url is not None:
+                out.print(f"rivers daemon: metrics at {runtime.metrics_url}")
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
                     out.print(

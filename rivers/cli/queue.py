@@ -9,6 +9,7 @@ import anyio
 
 from rivers._ids import new_run_id
 from rivers._signals import exit_for_signal
+from rivers.cli.daemon_log import follow_runs
 from rivers.cli.loading import load_repository
 from rivers.cli.output import console
 from rivers.definitions.configs import RunBackendConfig
@@ -112,10 +113,14 @@ def daemon_command(
     backend = _backend(state, repository)
 
     async def serve() -> int:
-        async with Runtime(
-            repository, backend=backend, metrics_addr=metrics_addr
-        ) as runtime:
-            out = console(stderr=True)
+        out = console(stderr=True)
+        # The run log follows the runtime's events until the runtime closes them,
+        # so the runs that end while it stops are logged too.
+        async with (
+            anyio.create_task_group() as tg,
+            Runtime(repository, backend=backend, metrics_addr=metrics_addr) as runtime,
+        ):
+            await tg.start(follow_runs, runtime, out, name="rivers.daemon.log")
             out.print(
                 f"rivers daemon: serving repository {repository.name!r} on "
                 f"{resolve_storage_path(backend.storage)} (Ctrl-C to stop)"

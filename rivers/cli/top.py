@@ -66,7 +66,7 @@ def top(
             f"no storage at {str(path)!r}: nothing has run there yet; pass "
             "--storage or set RIVERS_HOME"
         )
-    out = console()
+    out = console(drawing=True)
     if once:
         run_sync(_print_frame, path, out)
     else:

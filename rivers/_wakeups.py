@@ -12,10 +12,8 @@ its next check). Where UNIX sockets are missing, nothing is sent or received.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
-import tempfile
 from typing import TYPE_CHECKING
 
 import anyio
@@ -35,6 +33,9 @@ def wake_path(storage: Path, owner: str) -> str | None:
     """Return the socket path of ``owner``'s runtime on ``storage`` (None: unsupported)."""
     if not _SUPPORTED:
         return None
+    import hashlib  # here: the import of rivers stays cheap
+    import tempfile
+
     digest = hashlib.sha256(f"{storage}\0{owner}".encode()).hexdigest()[:24]
     folder = os.path.join(tempfile.gettempdir(), f"rivers-{os.getuid()}")
     return os.path.join(folder, f"{digest}.sock")

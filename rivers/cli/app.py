@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from rivers._error_groups import rivers_errors_line
+from rivers._signals import EXIT_SIGTERM, Terminated
 from rivers.cli import (
     pools as pools_commands,
     runs as runs_commands,
@@ -120,15 +121,23 @@ def daemon(
             "--grace", min=0, help="Seconds running runs get to finish on stop."
         ),
     ] = 30.0,
+    metrics_addr: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-addr",
+            metavar="HOST:PORT",
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics.",
+        ),
+    ] = None,
 ) -> None:
     """Run the queue, pools and lease GC until SIGINT/SIGTERM, then stop gracefully.
 
-    Example: rivers daemon -f pipeline.py --grace 60
+    Example: rivers daemon -f pipeline.py --grace 60 --metrics-addr 127.0.0.1:9464
     """
     from rivers.cli.queue import daemon_command
 
     state: CliState = ctx.obj
-    daemon_command(state, file, module, attribute, grace)
+    daemon_command(state, file, module, attribute, grace, metrics_addr)
 
 
 def run(argv: list[str] | None = None) -> NoReturn:
@@ -160,4 +169,7 @@ def run(argv: list[str] | None = None) -> NoReturn:
         fail(line)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Terminated:
+        typer.echo("terminated", err=True)  # SIGTERM; the runs were canceled first
+        sys.exit(EXIT_SIGTERM)
     sys.exit(code if isinstance(code, int) else 0)

@@ -75,8 +75,8 @@ def corrupted(path: Path, detail: str) -> StorageCorrupted:
     quoted = shlex.quote(where)
     return StorageCorrupted(
         f"storage {where!r} is corrupted ({detail}); rivers stopped writing to it. "
-        f"Recover what it holds with 'sqlite3 {quoted} .recover | sqlite3 NEW.db' "
-        f"and use NEW.db (see 'rivers --storage {quoted} doctor')"
+        f"Run 'rivers --storage {quoted} doctor' to see the damage and how to "
+        "recover what it holds"
     )
 
 

@@ -260,7 +260,8 @@ class Runtime:
             assert self._events is not None
             await self._events.aclose()
             try:
-                await self._storage.unregister_process(self.owner)
+                if self._storage.corrupted is None:  # else it refuses every write
+                    await self._storage.unregister_process(self.owner)
             except RiversError as exc:
                 logger.warning("could not unregister %s: %s", self.owner, exc)
         assert self._task_group is not None

@@ -26,8 +26,8 @@ from rivers.messages import (
     StepStarted,
     StepSucceeded,
 )
-from rivers.storage.schema import APPLICATION_ID, SCHEMA_VERSION
 from rivers.storage import sqlite as sqlite_storage
+from rivers.storage.schema import APPLICATION_ID, SCHEMA_VERSION
 from rivers.storage.sqlite import BUSY_TIMEOUT_S, NewRun, SqliteStorage
 
 T0 = 1_700_000_000.0

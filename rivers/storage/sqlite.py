@@ -22,7 +22,7 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, final
 
 import aiosqlite
 import anyio
@@ -133,7 +133,7 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
         self._inline_thread = threading.get_ident()  # the loop that opened it
         self._inline_commits = 0
         self._opened = False  # the file is known to be a rivers database
-        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) at open
+        self._identity: _FileIdentity | None = None  # the file opened
         self._broken: StorageCorrupted | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -220,15 +220,13 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
             StorageCorrupted: the file is damaged (now or earlier): nothing written.
         """
         began = time.monotonic()
-        path, identity = self.path, self._identity
+        identity = self._identity
         attempt = 0
         while True:
             if self._broken is not None:
                 raise self._broken
             try:
-                return await self._call(
-                    lambda conn: _transaction(conn, fn, path, identity)
-                )
+                return await self._call(lambda conn: _transaction(conn, fn, identity))
             except StorageLocked:
                 delay = WRITE_RETRY_DELAYS_S[
                     min(attempt, len(WRITE_RETRY_DELAYS_S) - 1)
@@ -793,15 +791,23 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
 def _transaction(
     conn: sqlite3.Connection,
     fn: Callable[[sqlite3.Connection], T],
-    path: Path,
-    identity: tuple[int, int] | None,
+    identity: _FileIdentity | None,
 ) -> T:
-    _check_same_file(path, identity)
+    _check_same_file(identity)
     conn.execute("BEGIN IMMEDIATE")
     return _finish_transaction(conn, fn)
 
 
-def _check_same_file(path: Path, identity: tuple[int, int] | None) -> None:
+class _FileIdentity(NamedTuple):
+    """The storage file as opened: its absolute path (a step may ``chdir``), device
+    and inode."""
+
+    path: Path
+    device: int
+    inode: int
+
+
+def _check_same_file(identity: _FileIdentity | None) -> None:
     """Refuse to write when the file was deleted, replaced or truncated under us.
 
     SQLite would write on into its WAL (and later a checkpoint into the hollow
@@ -811,12 +817,12 @@ def _check_same_file(path: Path, identity: tuple[int, int] | None) -> None:
     if identity is None:
         return
     try:
-        info = path.stat()
+        info = identity.path.stat()
     except FileNotFoundError:
         raise _errors.Damaged("the file was deleted while rivers used it") from None
     except OSError:
         return  # unreadable metadata: let SQLite decide
-    if (info.st_dev, info.st_ino) != identity:
+    if (info.st_dev, info.st_ino) != (identity.device, identity.inode):
         raise _errors.Damaged("the file was replaced while rivers used it")
     if info.st_size == 0:
         raise _errors.Damaged("the file was truncated to 0 bytes while rivers used it")
@@ -866,10 +872,10 @@ def _prepare_file(path: Path) -> Path:
     return path
 
 
-def _initialize(conn: sqlite3.Connection) -> tuple[int, int]:
+def _initialize(conn: sqlite3.Connection) -> _FileIdentity:
     """Check the file is ours, set pragmas, apply migrations (runs on the db thread).
 
-    Returns the file's (st_dev, st_ino), for ``_check_same_file``.
+    Returns the file's identity, for ``_check_same_file``.
     """
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
@@ -888,7 +894,7 @@ def _initialize(conn: sqlite3.Connection) -> tuple[int, int]:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute("PRAGMA cache_size = -16000")
-    identity = (info.st_dev, info.st_ino)
+    identity = _FileIdentity(path, info.st_dev, info.st_ino)
     if version == SCHEMA_VERSION:
         return identity
     conn.execute("BEGIN IMMEDIATE")

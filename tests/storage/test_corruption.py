@@ -372,3 +372,29 @@ def test_doctor_on_a_missing_file_is_one_line_and_creates_nothing(
     )
     _assert_one_line(done.returncode, done.stderr.decode(), "no storage file")
     assert not path.exists()
+
+
+def test_a_step_changing_directory_is_not_taken_for_a_deleted_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The storage named relative to where the run started; the step moves away.
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    @rs.Asset
+    async def wanders() -> int:
+        os.chdir(elsewhere)
+        return 1
+
+    @rs.Asset
+    async def then(wanders: int) -> int:
+        return wanders + 1
+
+    repo = rs.CodeRepository(
+        [wanders, then],
+        executor=rs.Executor.in_process(),
+        backend=rs.RunBackendConfig(storage="rivers.db"),
+    )
+    assert repo.materialize().success
+    assert (tmp_path / "rivers.db").is_file()

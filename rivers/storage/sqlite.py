@@ -76,7 +76,7 @@ WRITE_PATIENCE_S = 45.0
 WRITE_RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0)
 """Pauses between a write's attempts while the lock is held (the last repeats)."""
 QUICK_CHECK_MAX_BYTES = 8 * 2**20
-"""Files up to this size get ``PRAGMA quick_check`` when opened (8-20 ms per MiB)."""
+"""Files up to this size get ``PRAGMA quick_check`` when opened (7-22 ms per MiB)."""
 
 _encode = msgspec.json.Encoder().encode
 
@@ -917,7 +917,7 @@ def _quick_check(conn: sqlite3.Connection) -> None:
 
     It reads every page (b-tree structure, record formats, constraints) but does
     not compare indexes with their tables (``integrity_check`` does: ``rivers
-    doctor``); a page overwritten with anything but a valid page fails it.
+    doctor``); a page overwritten with noise fails it.
     """
     found = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
     if found != "ok":

@@ -208,6 +208,43 @@ def test_storage_truncated_under_an_idle_daemon_stops_it_with_one_line(
     _assert_one_line(code, rest, str(path), "truncated to 0 bytes")
 
 
+@pytest.mark.parametrize(
+    "path_taken", ["inline claim", "inline release", "thread write", "thread read"]
+)
+async def test_every_path_into_sqlite_raises_a_rivers_error_on_a_truncated_file(
+    tmp_path: Path, path_taken: str
+) -> None:
+    """The loop's inline writes, the SQLite thread's writes and reads: each path
+    turns what SQLite raises into ``StorageCorrupted``, never a ``sqlite3`` error."""
+    path = tmp_path / "rivers.db"
+    await _fill(path, 200)
+    async with rs.open_storage(path) as storage:
+
+        async def use() -> object:
+            if path_taken == "inline claim":
+                return await storage.claim_pool_slots(
+                    run_id="r",
+                    step_key="s",
+                    pools=("db",),
+                    slots=1,
+                    owner="o",
+                    lease_s=5,
+                )
+            if path_taken == "inline release":
+                return storage.release_and_claim_now(
+                    run_id="r", step_key="s", claims=[], owner="o", lease_s=5
+                )
+            if path_taken == "thread write":
+                return await storage.create_run(_new_run("new"))
+            return await storage.get_runs(tags={"team": "t1"}, limit=None)
+
+        await storage.get_runs(limit=None)
+        os.truncate(path, 0)
+        with pytest.raises(rs.StorageCorrupted):
+            await use()
+        assert storage.corrupted is not None  # and it writes no more
+
+
 # ----------------------------------------- one StorageError from materialize
 
 

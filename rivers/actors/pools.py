@@ -17,6 +17,11 @@ slots released. Revocations are looked for on every wake-up and every
 ``REVOKE_CHECK_S`` while this process holds claims; at the same pace, pending rows
 of this process that no waiter stands behind any more are deleted (others wait
 behind every row of the line).
+
+Every change to the state is kept only once its write succeeded: a release whose
+write fails (the storage stayed locked, say) puts the waiters it would have
+granted back in line, counts the claim's slots again, and is retried every poll
+interval until it is written (its lease, no longer renewed, lapses meanwhile).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import anyio
 from rivers._wakeups import listen
 from rivers.context import PoolLease
 from rivers.core.pools import PoolState, Waiter
-from rivers.errors import PoolTooSmall, StorageUnavailable
+from rivers.errors import PoolTooSmall, StorageError, StorageUnavailable
 from rivers.messages import (
     LeaseExpired,
     PoolSlotsReleased,
@@ -152,6 +157,8 @@ class PoolManager:
         self._claims: dict[tuple[str, str], Claim] = {}
         self._granted: dict[tuple[str, str], anyio.Event] = {}
         self._failed: dict[tuple[str, str], BaseException] = {}
+        self._unreleased: dict[tuple[str, str], Claim] = {}
+        """Claims given back whose release could not be written yet."""
         self._wake = anyio.Event()
         self._stale = False
 
@@ -205,6 +212,10 @@ class PoolManager:
             PoolTooSmall: a pool's limit is below ``slots``: it could never fit.
         """
         key = (run_id, step_key)
+        if key in self._unreleased:
+            # A retry of a step whose last release is not written yet: write it
+            # first, or it would later delete this attempt's claim.
+            await self._retry_release(key)
         if self._state.may_claim_now(pools, slots, priority):
             self._state.begin_claim(pools, slots)
             try:
@@ -267,27 +278,52 @@ class PoolManager:
         # write lock is free (no thread hop, no await), else on the SQLite thread.
         waiters = [w for w in self._state.grants() if w.key in self._granted]
         claims = [(*w.key, w.pools, w.slots, w.priority) for w in waiters]
-        results = self._storage.release_and_claim_now(
-            run_id=claim.run_id,
-            step_key=claim.step_key,
-            claims=claims,
-            owner=self._owner,
-            lease_s=self._lease_s,
-        )
-        if results is None:
-            with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
-                results = await self._storage.release_and_claim(
-                    run_id=claim.run_id,
-                    step_key=claim.step_key,
-                    claims=claims,
-                    owner=self._owner,
-                    lease_s=self._lease_s,
-                )
+        results: list[ClaimResult] | None = None
+        failure: StorageError | None = None
+        try:
+            results = self._storage.release_and_claim_now(
+                run_id=claim.run_id,
+                step_key=claim.step_key,
+                claims=claims,
+                owner=self._owner,
+                lease_s=self._lease_s,
+            )
             if results is None:
-                return  # the storage did not answer in time; its lease will lapse
+                with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
+                    results = await self._storage.release_and_claim(
+                        run_id=claim.run_id,
+                        step_key=claim.step_key,
+                        claims=claims,
+                        owner=self._owner,
+                        lease_s=self._lease_s,
+                    )
+        except StorageError as exc:
+            failure = exc
+        if results is None:
+            # Nothing was written: undo. The waiters are back in line where they
+            # were, the slots count as held, and the run loop retries the release.
+            for waiter in waiters:
+                self._state.requeue(waiter)
+            self._state.claim(claim.pools, claim.slots)
+            self._unreleased[claim.key] = claim
+            self._wake.set()
+            if failure is not None and not isinstance(failure, StorageUnavailable):
+                raise failure
+            logger.warning(
+                "run %s: the release of step %s's pool slots is not written yet "
+                "(%s); retrying",
+                claim.run_id,
+                claim.step_key,
+                failure or "the storage did not answer in time",
+            )
+            return
         for waiter, result in zip(waiters, results, strict=True):
             self._observe(result)
             await self._settle(waiter, result)
+        self._emit_released(claim)
+        self._wake_if_waiting()
+
+    def _emit_released(self, claim: Claim) -> None:
         self._events.emit(
             PoolSlotsReleased(
                 run_id=claim.run_id,
@@ -297,7 +333,6 @@ class PoolManager:
                 held_s=self._clock.monotonic() - claim.claimed_at,
             )
         )
-        self._wake_if_waiting()
 
     async def _claim(
         self,
@@ -458,7 +493,8 @@ class PoolManager:
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Listen for wake-ups; grant waiters when woken or every poll interval;
-        renew leases on time; stop the holders of revoked claims."""
+        renew leases on time; stop the holders of revoked claims. Releases that
+        could not be written are retried every poll interval."""
         async with anyio.create_task_group() as tg:
             await tg.start(
                 partial(listen, self._storage.path, self._owner, self.wake_from_storage)
@@ -473,7 +509,7 @@ class PoolManager:
         while True:
             now = self._clock.monotonic()
             timeout = max(0.0, min(next_renew, next_check) - now)
-            if self._state.waiters:
+            if self._state.waiters or self._unreleased:
                 timeout = min(timeout, POLL_INTERVAL_S)
             woken = False
             with anyio.move_on_after(timeout):
@@ -482,6 +518,8 @@ class PoolManager:
             self._wake = anyio.Event()
             stale, self._stale = self._stale, False
             try:
+                if self._unreleased:
+                    await self._retry_releases()
                 now = self._clock.monotonic()
                 if now >= next_renew:
                     await self._renew()
@@ -516,6 +554,19 @@ class PoolManager:
             "its claim was revoked (freed by hand)",
             revoked=True,
         )
+
+    async def _retry_releases(self) -> None:
+        for key in list(self._unreleased):
+            await self._retry_release(key)
+        self._wake_if_waiting()
+
+    async def _retry_release(self, key: tuple[str, str]) -> None:
+        """Write a release that failed before; count its slots free once written."""
+        await self._storage.release_pool_slots(*key)
+        claim = self._unreleased.pop(key, None)
+        if claim is not None:
+            self._state.release(claim.pools, claim.slots)
+            self._emit_released(claim)
 
     async def _refresh(self) -> None:
         pools = {

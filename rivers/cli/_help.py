@@ -4,7 +4,8 @@ Typer's plain help writes a required argument as ``{RUN}``, adds its Python type
 (``RUN <str>``), and cuts a command's description with ``...`` to fit the list.
 ``RiversGroup`` (the ``cls`` of every ``typer.Typer`` here) lists each command's
 first sentence whole, wrapped, and makes its commands ``RiversCommand``s, whose
-usage line reads ``RUN [STEP]``. Options name their value with a metavar
+usage line reads ``RUN [STEP]`` (an argument's metavar, else its name in
+capitals). Options name their value with a metavar
 (``--wait SECONDS``), never a type such as ``<float range>``.
 """
 
@@ -31,7 +32,7 @@ class RiversCommand(TyperCommand):
         pieces = [self.options_metavar] if self.options_metavar else []
         for param in self.get_params(ctx):
             if isinstance(param, TyperArgument):
-                name = param.display_name_raw
+                name = _argument_name(param)
                 pieces.append(name if param.required else f"[{name}]")
             else:
                 pieces.extend(param.get_usage_pieces(ctx))
@@ -48,7 +49,7 @@ class RiversCommand(TyperCommand):
             if record is None:
                 continue
             if isinstance(param, TyperArgument):
-                arguments.append((param.display_name_raw, record[1]))
+                arguments.append((_argument_name(param), record[1]))
             elif param.param_type_name == "option":
                 options.append(record)
         if arguments:
@@ -57,6 +58,11 @@ class RiversCommand(TyperCommand):
         if options:
             with formatter.section("Options"):
                 formatter.write_dl(options)
+
+
+def _argument_name(argument: TyperArgument) -> str:
+    """Return its metavar, else its name in capitals (``NAME``), as click does."""
+    return argument.metavar or (argument.name or "").upper()
 
 
 class RiversGroup(TyperGroup):

@@ -3,7 +3,10 @@
 ``render(snapshot, width)`` returns panels for the run queue, tag limits, pools,
 runs and recent events. At 120 columns and more the queue and tag-limit panels sit
 side by side and tables show every column; narrower, panels stack and the widest
-columns shrink. Every piece of user text (tags, step names, reasons, errors) goes
+columns shrink. Given a height (``rivers top`` on a terminal), the frame fits it
+with every border: the panels are measured, and the lists cut ("+N more"), the
+queue and tag-limit panels folded into a summary, then the events panel folded,
+until they fit. Every piece of user text (tags, step names, reasons, errors) goes
 through ``output.safe()``, so nothing stored can drive the terminal.
 """
 

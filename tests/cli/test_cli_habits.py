@@ -122,6 +122,7 @@ def test_commands_on_a_missing_storage_exit_2_and_create_nothing(
         ["pools", "set", "warehouse", "3"],
         ["pools", "reset", "warehouse"],
         ["pools", "free", "3522d4007"],
+        ["pools", "advise", "warehouse"],
         ["triggers", "list", "-f", "pipeline.py"],
         ["top", "--once"],
     ]
@@ -384,7 +385,10 @@ def test_help_has_no_type_placeholders_and_no_cut_descriptions(
         assert done.returncode == 0, (path, done.stderr)
         text = done.stdout
         assert not re.search(r"<[a-z ]+>", text), (path, text)  # <float range>, <str>
-        assert "{" not in text.splitlines()[0], (path, text)  # {RUN} in the usage
+        usage = text.splitlines()[0]
+        assert "{" not in usage, (path, usage)  # {RUN}
+        arguments = usage.partition("[OPTIONS]")[2]
+        assert arguments == arguments.upper(), (path, usage)  # RUN, not run_id
         commands = text.partition("\nCommands:\n")[2]
         for line in commands.splitlines():
             assert not line.rstrip().endswith("..."), (path, line)

@@ -397,7 +397,12 @@ def test_cli_pools_set_with_any_name_and_limit_is_one_clean_line(
     if name.startswith("-") or (limit.startswith("-") and not limit[1:].isdigit()):
         return  # an option, not a value: covered by the argv fuzz above
     with pytest.raises(SystemExit) as exit_info:
-        cli_run(["--storage", str(tmp_path / "pools.db"), "pools", "set", name, limit])
+        cli_run(
+            [
+                *("--storage", str(tmp_path / "pools.db"), "pools", "set"),
+                *(name, limit, "--create"),
+            ]
+        )
     captured = capsys.readouterr()
     shown = captured.out + captured.err
     assert exit_info.value.code in (0, 2), shown

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 __all__ = (
+    "LATE_CANCEL_REASON",
     "Event",
     "PendingStep",
     "PoolInfo",
@@ -42,6 +43,9 @@ class RunStatus(enum.StrEnum):
         """Whether the run occupies queue capacity (STARTING, STARTED, CANCELING)."""
         return self in IN_FLIGHT_STATUSES
 
+
+LATE_CANCEL_REASON = "finished before the cancel took effect"
+"""The reason of a run that succeeded while a cancel request was on its way."""
 
 FINISHED_STATUSES = frozenset(
     {RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.CANCELED}

@@ -17,7 +17,7 @@ from rivers.errors import ConfigError, NotFoundError
 
 __all__ = ("FilesystemIOManager", "IOManager", "ValueNotFound")
 
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
 _RENAME_EXCHANGE = 2
 _SLACK_BYTES = 1 << 16
 _AT_FDCWD = -100
@@ -136,7 +136,7 @@ class FilesystemIOManager:
 
     def path_for(self, asset_key: str) -> Path:
         """Return the file of ``asset_key``, refusing any path outside ``base_dir``."""
-        if not _SAFE_KEY.match(asset_key):
+        if not _SAFE_KEY.fullmatch(asset_key):
             raise ValueError(
                 f"asset key {asset_key!r} does not name a file in {self.base_dir}"
             )

@@ -11,6 +11,7 @@ from rivers._ids import new_run_id
 from rivers.cli.loading import load_repository
 from rivers.cli.output import console
 from rivers.definitions.configs import RunBackendConfig
+from rivers.definitions.durations import parse_duration
 from rivers.definitions.requests import RunRequest
 from rivers.materialize import run_sync
 from rivers.messages import RunEnqueued
@@ -98,6 +99,7 @@ def daemon_command(
     grace_s: float,
 ) -> None:
     """Run the runtime (queue, pools, lease GC) until SIGINT or SIGTERM."""
+    grace_s = parse_duration(grace_s, "--grace")
     repository = load_repository(file, module, attribute)
     backend = _backend(state, repository)
 

@@ -154,7 +154,7 @@ def check_timezone(name: object, field: str = "timezone") -> str:
         raise ConfigError(f"{field} must be an IANA timezone name, got {name!r}")
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
         raise ConfigError(
             f"{field} {name!r} is not a known timezone; use an IANA name such as "
             "'UTC' or 'Europe/Paris'"

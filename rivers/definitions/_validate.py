@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from rivers.errors import ConfigError
 
 __all__ = (
+    "ASSET_NAME",
+    "KUBERNETES_NAMESPACE",
+    "KUBERNETES_OBJECT_NAME",
+    "MAX_RUN_KEY_LENGTH",
     "MAX_TAG_KEY_LENGTH",
     "MAX_TAG_VALUE_LENGTH",
+    "POOL_NAME",
+    "REPOSITORY_NAME",
+    "NameRule",
     "check_asset_name",
     "check_int",
+    "check_name",
     "check_pool_name",
+    "check_run_key",
     "check_tags",
 )
 
@@ -20,9 +30,57 @@ MAX_NAME_LENGTH = 128
 MAX_TAG_KEY_LENGTH = 256
 MAX_TAG_VALUE_LENGTH = 1024
 MAX_TAGS = 64
+MAX_RUN_KEY_LENGTH = 512
 
-_ASSET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_POOL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]*$")
+
+@dataclass(frozen=True, slots=True)
+class NameRule:
+    """What one kind of name may be: a pattern the whole name matches, a length.
+
+    The pattern is matched with ``fullmatch``: a ``$``-anchored ``match`` would let a
+    trailing newline through (``"orders\n"``).
+    """
+
+    kind: str
+    pattern: re.Pattern[str]
+    max_length: int
+    hint: str
+
+
+ASSET_NAME = NameRule(
+    "valid asset name",
+    re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
+    MAX_NAME_LENGTH,
+    f"use 1 to {MAX_NAME_LENGTH} letters, digits and underscores, not starting "
+    "with a digit",
+)
+"""Assets, schedules and sensors: a Python identifier in ASCII."""
+POOL_NAME = NameRule(
+    "valid pool name",
+    re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*"),
+    MAX_NAME_LENGTH,
+    f"use 1 to {MAX_NAME_LENGTH} letters, digits and '_.:/-'",
+)
+REPOSITORY_NAME = NameRule(
+    "valid repository name",
+    POOL_NAME.pattern,
+    MAX_NAME_LENGTH,
+    f"use 1 to {MAX_NAME_LENGTH} letters, digits and '_.:/-'",
+)
+KUBERNETES_OBJECT_NAME = NameRule(
+    "Kubernetes object name",
+    re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?"),
+    253,
+    "use lowercase letters, digits, '-' and '.', at most 253 characters",
+)
+"""Secrets, ConfigMaps and service accounts: a DNS-1123 subdomain."""
+KUBERNETES_NAMESPACE = NameRule(
+    "Kubernetes namespace",
+    re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"),
+    63,
+    "use lowercase letters, digits and '-', at most 63 characters",
+)
+"""A DNS-1123 label."""
 
 
 def _shorten(value: object) -> str:
@@ -30,32 +88,48 @@ def _shorten(value: object) -> str:
     return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
+def check_name(value: object, rule: NameRule, field: str) -> str:
+    """Return ``value`` if the whole of it is a name of ``rule``'s kind.
+
+    Raises:
+        ConfigError: not a string, too long, or not matching the rule's pattern.
+    """
+    if (
+        isinstance(value, str)
+        and len(value) <= rule.max_length
+        and rule.pattern.fullmatch(value) is not None
+    ):
+        return value
+    raise ConfigError(f"{field} {_shorten(value)} is not a {rule.kind}; {rule.hint}")
+
+
 def check_asset_name(name: object, field: str = "name") -> str:
-    """Return ``name`` if it is a valid asset name (a Python identifier)."""
-    if not isinstance(name, str) or not _ASSET_NAME.match(name):
-        raise ConfigError(
-            f"{field} {_shorten(name)} is not a valid asset name; use letters, digits "
-            "and underscores, not starting with a digit"
-        )
-    if len(name) > MAX_NAME_LENGTH:
-        raise ConfigError(
-            f"{field} {_shorten(name)} is too long; at most {MAX_NAME_LENGTH} characters"
-        )
-    return name
+    """Return ``name`` if it is a valid asset name (an ASCII Python identifier)."""
+    return check_name(name, ASSET_NAME, field)
 
 
 def check_pool_name(name: object, field: str = "pool") -> str:
     """Return ``name`` if it is a valid pool name."""
+    return check_name(name, POOL_NAME, field)
+
+
+def check_run_key(run_key: object, field: str) -> str:
+    """Return ``run_key`` if it is a printable string of 1..512 characters.
+
+    Raises:
+        ConfigError: not a string, empty, too long, or holding a control character.
+    """
     if (
-        not isinstance(name, str)
-        or not _POOL_NAME.match(name)
-        or len(name) > MAX_NAME_LENGTH
+        not isinstance(run_key, str)
+        or not run_key
+        or len(run_key) > MAX_RUN_KEY_LENGTH
+        or not run_key.isprintable()
     ):
         raise ConfigError(
-            f"{field} {_shorten(name)} is not a valid pool name; use 1 to "
-            f"{MAX_NAME_LENGTH} letters, digits and '_.:/-'"
+            f"{field} must be a printable string (no control characters) of 1 to "
+            f"{MAX_RUN_KEY_LENGTH} characters, got {_shorten(run_key)}"
         )
-    return name
+    return run_key
 
 
 def _printable(text: str) -> bool:

@@ -40,7 +40,7 @@ class Asset(Generic[P, R]):
             Accepts: None, a pool name (1..128 of letters, digits, '_.:/-'), or a
             list of distinct names.
         pool_slots: slots claimed in each pool. Accepts: an int in 1..10,000, at
-            most the pool's declared limit.
+            most the pool's declared limit; a value other than 1 needs ``pool``.
         tags: string tags describing the asset. Accepts: a mapping of printable
             strings (keys 1..256 characters without '=', values up to 1024).
         priority: higher goes first among steps waiting for the same pool; equal
@@ -48,7 +48,7 @@ class Asset(Generic[P, R]):
         retry_policy: how often a failing step is tried again. Accepts: None or a
             RetryPolicy.
         timeout: the step fails when an attempt runs longer than this. Accepts:
-            None or a duration > 0.
+            None or a duration above 0 and at most 365d.
         automation_condition: when the daemon materializes it on its own.
         description: free text (default: the function's docstring).
 
@@ -152,6 +152,11 @@ class Asset(Generic[P, R]):
         self.pool_slots: int = check_int(
             pool_slots, f"{where}: pool_slots", minimum=1, maximum=10_000
         )
+        if self.pool_slots != 1 and not self.pools:
+            raise ConfigError(
+                f"{where}: pool_slots={self.pool_slots} has no pool to claim slots of; "
+                "add pool=... or drop pool_slots"
+            )
         self.tags: dict[str, str] = check_tags(tags, f"{where}: tags")
         self.priority: int = check_int(
             priority, f"{where}: priority", minimum=-(2**31), maximum=2**31 - 1

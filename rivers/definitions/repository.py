@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
+from rivers.definitions._validate import REPOSITORY_NAME, check_name
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
     ExecutorConfig,
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = ("CodeRepository",)
 
+_DIGITS = re.compile(r"[0-9]+")
+
 
 @final
 class CodeRepository:
@@ -36,7 +41,8 @@ class CodeRepository:
         sensors: ``rs.sensor`` objects whose runs go through the queue.
         io_manager: where values are stored (default ``rs.FilesystemIOManager()``).
         backend: storage and lease settings (default ``rs.RunBackendConfig()``).
-        name: a name for this repository (default ``"default"``).
+        name: a name for this repository (default ``"default"``): 1 to 128
+            letters, digits and '_.:/-'.
 
     Raises:
         ConfigError: duplicate names, unknown dependencies, cycles, ``pool_slots``
@@ -86,9 +92,7 @@ class CodeRepository:
             )
         if backend is not None and not isinstance(backend, RunBackendConfig):
             raise ConfigError(f"backend must be a rs.RunBackendConfig, got {backend!r}")
-        if not isinstance(name, str) or not name:
-            raise ConfigError("CodeRepository name must be a non-empty string")
-        self.name = name
+        self.name: str = check_name(name, REPOSITORY_NAME, "CodeRepository name")
         self.run_queue = run_queue
         self.pool_limits: dict[str, int] = check_pool_limits(
             dict(pool_limits) if isinstance(pool_limits, Mapping) else pool_limits
@@ -100,6 +104,7 @@ class CodeRepository:
         self._io_manager = io_manager
         self._check_graph()
         self._check_pools()
+        self._warn_of_near_pool_names()
         self._check_triggers()
         self.upstream: dict[str, tuple[str, ...]] = {
             name: asset.upstream for name, asset in self.assets.items()
@@ -150,6 +155,39 @@ class CodeRepository:
                         f"asset {asset.name!r} claims pool_slots={asset.pool_slots} of "
                         f"pool {pool!r}, whose limit is {limit}; lower pool_slots or "
                         "raise pool_limits"
+                    )
+
+    def _warn_of_near_pool_names(self) -> None:
+        """Warn of a pool named like a declared one but not declared itself.
+
+        It has no limit here (unless ``rivers pools set`` or another repository
+        gives it one), so a typo such as ``"warehous"`` would run unlimited. A
+        warning, not an error: that limit may be meant to come from elsewhere.
+        Names that differ only in digits (``shard1``, ``shard2``) are taken as meant.
+        """
+        warned: set[str] = set()
+        for asset in self.assets.values():
+            for pool in asset.pools:
+                if pool in self.pool_limits or pool in warned:
+                    continue
+                from rivers._suggest import closest_name  # difflib: only when needed
+
+                near = closest_name(
+                    pool,
+                    (
+                        declared
+                        for declared in self.pool_limits
+                        if _DIGITS.sub("", declared) != _DIGITS.sub("", pool)
+                    ),
+                )
+                if near is not None:
+                    warned.add(pool)
+                    warnings.warn(
+                        f"asset {asset.name!r} claims pool {pool!r}, which pool_limits "
+                        f"does not declare, so it has no limit here; did you mean "
+                        f"{near!r}?",
+                        UserWarning,
+                        stacklevel=3,
                     )
 
     def _check_triggers(self) -> None:

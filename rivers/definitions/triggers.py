@@ -20,7 +20,7 @@ from msgspec.structs import force_setattr
 from rivers.core.triggers import check_cron, check_timezone, next_tick
 from rivers.definitions._validate import check_asset_name, check_tags
 from rivers.definitions.asset import Asset
-from rivers.definitions.durations import Duration, parse_duration
+from rivers.definitions.durations import MIN_INTERVAL_S, Duration, parse_duration
 from rivers.errors import ConfigError
 
 __all__ = (
@@ -321,7 +321,7 @@ class Sensor:
         fn: ``fn(context: rs.SensorContext)`` (or ``fn()``), sync or async. Sync
             functions run in a worker thread.
         name: unique among the repository's triggers (default: the function name).
-        interval: the time between evaluations (a duration).
+        interval: the time between evaluations (a duration from 10ms to 365d).
         selection: the assets of requests that name none (default: all).
         tags: tags of every run (``rivers/sensor`` is added).
         description: free text (default: the function's docstring).
@@ -357,7 +357,7 @@ class Sensor:
         self.fn = fn
         self.takes_context = _takes_context(fn, where)
         self.interval_s = parse_duration(
-            interval, f"{where}: interval", allow_zero=False
+            interval, f"{where}: interval", minimum=MIN_INTERVAL_S
         )
         self.selection = _selection(selection, where)
         self.tags = check_tags(tags, f"{where}: tags")
@@ -406,7 +406,7 @@ def sensor(
     """
     if fn is not None:
         return Sensor(fn, name=name, interval=interval, selection=selection, tags=tags)
-    parse_duration(interval, "sensor interval", allow_zero=False)
+    parse_duration(interval, "sensor interval", minimum=MIN_INTERVAL_S)
 
     def decorate(function: Callable[..., Any]) -> Sensor:
         return Sensor(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -408,3 +411,382 @@ def test_cli_pools_set_with_any_name_and_limit_is_one_clean_line(
         lines = [line for line in captured.err.splitlines() if line.strip()]
         assert len(lines) == 1, captured.err
         assert lines[0].startswith("rivers: error:")
+
+
+# ------------------------------------- every validated name, matched in full
+
+
+def _body() -> int:
+    return 1
+
+
+async def _set_limit(name: str, folder: Path) -> None:
+    async with rs.open_storage(folder / "names.db") as storage:
+        await storage.set_pool_limit(name, 3)
+
+
+NAMES: dict[str, tuple[Callable[[str], object], str]] = {
+    "asset name": (lambda n: rs.Asset(_body, name=n), "Asset name="),
+    "deps entry": (lambda n: rs.Asset(_body, deps=[n]), "deps entry"),
+    "asset pool": (lambda n: rs.Asset(_body, pool=n), "pool"),
+    "pool_limits key": (
+        lambda n: rs.CodeRepository([], pool_limits={n: 1}),
+        "pool_limits key",
+    ),
+    "repository name": (lambda n: rs.CodeRepository([], name=n), "CodeRepository name"),
+    "schedule name": (
+        lambda n: rs.schedule(cron="0 * * * *", name=n)(_body),
+        "schedule name",
+    ),
+    "sensor name": (lambda n: rs.sensor(name=n)(_body), "sensor name"),
+    "selection entry": (
+        lambda n: rs.RunRequest(selection=[n]),
+        "RunRequest.selection entry",
+    ),
+    "step_overrides key": (
+        lambda n: rs.Executor.kubernetes(image="i", step_overrides={n: {}}),
+        "step_overrides key",
+    ),
+    "namespace": (
+        lambda n: rs.Executor.kubernetes(image="i", namespace=n.lower()),
+        "namespace",
+    ),
+    "service_account": (
+        lambda n: rs.Executor.kubernetes(image="i", service_account=n.lower()),
+        "service_account",
+    ),
+    "env_secrets": (
+        lambda n: rs.Executor.kubernetes(image="i", env_secrets=[n.lower()]),
+        "env_secrets",
+    ),
+    "run_key": (lambda n: rs.RunRequest(run_key=n), "RunRequest.run_key"),
+    "tag key": (lambda n: rs.RunRequest(tags={n: "v"}), "RunRequest.tags key"),
+    "tag value": (lambda n: rs.RunRequest(tags={"k": n}), "RunRequest.tags['k']"),
+    "set_pool_limit": (
+        lambda n: _in_temporary_folder(_set_limit, n),
+        "pool",
+    ),
+}
+
+
+def _in_temporary_folder(fn: Callable[[str, Path], Awaitable[None]], name: str) -> None:
+    import tempfile
+
+    import anyio
+
+    with tempfile.TemporaryDirectory() as folder:
+        anyio.run(fn, name, Path(folder))
+
+
+@pytest.mark.parametrize("where", sorted(NAMES))
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", "\x00", "\x85", "\u2028"])
+def test_every_validated_name_refuses_a_trailing_line_break(
+    where: str, suffix: str
+) -> None:
+    make, field = NAMES[where]
+    make("orders")  # the name itself is fine...
+    with pytest.raises(rs.ConfigError) as error:
+        make("orders" + suffix)  # ...a line break or NUL after it is not
+    message = str(error.value)
+    assert field in message, message
+    assert "\n" not in message
+    assert "\x00" not in message
+
+
+def test_a_value_file_is_never_named_after_a_key_with_a_newline(tmp_path: Path) -> None:
+    manager = rs.FilesystemIOManager(tmp_path)
+    assert manager.path_for("orders") == tmp_path / "orders.pickle"
+    with pytest.raises(ValueError, match="does not name a file"):
+        manager.path_for("orders\n")
+
+
+def test_kubernetes_label_values_with_a_newline_are_replaced() -> None:
+    from rivers.executors._kube_jobs import label_value
+
+    assert label_value("run1") == "run1"
+    fixed = label_value("run1\n")
+    assert "\n" not in fixed
+    assert fixed.startswith("run1-")
+
+
+def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """Run the real ``rivers`` command in a child process."""
+    env = {**os.environ, "RIVERS_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "120"}
+    return subprocess.run(
+        [sys.executable, "-m", "rivers", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("rivers: error:")
+    return lines[0]
+
+
+def test_cli_pool_commands_refuse_a_name_with_a_trailing_newline(
+    tmp_path: Path,
+) -> None:
+    import anyio
+
+    path = tmp_path / "cli.db"
+
+    async def pools() -> list[str]:
+        async with rs.open_storage(path) as storage:
+            return [info.name for info in await storage.get_all_pool_infos()]
+
+    for args in (["set", "db\n", "3"], ["info", "db\n"], ["reset", "db\n"]):
+        line = _one_error_line(
+            _cli("--storage", str(path), "pools", *args, home=tmp_path)
+        )
+        assert "'db\\n' is not a valid pool name" in line, line
+    assert "db\n" not in anyio.run(pools)
+
+
+# -------------------------------------------- durations: one parser, bounded
+
+FAR_FUTURE = 1e12
+"""31,700 years: beyond ``datetime``'s year 9999."""
+
+
+LEASE_ROW = "| `RunBackendConfig.lease_duration` | 100ms to 1d |"
+GC_ROW = "| `RunBackendConfig.lease_gc_interval` | 10ms to `lease_duration` |"
+DEQUEUE_ROW = "| `RunQueueConfig.dequeue_interval` | 10ms to 1h |"
+
+
+@pytest.mark.parametrize(
+    ("make", "message", "documented"),
+    [
+        (
+            lambda: rs.RunBackendConfig(lease_duration=FAR_FUTURE),
+            "RunBackendConfig.lease_duration must be a duration from 100ms to 1d, "
+            "got 1000000000000.0",
+            LEASE_ROW,
+        ),
+        (
+            lambda: rs.RunBackendConfig(lease_duration="99999999999d"),
+            "RunBackendConfig.lease_duration must be a duration from 100ms to 1d, "
+            "got '99999999999d'",
+            LEASE_ROW,
+        ),
+        (
+            lambda: rs.RunBackendConfig(lease_duration="1ms"),
+            "RunBackendConfig.lease_duration must be a duration from 100ms to 1d",
+            LEASE_ROW,
+        ),
+        (
+            lambda: rs.RunBackendConfig(lease_gc_interval=1e-9),
+            "RunBackendConfig.lease_gc_interval must be a duration from 10ms to 1m "
+            "(its lease_duration), got 1e-09",
+            GC_ROW,
+        ),
+        (
+            lambda: rs.RunBackendConfig(lease_duration="2s", lease_gc_interval="3s"),
+            "RunBackendConfig.lease_gc_interval must be a duration from 10ms to 2s",
+            GC_ROW,
+        ),
+        (
+            lambda: rs.RunQueueConfig(dequeue_interval=1e-9),
+            "RunQueueConfig.dequeue_interval must be a duration from 10ms to 1h",
+            DEQUEUE_ROW,
+        ),
+        (
+            lambda: rs.RunQueueConfig(dequeue_interval="2h"),
+            "RunQueueConfig.dequeue_interval must be a duration from 10ms to 1h",
+            DEQUEUE_ROW,
+        ),
+        (
+            lambda: rs.sensor(interval=1e-9)(_body),
+            "sensor interval must be a duration from 10ms to 365d",
+            "| sensor `interval` | 10ms to 365d |",
+        ),
+        (
+            lambda: rs.Asset(_body, timeout=FAR_FUTURE),
+            "asset '_body': timeout must be a duration above 0 and at most 365d",
+            "| asset `timeout` | above 0, at most 365d |",
+        ),
+        (
+            lambda: rs.RetryPolicy(delay="8d"),
+            "RetryPolicy.delay must be a duration from 0s to 7d",
+            "| `RetryPolicy.delay` | 0 to 7d;",
+        ),
+    ],
+)
+def test_every_duration_has_a_documented_range(
+    make: Callable[[], object], message: str, documented: str
+) -> None:
+    with pytest.raises(rs.ConfigError) as error:
+        make()
+    assert str(error.value).startswith(message), str(error.value)
+    docs = (Path(__file__).parent.parent / "docs" / "reliability.md").read_text()
+    assert documented in docs
+
+
+def test_the_bounds_themselves_are_accepted() -> None:
+    backend = rs.RunBackendConfig(lease_duration="1d", lease_gc_interval="1d")
+    assert (backend.lease_s, backend.lease_gc_interval_s) == (86400.0, 86400.0)
+    backend = rs.RunBackendConfig(lease_duration="100ms", lease_gc_interval="10ms")
+    assert (backend.lease_s, backend.lease_gc_interval_s) == (0.1, 0.01)
+    assert backend.lease_gc_interval_s == 0.01
+    assert rs.RunBackendConfig(lease_duration="100ms").lease_gc_interval_s == 0.025
+    assert rs.RunQueueConfig(dequeue_interval="1h").dequeue_interval_s == 3600.0
+    assert rs.Asset(_body, timeout="365d").timeout_s == 365 * 86400.0
+    assert rs.RetryPolicy(delay=-0.0).delay == 0.0  # negative zero is zero
+    assert str(rs.RetryPolicy(delay=-0.0).delay) == "0.0"
+
+
+def test_a_retry_delay_grown_by_backoff_is_capped_not_overflowing() -> None:
+    policy = rs.RetryPolicy(max_retries=1000, delay=1, backoff=100)
+    assert policy.delay_before(2) == 1.0
+    assert policy.delay_before(3) == 100.0
+    # 100 ** 998 is an int too large for a float: it raised OverflowError.
+    assert policy.delay_before(1000) == 7 * 86400.0
+    assert rs.RetryPolicy(delay="7d", backoff=2).delay_before(3) == 7 * 86400.0
+
+
+async def _hold_slots_far_into_the_future(path: Path) -> None:
+    """Hold slots with leases ending in a day and past the year 9999.
+
+    rivers no longer writes the second (``lease_duration`` is at most a day), but a
+    storage file written by an older version or another program may hold one.
+    """
+    async with rs.open_storage(path) as storage:
+        for step, lease_s in (("day", 86400.0), ("far", FAR_FUTURE)):
+            claim = await storage.claim_pool_slots(
+                run_id="r",
+                step_key=step,
+                pools=("db",),
+                slots=1,
+                owner="elsewhere:1:1",
+                lease_s=lease_s,
+            )
+            assert claim.granted
+
+
+def test_inspection_survives_a_lease_ending_after_the_year_9999(tmp_path: Path) -> None:
+    import anyio
+
+    path = tmp_path / "leases.db"
+    anyio.run(_hold_slots_far_into_the_future, path)
+
+    async def holders() -> list[rs.SlotHolder]:
+        async with rs.open_storage(path) as storage:
+            return await storage.get_pool_slot_holders("db")
+
+    day, far = anyio.run(holders)
+    assert (day.step_key, far.step_key) == ("day", "far")
+    assert far.lease_expires_at.year == 9999  # shown as the last datetime
+    for args, shown in ((["pools", "info", "db"], "far"), (["top", "--once"], "db")):
+        done = _cli("--storage", str(path), *args, home=tmp_path)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert shown in done.stdout, done.stdout
+    done = _cli("--storage", str(path), "pools", "info", "db", "--json", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert [h["step_key"] for h in shown["holders"]] == ["day", "far"]
+
+
+def test_an_idle_runtime_at_the_smallest_gc_interval_is_not_a_busy_loop(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    import anyio
+
+    with pytest.raises(rs.ConfigError, match="lease_gc_interval"):
+        rs.RunBackendConfig(lease_duration="100ms", lease_gc_interval=1e-9)
+
+    @rs.Asset(pool="db")
+    def step() -> int:
+        return 1
+
+    repo = rs.CodeRepository(
+        [step],
+        pool_limits={"db": 1},
+        executor=rs.Executor.in_process(),
+        backend=rs.RunBackendConfig(
+            storage=str(tmp_path / "gc.db"),
+            lease_duration="100ms",
+            lease_gc_interval="10ms",
+        ),
+    )
+
+    async def idle() -> float:
+        async with rs.Runtime(repo):
+            await anyio.sleep(0.2)
+            started, cpu = time.monotonic(), time.process_time()
+            await anyio.sleep(1.0)
+            return (time.process_time() - cpu) / (time.monotonic() - started)
+
+    # 1e-9 used about 0.4-0.8 of a CPU; the 10 ms floor about 0.06.
+    assert anyio.run(idle) < 0.25
+
+
+# ------------------------------------------------ settings that do nothing
+
+
+def test_pool_slots_without_a_pool_is_refused_naming_the_asset() -> None:
+    with pytest.raises(
+        rs.ConfigError,
+        match=r"^asset '_body': pool_slots=3 has no pool to claim slots of; add "
+        r"pool=\.\.\. or drop pool_slots$",
+    ):
+        rs.Asset(_body, pool_slots=3)
+    assert rs.Asset(_body, pool="db", pool_slots=3).pool_slots == 3
+    assert rs.Asset(_body, pool_slots=1).pools == ()  # the default, harmless
+
+
+@pytest.mark.parametrize("key", ["\x00", "a\nb", "tick\n", "\x1b[2J", "\u202e"])
+def test_run_keys_with_control_characters_are_refused(key: str) -> None:
+    with pytest.raises(
+        rs.ConfigError,
+        match=r"^RunRequest\.run_key must be a printable string \(no control "
+        r"characters\) of 1 to 512 characters",
+    ):
+        rs.RunRequest(run_key=key)
+    assert rs.RunRequest(run_key="2026-12-03 tick #1").run_key == "2026-12-03 tick #1"
+
+
+# ----------------------------------------- a pool named like a declared one
+
+
+def test_a_pool_named_like_a_declared_one_warns_with_did_you_mean() -> None:
+    @rs.Asset(pool="warehous")
+    def load() -> int:
+        return 1
+
+    with pytest.warns(UserWarning, match="did you mean") as warned:
+        rs.CodeRepository([load], pool_limits={"warehouse": 2})
+    (warning,) = warned
+    assert str(warning.message) == (
+        "asset 'load' claims pool 'warehous', which pool_limits does not declare, so "
+        "it has no limit here; did you mean 'warehouse'?"
+    )
+    assert warning.filename == __file__  # points at the CodeRepository(...) line
+
+
+@pytest.mark.parametrize(
+    ("pool", "declared"),
+    [
+        ("warehouse", {"warehouse": 2}),  # declared: nothing to say
+        ("shard2", {"shard1": 1}),  # only digits differ: meant
+        ("api", {"warehouse": 2}),  # nothing alike
+        ("gpu", {}),  # nothing declared
+    ],
+)
+def test_pools_declared_or_unlike_any_declared_one_are_quiet(
+    pool: str, declared: dict[str, int]
+) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rs.CodeRepository([rs.Asset(_body, pool=pool)], pool_limits=declared)

@@ -6,7 +6,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -790,3 +791,406 @@ def test_pools_declared_or_unlike_any_declared_one_are_quiet(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rs.CodeRepository([rs.Asset(_body, pool=pool)], pool_limits=declared)
+
+
+# ------------------------- every public validator, fed edge values (property)
+
+_LINE_ENDS = ["\n", "\r", "\r\n", "\x00", "\x85", "\u2028", " ", "\t", "\x1b[2J"]
+EDGE_TEXT = st.one_of(
+    st.builds(
+        lambda base, end, front: end + base if front else base + end,
+        st.sampled_from(["orders", "db", "warehouse", "default", "1s", "UTC", "a"]),
+        st.sampled_from(_LINE_ENDS),
+        st.booleans(),
+    ),
+    st.sampled_from(
+        [
+            "",
+            "\x00",
+            "\n",
+            "-",
+            ".",
+            "nan",
+            "inf",
+            "-0",
+            "1e309",
+            "99999999999d",
+            "0.000000001ms",
+            " 5s\n",
+            "\u0663s",  # an Arabic-Indic digit
+            "\uff13",  # a full-width digit
+            "* * * * *\n",
+            "../etc",
+            "/abs",
+        ]
+    ),
+    st.builds(
+        lambda char, count: char * count,
+        st.sampled_from(["a", "\u00e9", "\x00", "0", "9", "-"]),
+        st.sampled_from([63, 64, 127, 128, 129, 253, 254, 512, 513, 4301, 100_000]),
+    ),
+    st.text(max_size=20),
+)
+EDGE_NUMBERS = st.one_of(
+    st.sampled_from(
+        [
+            0,
+            -0.0,
+            0.0,
+            1,
+            -1,
+            5e-324,
+            1e-9,
+            0.009999,
+            0.01,
+            0.1,
+            1e12,
+            1e308,
+            float("inf"),
+            float("-inf"),
+            float("nan"),
+            2**31,
+            2**31 - 1,
+            -(2**31) - 1,
+            2**63,
+            10**400,
+            True,
+            False,
+        ]
+    ),
+    st.floats(),
+    st.integers(),
+)
+EDGE_OTHER = st.sampled_from(
+    [
+        None,
+        timedelta.max,
+        timedelta.min,
+        timedelta(microseconds=1),
+        timedelta(0),
+        -timedelta(0),
+        [],
+        ["orders\n"],
+        ("db", "db"),
+        {},
+        {"k\n": "v"},
+        {"k": "v\x00"},
+        b"orders",
+    ]
+)
+EDGE = st.one_of(EDGE_TEXT, EDGE_NUMBERS, EDGE_OTHER)
+
+
+def _keyed(value: object) -> Any:
+    return {value: "v"} if isinstance(value, Hashable) else {str(value): "v"}
+
+
+def _repo_with(**options: Any) -> object:
+    return rs.CodeRepository([rs.Asset(_body, pool="db")], **options)
+
+
+def _kube(**options: Any) -> object:
+    return rs.Executor.kubernetes(**{"image": "img:1", **options})
+
+
+def _kube_field(field: str) -> Callable[[Any], object]:
+    return lambda value: _kube(**{field: value})
+
+
+def _override_field(field: str) -> Callable[[Any], object]:
+    return lambda value: _kube(step_overrides={"orders": {field: value}})
+
+
+VALIDATORS: dict[str, tuple[Callable[[Any], object], str]] = {
+    "Asset name": (lambda v: rs.Asset(_body, name=v), "name"),
+    "Asset deps": (lambda v: rs.Asset(_body, deps=v), "deps"),
+    "Asset pool": (lambda v: rs.Asset(_body, pool=v), "pool"),
+    "Asset pool_slots": (
+        lambda v: rs.Asset(_body, pool="db", pool_slots=v),
+        "pool_slots",
+    ),
+    "Asset pool_slots, no pool": (
+        lambda v: rs.Asset(_body, pool_slots=v),
+        "pool_slots",
+    ),
+    "Asset tags": (lambda v: rs.Asset(_body, tags=v), "tags"),
+    "Asset tag key": (lambda v: rs.Asset(_body, tags=_keyed(v)), "tags"),
+    "Asset tag value": (lambda v: rs.Asset(_body, tags={"k": v}), "tags"),
+    "Asset priority": (lambda v: rs.Asset(_body, priority=v), "priority"),
+    "Asset timeout": (lambda v: rs.Asset(_body, timeout=v), "timeout"),
+    "Asset retry_policy": (lambda v: rs.Asset(_body, retry_policy=v), "retry_policy"),
+    "Asset description": (lambda v: rs.Asset(_body, description=v), "description"),
+    "Asset automation_condition": (
+        lambda v: rs.CodeRepository([rs.Asset(_body, automation_condition=v)]),
+        "automation_condition",
+    ),
+    "CodeRepository assets": (lambda v: rs.CodeRepository(v), "assets"),
+    "CodeRepository name": (lambda v: _repo_with(name=v), "name"),
+    "CodeRepository pool_limits": (lambda v: _repo_with(pool_limits=v), "pool_limits"),
+    "CodeRepository pool_limits key": (
+        lambda v: _repo_with(pool_limits={v: 1} if isinstance(v, Hashable) else v),
+        "pool_limits",
+    ),
+    "CodeRepository pool_limits value": (
+        lambda v: _repo_with(pool_limits={"db": v}),
+        "pool_limits",
+    ),
+    "CodeRepository run_queue": (lambda v: _repo_with(run_queue=v), "run_queue"),
+    "CodeRepository executor": (lambda v: _repo_with(executor=v), "executor"),
+    "CodeRepository backend": (lambda v: _repo_with(backend=v), "backend"),
+    "CodeRepository schedules": (lambda v: _repo_with(schedules=v), "schedules"),
+    "CodeRepository sensors": (lambda v: _repo_with(sensors=v), "sensors"),
+    "CodeRepository io_manager": (lambda v: _repo_with(io_manager=v), "io_manager"),
+    "RunQueueConfig max_concurrent_runs": (
+        lambda v: rs.RunQueueConfig(max_concurrent_runs=v),
+        "RunQueueConfig.max_concurrent_runs",
+    ),
+    "RunQueueConfig dequeue_interval": (
+        lambda v: rs.RunQueueConfig(dequeue_interval=v),
+        "RunQueueConfig.dequeue_interval",
+    ),
+    "RunQueueConfig tag_concurrency_limits": (
+        lambda v: rs.RunQueueConfig(tag_concurrency_limits=v),
+        "RunQueueConfig.tag_concurrency_limits",
+    ),
+    "TagConcurrencyLimit key": (
+        lambda v: rs.TagConcurrencyLimit(key=v, limit=1),
+        "TagConcurrencyLimit",
+    ),
+    "TagConcurrencyLimit value": (
+        lambda v: rs.TagConcurrencyLimit(key="k", value=v, limit=1),
+        "TagConcurrencyLimit",
+    ),
+    "TagConcurrencyLimit limit": (
+        lambda v: rs.TagConcurrencyLimit(key="k", limit=v),
+        "TagConcurrencyLimit",
+    ),
+    "TagConcurrencyLimit per_unique_value": (
+        lambda v: rs.TagConcurrencyLimit(key="k", limit=1, per_unique_value=v),
+        "TagConcurrencyLimit",
+    ),
+    "RunBackendConfig storage": (
+        lambda v: rs.RunBackendConfig(storage=v),
+        "RunBackendConfig.storage",
+    ),
+    "RunBackendConfig lease_duration": (
+        lambda v: rs.RunBackendConfig(lease_duration=v),
+        "RunBackendConfig.lease_duration",
+    ),
+    "RunBackendConfig lease_gc_interval": (
+        lambda v: rs.RunBackendConfig(lease_gc_interval=v),
+        "RunBackendConfig.lease_gc_interval",
+    ),
+    "RetryPolicy max_retries": (
+        lambda v: rs.RetryPolicy(max_retries=v),
+        "RetryPolicy.max_retries",
+    ),
+    "RetryPolicy delay": (lambda v: rs.RetryPolicy(delay=v), "RetryPolicy.delay"),
+    "RetryPolicy backoff": (lambda v: rs.RetryPolicy(backoff=v), "RetryPolicy.backoff"),
+    "Executor.parallel max_workers": (
+        lambda v: rs.Executor.parallel(max_workers=v),
+        "max_workers",
+    ),
+    "Executor.parallel max_async_concurrent": (
+        lambda v: rs.Executor.parallel(max_async_concurrent=v),
+        "max_async_concurrent",
+    ),
+    **{
+        f"Executor.kubernetes {field}": (
+            _kube_field(field),
+            f"Executor.kubernetes {field}",
+        )
+        for field in (
+            "max_concurrent_steps",
+            "namespace",
+            "kubeconfig",
+            "env",
+            "env_secrets",
+            "env_config_maps",
+            "resources",
+            "service_account",
+            "labels",
+            "image_pull_policy",
+            "ttl_seconds_after_finished",
+            "step_overrides",
+        )
+    },
+    "Executor.kubernetes image": (lambda v: _kube(image=v), "image"),
+    "Executor.kubernetes step_overrides key": (
+        lambda v: _kube(step_overrides={v: {}} if isinstance(v, Hashable) else v),
+        "step_overrides",
+    ),
+    **{
+        f"KubernetesStepOverride {field}": (
+            _override_field(field),
+            "KubernetesStepOverride",
+        )
+        for field in (
+            "image",
+            "env",
+            "env_secrets",
+            "env_config_maps",
+            "resources",
+            "service_account",
+            "labels",
+            "image_pull_policy",
+        )
+    },
+    "RunRequest selection": (
+        lambda v: rs.RunRequest(selection=v),
+        "RunRequest.selection",
+    ),
+    "RunRequest tags": (lambda v: rs.RunRequest(tags=v), "RunRequest.tags"),
+    "RunRequest priority": (lambda v: rs.RunRequest(priority=v), "RunRequest.priority"),
+    "RunRequest run_key": (lambda v: rs.RunRequest(run_key=v), "RunRequest.run_key"),
+    "schedule cron": (lambda v: rs.schedule(cron=v)(_body), "cron"),
+    "schedule timezone": (
+        lambda v: rs.schedule(cron="0 * * * *", timezone=v)(_body),
+        "timezone",
+    ),
+    "schedule name": (lambda v: rs.schedule(cron="0 * * * *", name=v)(_body), "name"),
+    "schedule selection": (
+        lambda v: rs.schedule(cron="0 * * * *", selection=v)(_body),
+        "selection",
+    ),
+    "schedule tags": (lambda v: rs.schedule(cron="0 * * * *", tags=v)(_body), "tags"),
+    "schedule catch_up": (
+        lambda v: rs.schedule(cron="0 * * * *", catch_up=v)(_body),
+        "catch_up",
+    ),
+    "sensor interval": (lambda v: rs.sensor(interval=v)(_body), "interval"),
+    "sensor name": (lambda v: rs.sensor(name=v)(_body), "name"),
+    "sensor selection": (lambda v: rs.sensor(selection=v)(_body), "selection"),
+    "sensor tags": (lambda v: rs.sensor(tags=v)(_body), "tags"),
+    "AutomationCondition.on_cron cron": (
+        lambda v: rs.AutomationCondition.on_cron(v),
+        "cron",
+    ),
+    "AutomationCondition.on_cron timezone": (
+        lambda v: rs.AutomationCondition.on_cron("0 * * * *", timezone=v),
+        "timezone",
+    ),
+    "FilesystemIOManager base_dir": (
+        lambda v: rs.FilesystemIOManager(v),
+        "base_dir",
+    ),
+    "UPathIOManager base": (lambda v: rs.UPathIOManager(v), "base"),
+}
+
+
+@pytest.mark.parametrize("where", sorted(VALIDATORS))
+@settings(max_examples=40 * SCALE, deadline=None)
+@given(value=EDGE)
+def test_every_public_validator_accepts_or_names_the_field_in_one_line(
+    where: str, value: Any
+) -> None:
+    make, field = VALIDATORS[where]
+    try:
+        make(value)
+    except rs.ConfigError as error:
+        message = str(error)
+        assert field in message, message
+        assert "\n" not in message, message
+        assert len(message) < 400, message  # a huge value is quoted cut short
+    else:
+        if where in NAMES_AND_KEYS and isinstance(value, str):
+            assert value.isprintable(), value  # no line break, NUL or escape
+
+
+NAMES_AND_KEYS = {
+    "Asset name",
+    "Asset pool",
+    "CodeRepository name",
+    "CodeRepository pool_limits key",
+    "Executor.kubernetes namespace",
+    "Executor.kubernetes service_account",
+    "Executor.kubernetes step_overrides key",
+    "RunRequest run_key",
+    "schedule name",
+    "schedule timezone",
+    "sensor name",
+    "AutomationCondition.on_cron timezone",
+}
+
+
+# ------------------------------------ every CLI option, fed edge values (property)
+
+CLI_REPOSITORY = """
+import rivers as rs
+
+
+@rs.Asset
+def orders() -> int:
+    return 1
+
+
+repo = rs.CodeRepository(
+    [orders], run_queue=rs.RunQueueConfig(), executor=rs.Executor.in_process()
+)
+"""
+CLI_OPTIONS: dict[str, Callable[[str], list[str]]] = {
+    "runs list --status": lambda v: ["runs", "list", "--status", v],
+    "runs list --tag": lambda v: ["runs", "list", "--tag", v],
+    "runs list --limit": lambda v: ["runs", "list", "--limit", v],
+    "runs show": lambda v: ["runs", "show", v],
+    "runs show --json": lambda v: ["runs", "show", v, "--json"],
+    "runs why": lambda v: ["runs", "why", v],
+    "runs cancel": lambda v: ["runs", "cancel", v],
+    "pools info": lambda v: ["pools", "info", v],
+    "pools set NAME": lambda v: ["pools", "set", v, "3"],
+    "pools set LIMIT": lambda v: ["pools", "set", "db", v],
+    "pools reset": lambda v: ["pools", "reset", v],
+    "pools free": lambda v: ["pools", "free", v],
+    "pools free STEP": lambda v: ["pools", "free", "run", v],
+    "top --interval": lambda v: ["top", "--once", "--interval", v],
+    "submit --select": lambda v: ["submit", "-f", "repo.py", "--select", v],
+    "submit --tag": lambda v: ["submit", "-f", "repo.py", "--tag", v],
+    "submit --priority": lambda v: ["submit", "-f", "repo.py", "--priority", v],
+    "submit -a": lambda v: ["submit", "-f", "repo.py", "-a", v],
+    "submit -m": lambda v: ["submit", "-m", v],
+    "materialize --select": lambda v: ["materialize", "-f", "repo.py", "--select", v],
+    "materialize --tag": lambda v: ["materialize", "-f", "repo.py", "--tag", "k=" + v],
+    "daemon --grace": lambda v: ["daemon", "-f", "missing.py", "--grace", v],
+    "triggers list -a": lambda v: ["triggers", "list", "-f", "repo.py", "-a", v],
+}
+# What a shell can pass: no NUL (exec refuses it), no leading '-' (an option).
+CLI_VALUES = st.one_of(EDGE_TEXT, EDGE_NUMBERS.map(str)).filter(
+    lambda v: "\x00" not in v and not v.startswith("-") and len(v) < 5000
+)
+
+
+@pytest.mark.parametrize("option", sorted(CLI_OPTIONS))
+@settings(
+    max_examples=15 * SCALE,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(value=CLI_VALUES)
+def test_every_cli_option_exits_0_or_2_in_one_line(
+    option: str,
+    value: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "repo.py").write_text(CLI_REPOSITORY)
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "cli.db"
+    if not path.exists():
+        import anyio
+
+        async def create() -> None:
+            async with rs.open_storage(path):
+                pass
+
+        anyio.run(create)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_run(["--storage", str(path), *CLI_OPTIONS[option](value)])
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err
+    assert "Traceback" not in shown
+    assert exit_info.value.code in (0, 2, None), (exit_info.value.code, shown)
+    if exit_info.value.code == 2:
+        lines = captured.err.splitlines()
+        assert len(lines) == 1, captured.err
+        assert lines[0].startswith("rivers: error:")

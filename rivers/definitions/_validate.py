@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rivers._repr import short_repr
 from rivers.errors import ConfigError
 
 __all__ = (
@@ -83,11 +84,6 @@ KUBERNETES_NAMESPACE = NameRule(
 """A DNS-1123 label."""
 
 
-def _shorten(value: object) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 60 else shown[:57] + "..."
-
-
 def check_name(value: object, rule: NameRule, field: str) -> str:
     """Return ``value`` if the whole of it is a name of ``rule``'s kind.
 
@@ -100,7 +96,7 @@ def check_name(value: object, rule: NameRule, field: str) -> str:
         and rule.pattern.fullmatch(value) is not None
     ):
         return value
-    raise ConfigError(f"{field} {_shorten(value)} is not a {rule.kind}; {rule.hint}")
+    raise ConfigError(f"{field} {short_repr(value)} is not a {rule.kind}; {rule.hint}")
 
 
 def check_asset_name(name: object, field: str = "name") -> str:
@@ -127,7 +123,7 @@ def check_run_key(run_key: object, field: str) -> str:
     ):
         raise ConfigError(
             f"{field} must be a printable string (no control characters) of 1 to "
-            f"{MAX_RUN_KEY_LENGTH} characters, got {_shorten(run_key)}"
+            f"{MAX_RUN_KEY_LENGTH} characters, got {short_repr(run_key)}"
         )
     return run_key
 
@@ -142,7 +138,7 @@ def check_tags(tags: object, field: str = "tags") -> dict[str, str]:
         return {}
     if not isinstance(tags, Mapping):
         raise ConfigError(
-            f"{field} must be a mapping of str to str, got {_shorten(tags)}"
+            f"{field} must be a mapping of str to str, got {short_repr(tags)}"
         )
     if len(tags) > MAX_TAGS:
         raise ConfigError(
@@ -152,22 +148,22 @@ def check_tags(tags: object, field: str = "tags") -> dict[str, str]:
     for key, value in tags.items():
         if not isinstance(key, str) or not key or len(key) > MAX_TAG_KEY_LENGTH:
             raise ConfigError(
-                f"{field} key {_shorten(key)} must be a non-empty string of at most "
+                f"{field} key {short_repr(key)} must be a non-empty string of at most "
                 f"{MAX_TAG_KEY_LENGTH} characters"
             )
         if not _printable(key) or "=" in key:
             raise ConfigError(
-                f"{field} key {_shorten(key)} must be printable and must not contain '='"
+                f"{field} key {short_repr(key)} must be printable and must not contain '='"
             )
         if not isinstance(value, str) or len(value) > MAX_TAG_VALUE_LENGTH:
             raise ConfigError(
                 f"{field}[{key!r}] must be a string of at most {MAX_TAG_VALUE_LENGTH} "
-                f"characters, got {_shorten(value)}"
+                f"characters, got {short_repr(value)}"
             )
         if not _printable(value):
             raise ConfigError(
                 f"{field}[{key!r}] must be printable (no control characters), "
-                f"got {_shorten(value)}"
+                f"got {short_repr(value)}"
             )
         checked[key] = value
     return checked
@@ -178,8 +174,8 @@ def check_int(
 ) -> int:
     """Return ``value`` if it is an int within ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{field} must be an integer, got {_shorten(value)}")
+        raise ConfigError(f"{field} must be an integer, got {short_repr(value)}")
     if value < minimum or (maximum is not None and value > maximum):
         bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
-        raise ConfigError(f"{field} must be {bound}, got {value}")
+        raise ConfigError(f"{field} must be {bound}, got {short_repr(value)}")
     return value

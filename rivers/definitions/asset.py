@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, final, overload
 
+from rivers._repr import short_repr
 from rivers.definitions._validate import (
     check_asset_name,
     check_int,
@@ -138,7 +139,7 @@ class Asset(Generic[P, R]):
         description: str | None = None,
     ) -> None:
         if not callable(fn):
-            raise ConfigError(f"@Asset must decorate a function, got {fn!r}")
+            raise ConfigError(f"@Asset must decorate a function, got {short_repr(fn)}")
         self.fn: Callable[P, R] = fn
         self.name: str = check_asset_name(
             name if name is not None else getattr(fn, "__name__", None),
@@ -163,7 +164,7 @@ class Asset(Generic[P, R]):
         )
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise ConfigError(
-                f"{where}: retry_policy must be a rs.RetryPolicy, got {retry_policy!r}"
+                f"{where}: retry_policy must be a rs.RetryPolicy, got {short_repr(retry_policy)}"
             )
         self.retry_policy: RetryPolicy = retry_policy or RetryPolicy()
         self.timeout_s: float | None = (
@@ -275,7 +276,7 @@ def _dep_names(deps: object, where: str) -> tuple[str, ...]:
         deps = [deps]
     if not isinstance(deps, Iterable):
         raise ConfigError(
-            f"{where}: deps must be a list of assets or names, got {deps!r}"
+            f"{where}: deps must be a list of assets or names, got {short_repr(deps)}"
         )
     names: list[str] = []
     for dep in deps:
@@ -293,7 +294,7 @@ def _pool_names(pool: object, where: str) -> tuple[str, ...]:
     pools = [pool] if isinstance(pool, str) else pool
     if not isinstance(pools, Iterable):
         raise ConfigError(
-            f"{where}: pool must be a name or a list of names, got {pool!r}"
+            f"{where}: pool must be a name or a list of names, got {short_repr(pool)}"
         )
     names: list[str] = []
     for name in pools:

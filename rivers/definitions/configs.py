@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, final
 import msgspec
 from msgspec.structs import force_setattr
 
+from rivers._repr import short_repr
 from rivers.definitions._validate import (
     KUBERNETES_NAMESPACE,
     KUBERNETES_OBJECT_NAME,
@@ -79,11 +80,11 @@ class RetryPolicy(msgspec.Struct, frozen=True):
         )
         if isinstance(self.backoff, bool) or not isinstance(self.backoff, int | float):
             raise ConfigError(
-                f"RetryPolicy.backoff must be a number, got {self.backoff!r}"
+                f"RetryPolicy.backoff must be a number, got {short_repr(self.backoff)}"
             )
         if not 1.0 <= self.backoff <= 100.0:
             raise ConfigError(
-                f"RetryPolicy.backoff must be in 1..100, got {self.backoff}"
+                f"RetryPolicy.backoff must be in 1..100, got {short_repr(self.backoff)}"
             )
 
     def delay_before(self, attempt: int) -> float:
@@ -125,14 +126,14 @@ class TagConcurrencyLimit(msgspec.Struct, frozen=True):
         ):
             raise ConfigError(
                 "TagConcurrencyLimit key and value must be strings, got "
-                f"key={self.key!r}, value={self.value!r}"
+                f"key={short_repr(self.key)}, value={short_repr(self.value)}"
             )
         check_tags(
             {self.key: "" if self.value is None else self.value}, "TagConcurrencyLimit"
         )
         if self.limit is None:
             raise ConfigError(
-                f"TagConcurrencyLimit(key={self.key!r}) needs limit=N (an integer >= 0)"
+                f"TagConcurrencyLimit(key={short_repr(self.key)}) needs limit=N (an integer >= 0)"
             )
         check_int(self.limit, "TagConcurrencyLimit.limit", minimum=0, maximum=MAX_LIMIT)
         if not isinstance(self.per_unique_value, bool):
@@ -141,7 +142,7 @@ class TagConcurrencyLimit(msgspec.Struct, frozen=True):
             )
         if self.value is not None and self.per_unique_value:
             raise ConfigError(
-                f"TagConcurrencyLimit(key={self.key!r}) sets both value= and "
+                f"TagConcurrencyLimit(key={short_repr(self.key)}) sets both value= and "
                 "per_unique_value=True; use one: a value caps that value, "
                 "per_unique_value caps each value"
             )
@@ -200,7 +201,7 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
             if not isinstance(limit, TagConcurrencyLimit):
                 raise ConfigError(
                     "RunQueueConfig.tag_concurrency_limits must hold TagConcurrencyLimit "
-                    f"objects, got {limit!r}"
+                    f"objects, got {short_repr(limit)}"
                 )
         force_setattr(self, "tag_concurrency_limits", tuple(limits))
 
@@ -236,7 +237,7 @@ class RunBackendConfig(msgspec.Struct, frozen=True):
         ):
             raise ConfigError(
                 f"RunBackendConfig.storage must be a path or sqlite:/// URL, "
-                f"got {self.storage!r}"
+                f"got {short_repr(self.storage)}"
             )
         if self.storage is not None:
             force_setattr(self, "storage", os.fspath(self.storage))
@@ -335,7 +336,7 @@ _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 def _check_pull_policy(value: object, field: str) -> None:
     if value not in (None, *_PULL_POLICIES):
         raise ConfigError(
-            f"{field} must be 'Always', 'IfNotPresent' or 'Never', got {value!r}"
+            f"{field} must be 'Always', 'IfNotPresent' or 'Never', got {short_repr(value)}"
         )
 
 
@@ -344,7 +345,7 @@ def _check_object_names(value: object, field: str) -> tuple[str, ...] | None:
     if value is None:
         return None
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ConfigError(f"{field} must be a list of names, got {value!r}")
+        raise ConfigError(f"{field} must be a list of names, got {short_repr(value)}")
     return tuple(
         check_name(name, KUBERNETES_OBJECT_NAME, f"{field}:") for name in value
     )
@@ -361,7 +362,7 @@ def _check_resources(value: object, field: str) -> None:
     ):
         raise ConfigError(
             f"{field} must look like {{'requests': {{'cpu': '500m'}}, 'limits': "
-            f"{{'memory': '1Gi'}}}} (strings only), got {value!r}"
+            f"{{'memory': '1Gi'}}}} (strings only), got {short_repr(value)}"
         )
 
 
@@ -422,7 +423,7 @@ def _check_overrides(value: object) -> dict[str, KubernetesStepOverride] | None:
     if not isinstance(value, Mapping):
         raise ConfigError(
             "Executor.kubernetes step_overrides must be a dict of asset name to "
-            f"overrides, got {value!r}"
+            f"overrides, got {short_repr(value)}"
         )
     checked: dict[str, KubernetesStepOverride] = {}
     for name, override in value.items():
@@ -433,7 +434,7 @@ def _check_overrides(value: object) -> dict[str, KubernetesStepOverride] | None:
         if not isinstance(override, Mapping):
             raise ConfigError(
                 f"Executor.kubernetes step_overrides[{name!r}] must be a dict such as "
-                f"{{'image': ..., 'resources': ...}}, got {override!r}"
+                f"{{'image': ..., 'resources': ...}}, got {short_repr(override)}"
             )
         fields = KubernetesStepOverride.__struct_fields__
         unknown = sorted(str(k) for k in override if k not in fields)
@@ -528,7 +529,7 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
             if not isinstance(self.kubeconfig, str | os.PathLike):
                 raise ConfigError(
                     "Executor.kubernetes kubeconfig must be a path, "
-                    f"got {self.kubeconfig!r}"
+                    f"got {short_repr(self.kubeconfig)}"
                 )
             force_setattr(self, "kubeconfig", os.fspath(self.kubeconfig))
         check_tags(self.env, "Executor.kubernetes env")
@@ -655,7 +656,7 @@ def check_pool_limits(pool_limits: object) -> dict[str, int]:
         return {}
     if not isinstance(pool_limits, dict):
         raise ConfigError(
-            f"pool_limits must be a dict of pool name to limit, got {pool_limits!r}"
+            f"pool_limits must be a dict of pool name to limit, got {short_repr(pool_limits)}"
         )
     checked: dict[str, int] = {}
     for name, limit in pool_limits.items():

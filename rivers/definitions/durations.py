@@ -11,6 +11,7 @@ import math
 import re
 from datetime import timedelta
 
+from rivers._repr import short_repr
 from rivers.errors import ConfigError
 
 __all__ = (
@@ -96,7 +97,9 @@ def parse_duration(
         shown = describe_range(minimum, maximum, allow_zero)
         if maximum_name is not None:
             shown += f" (its {maximum_name})"
-        raise ConfigError(f"{field} must be a duration {shown}, got {_shorten(value)}")
+        raise ConfigError(
+            f"{field} must be a duration {shown}, got {short_repr(value)}"
+        )
     return seconds + 0.0  # -0.0 becomes 0.0
 
 
@@ -116,13 +119,8 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _shorten(value: object) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 60 else shown[:57] + "..."
-
-
 def _message(field: str, value: object) -> str:
     return (
         f"{field} must be a duration (seconds, a timedelta, or a string such as "
-        f"'250ms', '2s', '5m', '1h'), got {_shorten(value)}"
+        f"'250ms', '2s', '5m', '1h'), got {short_repr(value)}"
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import Any, TypeVar, final
 
+from rivers._repr import short_repr
 from rivers.definitions._validate import REPOSITORY_NAME, check_name
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
@@ -19,9 +20,7 @@ from rivers.definitions.configs import (
 from rivers.definitions.graph import find_cycle, topological_order
 from rivers.definitions.triggers import AutomationCondition, Schedule, Sensor
 from rivers.errors import AssetNotFound, ConfigError
-
-if TYPE_CHECKING:
-    from rivers.io import IOManager
+from rivers.io import IOManager
 
 __all__ = ("CodeRepository",)
 
@@ -72,7 +71,7 @@ class CodeRepository:
         for asset in assets:
             if not isinstance(asset, Asset):
                 raise ConfigError(
-                    f"CodeRepository assets must be rs.Asset objects, got {asset!r}; "
+                    f"CodeRepository assets must be rs.Asset objects, got {short_repr(asset)}; "
                     "decorate the function with @rs.Asset"
                 )
             if asset.name in self.assets:
@@ -83,15 +82,22 @@ class CodeRepository:
             self.assets[asset.name] = asset
         if run_queue is not None and not isinstance(run_queue, RunQueueConfig):
             raise ConfigError(
-                f"run_queue must be a rs.RunQueueConfig, got {run_queue!r}"
+                f"run_queue must be a rs.RunQueueConfig, got {short_repr(run_queue)}"
             )
         if executor is not None and not isinstance(executor, ExecutorConfig):
             raise ConfigError(
                 f"executor must come from rs.Executor.in_process(), .parallel() or "
-                f".kubernetes(), got {executor!r}"
+                f".kubernetes(), got {short_repr(executor)}"
+            )
+        if io_manager is not None and not isinstance(io_manager, IOManager):
+            raise ConfigError(
+                "io_manager must have store(asset_key, value) and load(asset_key) "
+                f"methods, such as rs.FilesystemIOManager(), got {short_repr(io_manager)}"
             )
         if backend is not None and not isinstance(backend, RunBackendConfig):
-            raise ConfigError(f"backend must be a rs.RunBackendConfig, got {backend!r}")
+            raise ConfigError(
+                f"backend must be a rs.RunBackendConfig, got {short_repr(backend)}"
+            )
         self.name: str = check_name(name, REPOSITORY_NAME, "CodeRepository name")
         self.run_queue = run_queue
         self.pool_limits: dict[str, int] = check_pool_limits(
@@ -213,7 +219,7 @@ class CodeRepository:
                 raise ConfigError(
                     f"asset {asset.name!r}: automation_condition must be "
                     "rs.AutomationCondition.eager() or .on_cron(cron), got "
-                    f"{condition!r}"
+                    f"{short_repr(condition)}"
                 )
 
     @property
@@ -288,7 +294,7 @@ def _triggers(given: object, kind: type[_Trigger]) -> tuple[_Trigger, ...]:
     for item in given:
         if not isinstance(item, kind):
             raise ConfigError(
-                f"CodeRepository {label} must be made with {how}, got {item!r}"
+                f"CodeRepository {label} must be made with {how}, got {short_repr(item)}"
             )
         items.append(item)
     return tuple(items)

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 from msgspec.structs import force_setattr
 
+from rivers._repr import short_repr
 from rivers.core.triggers import check_cron, check_timezone, next_tick
 from rivers.definitions._validate import check_asset_name, check_tags
 from rivers.definitions.asset import Asset
@@ -164,7 +165,7 @@ class Schedule:
         self.name = _name(name, fn, "schedule")
         where = f"schedule {self.name!r}"
         if fn is not None and not callable(fn):
-            raise ConfigError(f"{where}: fn must be a function, got {fn!r}")
+            raise ConfigError(f"{where}: fn must be a function, got {short_repr(fn)}")
         self.fn = fn
         self.takes_context = fn is not None and _takes_context(fn, where)
         self.cron = check_cron(cron, f"{where}: cron")
@@ -290,7 +291,7 @@ class SensorContext:
         """
         if value is not None and not isinstance(value, str):
             raise TypeError(
-                f"a sensor cursor must be a string or None, got {value!r}; "
+                f"a sensor cursor must be a string or None, got {short_repr(value)}; "
                 "encode it, e.g. with str() or json.dumps()"
             )
         if value is not None and len(value) > MAX_CURSOR_LENGTH:
@@ -351,7 +352,9 @@ class Sensor:
         description: str | None = None,
     ) -> None:
         if not callable(fn):
-            raise ConfigError(f"@rs.sensor must decorate a function, got {fn!r}")
+            raise ConfigError(
+                f"@rs.sensor must decorate a function, got {short_repr(fn)}"
+            )
         self.name = _name(name, fn, "sensor")
         where = f"sensor {self.name!r}"
         self.fn = fn

@@ -1194,3 +1194,57 @@ def test_every_cli_option_exits_0_or_2_in_one_line(
         lines = captured.err.splitlines()
         assert len(lines) == 1, captured.err
         assert lines[0].startswith("rivers: error:")
+
+
+TRIGGERS_REPOSITORY = """
+import rivers as rs
+
+
+@rs.Asset
+def orders() -> int:
+    return 1
+
+
+@rs.sensor(interval="30s")
+def watch() -> None:
+    return None
+
+
+repo = rs.CodeRepository([orders], sensors=[watch])
+"""
+
+
+def test_triggers_list_survives_stored_times_after_the_year_9999(
+    tmp_path: Path,
+) -> None:
+    import anyio
+
+    from rivers.core.triggers import state_key
+
+    path = tmp_path / "triggers.db"
+    (tmp_path / "repo.py").write_text(TRIGGERS_REPOSITORY)
+
+    async def store() -> None:
+        async with rs.open_storage(path) as storage:
+            await storage.put_state(
+                state_key("sensor", "watch"),
+                {
+                    "last_evaluation_at": FAR_FUTURE,
+                    "last_error_at": FAR_FUTURE,
+                    "last_error": "boom",
+                },
+            )
+
+    anyio.run(store)
+    done = _cli(
+        "--storage",
+        str(path),
+        "triggers",
+        "list",
+        "-f",
+        str(tmp_path / "repo.py"),
+        home=tmp_path,
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "watch" in done.stdout
+    assert "boom" in done.stdout

@@ -893,6 +893,12 @@ def _kube(**options: Any) -> object:
     return rs.Executor.kubernetes(**{"image": "img:1", **options})
 
 
+def _metrics_addr(addr: Any) -> object:
+    from rivers.metrics import parse_metrics_addr  # what Runtime(metrics_addr=) runs
+
+    return parse_metrics_addr(addr)
+
+
 def _kube_field(field: str) -> Callable[[Any], object]:
     return lambda value: _kube(**{field: value})
 
@@ -1075,6 +1081,7 @@ VALIDATORS: dict[str, tuple[Callable[[Any], object], str]] = {
         "base_dir",
     ),
     "UPathIOManager base": (lambda v: rs.UPathIOManager(v), "base"),
+    "Runtime metrics_addr": (_metrics_addr, "metrics_addr"),
 }
 
 
@@ -1106,6 +1113,7 @@ NAMES_AND_KEYS = {
     "Executor.kubernetes service_account",
     "Executor.kubernetes step_overrides key",
     "RunRequest run_key",
+    "Runtime metrics_addr",
     "schedule name",
     "schedule timezone",
     "sensor name",
@@ -1151,6 +1159,15 @@ CLI_OPTIONS: dict[str, Callable[[str], list[str]]] = {
     "materialize --select": lambda v: ["materialize", "-f", "repo.py", "--select", v],
     "materialize --tag": lambda v: ["materialize", "-f", "repo.py", "--tag", "k=" + v],
     "daemon --grace": lambda v: ["daemon", "-f", "missing.py", "--grace", v],
+    "daemon --metrics-addr": lambda v: [
+        "daemon",
+        "-f",
+        "missing.py",
+        "--metrics-addr",
+        v,
+    ],
+    "pools advise": lambda v: ["pools", "advise", v],
+    "pools advise --since": lambda v: ["pools", "advise", "db", "--since", v],
     "triggers list -a": lambda v: ["triggers", "list", "-f", "repo.py", "-a", v],
 }
 # What a shell can pass: no NUL (exec refuses it), no leading '-' (an option).
@@ -1248,3 +1265,21 @@ def test_triggers_list_survives_stored_times_after_the_year_9999(
     assert done.returncode == 0, (done.stdout, done.stderr)
     assert "watch" in done.stdout
     assert "boom" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "addr",
+    [
+        "127.0.0.1:\u0663",  # an Arabic-Indic 3 was port 3
+        "x" * 254 + ":9464",  # longer than any host name
+        "127.0.0.1:9464\n",
+        "h:" + "9" * 5000,  # quoted whole in the error, 5,000 characters
+    ],
+)
+def test_metrics_addresses_are_ascii_host_names_and_ports(addr: str) -> None:
+    with pytest.raises(
+        rs.ConfigError, match=r"^metrics_addr must be HOST:PORT"
+    ) as error:
+        _metrics_addr(addr)
+    assert len(str(error.value)) < 200
+    assert _metrics_addr("x" * 253 + ":0") == ("x" * 253, 0)

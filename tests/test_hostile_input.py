@@ -461,6 +461,23 @@ NAMES: dict[str, tuple[Callable[[str], object], str]] = {
         "env_secrets",
     ),
     "run_key": (lambda n: rs.RunRequest(run_key=n), "RunRequest.run_key"),
+    "tag limit key": (
+        lambda n: rs.TagConcurrencyLimit(key=n, limit=1),
+        "TagConcurrencyLimit key",
+    ),
+    "tag limit value": (
+        lambda n: rs.TagConcurrencyLimit(key="k", value=n, limit=1),
+        "TagConcurrencyLimit['k']",
+    ),
+    "env_config_maps": (
+        lambda n: rs.Executor.kubernetes(image="i", env_config_maps=[n.lower()]),
+        "env_config_maps",
+    ),
+    "Kubernetes label key": (
+        lambda n: rs.Executor.kubernetes(image="i", labels={n: "v"}),
+        "labels key",
+    ),
+    "metrics_addr": (lambda n: _metrics_addr(n + ":9464"), "metrics_addr"),
     "tag key": (lambda n: rs.RunRequest(tags={n: "v"}), "RunRequest.tags key"),
     "tag value": (lambda n: rs.RunRequest(tags={"k": n}), "RunRequest.tags['k']"),
     "set_pool_limit": (

@@ -49,6 +49,10 @@ class CodeRepository:
             triggers with one name, a trigger selecting an unknown asset, an
             ``automation_condition`` that is not a ``rs.AutomationCondition``, or a
             bad setting; the message names it.
+
+    Warns:
+        UserWarning: an asset's pool is not in ``pool_limits`` but is spelled like
+            one that is ("did you mean 'warehouse'?").
     """
 
     def __init__(

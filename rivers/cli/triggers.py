@@ -26,6 +26,7 @@ from rivers.cli.options import (  # noqa: TC001  # typer reads them at runtime
 from rivers.cli.output import console, format_seconds, print_json, safe
 from rivers.core.triggers import TriggerState, next_tick, state_key
 from rivers.materialize import run_sync
+from rivers.storage.records import from_timestamp
 
 if TYPE_CHECKING:
     from rivers.cli._common import CliState
@@ -61,7 +62,7 @@ class TriggerRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _at(epoch_s: float | None) -> datetime | None:
-    return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
+    return from_timestamp(epoch_s)
 
 
 def describe_triggers(

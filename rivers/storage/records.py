@@ -67,8 +67,19 @@ class StepStatus(enum.StrEnum):
 
 
 def from_timestamp(value: float | None) -> datetime | None:
-    """Return an aware UTC datetime from epoch seconds (None stays None)."""
-    return None if value is None else datetime.fromtimestamp(value, UTC)
+    """Return an aware UTC datetime from epoch seconds (None stays None).
+
+    A stored time outside ``datetime``'s range (years 1..9999), which rivers never
+    writes but another program sharing the file could, is shown as the nearest end
+    of that range (NaN as None) rather than failing every read that meets it.
+    """
+    if value is None or value != value:  # NaN != NaN
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        edge = datetime.max if value > 0 else datetime.min
+        return edge.replace(tzinfo=UTC)
 
 
 class RunRecord(msgspec.Struct, frozen=True, kw_only=True):

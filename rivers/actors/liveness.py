@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, final
 
 import anyio
 
-from rivers._liveness import owner_is_alive
+from rivers._liveness import STALE_AFTER_S, owner_is_alive
 from rivers.errors import StorageUnavailable
 from rivers.messages import RunFailed
 
@@ -28,7 +28,6 @@ __all__ = ("HEARTBEAT_INTERVAL_S", "STALE_AFTER_S", "ProcessMonitor")
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_S = 1.0
-STALE_AFTER_S = 30.0
 
 
 @final

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 import anyio
 
 from rivers._ids import new_run_id
+from rivers._liveness import live_served
 from rivers.cli.loading import load_repository
-from rivers.cli.output import console
+from rivers.cli.output import console, safe
+from rivers.core.ownership import clash_warning, unserved_reason
 from rivers.definitions.configs import RunBackendConfig
 from rivers.definitions.requests import RunRequest
 from rivers.materialize import run_sync
@@ -56,9 +58,12 @@ def submit_command(
     )
     path = resolve_storage_path(_backend(state, repository).storage)
 
-    async def write() -> str:
+    async def write() -> tuple[str, str | None]:
         async with open_storage(path) as storage:
             run_id = new_run_id()
+            await storage.record_definitions(
+                [(repository.name, repository.fingerprint, list(repository.assets))]
+            )
             await storage.create_run(
                 NewRun(
                     run_id=run_id,
@@ -69,6 +74,7 @@ def submit_command(
                     if request.selection is None
                     else list(request.selection),
                     priority=priority,
+                    fingerprint=repository.fingerprint,
                 )
             )
             await storage.append_events(
@@ -83,10 +89,19 @@ def submit_command(
                     )
                 ]
             )
-            return run_id
+            live = await live_served(storage)
+            note = clash_warning("", repository.name, repository.fingerprint, live)
+            if note is None:
+                note = unserved_reason(
+                    repository.name, repository.fingerprint, steps, live
+                )
+            return run_id, note
 
-    run_id: str = run_sync(write)
+    written: tuple[str, str | None] = run_sync(write)
+    run_id, note = written
     console().print(f"submitted run {run_id} (QUEUED)")
+    if note is not None:
+        console(stderr=True).print(safe(note))
     return run_id
 
 
@@ -108,6 +123,14 @@ def daemon_command(
                 f"rivers daemon: serving repository {repository.name!r} on "
                 f"{resolve_storage_path(backend.storage)} (Ctrl-C to stop)"
             )
+            clash = clash_warning(
+                runtime.owner,
+                repository.name,
+                repository.fingerprint,
+                await live_served(runtime.storage),
+            )
+            if clash is not None:
+                out.print(safe(f"rivers daemon: {clash}"))
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
                     out.print(

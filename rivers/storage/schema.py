@@ -121,6 +121,25 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at  REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2: repository identity. A run records its repository's fingerprint; each
+    # long-lived runtime records the repositories it serves (its liveness is its
+    # ``processes`` heartbeat); ``definitions`` keeps each fingerprint's assets.
+    """
+    ALTER TABLE runs ADD COLUMN fingerprint TEXT;
+
+    CREATE TABLE served (
+        owner        TEXT NOT NULL,
+        repository   TEXT NOT NULL,
+        fingerprint  TEXT NOT NULL,
+        PRIMARY KEY (owner, repository, fingerprint)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE definitions (
+        fingerprint  TEXT PRIMARY KEY,
+        repository   TEXT NOT NULL,
+        assets       TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -321,9 +321,12 @@ class Runtime:
             raise RiversError("Runtime must be used with 'async with' before use")
         if limits:
             await self._storage.declare_pools(limits, declared_by=repository.name)
-        await self._storage.record_definitions(
-            [(repository.name, repository.fingerprint, list(repository.assets))]
-        )
+        if self._long_lived and self._stack is not None:
+            # Attached after start (``submit(..., repository=)``): its queued runs
+            # can be explained by their assets. At start ``_serve`` records them.
+            await self._storage.record_definitions(
+                [(repository.name, repository.fingerprint, list(repository.assets))]
+            )
         self._declared.add(repository.name)
 
     @property

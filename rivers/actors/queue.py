@@ -92,8 +92,13 @@ class QueueCoordinator:
         self.is_leader = False
 
     def wake(self) -> None:
-        """Tick now (a run was submitted here, or a run ended)."""
-        self._wake.set()
+        """Tick now (a run was submitted here, or a run ended).
+
+        Without a run queue nothing local needs a tick: a local submit starts its
+        run itself and no limit frees up when a run ends.
+        """
+        if self._config is not None:
+            self._wake.set()
 
     async def run(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED

@@ -58,7 +58,7 @@ def submit_command(
     )
     path = resolve_storage_path(_backend(state, repository).storage)
 
-    async def write() -> tuple[str, str | None]:
+    async def write() -> tuple[str, list[str]]:
         async with open_storage(path) as storage:
             run_id = new_run_id()
             await storage.record_definitions(
@@ -90,17 +90,16 @@ def submit_command(
                 ]
             )
             live = await live_served(storage)
-            note = clash_warning("", repository.name, repository.fingerprint, live)
-            if note is None:
-                note = unserved_reason(
-                    repository.name, repository.fingerprint, steps, live
-                )
-            return run_id, note
+            notes = [
+                clash_warning("", repository.name, repository.fingerprint, live),
+                unserved_reason(repository.name, repository.fingerprint, steps, live),
+            ]
+            return run_id, [note for note in notes if note is not None]
 
-    written: tuple[str, str | None] = run_sync(write)
-    run_id, note = written
+    written: tuple[str, list[str]] = run_sync(write)
+    run_id, notes = written
     console().print(f"submitted run {run_id} (QUEUED)")
-    if note is not None:
+    for note in notes:
         console(stderr=True).print(safe(note))
     return run_id
 

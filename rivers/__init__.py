@@ -47,6 +47,7 @@ from rivers.errors import (
     WorkerCrashed,
 )
 from rivers.io import FilesystemIOManager, IOManager, ValueNotFound
+from rivers.io_upath import UPathIOManager
 from rivers.results import MaterializeResult
 from rivers.runtime import RunHandle, Runtime
 from rivers.storage import open_storage
@@ -105,6 +106,7 @@ __all__ = (
     "StorageError",
     "StorageUnavailable",
     "TagConcurrencyLimit",
+    "UPathIOManager",
     "ValueNotFound",
     "WorkerCrashed",
     "__version__",

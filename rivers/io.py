@@ -75,6 +75,22 @@ def _lock_side_file(side: bytes) -> int:
         os.close(fd)  # our inode became the asset file: open the new side file
 
 
+def pickle_value(value: object) -> bytes:
+    """Pickle ``value``; cloudpickle only for what pickle cannot (lambdas, local classes)."""
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        import cloudpickle
+
+        return bytes(cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def check_asset_key(asset_key: str, where: object) -> None:
+    """Refuse a key that is not a plain file name (no separators, no leading dot)."""
+    if not _SAFE_KEY.fullmatch(asset_key):
+        raise ValueError(f"asset key {asset_key!r} does not name a file in {where}")
+
+
 class ValueNotFound(NotFoundError):
     """An asset has no stored value (it was never materialized)."""
 
@@ -136,10 +152,7 @@ class FilesystemIOManager:
 
     def path_for(self, asset_key: str) -> Path:
         """Return the file of ``asset_key``, refusing any path outside ``base_dir``."""
-        if not _SAFE_KEY.match(asset_key):
-            raise ValueError(
-                f"asset key {asset_key!r} does not name a file in {self.base_dir}"
-            )
+        check_asset_key(asset_key, self.base_dir)
         return self.base_dir / f"{asset_key}.pickle"
 
     def _files_of(self, asset_key: str) -> tuple[bytes, bytes]:
@@ -162,12 +175,7 @@ class FilesystemIOManager:
         is reused by the next write instead of a new file being created each time.
         """
         path, side = self._files_of(asset_key)
-        try:
-            data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except (pickle.PicklingError, AttributeError, TypeError):
-            import cloudpickle
-
-            data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle_value(value)
         fd = _lock_side_file(side)
         try:
             view = memoryview(data)

@@ -34,6 +34,7 @@ from rivers.executors.factory import describe_executor, make_launcher
 from rivers.executors.process_pool import WorkerPool
 from rivers.explain import explain_run
 from rivers.messages import RunCanceling, RunEnqueued, RunFailed
+from rivers.metrics import MetricsServer, parse_metrics_addr
 from rivers.storage import resolve_storage_path
 from rivers.storage.records import Event, RunRecord, RunStatus
 from rivers.storage.sqlite import NewRun, SqliteStorage
@@ -72,6 +73,8 @@ class Runtime:
         backend: storage and leases (default: the first repository's backend, else
             ``RunBackendConfig()``).
         clock: the time source (tests inject a manual one).
+        metrics_addr: ``HOST:PORT`` to serve Prometheus metrics at ``/metrics``
+            (port 0 picks a free port; ``rt.metrics_url`` tells where).
 
     Use it with ``async with``; ``rt.storage``, ``rt.materialize()``, ``rt.cancel()``
     and ``rt.events()`` work inside the block.
@@ -82,6 +85,7 @@ class Runtime:
         *repositories: CodeRepository,
         backend: RunBackendConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        metrics_addr: str | None = None,
     ) -> None:
         self._repositories: dict[str, CodeRepository] = {}
         for repository in repositories:
@@ -95,6 +99,10 @@ class Runtime:
             raise ConfigError(f"backend must be a rs.RunBackendConfig, got {backend!r}")
         self.backend = backend
         self.clock = clock
+        self._metrics_addr = (
+            None if metrics_addr is None else parse_metrics_addr(metrics_addr)
+        )
+        self._metrics: MetricsServer | None = None
         self.owner = this_owner()
         self._storage: SqliteStorage | None = None
         self._events: EventWriter | None = None
@@ -133,6 +141,12 @@ class Runtime:
             stack.push_async_callback(self._shutdown)
             self._events = EventWriter(self._storage, self.clock)
             await self._task_group.start(self._events.run, name="rivers.events")
+            if self._metrics_addr is not None:
+                host, port = self._metrics_addr
+                self._metrics = MetricsServer(
+                    storage=self._storage, events=self._events, host=host, port=port
+                )
+                await self._task_group.start(self._metrics.run, name="rivers.metrics")
             monitor = ProcessMonitor(
                 storage=self._storage,
                 events=self._events,
@@ -345,6 +359,11 @@ class Runtime:
     def worker_pids(self) -> list[int]:
         """The pids of this runtime's step worker processes (for inspection)."""
         return [] if self._worker_pool is None else self._worker_pool.pids
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where this runtime serves ``/metrics`` (None without ``metrics_addr``)."""
+        return None if self._metrics is None else self._metrics.url
 
     def _writer(self) -> EventWriter:
         if self._events is None or self._stack is None:

@@ -12,7 +12,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
-from packaging.markers import default_environment
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -46,12 +46,15 @@ def _declared() -> list[Requirement]:
 
 def test_every_declared_dependency_is_locked_within_its_range() -> None:
     pins = _locked()
-    env = default_environment()
     for req in _declared():
-        if req.marker is not None and not req.marker.evaluate(env):
+        if req.marker is not None and not req.marker.evaluate():
             continue
         name = canonicalize_name(req.name)
-        assert name in pins, f"{req.name} is in pyproject.toml but not locked: run `make lock`"
+        if name == "rivers":
+            continue  # an extra that names another extra of rivers itself
+        assert name in pins, (
+            f"{req.name} is in pyproject.toml but not locked: run `make lock`"
+        )
         version, _ = pins[name]
         assert req.specifier.contains(version, prereleases=True), (
             f"{req.name}=={version} in {LOCK.name} is outside pyproject's {req.specifier}: "
@@ -63,8 +66,9 @@ def test_the_running_environment_is_the_locked_one() -> None:
     if sys.prefix == sys.base_prefix:
         # Outside a virtualenv the suite runs with whatever the machine has; the
         # README's `make test` and `.ci/run` always use .venv-dev.
-        print("not in a virtualenv: the installed versions are not compared with the lock")
-        return
+        pytest.skip(
+            "not in a virtualenv: the installed versions are not compared with the lock"
+        )
     wrong = []
     for name, (version, _) in _locked().items():
         try:

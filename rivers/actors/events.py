@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import TYPE_CHECKING, final
 
 import anyio
+import msgspec
 
 from rivers.errors import StorageError, StorageUnavailable
 from rivers.storage.records import Event
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from rivers.messages import EventBody
     from rivers.storage.sqlite import SqliteStorage
 
-__all__ = ("EventWriter",)
+__all__ = ("EventWriter", "EventWriterStatistics")
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,16 @@ LINGER_S = 0.002
 LINGER_BATCH = 512
 SUBSCRIBER_BUFFER = 10_000
 RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class EventWriterStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """What an event writer has written so far."""
+
+    batches: int
+    """Transactions that wrote events."""
+    events: int
+    write_seconds: float
+    """Wall time spent in those transactions, retries included."""
 
 
 @final
@@ -70,6 +82,16 @@ class EventWriter:
         self._closing = False
         self._failure: BaseException | None = None
         self._flush_requested = anyio.Event()
+        self._batches = 0
+        self._write_seconds = 0.0
+
+    def statistics(self) -> EventWriterStatistics:
+        """Return how many batches and events were written, and the time it took."""
+        return EventWriterStatistics(
+            batches=self._batches,
+            events=self._written,
+            write_seconds=self._write_seconds,
+        )
 
     def emit(self, body: EventBody) -> None:
         """Queue ``body`` for writing, stamped with the current time."""
@@ -162,7 +184,10 @@ class EventWriter:
                 self._flush_requested = anyio.Event()
                 while self._pending:
                     batch, self._pending = self._pending, []
+                    started = time.perf_counter()
                     events = await self._write(batch)
+                    self._write_seconds += time.perf_counter() - started
+                    self._batches += 1
                     self._written += len(batch)
                     self.publish(events)
                     self._release_waiters()

@@ -120,15 +120,23 @@ def daemon(
             "--grace", min=0, help="Seconds running runs get to finish on stop."
         ),
     ] = 30.0,
+    metrics_addr: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-addr",
+            metavar="HOST:PORT",
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics.",
+        ),
+    ] = None,
 ) -> None:
     """Run the queue, pools and lease GC until SIGINT/SIGTERM, then stop gracefully.
 
-    Example: rivers daemon -f pipeline.py --grace 60
+    Example: rivers daemon -f pipeline.py --grace 60 --metrics-addr 127.0.0.1:9464
     """
     from rivers.cli.queue import daemon_command
 
     state: CliState = ctx.obj
-    daemon_command(state, file, module, attribute, grace)
+    daemon_command(state, file, module, attribute, grace, metrics_addr)
 
 
 def run(argv: list[str] | None = None) -> NoReturn:

@@ -16,6 +16,7 @@ from rivers.definitions.configs import RunBackendConfig
 from rivers.definitions.requests import RunRequest
 from rivers.materialize import run_sync
 from rivers.messages import RunEnqueued
+from rivers.metrics import parse_metrics_addr
 from rivers.runtime import Runtime
 from rivers.storage import open_storage, resolve_storage_path
 from rivers.storage.records import RunStatus
@@ -110,18 +111,25 @@ def daemon_command(
     module: str | None,
     attribute: str | None,
     grace_s: float,
+    metrics_addr: str | None = None,
 ) -> None:
     """Run the runtime (queue, pools, lease GC) until SIGINT or SIGTERM."""
+    if metrics_addr is not None:
+        parse_metrics_addr(metrics_addr)  # a malformed address fails before any loading
     repository = load_repository(file, module, attribute)
     backend = _backend(state, repository)
 
     async def serve() -> None:
-        async with Runtime(repository, backend=backend) as runtime:
+        async with Runtime(
+            repository, backend=backend, metrics_addr=metrics_addr
+        ) as runtime:
             out = console(stderr=True)
             out.print(
                 f"rivers daemon: serving repository {repository.name!r} on "
                 f"{resolve_storage_path(backend.storage)} (Ctrl-C to stop)"
             )
+            if runtime.metrics_url is not None:
+                out.print(f"rivers daemon: metrics at {runtime.metrics_url}")
             clash = clash_warning(
                 runtime.owner,
                 repository.name,

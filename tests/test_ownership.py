@@ -322,3 +322,34 @@ async def test_a_run_admitted_to_a_runtime_that_died_before_launching_it_is_queu
     assert run.status is rs.RunStatus.QUEUED
     assert run.owner is None
     assert "returned to the queue" in (run.reason or "")
+
+
+async def test_a_killed_daemon_serves_nothing_and_the_next_runtime_forgets_it(
+    home: Home, tmp_path: Path
+) -> None:
+    pipeline = home.file(
+        "pipeline.py",
+        HEADER,
+        _asset("job", "ran.log"),
+        "repo = rs.CodeRepository([job], run_queue=rs.RunQueueConfig())",
+    )
+    daemon = await home.daemon(pipeline)
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait()
+    path = tmp_path / "home" / "rivers.db"
+    async with rs.open_storage(path) as storage:
+        owners = {served.owner for served, _ in await storage.get_served()}
+    assert [owner.split(":")[1] for owner in owners] == [str(daemon.pid)]
+    # Its row is still there, but nothing takes it for a live daemon.
+    run_id, note = home.submit(pipeline)
+    assert "no daemon is running for repository 'default'" in " ".join(note.split())
+
+    @rs.Asset
+    def unrelated() -> None:
+        pass
+
+    other = rs.CodeRepository([unrelated], name="other")
+    async with rs.Runtime(other, backend=rs.RunBackendConfig(storage=str(path))) as rt:
+        served = await rt.storage.get_served()
+        assert [s.repository for s, _ in served] == ["other"]
+        assert "no daemon is running" in await rt.explain(run_id)

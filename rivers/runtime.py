@@ -117,6 +117,7 @@ class Runtime:
         self._coordinators: dict[str, QueueCoordinator] = {}
         self._long_lived = True
         self._coordinator_scope = anyio.CancelScope()
+        self._coordinator_group: TaskGroup | None = None
         self._coordinator_done = anyio.Event()
         self._coordinator_done.set()
         self._closing = False
@@ -173,7 +174,9 @@ class Runtime:
             for repository in self._repositories.values():
                 await self._register(repository)
             if self._long_lived:
-                await self._serve()
+                await self._task_group.start(
+                    self._run_coordinators, name="rivers.queue"
+                )
             # Schedules, sensors and automation conditions, submitting through
             # self.submit. Started last; stopped first (the stack unwinds LIFO).
             # A one-off runtime runs none of them.
@@ -224,24 +227,20 @@ class Runtime:
         finally:
             self._stack = None
 
-    async def _serve(self) -> None:
-        """Record what this runtime serves; admit each repository's queued runs.
+    async def _serve(self, repositories: Iterable[CodeRepository]) -> None:
+        """Record that this runtime serves ``repositories``; admit their queued runs.
 
         One coordinator per repository: with a run queue it admits under the
         queue's limits, without one it admits runs submitted elsewhere at once.
         """
         assert self._storage is not None
         assert self._events is not None
-        assert self._task_group is not None
+        added = list(repositories)
         await self._storage.serve(
-            self.owner,
-            [
-                (r.name, r.fingerprint, list(r.assets))
-                for r in self._repositories.values()
-            ],
+            self.owner, [(r.name, r.fingerprint, list(r.assets)) for r in added]
         )
-        for repository in self._repositories.values():
-            self._coordinators[repository.name] = QueueCoordinator(
+        for repository in added:
+            coordinator = QueueCoordinator(
                 storage=self._storage,
                 events=self._events,
                 owner=self.owner,
@@ -251,20 +250,26 @@ class Runtime:
                 fingerprint=repository.fingerprint,
                 start_run=self._start_run,
             )
-        if self._coordinators:
-            await self._task_group.start(self._run_coordinators, name="rivers.queue")
+            self._coordinators[repository.name] = coordinator
+            if self._coordinator_group is not None:
+                await self._coordinator_group.start(
+                    coordinator.run, name=f"rivers.queue[{repository.name}]"
+                )
 
     async def _run_coordinators(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
+        """Run every coordinator (and those of repositories attached later)."""
         self._coordinator_done = anyio.Event()
         try:
             with self._coordinator_scope:
                 async with anyio.create_task_group() as group:
-                    for name, coordinator in self._coordinators.items():
-                        await group.start(coordinator.run, name=f"rivers.queue[{name}]")
+                    self._coordinator_group = group
+                    await self._serve(self._repositories.values())
                     task_status.started()
+                    await anyio.sleep_forever()
         finally:
+            self._coordinator_group = None
             self._coordinator_done.set()
 
     async def drain(self, grace_s: float) -> None:
@@ -335,13 +340,10 @@ class Runtime:
             raise RiversError("Runtime must be used with 'async with' before use")
         if limits:
             await self._storage.declare_pools(limits, declared_by=repository.name)
-        if self._long_lived and self._stack is not None:
-            # Attached after start (``submit(..., repository=)``): its queued runs
-            # can be explained by their assets. At start ``_serve`` records them.
-            await self._storage.record_definitions(
-                [(repository.name, repository.fingerprint, list(repository.assets))]
-            )
         self._declared.add(repository.name)
+        if self._long_lived and self._coordinator_group is not None:
+            # Attached after start (``submit(..., repository=)``): serve it too.
+            await self._serve([repository])
 
     @property
     def pools(self) -> PoolManager:

@@ -353,3 +353,32 @@ async def test_a_killed_daemon_serves_nothing_and_the_next_runtime_forgets_it(
         served = await rt.storage.get_served()
         assert [s.repository for s, _ in served] == ["other"]
         assert "no daemon is running" in await rt.explain(run_id)
+
+
+async def test_a_repository_attached_to_a_running_runtime_is_served_too(
+    tmp_path: Path,
+) -> None:
+    # Before: only the repositories given to Runtime(...) had a queue coordinator,
+    # so a run submitted with repository= to a queued repository never started.
+    ran: list[str] = []
+
+    @rs.Asset
+    def first() -> None:
+        pass
+
+    @rs.Asset
+    async def later(context: rs.StepContext) -> None:
+        ran.append(context.run_id)
+
+    queue = rs.RunQueueConfig(dequeue_interval="20ms")
+    backend = rs.RunBackendConfig(storage=str(tmp_path / "rivers.db"))
+    attached = rs.CodeRepository([later], name="attached", run_queue=queue)
+    initial = rs.CodeRepository([first], run_queue=queue)
+    async with rs.Runtime(initial, backend=backend) as rt:
+        handle = await rt.submit(rs.RunRequest(), repository=attached)
+        with anyio.fail_after(20):
+            record = await handle.wait()
+        assert record.status is rs.RunStatus.SUCCESS
+        assert ran == [handle.run_id]
+        served = {s.repository for s, _ in await rt.storage.get_served()}
+    assert served == {"default", "attached"}

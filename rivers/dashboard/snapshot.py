@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from rivers._liveness import live_served
-from rivers.core.ownership import queue_config_key, unserved_reason
+from rivers.core.ownership import queue_config_key, serves, unserved_reason
 from rivers.core.queue import stored_rules
 from rivers.dashboard.reasons import (
     bucket_usage,
@@ -403,6 +403,9 @@ class _Gates:
         self._storage = storage
         self._live = live
         self._configs: dict[tuple[str, str], Any] = {}
+        # (repository, fingerprint, selection) -> why no runtime serves such runs
+        self._unserved: dict[tuple[str, str | None, tuple[str, ...] | None], str | None]
+        self._unserved = {}
 
     async def _config(self, repository: str, fingerprint: str) -> Any:
         key = (repository, fingerprint)
@@ -420,12 +423,24 @@ class _Gates:
 
     async def of(self, run: RunRecord) -> tuple[str | None, Any]:
         """Return (why no runtime serves ``run``, or None; its definition's settings)."""
-        unserved = unserved_reason(
+        key = (
             run.repository,
             run.fingerprint,
-            await run_assets(self._storage, run),
-            self._live,
+            None if run.selection is None else tuple(run.selection),
         )
+        if key not in self._unserved:
+            served = any(serves(s, run.repository, run.fingerprint) for s in self._live)
+            self._unserved[key] = (
+                None
+                if served
+                else unserved_reason(
+                    run.repository,
+                    run.fingerprint,
+                    await run_assets(self._storage, run),
+                    self._live,
+                )
+            )
+        unserved = self._unserved[key]
         if unserved is not None:
             return unserved, None
         fingerprint = run.fingerprint or next(

@@ -5,7 +5,10 @@ The tree::
     RiversError
     ├── ConfigError                 invalid definitions or configuration
     ├── StorageError                the storage cannot be used
-    │   ├── StorageUnavailable      locked, read-only, full, or not a rivers database
+    │   ├── StorageUnavailable      read-only, full, or not a rivers database
+    │   │   └── StorageLocked       another process held the write lock too long
+    │   ├── StorageCorrupted        damaged while in use, or failing its check at
+    │   │                           open: rivers stopped writing to it
     │   └── MigrationError          schema too new, or a migration failed
     ├── NotFoundError (LookupError)
     │   ├── RunNotFound
@@ -40,7 +43,9 @@ __all__ = (
     "RunNotFound",
     "StepError",
     "StepTimeout",
+    "StorageCorrupted",
     "StorageError",
+    "StorageLocked",
     "StorageUnavailable",
     "WorkerCrashed",
 )
@@ -59,7 +64,23 @@ class StorageError(RiversError):
 
 
 class StorageUnavailable(StorageError):
-    """The storage file is locked, read-only, full, or not a rivers database."""
+    """The storage file is locked, read-only, full, or not a rivers database.
+
+    It may be usable later: rivers' actors retry on their next tick.
+    """
+
+
+class StorageLocked(StorageUnavailable):
+    """Another process held the storage's write lock longer than writes wait."""
+
+
+class StorageCorrupted(StorageError):
+    """The storage file is damaged (or was truncated, deleted or replaced).
+
+    Never retried: once raised, that open storage refuses every later write and a
+    runtime using it stops. ``rivers doctor`` checks the file and says how to
+    recover it.
+    """
 
 
 class MigrationError(StorageError):
@@ -116,13 +137,25 @@ class StepError(ExecutionError):
 class StepTimeout(ExecutionError):
     """A step ran longer than its ``timeout``."""
 
-    def __init__(self, step_key: str, timeout_s: float) -> None:
+    def __init__(
+        self, step_key: str, timeout_s: float, *, returned_after_s: float | None = None
+    ) -> None:
         self.step_key = step_key
         self.timeout_s = timeout_s
-        super().__init__(
-            f"step {step_key!r} timed out after {timeout_s:g}s "
-            "(raise the asset's timeout= if it needs longer)"
-        )
+        self.returned_after_s = returned_after_s
+        if returned_after_s is None:
+            message = (
+                f"step {step_key!r} timed out after {timeout_s:g}s "
+                "(raise the asset's timeout= if it needs longer)"
+            )
+        else:
+            message = (
+                f"step {step_key!r} timed out after {timeout_s:g}s: it returned after "
+                f"{returned_after_s:.3g}s, the event loop being blocked until then (an "
+                "async step that blocks the loop cannot be stopped at its deadline; "
+                "await instead of blocking, or make it a sync step)"
+            )
+        super().__init__(message)
 
 
 class LaunchFailed(ExecutionError):

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
+from rivers._error_groups import one_storage_error
+from rivers._user_code import describe, is_runtime_cancellation
 from rivers.core.plan import PlanState, StepOutcome
 from rivers.errors import ExecutionError, LeaseLost, StepError, StepTimeout
 from rivers.executors.base import LaunchResult, StepLauncher, StepRequest
@@ -135,6 +137,12 @@ class RunExecutor:
         try:
             with self._cancel_scope:
                 await self._execute(plan)
+        except BaseExceptionGroup as group:
+            # Several steps failing on one storage fault: raise it once.
+            single = one_storage_error(group)
+            if single is None:
+                raise
+            raise single  # noqa: B904  # its own cause is the sqlite3 error
         except anyio.get_cancelled_exc_class():
             with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
                 self._cancel_reason = self._cancel_reason or "the runtime stopped"
@@ -353,23 +361,31 @@ class RunExecutor:
                 on_start=on_start,
             )
             result: LaunchResult | None = None
+            overran_s: float | None = None
             try:
                 if asset.timeout_s is None:
                     result = await self._launch(request, claim)
                 else:
-                    with anyio.move_on_after(asset.timeout_s):
+                    with anyio.move_on_after(asset.timeout_s) as deadline:
                         result = await self._launch(request, claim)
-            except anyio.get_cancelled_exc_class():
-                raise
+                    overran_s = _overrun(deadline, asset.timeout_s)
             except ExecutionError as exc:
                 return exc, None
-            except Exception as exc:
-                error = StepError(step, f"{type(exc).__name__}: {exc}")
+            except BaseException as exc:
+                # Whatever the step raised (sys.exit() and KeyboardInterrupt too) is
+                # its failure; only the runtime's own cancellation goes on.
+                if is_runtime_cancellation(exc):
+                    raise
+                error = StepError(step, describe(exc))
                 error.__cause__ = exc
                 return error, "".join(traceback.format_exception(exc))
-            if result is None:
+            if result is None or overran_s is not None:
+                # A result that came back past the deadline (the loop was blocked,
+                # by this async step or another) is too late: the step timed out.
                 assert asset.timeout_s is not None
-                return StepTimeout(step, asset.timeout_s), None
+                return StepTimeout(
+                    step, asset.timeout_s, returned_after_s=overran_s
+                ), None
         finally:
             if claim is not None:
                 await self._pools.release(claim)
@@ -432,3 +448,15 @@ class RunExecutor:
         if result is None:
             raise LeaseLost(self.run_id, claim.step_key, claim.pools[0])
         return result
+
+
+def _overrun(deadline: anyio.CancelScope, timeout_s: float) -> float | None:
+    """Seconds an attempt took when it returned past its deadline, else None.
+
+    An async step that blocks the event loop returns before the deadline's timer
+    can fire; the scope then never cancelled it, and this tells it overran.
+    """
+    now = anyio.current_time()
+    if deadline.cancelled_caught or now < deadline.deadline:
+        return None
+    return now - (deadline.deadline - timeout_s)

@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from rivers._error_groups import rivers_errors_line
+from rivers._signals import EXIT_SIGTERM, Terminated
 from rivers.cli import (
     pools as pools_commands,
     runs as runs_commands,
@@ -139,6 +140,18 @@ def daemon(
     daemon_command(state, file, module, attribute, grace, metrics_addr)
 
 
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Check the storage file (PRAGMA integrity_check); say how to recover it.
+
+    Exits 0 when it is whole, 1 when it is damaged. Read-only: safe while
+    runtimes use it. Example: rivers --storage ~/.rivers/rivers.db doctor
+    """
+    from rivers.cli.doctor import doctor_command
+
+    raise typer.Exit(doctor_command(ctx.obj))
+
+
 def run(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; exit 2 with one line on bad input, never a traceback."""
     if os.environ.get("NO_COLOR") is None and not sys.stdout.isatty():
@@ -168,4 +181,7 @@ def run(argv: list[str] | None = None) -> NoReturn:
         fail(line)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Terminated:
+        typer.echo("terminated", err=True)  # SIGTERM; the runs were canceled first
+        sys.exit(EXIT_SIGTERM)
     sys.exit(code if isinstance(code, int) else 0)

@@ -222,3 +222,31 @@ def free_slots(
     freed = run_sync(write)
     target = safe(run_id) if step is None else f"{safe(run_id)} step {safe(step)}"
     console().print(f"freed {freed} slot(s) held by {target}")
+
+
+@app.command("advise")
+def advise_limit(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The pool name.")],
+    since: Annotated[
+        str,
+        typer.Option(
+            "--since", metavar="DURATION", help="How far back to replay: 24h, 90m."
+        ),
+    ] = "24h",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Replay the pool's recorded arrivals and hold times at other limits.
+
+    Prints, per limit, the p50/p95 wait and utilisation the same steps would have
+    had, and where raising the limit stops helping.
+
+    Example: rivers pools advise warehouse --since 24h
+    """
+    from rivers.cli.advise import advise_command
+    from rivers.definitions.durations import parse_duration
+
+    state: CliState = ctx.obj
+    check_pool_name(name)
+    since_s = parse_duration(since, "--since", allow_zero=False)
+    advise_command(state, name, since_s, as_json)

@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from rivers.cli._common import CliState, parse_tags
-from rivers.cli.output import console, print_json, run_table, safe, step_table
+from rivers.cli.output import (
+    console,
+    drawing_width,
+    print_json,
+    run_table,
+    safe,
+    step_table,
+)
 from rivers.errors import ConfigError, RunNotFound
 from rivers.materialize import run_sync
 from rivers.storage import open_storage
@@ -106,7 +113,7 @@ def show_run(
     out.print(step_table(steps))
     out.print()
     out.print("[bold]timeline[/]")
-    out.print(render_timeline(timeline, out.width))
+    out.print(render_timeline(timeline, drawing_width(out)))
 
 
 @app.command("why")

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ("TaskDone", "TaskLog", "TaskRequest", "decode_reply", "decode_request")
+__all__ = (
+    "STOPPED_PARENT_EXIT",
+    "TaskDone",
+    "TaskLog",
+    "TaskRequest",
+    "decode_reply",
+    "decode_request",
+)
+
+STOPPED_PARENT_EXIT = 75
+"""The exit status of a worker that left because its parent stayed stopped."""
 
 
 class TaskRequest(msgspec.Struct, frozen=True, tag=True, kw_only=True):
@@ -25,11 +35,13 @@ class Shutdown(msgspec.Struct, frozen=True, tag=True):
 
 
 class TaskLog(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    """A line the step wrote through ``context.log``."""
+    """A line the step wrote through ``context.log``, or to ``stream``."""
 
     task_id: int
     level: str
     message: str
+    stream: str | None = None
+    """``"stdout"`` or ``"stderr"`` for output the worker captured."""
 
 
 class TaskDone(msgspec.Struct, frozen=True, tag=True, kw_only=True):

@@ -25,6 +25,7 @@ import anyio
 import anyio.to_thread
 
 from rivers.executors._protocol import (
+    STOPPED_PARENT_EXIT,
     Shutdown,
     TaskDone,
     TaskLog,
@@ -32,7 +33,6 @@ from rivers.executors._protocol import (
     decode_reply,
     encode,
 )
-from rivers.executors._worker_main import STOPPED_PARENT_EXIT
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -130,6 +130,24 @@ class DashboardMethods:
 
         return await self._call(read)
 
+    async def get_events_since(
+        self, kinds: Iterable[str], since_s: float
+    ) -> list[Event]:
+        """Return every event of ``kinds`` stamped at or after ``since_s``, oldest first."""
+        kind_list = list(kinds)
+        sql = (
+            "SELECT event_id, kind, run_id, step_key, timestamp, data FROM events "
+            f"WHERE kind IN ({', '.join('?' * len(kind_list))}) AND timestamp >= ? "
+            "ORDER BY event_id"
+        )
+
+        def read(conn: sqlite3.Connection) -> list[Event]:
+            return [
+                _rows.event(row) for row in conn.execute(sql, [*kind_list, since_s])
+            ]
+
+        return await self._call(read)
+
     async def get_step_progress(self, run_ids: Iterable[str]) -> StepProgress:
         """Return, per run, how many of its steps are in each step status."""
         ids = list(run_ids)

@@ -54,8 +54,9 @@ async def main() -> None:
                 run_id=new_run_id(), status=rs.RunStatus.QUEUED, repository="default",
                 tags={"team": f"t{i % 20}", "env": "prod"}, selection=None))
     async with rs.Runtime(repo) as rt:
-        while rt._coordinator._last_rowid < count:
-            await rt._coordinator.tick()
+        coordinator = rt._coordinators[repo.name]
+        while coordinator._last_rowid < count:
+            await coordinator.tick()
         print(peak_kib())
 
 anyio.run(main)

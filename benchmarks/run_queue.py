@@ -78,8 +78,7 @@ async def tick_cost(queued: int, ticks: int, tenants: int = TENANTS) -> list[flo
     async with rs.open_storage() as storage:
         last_rowid = await _bulk_insert(storage, queued, tenants)
     async with rs.Runtime(repo) as rt:
-        coordinator = rt._coordinator
-        assert coordinator is not None
+        coordinator = rt._coordinators[repo.name]
         while coordinator._last_rowid < last_rowid:  # index every queued run first
             await coordinator.tick()
         times = []

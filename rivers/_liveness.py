@@ -1,16 +1,31 @@
-"""Is the process that owns a run still alive?"""
+"""Is the process that owns a run still alive? Which runtimes serve what, now?"""
 
 from __future__ import annotations
 
 import os
 import socket
+from typing import TYPE_CHECKING
 
 from rivers._ids import process_start
 
-__all__ = ("STALE_AFTER_S", "owner_is_alive")
+if TYPE_CHECKING:
+    from rivers.core.ownership import Served
+    from rivers.storage.sqlite import SqliteStorage
+
+__all__ = ("STALE_AFTER_S", "live_served", "owner_is_alive")
 
 STALE_AFTER_S = 30.0
-"""A process whose heartbeat is older than this (seconds) is taken for dead."""
+"""A process on another host whose heartbeat is older than this is taken as dead."""
+
+
+async def live_served(storage: SqliteStorage) -> list[Served]:
+    """Return what the live long-lived runtimes of ``storage`` serve."""
+    now = storage.clock.time()
+    return [
+        served
+        for served, heartbeat_at in await storage.get_served()
+        if owner_is_alive(served.owner, heartbeat_at, now, STALE_AFTER_S)
+    ]
 
 
 def owner_is_alive(

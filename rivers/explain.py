@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rivers._liveness import live_served
+from rivers.core.ownership import queue_config_key, unserved_reason
 from rivers.core.queue import stored_rules, tag_limit_reason
 from rivers.errors import RunNotFound
 from rivers.storage.records import IN_FLIGHT_STATUSES, RunStatus
 
 if TYPE_CHECKING:
+    from rivers.storage.records import RunRecord
     from rivers.storage.sqlite import SqliteStorage
 
-__all__ = ("explain_run", "ordinal")
-
-QUEUE_CONFIG_KEY = "queue.config"
+__all__ = ("explain_run", "ordinal", "run_assets")
 
 
 def ordinal(n: int) -> str:
@@ -37,14 +38,31 @@ async def explain_run(storage: SqliteStorage, run_id: str) -> str:
         detail = f": {record.reason}" if record.reason else ""
         return f"run {run_id} is {record.status.value}{detail}"
     position = await storage.queue_position(run_id) or 0
-    config = await storage.get_state(QUEUE_CONFIG_KEY)
-    in_flight = await storage.count_runs(IN_FLIGHT_STATUSES)
     where = f"{ordinal(position)} in the queue"
+    live = await live_served(storage)
+    unserved = unserved_reason(
+        record.repository,
+        record.fingerprint,
+        await run_assets(storage, record),
+        live,
+    )
+    if unserved is not None:
+        return f"run {run_id} is QUEUED, {where}: {unserved}"
+    fingerprint = record.fingerprint or next(
+        s.fingerprint for s in live if s.repository == record.repository
+    )
+    config = await storage.get_state(queue_config_key(record.repository, fingerprint))
     if not isinstance(config, dict):
         return (
-            f"run {run_id} is QUEUED, {where}: no queue coordinator has run on this "
-            "storage yet; start one with `rivers daemon -f FILE`"
+            f"run {run_id} is QUEUED, {where}: a daemon serving repository "
+            f"{record.repository!r} is starting"
         )
+    if config.get("max_concurrent_runs") is None:
+        return (
+            f"run {run_id} is QUEUED, {where}: repository {record.repository!r} has "
+            "no run queue; the daemon serving it starts it within a second"
+        )
+    in_flight = await storage.count_runs(IN_FLIGHT_STATUSES)
     limit = int(config.get("max_concurrent_runs", 0))
     if in_flight >= limit:
         return (
@@ -57,3 +75,12 @@ async def explain_run(storage: SqliteStorage, run_id: str) -> str:
     if reason is not None:
         return f"run {run_id} is QUEUED, {where}: {reason}"
     return f"run {run_id} is QUEUED, {where}: waiting for the next dequeue tick"
+
+
+async def run_assets(storage: SqliteStorage, record: RunRecord) -> list[str]:
+    """Return a run's assets: its selection, else its definition's (empty: unknown)."""
+    if record.selection is not None:
+        return list(record.selection)
+    if record.fingerprint is None:
+        return []
+    return await storage.get_definition_assets(record.fingerprint)

@@ -76,7 +76,7 @@ async def _materialize(
     tags: Mapping[str, str] | None,
     executor: ExecutorConfig | None,
 ) -> MaterializeResult:
-    from rivers.runtime import Runtime, current_runtime
+    from rivers.runtime import current_runtime, one_off_runtime
 
     runtime = current_runtime()
     if runtime is not None:
@@ -85,5 +85,5 @@ async def _materialize(
         )
     from rivers.dashboard.progress import materialize_progress
 
-    async with Runtime(repository) as runtime, materialize_progress(runtime):
+    async with one_off_runtime(repository) as runtime, materialize_progress(runtime):
         return await runtime.materialize(selection, tags=tags, executor=executor)

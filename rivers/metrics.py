@@ -204,6 +204,9 @@ class MetricsServer:
         self.port = port
         self.registry = CollectorRegistry(auto_describe=True)
         self._gauges = _StorageGauges(events)
+        # Held while an event is counted and while a scrape reads the storage, so
+        # a scrape never shows a run finished in a counter but in flight in storage.
+        self._scrape_lock = anyio.Lock()
         self.registry.register(self._gauges)
         r = self.registry
         self._runs = Counter(
@@ -275,7 +278,8 @@ class MetricsServer:
 
     async def _follow_events(self) -> None:
         async for event in self._events.subscribe():
-            self.observe(event)
+            async with self._scrape_lock:
+                self.observe(event)
 
     def observe(self, event: Event) -> None:
         """Count one event of this runtime."""
@@ -306,10 +310,15 @@ class MetricsServer:
 
         from rivers.dashboard.snapshot import read_snapshot
 
-        self._gauges.snapshot = await read_snapshot(
-            self._storage, max_in_flight=0, max_queued=0, max_finished=0, max_events=0
-        )
-        return bytes(generate_latest(self.registry))
+        async with self._scrape_lock:
+            self._gauges.snapshot = await read_snapshot(
+                self._storage,
+                max_in_flight=0,
+                max_queued=0,
+                max_finished=0,
+                max_events=0,
+            )
+            return bytes(generate_latest(self.registry))
 
     async def _serve(self, stream: SocketStream) -> None:
         async with stream:

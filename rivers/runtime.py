@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from rivers.definitions.asset import Asset
     from rivers.results import MaterializeResult
 
-__all__ = ("RunHandle", "Runtime", "current_runtime")
+__all__ = ("RunHandle", "Runtime", "current_runtime", "one_off_runtime")
 
 WAIT_POLL_S = 0.25
 FAILURE_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -114,8 +114,10 @@ class Runtime:
         self._idle.set()
         self._worker_pool: WorkerPool | None = None
         self._pools: PoolManager | None = None
-        self._coordinator: QueueCoordinator | None = None
+        self._coordinators: dict[str, QueueCoordinator] = {}
+        self._long_lived = True
         self._coordinator_scope = anyio.CancelScope()
+        self._coordinator_group: TaskGroup | None = None
         self._coordinator_done = anyio.Event()
         self._coordinator_done.set()
         self._closing = False
@@ -170,25 +172,17 @@ class Runtime:
             )
             await self._task_group.start(gc.run, name="rivers.lease_gc")
             for repository in self._repositories.values():
-                await self._declare_pools(repository)
-            queue = next(
-                (r.run_queue for r in self._repositories.values() if r.run_queue),
-                None,
-            )
-            if queue is not None:
-                self._coordinator = QueueCoordinator(
-                    storage=self._storage,
-                    events=self._events,
-                    owner=self.owner,
-                    clock=self.clock,
-                    config=queue,
-                    repositories=tuple(self._repositories),
-                    start_run=self._start_run,
+                await self._register(repository)
+            if self._long_lived:
+                await self._task_group.start(
+                    self._run_coordinators, name="rivers.queue"
                 )
-                await self._task_group.start(self._run_coordinator, name="rivers.queue")
             # Schedules, sensors and automation conditions, submitting through
             # self.submit. Started last; stopped first (the stack unwinds LIFO).
-            if any(r.has_triggers for r in self._repositories.values()):
+            # A one-off runtime runs none of them.
+            if self._long_lived and any(
+                r.has_triggers for r in self._repositories.values()
+            ):
                 self.triggers = TriggerRunner(
                     tuple(self._repositories.values()),
                     storage=self._storage,
@@ -238,15 +232,49 @@ class Runtime:
             _raise_one_storage_error(exc)
         return suppress
 
-    async def _run_coordinator(
+    async def _serve(self, repositories: Iterable[CodeRepository]) -> None:
+        """Record that this runtime serves ``repositories``; admit their queued runs.
+
+        One coordinator per repository: with a run queue it admits under the
+        queue's limits, without one it admits runs submitted elsewhere at once.
+        """
+        assert self._storage is not None
+        assert self._events is not None
+        added = list(repositories)
+        await self._storage.serve(
+            self.owner, [(r.name, r.fingerprint, list(r.assets)) for r in added]
+        )
+        for repository in added:
+            coordinator = QueueCoordinator(
+                storage=self._storage,
+                events=self._events,
+                owner=self.owner,
+                clock=self.clock,
+                config=repository.run_queue,
+                repository=repository.name,
+                fingerprint=repository.fingerprint,
+                start_run=self._start_run,
+            )
+            self._coordinators[repository.name] = coordinator
+            if self._coordinator_group is not None:
+                await self._coordinator_group.start(
+                    coordinator.run, name=f"rivers.queue[{repository.name}]"
+                )
+
+    async def _run_coordinators(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        assert self._coordinator is not None
+        """Run every coordinator (and those of repositories attached later)."""
         self._coordinator_done = anyio.Event()
         try:
             with self._coordinator_scope:
-                await self._coordinator.run(task_status=task_status)
+                async with anyio.create_task_group() as group:
+                    self._coordinator_group = group
+                    await self._serve(self._repositories.values())
+                    task_status.started()
+                    await anyio.sleep_forever()
         finally:
+            self._coordinator_group = None
             self._coordinator_done.set()
 
     async def drain(self, grace_s: float) -> None:
@@ -308,16 +336,20 @@ class Runtime:
             )
         self._repositories[repository.name] = repository
 
-    async def _declare_pools(self, repository: CodeRepository) -> None:
+    async def _register(self, repository: CodeRepository) -> None:
+        """Declare a repository's pools and record its definition (once)."""
         if repository.name in self._declared:
             return
         limits: dict[str, int | None] = dict.fromkeys(repository.pools)
         limits.update(repository.pool_limits)
+        if self._storage is None:
+            raise RiversError("Runtime must be used with 'async with' before use")
         if limits:
-            if self._storage is None:
-                raise RiversError("Runtime must be used with 'async with' before use")
             await self._storage.declare_pools(limits, declared_by=repository.name)
         self._declared.add(repository.name)
+        if self._long_lived and self._coordinator_group is not None:
+            # Attached after start (``submit(..., repository=)``): serve it too.
+            await self._serve([repository])
 
     @property
     def pools(self) -> PoolManager:
@@ -376,7 +408,7 @@ class Runtime:
         config = executor or repo.executor
         if not isinstance(config, ExecutorConfig):
             raise ConfigError(f"executor must come from rs.Executor, got {config!r}")
-        await self._declare_pools(repo)
+        await self._register(repo)
         run_id = new_run_id()
         await self.storage.create_run(
             NewRun(
@@ -386,6 +418,7 @@ class Runtime:
                 tags=run_tags,
                 selection=None if selection is None else steps,
                 owner=self.owner,
+                fingerprint=repo.fingerprint,
             )
         )
         return await self._execute(run_id, repo, steps, run_tags, config)
@@ -423,8 +456,8 @@ class Runtime:
             finished = self._finished.pop(run_id, None)
             if finished is not None:
                 finished.set()
-            if self._coordinator is not None:
-                self._coordinator.wake()
+            for coordinator in self._coordinators.values():
+                coordinator.wake()
 
     # --------------------------------------------------------------- the queue
 
@@ -434,8 +467,9 @@ class Runtime:
         """Queue a run; return a handle to wait for it.
 
         The run is written QUEUED before this returns, so it survives a restart.
-        With a ``run_queue`` the coordinator admits it under the queue and tag
-        limits; without one it starts at once. A ``run_key`` used before returns
+        With a ``run_queue`` the leader of the repository's queue (a long-lived
+        runtime serving the same definition) admits it under the queue and tag
+        limits; without one it starts here at once. A ``run_key`` used before returns
         the handle of the run it named instead of submitting again.
 
         Raises:
@@ -447,7 +481,7 @@ class Runtime:
         steps = repo.resolve_selection(
             None if request.selection is None else list(request.selection)
         )
-        await self._declare_pools(repo)
+        await self._register(repo)
         run_id = new_run_id()
         tags = dict(request.tags or {})
         record = await self.storage.create_run(
@@ -459,6 +493,7 @@ class Runtime:
                 selection=None if request.selection is None else steps,
                 priority=request.priority,
                 run_key=request.run_key,
+                fingerprint=repo.fingerprint,
             )
         )
         if record is None:
@@ -468,8 +503,10 @@ class Runtime:
         self._writer().emit(
             RunEnqueued(run_id=run_id, priority=request.priority, tags=tags)
         )
-        if self._coordinator is not None:
-            self._coordinator.wake()
+        coordinator = self._coordinators.get(repo.name)
+        if repo.run_queue is not None:
+            if coordinator is not None:
+                coordinator.wake()
         elif self._closing:
             raise RiversError("the runtime is stopping; the run stays queued")
         elif await self.storage.admit_run(
@@ -630,6 +667,20 @@ class Runtime:
         executor = self._active.get(run_id)
         if executor is not None:
             executor.cancel("canceled by request")
+
+
+def one_off_runtime(
+    repository: CodeRepository, backend: RunBackendConfig | None = None
+) -> Runtime:
+    """Return a runtime for one ``materialize()`` (``repo.materialize()``, the CLI).
+
+    It runs only what it is asked to: it serves no repository, so it never leads
+    a run queue, never admits or adopts queued runs (which a stop would cancel)
+    and never evaluates schedules, sensors or automation conditions.
+    """
+    runtime = Runtime(repository, backend=backend)
+    runtime._long_lived = False
+    return runtime
 
 
 def _raise_one_storage_error(group: BaseExceptionGroup[Any]) -> None:

@@ -69,7 +69,11 @@ class ProcessMonitor:
                 logger.warning("heartbeat of %s failed: %s", self._owner, exc)
 
     async def recover(self) -> list[str]:
-        """Mark the in-flight runs of dead processes FAILURE; return their ids."""
+        """Mark the in-flight runs of dead processes FAILURE; return their ids.
+
+        Runs a dead process was admitted to launch but never began go back to the
+        queue; what it served is forgotten.
+        """
         recovered: list[str] = []
         now = self._clock.time()
         for owner, heartbeat_at in (await self._storage.get_in_flight_owners()).items():
@@ -85,4 +89,16 @@ class ProcessMonitor:
                 logger.warning("run %s: %s", run_id, reason)
                 self._events.emit(RunFailed(run_id=run_id, reason=reason))
             recovered.extend(run_ids)
+        await self._forget_dead_servers(now)
         return recovered
+
+    async def _forget_dead_servers(self, now: float) -> None:
+        """Drop what dead runtimes served (those with runs in flight went above)."""
+        dead = {
+            served.owner
+            for served, heartbeat_at in await self._storage.get_served()
+            if served.owner != self._owner
+            and not owner_is_alive(served.owner, heartbeat_at, now, STALE_AFTER_S)
+        }
+        for owner in dead:
+            await self._storage.unregister_process(owner)

@@ -1,12 +1,16 @@
-"""QueueCoordinator: admits queued runs under the run queue and tag limits.
+"""QueueCoordinator: admits one repository's queued runs under the queue limits.
 
-Every ``dequeue_interval`` (or at once when woken by a local submit or a run
-ending) the leader coordinator of the storage reads only the runs queued since its
-last look, counts what is in flight in the whole storage, asks
-``core.queue.QueueState`` which runs fit, and admits each with a transaction that
-re-checks the limits. It records why blocked runs wait (RUN_BLOCKED when the
-reason changes). Exactly one coordinator per storage admits: the others stand by
-and take over when the leader's lease (renewed every tick) runs out.
+Each long-lived runtime runs one coordinator per repository definition it serves
+(name + fingerprint). Every ``dequeue_interval`` (or at once when woken by a local
+submit or a run ending) the definition's leader reads only the runs of that
+definition queued since its last look, counts what is in flight in the whole
+storage, asks ``core.queue.QueueState`` which runs fit, and admits each to itself
+with a transaction that re-checks the limits; then it launches them. It records
+why blocked runs wait (RUN_BLOCKED when the reason changes). Exactly one
+coordinator per definition admits: the others stand by and take over when the
+leader's lease (renewed every tick) runs out. A repository without a run queue
+gets a coordinator without limits, so runs submitted from other processes start
+at once (within ``NO_QUEUE_POLL_S``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, final
 
 import anyio
 
+from rivers.core.ownership import queue_config_key, queue_leader_key
 from rivers.core.queue import LimitRule, QueuedRun, QueueState
 from rivers.errors import StorageUnavailable
 from rivers.messages import RunBlocked, RunDequeued
@@ -30,19 +35,20 @@ if TYPE_CHECKING:
     from rivers.definitions.configs import RunQueueConfig
     from rivers.storage.sqlite import SqliteStorage
 
-__all__ = ("LEADER_KEY", "LEADER_LEASE_S", "QUEUE_CONFIG_KEY", "QueueCoordinator")
+__all__ = ("LEADER_LEASE_S", "NO_QUEUE_POLL_S", "QueueCoordinator")
 
 logger = logging.getLogger(__name__)
 
-LEADER_KEY = "queue.leader"
-QUEUE_CONFIG_KEY = "queue.config"
 LEADER_LEASE_S = 5.0
 MAX_LEADER_CHECK_S = 1.0
+NO_QUEUE_POLL_S = 0.5
+"""How often a repository without a run queue looks for runs submitted elsewhere."""
+UNLIMITED = 2**31
 
 
 @final
 class QueueCoordinator:
-    """The run queue's admission loop for one runtime."""
+    """The admission loop of one repository definition in one runtime."""
 
     def __init__(
         self,
@@ -51,8 +57,9 @@ class QueueCoordinator:
         events: EventWriter,
         owner: str,
         clock: Clock,
-        config: RunQueueConfig,
-        repositories: tuple[str, ...],
+        config: RunQueueConfig | None,
+        repository: str,
+        fingerprint: str,
         start_run: Callable[[str], None],
     ) -> None:
         self._storage = storage
@@ -60,11 +67,19 @@ class QueueCoordinator:
         self._owner = owner
         self._clock = clock
         self._config = config
-        self._repositories = repositories
+        self._repository = repository
+        self._fingerprint = fingerprint
+        self._leader_key = queue_leader_key(repository, fingerprint)
         self._start_run = start_run
+        self._max_runs = UNLIMITED if config is None else config.max_concurrent_runs
+        self._interval = (
+            NO_QUEUE_POLL_S if config is None else config.dequeue_interval_s
+        )
         self._state = QueueState(
-            max_concurrent_runs=config.max_concurrent_runs,
-            rules=tuple(
+            max_concurrent_runs=self._max_runs,
+            rules=()
+            if config is None
+            else tuple(
                 LimitRule(t.key, t.value, t.limit or 0, t.per_unique_value)
                 for t in config.tag_concurrency_limits
             ),
@@ -77,16 +92,27 @@ class QueueCoordinator:
         self.is_leader = False
 
     def wake(self) -> None:
-        """Tick now (a run was submitted here, or a run ended)."""
-        self._wake.set()
+        """Tick now (a run was submitted here, or a run ended).
+
+        Without a run queue nothing local needs a tick: a local submit starts its
+        run itself and no limit frees up when a run ends.
+        """
+        if self._config is not None:
+            self._wake.set()
 
     async def run(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Tick until cancelled; give the leadership up on the way out."""
         await self._storage.put_state(
-            QUEUE_CONFIG_KEY,
+            queue_config_key(self._repository, self._fingerprint),
             {
+                "max_concurrent_runs": None,
+                "dequeue_interval_s": NO_QUEUE_POLL_S,
+                "tag_concurrency_limits": [],
+            }
+            if self._config is None
+            else {
                 "max_concurrent_runs": self._config.max_concurrent_runs,
                 "dequeue_interval_s": self._config.dequeue_interval_s,
                 "tag_concurrency_limits": [
@@ -101,7 +127,7 @@ class QueueCoordinator:
             },
         )
         task_status.started()
-        interval = self._config.dequeue_interval_s
+        interval = self._interval
         try:
             while True:
                 wait = interval if self.is_leader else min(interval, MAX_LEADER_CHECK_S)
@@ -110,7 +136,7 @@ class QueueCoordinator:
                 self._wake = anyio.Event()
                 try:
                     self.is_leader = await self._storage.acquire_leadership(
-                        LEADER_KEY, self._owner, max(LEADER_LEASE_S, 3 * interval)
+                        self._leader_key, self._owner, max(LEADER_LEASE_S, 3 * interval)
                     )
                     if self.is_leader:
                         await self.tick()
@@ -119,7 +145,9 @@ class QueueCoordinator:
         finally:
             if self.is_leader:
                 with anyio.move_on_after(2, shield=True):
-                    await self._storage.release_leadership(LEADER_KEY, self._owner)
+                    await self._storage.release_leadership(
+                        self._leader_key, self._owner
+                    )
 
     async def tick(self) -> int:
         """Admit what fits now; return how many runs were admitted."""
@@ -129,7 +157,9 @@ class QueueCoordinator:
             priority,
             created_at,
             tags,
-        ) in await self._storage.get_queued_since(self._last_rowid, self._repositories):
+        ) in await self._storage.get_queued_since(
+            self._last_rowid, self._repository, self._fingerprint
+        ):
             self._last_rowid = max(self._last_rowid, rowid)
             run = QueuedRun(-priority, created_at, run_id, tuple(sorted(tags.items())))
             self._queued[run_id] = run
@@ -156,7 +186,7 @@ class QueueCoordinator:
             await self._storage.admit_runs(
                 candidates,
                 owner=self._owner,
-                max_concurrent_runs=self._config.max_concurrent_runs,
+                max_concurrent_runs=self._max_runs,
             )
             if candidates
             else []

@@ -78,6 +78,9 @@ __all__ = (
 logger = logging.getLogger(__name__)
 
 LEADER_KEY = "triggers.leader"
+"""The prefix of the lease naming the runtime that evaluates a set of repositories'
+triggers: the repositories' names and fingerprints follow it, so daemons of other
+repositories on the storage evaluate theirs too."""
 LEADER_LEASE_S = 15.0
 MAX_SLEEP_S = 5.0
 """The longest the runner sleeps: it renews its leader lease at least this often."""
@@ -148,6 +151,15 @@ class TriggerRunner:
         self._clock = clock
         self._submit = submit
         self._triggers = _collect(repositories)
+        self._leader_key = (
+            LEADER_KEY
+            + ":"
+            + ",".join(
+                sorted(
+                    f"{r.name}@{r.fingerprint}" for r in repositories if r.has_triggers
+                )
+            )
+        )
         self._states: dict[str, TriggerState] = {}
         self._lock = anyio.Lock()
         self._wake = anyio.Event()
@@ -180,7 +192,9 @@ class TriggerRunner:
             try:
                 if self.is_leader:
                     with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
-                        await self._storage.release_leadership(LEADER_KEY, self._owner)
+                        await self._storage.release_leadership(
+                            self._leader_key, self._owner
+                        )
                     self.is_leader = False
             finally:
                 self._done.set()
@@ -231,7 +245,7 @@ class TriggerRunner:
         report = TickReport()
         async with self._lock:
             leader = await self._storage.acquire_leadership(
-                LEADER_KEY, self._owner, LEADER_LEASE_S
+                self._leader_key, self._owner, LEADER_LEASE_S
             )
             if leader and not self.is_leader:
                 await self._load_states()

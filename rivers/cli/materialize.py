@@ -9,7 +9,7 @@ from rivers.cli.output import console, print_result
 from rivers.dashboard.progress import materialize_progress
 from rivers.definitions.configs import RunBackendConfig
 from rivers.materialize import run_sync
-from rivers.runtime import Runtime
+from rivers.runtime import one_off_runtime
 
 if TYPE_CHECKING:
     from rivers.cli._common import CliState
@@ -39,7 +39,7 @@ def materialize_command(
 
     async def go() -> MaterializeResult:
         async with (
-            Runtime(repository, backend=backend) as runtime,
+            one_off_runtime(repository, backend) as runtime,
             materialize_progress(runtime),
         ):
             return await runtime.materialize(selection, tags=tags)

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, NoReturn
 import anyio
 
 from rivers._ids import new_run_id
+from rivers._liveness import live_served
 from rivers._signals import exit_for_signal
 from rivers.cli.daemon_log import follow_runs
 from rivers.cli.loading import load_repository
-from rivers.cli.output import console
+from rivers.cli.output import console, safe
+from rivers.core.ownership import clash_warning, unserved_reason
 from rivers.definitions.configs import RunBackendConfig
 from rivers.definitions.durations import parse_duration
 from rivers.definitions.requests import RunRequest
@@ -60,9 +62,12 @@ def submit_command(
     )
     path = resolve_storage_path(_backend(state, repository).storage)
 
-    async def write() -> str:
+    async def write() -> tuple[str, list[str]]:
         async with open_storage(path) as storage:
             run_id = new_run_id()
+            await storage.record_definitions(
+                [(repository.name, repository.fingerprint, list(repository.assets))]
+            )
             await storage.create_run(
                 NewRun(
                     run_id=run_id,
@@ -73,6 +78,7 @@ def submit_command(
                     if request.selection is None
                     else list(request.selection),
                     priority=priority,
+                    fingerprint=repository.fingerprint,
                 )
             )
             await storage.append_events(
@@ -87,10 +93,18 @@ def submit_command(
                     )
                 ]
             )
-            return run_id
+            live = await live_served(storage)
+            notes = [
+                clash_warning("", repository.name, repository.fingerprint, live),
+                unserved_reason(repository.name, repository.fingerprint, steps, live),
+            ]
+            return run_id, [note for note in notes if note is not None]
 
-    run_id: str = run_sync(write)
+    written: tuple[str, list[str]] = run_sync(write)
+    run_id, notes = written
     console().print(f"submitted run {run_id} (QUEUED)")
+    for note in notes:
+        console(stderr=True).print(safe(note))
     return run_id
 
 
@@ -129,6 +143,14 @@ def daemon_command(
             )
             if runtime.metrics_url is not None:
                 out.print(f"rivers daemon: metrics at {runtime.metrics_url}")
+            clash = clash_warning(
+                runtime.owner,
+                repository.name,
+                repository.fingerprint,
+                await live_served(runtime.storage),
+            )
+            if clash is not None:
+                out.print(safe(f"rivers daemon: {clash}"))
             # While it serves, this receiver owns SIGTERM (run_sync's cancels at once).
             stopped_by = signal.SIGTERM
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -183,7 +183,9 @@ def _queue_panel(queue: QueueView, now: datetime, bar_width: int) -> Panel:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     if queue.max_concurrent_runs is None:
-        grid.add_row("in flight", f"{queue.in_flight} (no run queue has run here)")
+        grid.add_row(
+            "in flight", f"{queue.in_flight} (no daemon with a run queue is running)"
+        )
     else:
         grid.add_row(
             "in flight",

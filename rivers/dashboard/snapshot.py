@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from rivers._liveness import live_served
+from rivers.core.ownership import queue_config_key, serves, unserved_reason
 from rivers.core.queue import stored_rules
 from rivers.dashboard.reasons import (
     bucket_usage,
@@ -20,6 +22,7 @@ from rivers.dashboard.reasons import (
     queued_reason,
     step_wait_reason,
 )
+from rivers.explain import run_assets
 from rivers.storage.records import (
     FINISHED_STATUSES,
     IN_FLIGHT_STATUSES,
@@ -34,6 +37,7 @@ from rivers.storage.records import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from rivers.core.ownership import Served
     from rivers.core.queue import LimitRule
     from rivers.storage.sqlite import SqliteStorage
 
@@ -60,7 +64,6 @@ MAX_EVENT_ROWS = 30
 MAX_WAITING_STEPS_READ = 20
 """Waiting steps of one run whose latest gate event is read (the rest are counted)."""
 
-QUEUE_CONFIG_KEY = "queue.config"
 
 EVENT_KINDS = (
     "RUN_BLOCKED",
@@ -84,7 +87,8 @@ class QueueView(msgspec.Struct, frozen=True, kw_only=True):
     """The run queue: capacity, backlog and admission rate."""
 
     configured: bool
-    """Whether a queue coordinator has recorded its configuration in this storage."""
+    """Whether a live runtime serves a repository with a run queue (whose settings
+    these are)."""
     max_concurrent_runs: int | None
     dequeue_interval_s: float | None
     in_flight: int
@@ -179,7 +183,8 @@ async def read_snapshot(
     """
     now_s = storage.clock.time()
     now = _at(now_s)
-    config: Any = await storage.get_state(QUEUE_CONFIG_KEY)
+    gates = _Gates(storage, await live_served(storage))
+    config: Any = await gates.shown_config()
     limits = stored_rules(config)
     counts = await storage.count_runs_by_status([RunStatus.QUEUED, *IN_FLIGHT_STATUSES])
     in_flight_count = sum(counts[s] for s in IN_FLIGHT_STATUSES)
@@ -208,12 +213,24 @@ async def read_snapshot(
     )
     queued_runs = await storage.get_queued_runs(max_queued)
     finished_runs = await storage.get_recent_finished_runs(max_finished)
+    queued_views = []
+    for position, run in enumerate(queued_runs, start=1):
+        unserved, run_config = await gates.of(run)
+        run_limits = stored_rules(run_config)
+        queued_views.append(
+            _queued_view(
+                run,
+                position,
+                queue,
+                run_limits,
+                bucket_usage(run_limits, in_flight_tags),
+                unserved=unserved,
+                config=run_config,
+            )
+        )
     runs = [
         *await _in_flight_views(storage, in_flight_runs, pools, pending, now),
-        *(
-            _queued_view(run, position, queue, limits, usage)
-            for position, run in enumerate(queued_runs, start=1)
-        ),
+        *queued_views,
         *(_finished_view(run) for run in finished_runs),
     ]
     events = await storage.get_recent_events(EVENT_KINDS, max_events)
@@ -383,13 +400,82 @@ async def _in_flight_views(
     return views
 
 
+class _Gates:
+    """What serves each queued run's definition, and its queue settings (cached)."""
+
+    def __init__(self, storage: SqliteStorage, live: list[Served]) -> None:
+        self._storage = storage
+        self._live = live
+        self._configs: dict[tuple[str, str], Any] = {}
+        # (repository, fingerprint, selection) -> why no runtime serves such runs
+        self._unserved: dict[tuple[str, str | None, tuple[str, ...] | None], str | None]
+        self._unserved = {}
+
+    async def _config(self, repository: str, fingerprint: str) -> Any:
+        key = (repository, fingerprint)
+        if key not in self._configs:
+            self._configs[key] = await self._storage.get_state(
+                queue_config_key(repository, fingerprint)
+            )
+        return self._configs[key]
+
+    async def shown_config(self) -> Any:
+        """The queue settings the queue panel shows: those of a served run queue."""
+        configs = [await self._config(s.repository, s.fingerprint) for s in self._live]
+        with_queue = [c for c in configs if _int(c, "max_concurrent_runs") is not None]
+        return with_queue[0] if with_queue else None
+
+    async def of(self, run: RunRecord) -> tuple[str | None, Any]:
+        """Return (why no runtime serves ``run``, or None; its definition's settings)."""
+        key = (
+            run.repository,
+            run.fingerprint,
+            None if run.selection is None else tuple(run.selection),
+        )
+        if key not in self._unserved:
+            served = any(serves(s, run.repository, run.fingerprint) for s in self._live)
+            self._unserved[key] = (
+                None
+                if served
+                else unserved_reason(
+                    run.repository,
+                    run.fingerprint,
+                    await run_assets(self._storage, run),
+                    self._live,
+                )
+            )
+        unserved = self._unserved[key]
+        if unserved is not None:
+            return unserved, None
+        fingerprint = run.fingerprint or next(
+            s.fingerprint for s in self._live if s.repository == run.repository
+        )
+        return None, await self._config(run.repository, fingerprint)
+
+
 def _queued_view(
     run: RunRecord,
     position: int,
     queue: QueueView,
     limits: tuple[LimitRule, ...],
     usage: Mapping[tuple[int, str | None], int],
+    *,
+    unserved: str | None,
+    config: Any,
 ) -> RunView:
+    if unserved is not None:
+        waiting_on = unserved
+    elif isinstance(config, dict) and config.get("max_concurrent_runs") is None:
+        waiting_on = "no run queue: starts within a second"
+    else:
+        waiting_on = queued_reason(
+            run.tags,
+            configured=isinstance(config, dict),
+            in_flight=queue.in_flight,
+            max_concurrent_runs=_int(config, "max_concurrent_runs"),
+            limits=limits,
+            usage=usage,
+        )
     return RunView(
         run_id=run.run_id,
         status=run.status,
@@ -397,14 +483,7 @@ def _queued_view(
         priority=run.priority,
         created_at=run.created_at,
         position=position,
-        waiting_on=queued_reason(
-            run.tags,
-            configured=queue.configured,
-            in_flight=queue.in_flight,
-            max_concurrent_runs=queue.max_concurrent_runs,
-            limits=limits,
-            usage=usage,
-        ),
+        waiting_on=waiting_on,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,7 +23,20 @@ from rivers.definitions.triggers import AutomationCondition, Schedule, Sensor
 from rivers.errors import AssetNotFound, ConfigError
 from rivers.io import IOManager
 
-__all__ = ("CodeRepository",)
+__all__ = ("CodeRepository", "definition_fingerprint")
+
+
+def definition_fingerprint(upstream: Mapping[str, Sequence[str]]) -> str:
+    """Return a short hash of a repository's assets and their upstreams.
+
+    Two repositories with the same assets wired the same way share it; renaming,
+    adding or rewiring an asset changes it (the code inside an asset does not).
+    """
+    text = "\n".join(
+        f"{name}<-{','.join(sorted(deps))}" for name, deps in sorted(upstream.items())
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
 
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -120,6 +134,9 @@ class CodeRepository:
             name: asset.upstream for name, asset in self.assets.items()
         }
         self.order: list[str] = topological_order(self.upstream)
+        self.fingerprint: str = definition_fingerprint(self.upstream)
+        """What tells this repository apart from another of the same name: a hash
+        of its assets and their upstreams (stored on each run it creates)."""
 
     @property
     def io_manager(self) -> IOManager:

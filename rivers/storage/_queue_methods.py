@@ -39,19 +39,22 @@ class QueueMethods:
         raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
 
     async def get_queued_since(
-        self, rowid: int, repositories: Iterable[str], limit: int = 50_000
+        self, rowid: int, repository: str, fingerprint: str, limit: int = 50_000
     ) -> list[QueuedRow]:
-        """Return QUEUED runs added after ``rowid`` (oldest first) of ``repositories``."""
-        names = list(repositories)
-        marks = ", ".join("?" * len(names))
+        """Return QUEUED runs added after ``rowid`` (oldest first) of one definition.
+
+        A run matches when it has this repository name and fingerprint, or no
+        fingerprint at all (stored before runs had one).
+        """
 
         def read(conn: sqlite3.Connection) -> list[QueuedRow]:
             rows = conn.execute(
                 "SELECT rowid, run_id, priority, created_at, tags FROM runs "
                 # '+status' keeps SQLite on the rowid range, not the status index.
-                f"WHERE rowid > ? AND +status = 'QUEUED' AND repository IN ({marks}) "
+                "WHERE rowid > ? AND +status = 'QUEUED' AND repository = ? "
+                "AND (fingerprint = ? OR fingerprint IS NULL) "
                 "ORDER BY rowid LIMIT ?",
-                (rowid, *names, limit),
+                (rowid, repository, fingerprint, limit),
             )
             return [(r[0], r[1], r[2], r[3], decode_tags(r[4])) for r in rows]
 
@@ -95,11 +98,10 @@ class QueueMethods:
         max_concurrent_runs: int,
     ) -> list[bool]:
         """Admit several runs in order, in one transaction (see ``admit_run``)."""
-        now = self.clock.time()
 
         def write(conn: sqlite3.Connection) -> list[bool]:
             return [
-                _admit(conn, run_id, guards, owner, max_concurrent_runs, now)
+                _admit(conn, run_id, guards, owner, max_concurrent_runs)
                 for run_id, guards in candidates
             ]
 
@@ -194,7 +196,6 @@ def _admit(
     guards: list[tuple[str, str | None, int]],
     owner: str,
     max_concurrent_runs: int,
-    now: float,
 ) -> bool:
     in_flight = conn.execute(
         f"SELECT COUNT(*) FROM runs WHERE {_IN_FLIGHT_SQL}"
@@ -213,9 +214,11 @@ def _admit(
             params.append(value)
         if conn.execute(sql, params).fetchone()[0] >= limit:
             return False
+    # started_at stays NULL until the owner launches it (STARTED): a STARTING run
+    # without it was admitted but never began, so recovery may queue it again.
     changed = conn.execute(
-        "UPDATE runs SET status = ?, owner = ?, started_at = ?, reason = NULL "
+        "UPDATE runs SET status = ?, owner = ?, reason = NULL "
         "WHERE run_id = ? AND status = 'QUEUED'",
-        (RunStatus.STARTING.value, owner, now, run_id),
+        (RunStatus.STARTING.value, owner, run_id),
     ).rowcount
     return bool(changed)

@@ -19,7 +19,7 @@ __all__ = (
 
 RUN_COLUMNS = (
     "run_id, status, tags, selection, priority, created_at, started_at, ended_at, "
-    "reason, repository, run_key, owner"
+    "reason, repository, run_key, owner, fingerprint"
 )
 """The ``runs`` columns ``run_record`` reads, in its order."""
 
@@ -55,4 +55,5 @@ def run_record(row: tuple[Any, ...]) -> RunRecord:
         repository=row[9],
         run_key=row[10],
         owner=row[11],
+        fingerprint=row[12],
     )

@@ -100,6 +100,10 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
     repository: str = "default"
     run_key: str | None = None
     owner: str | None = None
+    fingerprint: str | None = None
+    """The fingerprint of the repository definition that created the run (None for
+    runs stored before repositories had one): only a runtime serving the same
+    definition runs it."""
 
 
 class StepRecord(msgspec.Struct, frozen=True, kw_only=True):

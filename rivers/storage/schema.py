@@ -128,6 +128,25 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE pool_claims ADD COLUMN revoked_at REAL;
     CREATE INDEX pending_steps_line ON pending_steps (pool, priority, enqueued_at);
     """,
+    # 3: repository identity. A run records its repository's fingerprint; each
+    # long-lived runtime records the repositories it serves (its liveness is its
+    # ``processes`` heartbeat); ``definitions`` keeps each fingerprint's assets.
+    """
+    ALTER TABLE runs ADD COLUMN fingerprint TEXT;
+
+    CREATE TABLE served (
+        owner        TEXT NOT NULL,
+        repository   TEXT NOT NULL,
+        fingerprint  TEXT NOT NULL,
+        PRIMARY KEY (owner, repository, fingerprint)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE definitions (
+        fingerprint  TEXT PRIMARY KEY,
+        repository   TEXT NOT NULL,
+        assets       TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

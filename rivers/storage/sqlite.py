@@ -42,6 +42,7 @@ from rivers.storage import _errors, _rows
 from rivers.storage._dashboard_methods import DashboardMethods
 from rivers.storage._pool_methods import PoolMethods
 from rivers.storage._queue_methods import QueueMethods
+from rivers.storage._serving_methods import ServingMethods
 from rivers.storage.records import (
     FINISHED_STATUSES,
     IN_FLIGHT_STATUSES,
@@ -108,10 +109,11 @@ class NewRun(msgspec.Struct, frozen=True, kw_only=True):
     run_key: str | None = None
     location: dict[str, str] | None = None
     owner: str | None = None
+    fingerprint: str | None = None
 
 
 @final
-class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
+class SqliteStorage(PoolMethods, QueueMethods, ServingMethods, DashboardMethods):
     """Runs, events, steps, materializations, pools and claims in one SQLite file.
 
     Open it with ``rs.open_storage(...)`` (or ``SqliteStorage.open``) and close it
@@ -306,8 +308,8 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
             try:
                 conn.execute(
                     "INSERT INTO runs (run_id, status, repository, location, selection, "
-                    "tags, priority, run_key, created_at, started_at, owner) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "tags, priority, run_key, created_at, started_at, owner, "
+                    "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run.run_id,
                         run.status.value,
@@ -320,6 +322,7 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
                         now,
                         now if run.status is RunStatus.STARTING else None,
                         run.owner,
+                        run.fingerprint,
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -348,6 +351,7 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
             repository=run.repository,
             run_key=run.run_key,
             owner=run.owner,
+            fingerprint=run.fingerprint,
         )
 
     async def transition_run(
@@ -630,10 +634,13 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
         )
 
     async def unregister_process(self, owner: str) -> None:
-        """Forget ``owner`` (it stopped cleanly)."""
-        await self._write(
-            lambda conn: conn.execute("DELETE FROM processes WHERE owner = ?", (owner,))
-        )
+        """Forget ``owner`` and what it served (it stopped cleanly)."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM served WHERE owner = ?", (owner,))
+            conn.execute("DELETE FROM processes WHERE owner = ?", (owner,))
+
+        await self._write(write)
 
     async def get_in_flight_owners(self) -> dict[str, float | None]:
         """Return each owner of an in-flight run with its last heartbeat (or None)."""
@@ -666,13 +673,20 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
     async def fail_runs_of_owner(self, owner: str, reason: str) -> list[str]:
         """Mark every in-flight run of a dead ``owner`` FAILURE; return their ids.
 
-        Their unfinished steps are marked FAILURE too, with the same reason.
+        Their unfinished steps are marked FAILURE too, with the same reason. Runs it
+        was admitted to launch but never began (STARTING, no ``started_at``) go back
+        to the queue instead: no step of theirs ran.
         """
         now = self.clock.time()
         values = [s.value for s in IN_FLIGHT_STATUSES]
         marks = ", ".join("?" * len(values))
 
         def write(conn: sqlite3.Connection) -> list[str]:
+            conn.execute(
+                "UPDATE runs SET status = 'QUEUED', owner = NULL, reason = ? "
+                "WHERE owner = ? AND status = 'STARTING' AND started_at IS NULL",
+                (f"returned to the queue: {owner}, admitted to launch it, died", owner),
+            )
             run_ids = [
                 row[0]
                 for row in conn.execute(
@@ -692,6 +706,7 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
                     (StepStatus.FAILURE.value, reason, now, run_id),
                 )
             conn.execute("DELETE FROM pending_steps WHERE owner = ?", (owner,))
+            conn.execute("DELETE FROM served WHERE owner = ?", (owner,))
             conn.execute("DELETE FROM processes WHERE owner = ?", (owner,))
             return run_ids
 

@@ -10,13 +10,13 @@ every step, records each as CANCELED and the run as CANCELED, shielded and bound
 from __future__ import annotations
 
 import logging
-import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
+from rivers._tracebacks import remote_traceback, step_traceback
 from rivers.core.plan import PlanState, StepOutcome
 from rivers.errors import ExecutionError, LeaseLost, StepError, StepTimeout
 from rivers.executors.base import LaunchResult, StepLauncher, StepRequest
@@ -120,9 +120,14 @@ class RunExecutor:
         is recorded CANCELED before the cancellation propagates.
         """
         started = self._clock.monotonic()
-        await self._storage.transition_run(
-            self.run_id, RunStatus.STARTED, expected=(RunStatus.STARTING,)
-        )
+        assets = [self._repository.assets[step] for step in self._selection]
+        async with anyio.create_task_group() as setup:
+            # Worker processes start (import Python and rivers) while the run is
+            # recorded and its first steps claim their pools.
+            setup.start_soon(self._launcher.warm, assets)
+            await self._storage.transition_run(
+                self.run_id, RunStatus.STARTED, expected=(RunStatus.STARTING,)
+            )
         self._events.emit(
             RunStarted(
                 run_id=self.run_id,
@@ -255,7 +260,7 @@ class RunExecutor:
         policy = asset.retry_policy
         attempt = 1
         while True:
-            error, trace = await self._attempt(asset, attempt)
+            error, trace, ran_s = await self._attempt(asset, attempt)
             if error is None:
                 return StepOutcome.SUCCEEDED
             if attempt <= policy.max_retries:
@@ -283,6 +288,7 @@ class RunExecutor:
                     error=str(error),
                     error_type=type(error.__cause__ or error).__name__,
                     traceback=trace,
+                    duration_s=ran_s,
                 )
             )
             if self._first_error is None:
@@ -291,7 +297,7 @@ class RunExecutor:
 
     async def _attempt(
         self, asset: Asset[Any, Any], attempt: int
-    ) -> tuple[ExecutionError | None, str | None]:
+    ) -> tuple[ExecutionError | None, str | None, float]:
         """Run one attempt through the executor gate, then the pool gate.
 
         A step takes an executor slot first, then tries its pools at once; when
@@ -300,13 +306,23 @@ class RunExecutor:
         claims are released when the attempt ends, however it ends.
 
         Returns:
-            (the attempt's error or None, a traceback when the user's code raised).
+            (the attempt's error or None, a traceback when the user's code raised,
+            the seconds it ran: from its start on a worker, without the wait for
+            one, to its end; 0 when it never started).
         """
         step = asset.name
         gate = self._launcher.gate(asset)
         track = self._tracks[step]
 
-        def on_start(worker: str) -> None:
+        began: float | None = None
+        # The timeout counts from the attempt's start: not its wait for a worker.
+        timeout = anyio.CancelScope()
+
+        def on_start(worker: str, startup_s: float = 0.0) -> None:
+            nonlocal began
+            began = self._clock.monotonic()
+            if asset.timeout_s is not None:
+                timeout.deadline = anyio.current_time() + asset.timeout_s
             track.attempts = attempt
             track.status = StepStatus.RUNNING
             track.worker = worker
@@ -314,7 +330,11 @@ class RunExecutor:
                 track.started_at = datetime.now(UTC)
             self._events.emit(
                 StepStarted(
-                    run_id=self.run_id, step_key=step, attempt=attempt, worker=worker
+                    run_id=self.run_id,
+                    step_key=step,
+                    attempt=attempt,
+                    worker=worker,
+                    startup_s=startup_s,
                 )
             )
 
@@ -334,14 +354,13 @@ class RunExecutor:
                         await self._enter_gate(gate, step)
                         holding_gate = True
                 except ExecutionError as exc:
-                    return exc, None
+                    return exc, None, 0.0
                 assert claim is not None
                 self._events.emit(
                     self._pools.claimed_event(
                         claim, self._clock.monotonic() - waiting_since
                     )
                 )
-            began = self._clock.monotonic()
             request = StepRequest(
                 run_id=self.run_id,
                 asset=asset,
@@ -354,22 +373,19 @@ class RunExecutor:
             )
             result: LaunchResult | None = None
             try:
-                if asset.timeout_s is None:
+                with timeout:
                     result = await self._launch(request, claim)
-                else:
-                    with anyio.move_on_after(asset.timeout_s):
-                        result = await self._launch(request, claim)
             except anyio.get_cancelled_exc_class():
                 raise
             except ExecutionError as exc:
-                return exc, None
+                return exc, remote_traceback(exc), self._since(began)
             except Exception as exc:
                 error = StepError(step, f"{type(exc).__name__}: {exc}")
                 error.__cause__ = exc
-                return error, "".join(traceback.format_exception(exc))
+                return error, step_traceback(exc), self._since(began)
             if result is None:
                 assert asset.timeout_s is not None
-                return StepTimeout(step, asset.timeout_s), None
+                return StepTimeout(step, asset.timeout_s), None, self._since(began)
         finally:
             if claim is not None:
                 await self._pools.release(claim)
@@ -385,10 +401,13 @@ class RunExecutor:
                 run_id=self.run_id,
                 step_key=step,
                 attempt=attempt,
-                duration_s=self._clock.monotonic() - began,
+                duration_s=self._since(began),
             )
         )
-        return None, None
+        return None, None, self._since(began)
+
+    def _since(self, began: float | None) -> float:
+        return 0.0 if began is None else self._clock.monotonic() - began
 
     async def _enter_gate(self, gate: anyio.CapacityLimiter, step: str) -> None:
         try:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ("TaskDone", "TaskLog", "TaskRequest", "decode_reply", "decode_request")
+__all__ = (
+    "Ready",
+    "TaskDone",
+    "TaskLog",
+    "TaskRequest",
+    "decode_reply",
+    "decode_request",
+)
 
 
 class TaskRequest(msgspec.Struct, frozen=True, tag=True, kw_only=True):
@@ -22,6 +29,10 @@ class TaskRequest(msgspec.Struct, frozen=True, tag=True, kw_only=True):
 
 class Shutdown(msgspec.Struct, frozen=True, tag=True):
     """Exit the worker loop."""
+
+
+class Ready(msgspec.Struct, frozen=True, tag=True):
+    """The worker has started (imported what it needs) and takes requests."""
 
 
 class TaskLog(msgspec.Struct, frozen=True, tag=True, kw_only=True):
@@ -45,7 +56,7 @@ class TaskDone(msgspec.Struct, frozen=True, tag=True, kw_only=True):
 
 
 Request = TaskRequest | Shutdown
-Reply = TaskLog | TaskDone
+Reply = Ready | TaskLog | TaskDone
 
 encode = msgspec.msgpack.Encoder().encode
 decode_request = msgspec.msgpack.Decoder(Request).decode

@@ -16,10 +16,11 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from typing import TYPE_CHECKING, Any
 
+from rivers._tracebacks import step_traceback
 from rivers.executors._protocol import (
+    Ready,
     Shutdown,
     TaskDone,
     TaskLog,
@@ -91,6 +92,10 @@ def worker_main(
     from rivers.context import StepContext, StepLog
     from rivers.executors.base import load_inputs
 
+    try:
+        conn.send_bytes(encode(Ready()))
+    except OSError:
+        return
     assets: dict[str, Any] = {}
     io_managers: dict[bytes, Any] = {}
     while True:
@@ -161,7 +166,7 @@ def _failure(task_id: int, exc: BaseException, duration_s: float) -> TaskDone:
         duration_s=duration_s,
         error_type=type(exc).__name__,
         error_message=str(exc),
-        traceback="".join(traceback.format_exception(exc)),
+        traceback=step_traceback(exc),
         exception=exception,
     )
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
+from rivers._tracebacks import RemoteTraceback
 from rivers.errors import LaunchFailed, WorkerCrashed
 from rivers.executors._protocol import TaskLog, TaskRequest
 from rivers.executors.base import LaunchResult, StepRequest
@@ -23,6 +24,8 @@ from rivers.executors.process_pool import WorkerDied, WorkerPool
 from rivers.messages import StepLogged
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from rivers.definitions.asset import Asset
     from rivers.definitions.configs import ParallelExecutor
 
@@ -32,17 +35,6 @@ __all__ = ("ParallelLauncher", "RemoteTraceback")
 _PICKLED: weakref.WeakKeyDictionary[Asset[Any, Any], tuple[bytes, str]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-class RemoteTraceback(Exception):
-    """The traceback of an exception raised in a worker process (as its cause)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        super().__init__(text)
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.text}"""'
 
 
 class RemoteStepError(Exception):
@@ -55,6 +47,7 @@ class ParallelLauncher:
 
     def __init__(self, config: ParallelExecutor, pool: WorkerPool) -> None:
         self._pool = pool
+        self._workers = config.workers
         self._sync_gate = anyio.CapacityLimiter(config.workers)
         self._async_gate = anyio.CapacityLimiter(
             math.inf
@@ -63,6 +56,11 @@ class ParallelLauncher:
         )
         self._tasks = AsyncStepRunner()
         self._io_manager: bytes | None = None
+
+    async def warm(self, assets: Sequence[Asset[Any, Any]]) -> None:
+        """Start a worker per sync step, up to the run's worker limit."""
+        sync_steps = sum(1 for asset in assets if not asset.is_async)
+        await self._pool.warm(min(self._workers, sync_steps))
 
     def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
         """Async steps share the async gate; sync steps the worker gate."""
@@ -100,7 +98,11 @@ class ParallelLauncher:
 
         try:
             done = await self._pool.run(
-                task, on_start=lambda pid: request.on_start(f"pid {pid}"), on_log=on_log
+                task,
+                on_start=lambda pid, startup_s: request.on_start(
+                    f"pid {pid}", startup_s
+                ),
+                on_log=on_log,
             )
         except WorkerDied as exc:
             raise WorkerCrashed(
@@ -124,10 +126,10 @@ class ParallelLauncher:
 
 
 def _dumps(value: object, step_key: str, what: str) -> bytes:
-    import cloudpickle
+    from rivers.executors._pickling import dumps
 
     try:
-        data: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        data = dumps(value)
     except Exception as exc:
         raise LaunchFailed(
             step_key,

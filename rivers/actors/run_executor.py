@@ -120,11 +120,13 @@ class RunExecutor:
         is recorded CANCELED before the cancellation propagates.
         """
         started = self._clock.monotonic()
-        assets = [self._repository.assets[step] for step in self._selection]
+        plan = PlanState.build(self._selection, self._repository.upstream)
+        assets = self._repository.assets
+        levels = [[assets[step] for step in level] for level in plan.levels()]
         async with anyio.create_task_group() as setup:
             # Worker processes start (import Python and rivers) while the run is
             # recorded and its first steps claim their pools.
-            setup.start_soon(self._launcher.warm, assets)
+            setup.start_soon(self._launcher.warm, levels)
             await self._storage.transition_run(
                 self.run_id, RunStatus.STARTED, expected=(RunStatus.STARTING,)
             )
@@ -136,7 +138,6 @@ class RunExecutor:
                 owner=self._owner,
             )
         )
-        plan = PlanState.build(self._selection, self._repository.upstream)
         try:
             with self._cancel_scope:
                 await self._execute(plan)

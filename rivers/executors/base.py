@@ -66,8 +66,11 @@ class StepLauncher(Protocol):
         """Return the executor slot limiter the step must hold while it runs."""
         ...
 
-    async def warm(self, assets: Sequence[Asset[Any, Any]]) -> None:
-        """Get ready for a run of ``assets`` (start workers); called as it starts."""
+    async def warm(self, levels: Sequence[Sequence[Asset[Any, Any]]]) -> None:
+        """Get ready for a run (start workers); called as it starts.
+
+        ``levels``: its steps by depth; the steps of a level may run at once.
+        """
         ...
 
     async def launch(self, request: StepRequest) -> LaunchResult:

@@ -110,7 +110,7 @@ class InProcessLauncher:
         self._threads = ThreadStepRunner()
         self._tasks = AsyncStepRunner()
 
-    async def warm(self, assets: Sequence[Asset[Any, Any]]) -> None:
+    async def warm(self, levels: Sequence[Sequence[Asset[Any, Any]]]) -> None:
         """Nothing to start: steps run in this process."""
 
     def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:

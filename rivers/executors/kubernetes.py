@@ -161,7 +161,7 @@ class KubernetesLauncher:
         self._api_users = 0
         self._api_lock = anyio.Lock()
 
-    async def warm(self, assets: Sequence[Asset[Any, Any]]) -> None:
+    async def warm(self, levels: Sequence[Sequence[Asset[Any, Any]]]) -> None:
         """Nothing to start ahead: each step is its own Job."""
 
     def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:

@@ -57,10 +57,16 @@ class ParallelLauncher:
         self._tasks = AsyncStepRunner()
         self._io_manager: bytes | None = None
 
-    async def warm(self, assets: Sequence[Asset[Any, Any]]) -> None:
-        """Start a worker per sync step, up to the run's worker limit."""
-        sync_steps = sum(1 for asset in assets if not asset.is_async)
-        await self._pool.warm(min(self._workers, sync_steps))
+    async def warm(self, levels: Sequence[Sequence[Asset[Any, Any]]]) -> None:
+        """Start as many workers as sync steps may run at once, up to the limit.
+
+        That is the most sync steps in one level: a chain needs one worker, and
+        workers that could not be used would only slow the others' start.
+        """
+        widest = max(
+            (sum(not a.is_async for a in level) for level in levels), default=0
+        )
+        await self._pool.warm(min(self._workers, widest))
 
     def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
         """Async steps share the async gate; sync steps the worker gate."""

@@ -121,15 +121,10 @@ class RunExecutor:
         """
         started = self._clock.monotonic()
         plan = PlanState.build(self._selection, self._repository.upstream)
-        assets = self._repository.assets
-        levels = [[assets[step] for step in level] for level in plan.levels()]
-        async with anyio.create_task_group() as setup:
-            # Worker processes start (import Python and rivers) while the run is
-            # recorded and its first steps claim their pools.
-            setup.start_soon(self._launcher.warm, levels)
-            await self._storage.transition_run(
-                self.run_id, RunStatus.STARTED, expected=(RunStatus.STARTING,)
-            )
+        await self._warm(plan)
+        await self._storage.transition_run(
+            self.run_id, RunStatus.STARTED, expected=(RunStatus.STARTING,)
+        )
         self._events.emit(
             RunStarted(
                 run_id=self.run_id,
@@ -147,6 +142,20 @@ class RunExecutor:
                 await self._finish(plan, started)
             raise
         return await self._finish(plan, started)
+
+    async def _warm(self, plan: PlanState) -> None:
+        """Launch the worker processes the run will need, without waiting for them.
+
+        They boot (import Python and rivers) while the run is recorded and its
+        first steps claim their pools. Only a help: a failure is logged, and the
+        step that needs a worker starts one (and says why if it cannot).
+        """
+        assets = self._repository.assets
+        levels = [[assets[step] for step in level] for level in plan.levels()]
+        try:
+            await self._launcher.warm(levels)
+        except Exception as exc:
+            logger.warning("run %s: could not start workers: %s", self.run_id, exc)
 
     async def _execute(self, plan: PlanState) -> None:
         send, receive = anyio.create_memory_object_stream[_StepDone](

@@ -123,17 +123,13 @@ class WorkerPool:
         """
         for _ in range(count - len(self._idle)):
             with anyio.CancelScope(shield=True):  # a started worker is never lost
-                try:
-                    worker = await anyio.to_thread.run_sync(
-                        _start_worker, self._stopped_parent_limit_s
-                    )
-                except OSError as exc:  # the step that needs one will say why
-                    logger.warning("could not start a step worker: %s", exc)
-                    return
+                worker = await anyio.to_thread.run_sync(
+                    _start_worker, self._stopped_parent_limit_s
+                )
                 if self._closed:
                     await self._kill(worker)
                     return
-            self._idle.insert(0, worker)  # the warm ones are taken first
+            self._idle.insert(0, worker)  # ready workers (at the end) go first
 
     async def run(
         self,

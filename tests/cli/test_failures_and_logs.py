@@ -121,6 +121,16 @@ def test_a_failed_materialize_prints_the_traceback_of_the_users_file(
     assert "Traceback" not in done.stderr
 
 
+def test_a_module_named_with_m_shows_its_file_too(
+    project: Path, rivers_home: Path
+) -> None:
+    # Importable by name: the worker imports boom itself (by reference).
+    done = _rivers("materialize", "-m", "boom", cwd=project, home=rivers_home)
+    assert done.returncode == 1, done.stderr
+    where = f'File "{project / "boom.py"}", line {BOOM_LINE}, in boom'
+    assert where in done.stdout, done.stdout
+
+
 def test_runs_show_prints_the_stored_traceback_and_duration(
     project: Path, rivers_home: Path
 ) -> None:

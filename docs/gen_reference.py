@@ -46,7 +46,7 @@ EVENT_GATES = {
     "STEP_RETRY": ("step", "an attempt failed; slots released; retry after a delay"),
     "STEP_SKIPPED": ("step", "an upstream step did not succeed"),
     "STEP_CANCELED": ("step", "the run was canceled"),
-    "STEP_LOG": ("step", "a line written through context.log"),
+    "STEP_LOG": ("step", "a line written through context.log, or printed by a step in a worker process (`stream`: stdout, stderr)"),
     "POOL_SLOTS_RELEASED": ("pool", "a step gave its slots back"),
     "LEASE_EXPIRED": ("pool leases", "an unrenewed claim was reclaimed"),
     "TRIGGER_FAILURE": ("triggers", "a sensor or schedule raised; it keeps its schedule"),

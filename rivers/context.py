@@ -11,31 +11,52 @@ from rivers.messages import EventBody, StepLogged
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ("StepContext", "StepLog")
+__all__ = ("StepContext", "StepLog", "echo_step_log")
 
 _LOGGER = logging.getLogger("rivers.step")
+
+
+def echo_step_log(run_id: str, step_key: str, level: int | str, text: str) -> None:
+    """Log a ``context.log`` line to the ``rivers.step`` logger of this process."""
+    number = level if isinstance(level, int) else logging.getLevelName(level)
+    _LOGGER.log(
+        number if isinstance(number, int) else logging.INFO,
+        "[%s %s] %s",
+        run_id,
+        step_key,
+        text,
+    )
 
 
 @final
 class StepLog:
     """A logger whose lines become ``STEP_LOG`` events of the run.
 
-    Methods take %-style arguments like ``logging.Logger``.
+    Methods take %-style arguments like ``logging.Logger``. With ``echo`` each line
+    is also logged to the ``rivers.step`` logger here (a worker process leaves that
+    to its parent).
     """
 
-    __slots__ = ("_emit", "_run_id", "_step_key")
+    __slots__ = ("_echo", "_emit", "_run_id", "_step_key")
 
     def __init__(
-        self, run_id: str, step_key: str, emit: Callable[[EventBody], None]
+        self,
+        run_id: str,
+        step_key: str,
+        emit: Callable[[EventBody], None],
+        *,
+        echo: bool = True,
     ) -> None:
         self._run_id = run_id
         self._step_key = step_key
         self._emit = emit
+        self._echo = echo
 
     def log(self, level: int, msg: object, *args: object) -> None:
         """Record a line at ``level``."""
         text = str(msg) % args if args else str(msg)
-        _LOGGER.log(level, "[%s %s] %s", self._run_id, self._step_key, text)
+        if self._echo:
+            echo_step_log(self._run_id, self._step_key, level, text)
         self._emit(
             StepLogged(
                 run_id=self._run_id,

@@ -116,13 +116,25 @@ class StepError(ExecutionError):
 class StepTimeout(ExecutionError):
     """A step ran longer than its ``timeout``."""
 
-    def __init__(self, step_key: str, timeout_s: float) -> None:
+    def __init__(
+        self, step_key: str, timeout_s: float, *, returned_after_s: float | None = None
+    ) -> None:
         self.step_key = step_key
         self.timeout_s = timeout_s
-        super().__init__(
-            f"step {step_key!r} timed out after {timeout_s:g}s "
-            "(raise the asset's timeout= if it needs longer)"
-        )
+        self.returned_after_s = returned_after_s
+        if returned_after_s is None:
+            message = (
+                f"step {step_key!r} timed out after {timeout_s:g}s "
+                "(raise the asset's timeout= if it needs longer)"
+            )
+        else:
+            message = (
+                f"step {step_key!r} timed out after {timeout_s:g}s: it returned after "
+                f"{returned_after_s:.3g}s, the event loop being blocked until then (an "
+                "async step that blocks the loop cannot be stopped at its deadline; "
+                "await instead of blocking, or make it a sync step)"
+            )
+        super().__init__(message)
 
 
 class LaunchFailed(ExecutionError):

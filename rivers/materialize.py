@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from rivers._signals import SigtermGuard, Terminated
 from rivers.definitions._validate import check_tags
 from rivers.definitions.configs import ExecutorConfig
 from rivers.errors import ConfigError
@@ -34,8 +35,20 @@ def uvloop_available() -> bool:
 
 
 def run_sync(fn: Any, *args: Any) -> Any:
-    """Run ``fn(*args)`` in a new event loop (uvloop when available)."""
-    return anyio.run(fn, *args, backend_options={"use_uvloop": uvloop_available()})
+    """Run ``fn(*args)`` in a new event loop (uvloop when available).
+
+    SIGTERM stops it as Ctrl-C does (see ``rivers._signals``).
+
+    Raises:
+        Terminated: SIGTERM arrived; ``fn`` was cancelled and has cleaned up.
+    """
+    guard = SigtermGuard()
+    result = anyio.run(
+        guard.run, fn, *args, backend_options={"use_uvloop": uvloop_available()}
+    )
+    if guard.received:
+        raise Terminated
+    return result
 
 
 def materialize(

@@ -178,11 +178,16 @@ class StepCanceled(EventBody, frozen=True, kw_only=True, tag="STEP_CANCELED"):
 
 
 class StepLogged(EventBody, frozen=True, kw_only=True, tag="STEP_LOG"):
-    """A line a step wrote through ``context.log``."""
+    """A line a step wrote through ``context.log``, or printed in a worker process.
+
+    ``stream`` is ``"stdout"`` or ``"stderr"`` for printed output (level INFO and
+    WARNING), None for ``context.log``.
+    """
 
     step_key: str
     level: str
     message: str
+    stream: str | None = None
 
 
 class PoolSlotsReleased(

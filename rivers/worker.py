@@ -19,8 +19,8 @@ Environment: ``RIVERS_HOME`` (the default IO manager's base) and
 Output: ``context.log`` lines and, on failure, the error are printed to stdout as
 ``::rivers::{json}`` lines for the launcher to read back from the pod log; the
 traceback also goes to stderr. Exit status: 0 the value was stored, 1 the step
-raised, 2 the code, asset or inputs could not be loaded, ``N`` the step called
-``sys.exit(N)``.
+raised (any exception: ``KeyboardInterrupt`` too), 2 the code, asset or inputs
+could not be loaded, ``N`` the step called ``sys.exit(N)``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rivers._tracebacks import step_traceback
+from rivers._user_code import message_of
 from rivers.executors._kube_jobs import LOG_MARKER
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def _report(exc: BaseException, message: str | None = None) -> None:
         {
             "error": {
                 "type": type(exc).__name__,
-                "message": message if message is not None else str(exc),
+                "message": message if message is not None else message_of(exc),
                 "traceback": text,
                 "exception": pickled,
             }
@@ -246,9 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.code if isinstance(exc.code, int) else EXIT_STEP_FAILED
         if code == 0:
             code = EXIT_STEP_FAILED  # exiting early stores no value
-        _report(exc, f"the step called sys.exit({exc.code!r})")
+        _report(exc)
         return code
-    except Exception as exc:
+    except BaseException as exc:
+        # KeyboardInterrupt, GeneratorExit...: the step failed; report it like any
+        # other exception rather than dying with a traceback and no error record.
         _report(exc)
         return EXIT_STEP_FAILED
     return 0

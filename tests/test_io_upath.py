@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 import threading
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,23 +13,6 @@ import pytest
 import rivers as rs
 
 S3_CREDENTIALS = {"key": "testing", "secret": "testing"}
-
-
-@pytest.fixture
-def bucket(s3_endpoint: str) -> str:
-    """A fresh bucket on the S3 server; yields its name."""
-    import boto3
-
-    name = f"rivers-{uuid.uuid4().hex[:12]}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    client.create_bucket(Bucket=name)
-    return name
 
 
 def s3_io(endpoint: str, bucket: str, prefix: str = "values") -> rs.UPathIOManager:

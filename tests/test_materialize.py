@@ -10,6 +10,7 @@ import anyio.lowlevel
 import pytest
 
 import rivers as rs
+from rivers.definitions.configs import ExecutorConfig
 
 
 def _chain(executor: object | None = None) -> rs.CodeRepository:
@@ -176,6 +177,36 @@ async def test_timeout_fails_an_async_step() -> None:
     ).materialize()
     assert result.step_record("slow").status is rs.StepStatus.FAILURE
     assert "timed out" in (result.step_record("slow").error or "")
+
+
+@pytest.mark.parametrize(
+    "executor", [rs.Executor.in_process(), rs.Executor.parallel(max_workers=1)]
+)
+async def test_an_async_step_that_blocks_the_loop_past_its_timeout_fails(
+    executor: ExecutorConfig,
+) -> None:
+    @rs.Asset(timeout=0.2)
+    async def blocks() -> int:
+        time.sleep(0.8)  # never awaits: the deadline cannot interrupt it
+        return 1
+
+    @rs.Asset
+    def downstream(blocks: int) -> int:
+        return blocks
+
+    result = await rs.CodeRepository([blocks, downstream]).materialize(
+        executor=executor
+    )
+    record = result.step_record("blocks")
+    assert record.status is rs.StepStatus.FAILURE
+    assert isinstance(result.error, rs.StepTimeout)
+    assert result.error.returned_after_s is not None
+    assert result.error.returned_after_s >= 0.8
+    assert (record.error or "").startswith(
+        "step 'blocks' timed out after 0.2s: it returned after "
+    )
+    assert "event loop being blocked" in (record.error or "")
+    assert result.step_record("downstream").status is rs.StepStatus.SKIPPED
 
 
 async def test_step_context_and_logs_become_events() -> None:

@@ -139,6 +139,59 @@ def test_sys_exit_in_a_step_becomes_the_exit_status(write_module: WriteModule) -
     assert _run(name, path, "leaves") == 3
 
 
+@pytest.mark.parametrize(
+    ("asset", "error_type", "message"),
+    [
+        ("interrupted", "KeyboardInterrupt", ""),
+        ("async_interrupted", "KeyboardInterrupt", ""),
+        ("custom", "Custom", "mine"),
+        ("async_exits", "SystemExit", "sys.exit('bye') was called"),
+    ],
+)
+def test_any_base_exception_in_a_step_exits_1_with_its_error_record(
+    write_module: WriteModule, asset: str, error_type: str, message: str
+) -> None:
+    name, path = write_module(
+        """
+        class Custom(BaseException):
+            pass
+
+        @rs.Asset
+        def interrupted() -> int:
+            raise KeyboardInterrupt
+
+        @rs.Asset
+        async def async_interrupted() -> int:
+            raise KeyboardInterrupt
+
+        @rs.Asset
+        def custom() -> int:
+            raise Custom("mine")
+
+        @rs.Asset
+        async def async_exits() -> int:
+            sys.exit("bye")
+
+        repo = rs.CodeRepository([interrupted, async_interrupted, custom, async_exits])
+        """
+    )
+    # A real process, as in a pod: a KeyboardInterrupt that escaped used to end it
+    # with a traceback, signal status and no error record for the launcher.
+    argv = ["--module", name, "--file", str(path), "--asset", asset, "--run-id", "r1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "rivers.worker", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    (record,) = _records(done.stdout)
+    error = record["error"]
+    assert isinstance(error, dict)
+    assert (error["type"], error["message"]) == (error_type, message)
+
+
 def test_an_unknown_asset_exits_2_naming_it(
     write_module: WriteModule, capsys: pytest.CaptureFixture[str]
 ) -> None:

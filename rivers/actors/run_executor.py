@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from rivers._tracebacks import remote_traceback, step_traceback
+from rivers._user_code import describe, is_runtime_cancellation
 from rivers.core.plan import PlanState, StepOutcome
 from rivers.errors import ExecutionError, LeaseLost, StepError, StepTimeout
 from rivers.executors.base import LaunchResult, StepLauncher, StepRequest
@@ -382,20 +383,30 @@ class RunExecutor:
                 on_start=on_start,
             )
             result: LaunchResult | None = None
+            overran_s: float | None = None
             try:
                 with timeout:
                     result = await self._launch(request, claim)
-            except anyio.get_cancelled_exc_class():
-                raise
+                if asset.timeout_s is not None:
+                    overran_s = _overrun(timeout, asset.timeout_s)
             except ExecutionError as exc:
                 return exc, remote_traceback(exc), self._since(began)
-            except Exception as exc:
-                error = StepError(step, f"{type(exc).__name__}: {exc}")
+            except BaseException as exc:
+                # Whatever the step raised (sys.exit() and KeyboardInterrupt too) is
+                # its failure; only the runtime's own cancellation goes on.
+                if is_runtime_cancellation(exc):
+                    raise
+                error = StepError(step, describe(exc))
                 error.__cause__ = exc
                 return error, step_traceback(exc), self._since(began)
-            if result is None:
+            if result is None or overran_s is not None:
+                # A result that came back past the deadline (the loop was blocked,
+                # by this async step or another) is too late: the step timed out.
                 assert asset.timeout_s is not None
-                return StepTimeout(step, asset.timeout_s), None, self._since(began)
+                timed_out = StepTimeout(
+                    step, asset.timeout_s, returned_after_s=overran_s
+                )
+                return timed_out, None, self._since(began)
         finally:
             if claim is not None:
                 await self._pools.release(claim)
@@ -461,3 +472,15 @@ class RunExecutor:
         if result is None:
             raise LeaseLost(self.run_id, claim.step_key, claim.pools[0])
         return result
+
+
+def _overrun(deadline: anyio.CancelScope, timeout_s: float) -> float | None:
+    """Seconds an attempt took when it returned past its deadline, else None.
+
+    An async step that blocks the event loop returns before the deadline's timer
+    can fire; the scope then never cancelled it, and this tells it overran.
+    """
+    now = anyio.current_time()
+    if deadline.cancelled_caught or now < deadline.deadline:
+        return None
+    return now - (deadline.deadline - timeout_s)

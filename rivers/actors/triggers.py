@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from rivers._tracebacks import MAX_TRACEBACK_CHARS
+from rivers._user_code import UserCodeExited, describe, message_of, original
 from rivers.core.triggers import (
     AutomationRule,
     TriggerKind,
@@ -485,23 +486,25 @@ class TriggerRunner:
         now: float,
         report: TickReport,
     ) -> None:
-        if isinstance(exc, TimeoutError):
+        user = original(exc)
+        if isinstance(user, TimeoutError):
             message = f"timed out after {USER_CODE_TIMEOUT_S:g}s"
+            state.last_error = f"{type(user).__name__}: {message}"
         else:
-            message = str(exc) or type(exc).__name__
-        state.last_error = f"{type(exc).__name__}: {message}"
+            message = message_of(user) or type(user).__name__
+            state.last_error = describe(user)
         state.last_error_at = now
         state.last_result = "error"
         report.errors.append(f"{trigger.label}: {state.last_error}")
         logger.warning("%s failed: %s", trigger.label, state.last_error)
-        trace = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK_CHARS:]
+        trace = "".join(traceback.format_exception(user))[-MAX_TRACEBACK_CHARS:]
         self._events.emit(
             TriggerFailed(
                 trigger=trigger.name,
                 trigger_type=trigger.kind,
                 repository=trigger.repository.name,
                 error=message,
-                error_type=type(exc).__name__,
+                error_type=type(user).__name__,
                 traceback=trace,
             )
         )
@@ -535,15 +538,21 @@ def _collect(repositories: Sequence[CodeRepository]) -> list[_Trigger]:
 async def _call_user(fn: Callable[..., Any], context: object, pass_it: bool) -> Any:
     """Call a sensor or schedule function: async on the loop, sync in a thread."""
     args = (context,) if pass_it else ()
-    with anyio.fail_after(USER_CODE_TIMEOUT_S):
-        if inspect.iscoroutinefunction(fn):
-            return await fn(*args)
-        result = await anyio.to_thread.run_sync(
-            functools.partial(fn, *args), abandon_on_cancel=True
-        )
-        if inspect.isawaitable(result):
-            return await result
-        return result
+    try:
+        with anyio.fail_after(USER_CODE_TIMEOUT_S):
+            if inspect.iscoroutinefunction(fn):
+                return await fn(*args)
+            result = await anyio.to_thread.run_sync(
+                functools.partial(fn, *args), abandon_on_cancel=True
+            )
+            if inspect.isawaitable(result):
+                return await result
+            return result
+    except Exception:
+        raise
+    except BaseException as exc:
+        # sys.exit() or KeyboardInterrupt in a sensor fails it, not the runtime.
+        raise UserCodeExited.contain(exc) from exc
 
 
 def _as_requests(result: object, where: str) -> list[RunRequest]:

@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from rivers._error_groups import rivers_errors_line
+from rivers._signals import EXIT_SIGTERM, Terminated
 from rivers.cli import (
     pools as pools_commands,
     runs as runs_commands,
@@ -168,4 +169,7 @@ def run(argv: list[str] | None = None) -> NoReturn:
         fail(line)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Terminated:
+        typer.echo("terminated", err=True)  # SIGTERM; the runs were canceled first
+        sys.exit(EXIT_SIGTERM)
     sys.exit(code if isinstance(code, int) else 0)

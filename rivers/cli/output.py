@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "console",
+    "drawing_width",
     "format_age",
     "format_log_line",
     "print_json",
@@ -50,15 +51,34 @@ _STATUS_STYLE = {
 }
 
 
-def console(*, stderr: bool = False) -> Console:
-    """Return a console; colour is off when NO_COLOR is set or output is piped."""
+UNWRAPPED_WIDTH = 1_000_000
+"""The width of a console whose output is not a terminal: lines are never wrapped."""
+DRAWING_WIDTH = 80
+"""The width of a drawing (a timeline, ``top --once``) when output is not a terminal."""
+
+
+def console(*, stderr: bool = False, drawing: bool = False) -> Console:
+    """Return a console; colour is off when NO_COLOR is set or output is piped.
+
+    On a terminal lines wrap at its width. Otherwise (a pipe, a log file) each line
+    is printed whole, unless ``COLUMNS`` is set; a ``drawing`` console (panels that
+    fill the width) is ``COLUMNS`` or 80 wide there instead.
+    """
     stream = sys.stderr if stderr else sys.stdout
+    terminal = stream.isatty()
+    unwrapped = not (terminal or drawing or os.environ.get("COLUMNS"))
     return Console(
         file=stream,
-        no_color=bool(os.environ.get("NO_COLOR")) or not stream.isatty(),
+        no_color=bool(os.environ.get("NO_COLOR")) or not terminal,
         highlight=False,
         soft_wrap=False,
+        width=UNWRAPPED_WIDTH if unwrapped else None,
     )
+
+
+def drawing_width(out: Console) -> int:
+    """The width to draw in: the terminal's or ``COLUMNS``; else ``DRAWING_WIDTH``."""
+    return DRAWING_WIDTH if out.width >= UNWRAPPED_WIDTH else out.width
 
 
 def safe(text: object) -> str:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 
 from rivers._ids import new_run_id
+from rivers._signals import exit_for_signal
+from rivers.cli.daemon_log import follow_runs
 from rivers.cli.loading import load_repository
 from rivers.cli.output import console
 from rivers.definitions.configs import RunBackendConfig
@@ -98,26 +100,38 @@ def daemon_command(
     attribute: str | None,
     grace_s: float,
     metrics_addr: str | None = None,
-) -> None:
-    """Run the runtime (queue, pools, lease GC) until SIGINT or SIGTERM."""
+) -> NoReturn:
+    """Run the runtime (queue, pools, lease GC) until SIGINT or SIGTERM.
+
+    Either signal drains: no new runs, running ones get ``grace_s`` to end and are
+    then cancelled, slots released, workers stopped. The process then exits
+    128 + the signal's number (143 after SIGTERM, 130 after Ctrl-C).
+    """
     if metrics_addr is not None:
         parse_metrics_addr(metrics_addr)  # a malformed address fails before any loading
     repository = load_repository(file, module, attribute)
     backend = _backend(state, repository)
 
-    async def serve() -> None:
-        async with Runtime(
-            repository, backend=backend, metrics_addr=metrics_addr
-        ) as runtime:
-            out = console(stderr=True)
+    async def serve() -> int:
+        out = console(stderr=True)
+        # The run log follows the runtime's events until the runtime closes them,
+        # so the runs that end while it stops are logged too.
+        async with (
+            anyio.create_task_group() as tg,
+            Runtime(repository, backend=backend, metrics_addr=metrics_addr) as runtime,
+        ):
+            await tg.start(follow_runs, runtime, out, name="rivers.daemon.log")
             out.print(
                 f"rivers daemon: serving repository {repository.name!r} on "
                 f"{resolve_storage_path(backend.storage)} (Ctrl-C to stop)"
             )
             if runtime.metrics_url is not None:
                 out.print(f"rivers daemon: metrics at {runtime.metrics_url}")
+            # While it serves, this receiver owns SIGTERM (run_sync's cancels at once).
+            stopped_by = signal.SIGTERM
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
+                    stopped_by = signum
                     out.print(
                         f"rivers daemon: {signal.Signals(signum).name}: no new runs "
                         f"admitted; waiting up to {grace_s:g}s for running runs"
@@ -125,5 +139,6 @@ def daemon_command(
                     break
             await runtime.drain(grace_s)
         out.print("rivers daemon: stopped")
+        return int(stopped_by)
 
-    run_sync(serve)
+    raise exit_for_signal(run_sync(serve))

@@ -11,6 +11,7 @@ import typer
 from rivers.cli._common import CliState, parse_tags
 from rivers.cli.output import (
     console,
+    drawing_width,
     format_log_line,
     print_failures,
     print_json,
@@ -122,7 +123,7 @@ def show_run(
     out.print(step_table(steps))
     out.print()
     out.print("[bold]timeline[/]")
-    out.print(render_timeline(timeline, out.width))
+    out.print(render_timeline(timeline, drawing_width(out)))
     if any(e.data.get("traceback") for e in failures):
         out.print()
         print_failures(out, failures)

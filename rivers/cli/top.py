@@ -66,7 +66,7 @@ def top(
             f"no storage at {str(path)!r}: nothing has run there yet; pass "
             "--storage or set RIVERS_HOME"
         )
-    out = console()
+    out = console(drawing=True)
     if once:
         run_sync(_print_frame, path, out)
     else:
@@ -157,14 +157,13 @@ async def _redraw(
 
 
 async def _stop_on_signals(scope: anyio.CancelScope) -> None:
-    """Leave cleanly (terminal restored) on Ctrl-C, SIGTERM or SIGHUP, as on q.
+    """Leave cleanly (terminal restored) on Ctrl-C or SIGHUP, as on q.
 
     The loop's own handler, not Python's default one: a KeyboardInterrupt raised
     wherever the main thread happens to be can be lost inside the event loop.
+    SIGTERM is ``run_sync``'s: it leaves as cleanly, then exits 143.
     """
-    with anyio.open_signal_receiver(
-        signal.SIGINT, signal.SIGTERM, signal.SIGHUP
-    ) as signals:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGHUP) as signals:
         async for _ in signals:
             scope.cancel()
             return

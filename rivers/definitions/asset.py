@@ -50,8 +50,9 @@ class Asset(Generic[P, R]):
             priorities go in arrival order. Accepts: a 32-bit int.
         retry_policy: how often a failing step is tried again. Accepts: None or a
             RetryPolicy.
-        timeout: the step fails when an attempt runs longer than this. Accepts:
-            None or a duration > 0.
+        timeout: the step fails when an attempt runs longer than this (an async
+            step that blocks the event loop past it fails as timed out when it
+            returns: it cannot be stopped sooner). Accepts: None or a duration > 0.
         automation_condition: when the daemon materializes it on its own.
         description: free text (default: the function's docstring).
 

@@ -229,6 +229,9 @@ class CodeRepository:
         Raises:
             AssetNotFound: a selected name is not in the repository.
             ConfigError: bad tags or executor.
+            SystemExit: status 143, when it blocks and the process receives SIGTERM:
+                the run was cancelled first, as on Ctrl-C (which raises
+                ``KeyboardInterrupt``).
         """
         from rivers.materialize import materialize
 

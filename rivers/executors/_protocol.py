@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 __all__ = (
+    "STOPPED_PARENT_EXIT",
     "Ready",
     "TaskDone",
     "TaskLog",
@@ -12,6 +13,9 @@ __all__ = (
     "decode_reply",
     "decode_request",
 )
+
+STOPPED_PARENT_EXIT = 75
+"""The exit status of a worker that left because its parent stayed stopped."""
 
 
 class TaskRequest(msgspec.Struct, frozen=True, tag=True, kw_only=True):
@@ -36,11 +40,13 @@ class Ready(msgspec.Struct, frozen=True, tag=True):
 
 
 class TaskLog(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    """A line the step wrote through ``context.log``."""
+    """A line the step wrote through ``context.log``, or to ``stream``."""
 
     task_id: int
     level: str
     message: str
+    stream: str | None = None
+    """``"stdout"`` or ``"stderr"`` for output the worker captured."""
 
 
 class TaskDone(msgspec.Struct, frozen=True, tag=True, kw_only=True):

@@ -6,6 +6,12 @@ thread) and when the pipe closes, so no worker outlives the runtime that started
 It also exits when its parent has been stopped (SIGSTOP, a debugger) for longer
 than the runtime's pool lease: by then the parent's claims may have been reclaimed
 and given to another process, and the step must not go on using what they guard.
+What a step writes to stdout and stderr is sent to the parent as lines
+(``_worker_output``), so it never lands on the terminal beside a live display.
+
+Nothing in the ``rivers`` package imports this module: ``python -m`` imports the
+package first, and runpy warns when the module it is about to run is already
+imported.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rivers._tracebacks import step_traceback
+from rivers._user_code import message_of
 from rivers.executors._protocol import (
+    STOPPED_PARENT_EXIT,
     Ready,
     Shutdown,
     TaskDone,
@@ -28,6 +36,7 @@ from rivers.executors._protocol import (
     decode_request,
     encode,
 )
+from rivers.executors._worker_output import CapturedOutput
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -37,8 +46,6 @@ __all__ = ("worker_main",)
 _ASSET_CACHE_SIZE = 256
 PARENT_POLL_S = 0.1
 """How often a worker checks that its parent is alive."""
-STOPPED_PARENT_EXIT = 75
-"""The exit status of a worker that left because its parent stayed stopped."""
 
 
 def _die_with_parent(parent_pid: int, stopped_limit_s: float | None) -> None:
@@ -80,20 +87,39 @@ def _is_stopped(pid: int) -> bool:
 
 
 def worker_main(
-    conn: Connection, parent_pid: int, stopped_limit_s: float | None = None
+    conn: Connection,
+    parent_pid: int,
+    stopped_limit_s: float | None = None,
+    *,
+    capture_output: bool = False,
 ) -> None:
-    """Serve step requests on ``conn`` until it closes or a Shutdown arrives."""
+    """Serve step requests on ``conn`` until it closes or a Shutdown arrives.
+
+    With ``capture_output`` what steps write to fds 1 and 2 is sent to the parent.
+    """
     if os.getppid() != parent_pid:  # the parent died before the worker started
         return
     _die_with_parent(parent_pid, stopped_limit_s)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Ctrl-C and SIGTERM are the parent's to handle, also when they reach the whole
+    # process group (a terminal, systemd's control group): it stops or drains its
+    # runs and kills this worker if its step must not finish.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import cloudpickle
 
     from rivers.context import StepContext, StepLog
     from rivers.executors.base import load_inputs
 
+    sending = threading.Lock()
+
+    def send(reply: Ready | TaskLog | TaskDone) -> None:
+        data = encode(reply)
+        with sending:
+            conn.send_bytes(data)
+
+    output = CapturedOutput(send) if capture_output else None
     try:
-        conn.send_bytes(encode(Ready()))
+        send(Ready())
     except OSError:
         return
     assets: dict[str, Any] = {}
@@ -106,6 +132,8 @@ def worker_main(
         if isinstance(request, Shutdown):
             return
         assert isinstance(request, TaskRequest)
+        if output is not None:
+            output.begin(request.task_id)
         began = time.perf_counter()
         try:
             asset = assets.get(request.asset_digest)
@@ -124,12 +152,8 @@ def worker_main(
                 task_id = request.task_id
 
                 def emit(body: Any, task_id: int = task_id) -> None:
-                    conn.send_bytes(
-                        encode(
-                            TaskLog(
-                                task_id=task_id, level=body.level, message=body.message
-                            )
-                        )
+                    send(
+                        TaskLog(task_id=task_id, level=body.level, message=body.message)
                     )
 
                 inputs["context"] = StepContext(
@@ -137,7 +161,8 @@ def worker_main(
                     asset_key=asset.name,
                     run_tags=request.run_tags,
                     attempt=request.attempt,
-                    log=StepLog(request.run_id, asset.name, emit),
+                    # The parent logs the line; here it would only reach stderr.
+                    log=StepLog(request.run_id, asset.name, emit, echo=False),
                 )
             value = asset.fn(**inputs)
             io_manager.store(asset.name, value)
@@ -147,8 +172,10 @@ def worker_main(
             reply = TaskDone(
                 task_id=request.task_id, ok=True, duration_s=time.perf_counter() - began
             )
+        if output is not None:
+            output.end()
         try:
-            conn.send_bytes(encode(reply))
+            send(reply)
         except (BrokenPipeError, OSError):
             return
 
@@ -165,7 +192,7 @@ def _failure(task_id: int, exc: BaseException, duration_s: float) -> TaskDone:
         ok=False,
         duration_s=duration_s,
         error_type=type(exc).__name__,
-        error_message=str(exc),
+        error_message=message_of(exc),
         traceback=step_traceback(exc),
         exception=exception,
     )
@@ -181,7 +208,7 @@ def _main() -> None:  # pragma: no cover - runs in the worker process
     for entry in reversed([p for p in extra_path.split(os.pathsep) if p]):
         if entry not in sys.path:
             sys.path.insert(0, entry)
-    worker_main(Connection(fd), parent_pid, stopped_limit_s)
+    worker_main(Connection(fd), parent_pid, stopped_limit_s, capture_output=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,15 +7,18 @@ shared ``WorkerPool``, so they stay warm across steps and runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import pickle
+import sys
 import weakref
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
 from rivers._tracebacks import RemoteTraceback
+from rivers.context import echo_step_log
 from rivers.errors import LaunchFailed, WorkerCrashed
 from rivers.executors._protocol import TaskLog, TaskRequest
 from rivers.executors.base import LaunchResult, StepRequest
@@ -93,12 +96,19 @@ class ParallelLauncher:
         )
 
         def on_log(log: TaskLog) -> None:
+            if log.stream is None:
+                echo_step_log(
+                    request.run_id, request.asset.name, log.level, log.message
+                )
+            else:
+                echo_output(log.stream, log.message)
             request.emit(
                 StepLogged(
                     run_id=request.run_id,
                     step_key=request.asset.name,
                     level=log.level,
                     message=log.message,
+                    stream=log.stream,
                 )
             )
 
@@ -129,6 +139,20 @@ class ParallelLauncher:
             cached = (data, hashlib.blake2b(data, digest_size=16).hexdigest())
             _PICKLED[asset] = cached
         return cached
+
+
+def echo_output(stream: str, line: str) -> None:
+    """Write a line a worker's step printed to this process's ``stream``.
+
+    Written through ``sys.stdout``/``sys.stderr`` as they are now: while a live
+    display shows, rich has replaced them so the line prints above it.
+    """
+    target = sys.stdout if stream == "stdout" else sys.stderr
+    if target is None:  # pythonw, or closed by the embedding program
+        return
+    with contextlib.suppress(OSError, ValueError):
+        target.write(line + "\n")
+        target.flush()
 
 
 def _dumps(value: object, step_key: str, what: str) -> bytes:

@@ -28,6 +28,7 @@ import anyio
 import anyio.to_thread
 
 from rivers.executors._protocol import (
+    STOPPED_PARENT_EXIT,
     Ready,
     Shutdown,
     TaskDone,
@@ -36,7 +37,6 @@ from rivers.executors._protocol import (
     decode_reply,
     encode,
 )
-from rivers.executors._worker_main import STOPPED_PARENT_EXIT
 
 if TYPE_CHECKING:
     from collections.abc import Callable

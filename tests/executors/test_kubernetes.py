@@ -596,3 +596,63 @@ async def test_env_secrets_and_config_maps_reach_the_pod_by_reference(
     }
     ((_, job),) = recorder.added.items()
     assert secret not in json.dumps(job)
+
+
+async def test_step_pods_on_other_hosts_exchange_values_through_s3(
+    make_pipeline: MakePipeline, s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    # Each pod gets a RIVERS_HOME of its own, as on another host: nothing is shared
+    # but the API server and the bucket, so values can only travel through S3.
+    module = make_pipeline(
+        f"""
+        import pathlib
+
+        @rs.Asset
+        def numbers() -> list[int]:
+            return list(range(1, 101))
+
+        @rs.Asset
+        def total(numbers: list[int]) -> int:
+            return sum(numbers)
+
+        @rs.Asset
+        def report(numbers: list[int], total: int) -> str:
+            return f"{{len(numbers)}} numbers, total {{total}}"
+
+        def pod_home():
+            return {{"RIVERS_HOME": str(pathlib.Path(WORK) / "pod-home")}}
+
+        repo = rs.CodeRepository(
+            [numbers, total, report],
+            executor=kubernetes(env=pod_home()),
+            io_manager=rs.UPathIOManager(
+                "s3://{bucket}/run",
+                endpoint_url={s3_endpoint!r},
+                key="testing",
+                secret="testing",
+            ),
+        )
+        """
+    )
+    result = await module.repo.materialize()
+    assert result.success, result.error
+    assert result.output_for("report") == "100 numbers, total 5050"
+    workers = [record.worker or "" for record in result.step_records]
+    assert all(worker.startswith("job rivers-t-") for worker in workers)
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    listed = client.list_objects_v2(Bucket=bucket, Prefix="run/")
+    assert sorted(o["Key"] for o in listed["Contents"]) == [
+        "run/numbers.pickle",
+        "run/report.pickle",
+        "run/total.pickle",
+    ]
+    # No pod fell back to a local file: the pods' own home holds no values.
+    assert not list((tmp_path / "pod-home").glob("**/*.pickle"))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from rivers.errors import RiversError
+from rivers.errors import RiversError, StorageError
 
-__all__ = ("leaves", "rivers_errors_line")
+__all__ = ("leaves", "one_storage_error", "rivers_errors_line")
 
 
 def rivers_errors_line(exc: BaseException) -> str | None:
@@ -13,10 +13,30 @@ def rivers_errors_line(exc: BaseException) -> str | None:
     ``exc`` may be a ``RiversError`` or a (nested) exception group; None when it
     holds anything else, which is a bug to be raised with its traceback.
     """
+    single = one_storage_error(exc)
+    if single is not None:
+        return str(single)
     found = leaves(exc)
     if not all(isinstance(leaf, RiversError) for leaf in found):
         return None
     return "; ".join(dict.fromkeys(str(leaf) for leaf in found))
+
+
+def one_storage_error(exc: BaseException) -> StorageError | None:
+    """Return the one storage error that stands for ``exc``, if it holds only those.
+
+    One storage fault fails every run and actor writing at that moment, so a task
+    group raises it several times over (and the event log's "cannot be written"
+    on top). The caller gets one error: the most specific class among them (a
+    ``StorageCorrupted`` or ``StorageLocked`` over a plain ``StorageError``), the
+    first of those. None when ``exc`` holds anything else.
+    """
+    found = leaves(exc)
+    if not found or not all(isinstance(leaf, StorageError) for leaf in found):
+        return None
+    best = max(found, key=lambda leaf: len(type(leaf).__mro__))
+    assert isinstance(best, StorageError)
+    return best
 
 
 def leaves(exc: BaseException) -> list[BaseException]:

@@ -5,7 +5,10 @@ The tree::
     RiversError
     ├── ConfigError                 invalid definitions or configuration
     ├── StorageError                the storage cannot be used
-    │   ├── StorageUnavailable      locked, read-only, full, or not a rivers database
+    │   ├── StorageUnavailable      read-only, full, or not a rivers database
+    │   │   └── StorageLocked       another process held the write lock too long
+    │   ├── StorageCorrupted        damaged while in use, or failing its check at
+    │   │                           open: rivers stopped writing to it
     │   └── MigrationError          schema too new, or a migration failed
     ├── NotFoundError (LookupError)
     │   ├── RunNotFound
@@ -40,7 +43,9 @@ __all__ = (
     "RunNotFound",
     "StepError",
     "StepTimeout",
+    "StorageCorrupted",
     "StorageError",
+    "StorageLocked",
     "StorageUnavailable",
     "WorkerCrashed",
 )
@@ -59,7 +64,23 @@ class StorageError(RiversError):
 
 
 class StorageUnavailable(StorageError):
-    """The storage file is locked, read-only, full, or not a rivers database."""
+    """The storage file is locked, read-only, full, or not a rivers database.
+
+    It may be usable later: rivers' actors retry on their next tick.
+    """
+
+
+class StorageLocked(StorageUnavailable):
+    """Another process held the storage's write lock longer than writes wait."""
+
+
+class StorageCorrupted(StorageError):
+    """The storage file is damaged (or was truncated, deleted or replaced).
+
+    Never retried: once raised, that open storage refuses every later write and a
+    runtime using it stops. ``rivers doctor`` checks the file and says how to
+    recover it.
+    """
 
 
 class MigrationError(StorageError):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from rivers._clock import SYSTEM_CLOCK, Clock
-from rivers._error_groups import leaves, rivers_errors_line
+from rivers._error_groups import leaves, one_storage_error, rivers_errors_line
 from rivers._ids import new_run_id, this_owner
 from rivers.actors.events import EventWriter
 from rivers.actors.leases import LeaseGC
@@ -205,6 +205,7 @@ class Runtime:
             except BaseExceptionGroup as group:
                 if leaves(group) == [exc]:
                     raise exc from None
+                _raise_one_storage_error(group)
                 raise
             raise
         self._stack = stack
@@ -223,15 +224,19 @@ class Runtime:
         stack = self._stack
         assert stack is not None, "Runtime.__aexit__ without __aenter__"
         try:
-            return await stack.__aexit__(exc_type, exc, tb)
+            suppress = await stack.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
             # The task group wraps what the block raised; give the user their own
             # exception back when it is the only one.
             if exc is not None and leaves(group) == [exc]:
                 raise exc.with_traceback(tb) from exc.__cause__
+            _raise_one_storage_error(group)
             raise
         finally:
             self._stack = None
+        if not suppress and isinstance(exc, BaseExceptionGroup):
+            _raise_one_storage_error(exc)
+        return suppress
 
     async def _run_coordinator(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -269,7 +274,8 @@ class Runtime:
             assert self._events is not None
             await self._events.aclose()
             try:
-                await self._storage.unregister_process(self.owner)
+                if self._storage.corrupted is None:  # else it refuses every write
+                    await self._storage.unregister_process(self.owner)
             except RiversError as exc:
                 logger.warning("could not unregister %s: %s", self.owner, exc)
         assert self._task_group is not None
@@ -624,6 +630,17 @@ class Runtime:
         executor = self._active.get(run_id)
         if executor is not None:
             executor.cancel("canceled by request")
+
+
+def _raise_one_storage_error(group: BaseExceptionGroup[Any]) -> None:
+    """Raise the one storage error ``group`` stands for, if it holds only those.
+
+    A storage fault fails every run and actor writing at the time; the caller
+    gets one ``rs.StorageError``, never an exception group.
+    """
+    single = one_storage_error(group)
+    if single is not None:
+        raise single
 
 
 @final

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, final
 import anyio
 import msgspec
 
-from rivers.errors import StorageError, StorageUnavailable
+from rivers.errors import StorageError, StorageLocked, StorageUnavailable
 from rivers.storage.records import Event
 
 if TYPE_CHECKING:
@@ -209,6 +209,8 @@ class EventWriter:
         for delay in (*RETRY_DELAYS_S, math.inf):
             try:
                 return await self._storage.append_events(batch)
+            except StorageLocked:
+                raise  # the storage already waited WRITE_PATIENCE_S for the lock
             except StorageUnavailable as exc:
                 if delay == math.inf:
                     raise

@@ -10,6 +10,11 @@ Leases: every claim this process holds is renewed every third of the lease
 duration, from the event loop, never from user code. A claim whose lease is gone
 (reclaimed by a LeaseGC, or freed by hand) is marked lost; the step holding it is
 stopped and fails with ``LeaseLost``.
+
+Every change to the state is kept only once its write succeeded: a release whose
+write fails (the storage stayed locked, say) puts the waiters it would have
+granted back in line, counts the claim's slots again, and is retried every poll
+interval until it is written (its lease, no longer renewed, lapses meanwhile).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING, final
 import anyio
 
 from rivers.core.pools import PoolState, Waiter
-from rivers.errors import PoolTooSmall, StorageUnavailable
+from rivers.errors import PoolTooSmall, StorageError, StorageUnavailable
 from rivers.messages import (
     LeaseExpired,
     PoolSlotsReleased,
@@ -118,6 +123,8 @@ class PoolManager:
         self._claims: dict[tuple[str, str], Claim] = {}
         self._granted: dict[tuple[str, str], anyio.Event] = {}
         self._failed: dict[tuple[str, str], BaseException] = {}
+        self._unreleased: dict[tuple[str, str], Claim] = {}
+        """Claims given back whose release could not be written yet."""
         self._wake = anyio.Event()
 
     @property
@@ -163,6 +170,10 @@ class PoolManager:
             PoolTooSmall: a pool's limit is below ``slots``: it could never fit.
         """
         key = (run_id, step_key)
+        if key in self._unreleased:
+            # A retry of a step whose last release is not written yet: write it
+            # first, or it would later delete this attempt's claim.
+            await self._retry_release(key)
         if self._state.may_claim_now(pools, slots, priority):
             self._state.begin_claim(pools, slots)
             try:
@@ -225,27 +236,52 @@ class PoolManager:
         # write lock is free (no thread hop, no await), else on the SQLite thread.
         waiters = [w for w in self._state.grants() if w.key in self._granted]
         claims = [(*w.key, w.pools, w.slots) for w in waiters]
-        results = self._storage.release_and_claim_now(
-            run_id=claim.run_id,
-            step_key=claim.step_key,
-            claims=claims,
-            owner=self._owner,
-            lease_s=self._lease_s,
-        )
-        if results is None:
-            with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
-                results = await self._storage.release_and_claim(
-                    run_id=claim.run_id,
-                    step_key=claim.step_key,
-                    claims=claims,
-                    owner=self._owner,
-                    lease_s=self._lease_s,
-                )
+        results: list[ClaimResult] | None = None
+        failure: StorageError | None = None
+        try:
+            results = self._storage.release_and_claim_now(
+                run_id=claim.run_id,
+                step_key=claim.step_key,
+                claims=claims,
+                owner=self._owner,
+                lease_s=self._lease_s,
+            )
             if results is None:
-                return  # the storage did not answer in time; its lease will lapse
+                with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
+                    results = await self._storage.release_and_claim(
+                        run_id=claim.run_id,
+                        step_key=claim.step_key,
+                        claims=claims,
+                        owner=self._owner,
+                        lease_s=self._lease_s,
+                    )
+        except StorageError as exc:
+            failure = exc
+        if results is None:
+            # Nothing was written: undo. The waiters are back in line where they
+            # were, the slots count as held, and the run loop retries the release.
+            for waiter in waiters:
+                self._state.requeue(waiter)
+            self._state.claim(claim.pools, claim.slots)
+            self._unreleased[claim.key] = claim
+            self._wake.set()
+            if failure is not None and not isinstance(failure, StorageUnavailable):
+                raise failure
+            logger.warning(
+                "run %s: the release of step %s's pool slots is not written yet "
+                "(%s); retrying",
+                claim.run_id,
+                claim.step_key,
+                failure or "the storage did not answer in time",
+            )
+            return
         for waiter, result in zip(waiters, results, strict=True):
             self._observe(result)
             await self._settle(waiter, result)
+        self._emit_released(claim)
+        self._wake_if_waiting()
+
+    def _emit_released(self, claim: Claim) -> None:
         self._events.emit(
             PoolSlotsReleased(
                 run_id=claim.run_id,
@@ -255,7 +291,6 @@ class PoolManager:
                 held_s=self._clock.monotonic() - claim.claimed_at,
             )
         )
-        self._wake_if_waiting()
 
     async def _claim(
         self, run_id: str, step_key: str, pools: tuple[str, ...], slots: int
@@ -380,13 +415,16 @@ class PoolManager:
     async def run(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Grant waiters when woken or every poll interval; renew leases on time."""
+        """Grant waiters when woken or every poll interval; renew leases on time.
+
+        Releases that could not be written are retried every poll interval.
+        """
         renew_every = self._lease_s / 3
         next_renew = self._clock.monotonic() + renew_every
         task_status.started()
         while True:
             timeout = max(0.0, next_renew - self._clock.monotonic())
-            if self._state.waiters:
+            if self._state.waiters or self._unreleased:
                 timeout = min(timeout, POLL_INTERVAL_S)
             woken = False
             with anyio.move_on_after(timeout):
@@ -394,6 +432,8 @@ class PoolManager:
                 woken = True
             self._wake = anyio.Event()
             try:
+                if self._unreleased:
+                    await self._retry_releases()
                 if self._clock.monotonic() >= next_renew:
                     await self._renew()
                     next_renew = self._clock.monotonic() + renew_every
@@ -403,6 +443,19 @@ class PoolManager:
                     await self._grant_waiting()
             except StorageUnavailable as exc:
                 logger.warning("pool manager: %s", exc)
+
+    async def _retry_releases(self) -> None:
+        for key in list(self._unreleased):
+            await self._retry_release(key)
+        self._wake_if_waiting()
+
+    async def _retry_release(self, key: tuple[str, str]) -> None:
+        """Write a release that failed before; count its slots free once written."""
+        await self._storage.release_pool_slots(*key)
+        claim = self._unreleased.pop(key, None)
+        if claim is not None:
+            self._state.release(claim.pools, claim.slots)
+            self._emit_released(claim)
 
     async def _refresh(self) -> None:
         pools = {

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
+from rivers._error_groups import one_storage_error
 from rivers._tracebacks import remote_traceback, step_traceback
 from rivers._user_code import describe, is_runtime_cancellation
 from rivers.core.plan import PlanState, StepOutcome
@@ -137,6 +138,12 @@ class RunExecutor:
         try:
             with self._cancel_scope:
                 await self._execute(plan)
+        except BaseExceptionGroup as group:
+            # Several steps failing on one storage fault: raise it once.
+            single = one_storage_error(group)
+            if single is None:
+                raise
+            raise single  # noqa: B904  # its own cause is the sqlite3 error
         except anyio.get_cancelled_exc_class():
             with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
                 self._cancel_reason = self._cancel_reason or "the runtime stopped"

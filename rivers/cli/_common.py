@@ -11,7 +11,7 @@ import typer
 from rivers.definitions._validate import check_tags
 from rivers.errors import ConfigError
 
-__all__ = ("CliState", "fail", "parse_tags")
+__all__ = ("CliState", "fail", "parse_tags", "printable")
 
 
 @dataclass(slots=True)
@@ -23,11 +23,17 @@ class CliState:
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``rivers: error: message`` on one line to stderr and exit."""
-    line = " ".join(message.split())
-    # Quoted input may hold control characters: show them, never send them.
-    line = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in line)
+    line = printable(" ".join(message.split()))
     typer.echo(f"rivers: error: {line}", err=True)
     sys.exit(code)
+
+
+def printable(text: str) -> str:
+    """Return ``text`` with control characters shown escaped, never sent.
+
+    Quoted input (a path, a name) may hold them.
+    """
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def parse_tags(values: list[str]) -> dict[str, str]:

@@ -140,6 +140,18 @@ def daemon(
     daemon_command(state, file, module, attribute, grace, metrics_addr)
 
 
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Check the storage file (PRAGMA integrity_check); say how to recover it.
+
+    Exits 0 when it is whole, 1 when it is damaged. Read-only: safe while
+    runtimes use it. Example: rivers --storage ~/.rivers/rivers.db doctor
+    """
+    from rivers.cli.doctor import doctor_command
+
+    raise typer.Exit(doctor_command(ctx.obj))
+
+
 def run(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; exit 2 with one line on bad input, never a traceback."""
     if os.environ.get("NO_COLOR") is None and not sys.stdout.isatty():

@@ -83,6 +83,7 @@ async def open_storage(
 
     Raises:
         StorageUnavailable: the file cannot be opened or is not a rivers database.
+        StorageCorrupted: the file fails ``PRAGMA quick_check`` (files up to 8 MiB).
         MigrationError: the file was written by a newer rivers.
     """
     storage = await SqliteStorage.open(resolve_storage_path(path_or_url), clock=clock)

@@ -4,6 +4,13 @@ Every call runs one function on aiosqlite's connection thread, so a transaction 
 many statements costs one thread hop. A call, once sent, always finishes: it runs
 shielded from cancellation (bounded by SQLite's busy timeout), so a cancelled caller
 never leaves a half-known write behind.
+
+Faults: every sqlite3 exception, on every path, becomes a rivers error through
+``_errors.translate``. A write that finds another process holding the write lock
+tries again with backoff for up to ``WRITE_PATIENCE_S`` (``StorageLocked`` after
+that). A damaged file (SQLite says malformed or not a database, ``quick_check``
+fails at open, or the file was truncated, deleted or replaced under us) raises
+``StorageCorrupted``, and from then on the storage refuses every write.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, final
 
 import aiosqlite
 import anyio
@@ -23,9 +30,15 @@ import msgspec
 
 from rivers._clock import SYSTEM_CLOCK, Clock
 from rivers._files import make_private_dirs
-from rivers.errors import MigrationError, StorageError, StorageUnavailable
+from rivers.errors import (
+    MigrationError,
+    StorageCorrupted,
+    StorageError,
+    StorageLocked,
+    StorageUnavailable,
+)
 from rivers.messages import EventBody, event_data, event_kind
-from rivers.storage import _rows
+from rivers.storage import _errors, _rows
 from rivers.storage._dashboard_methods import DashboardMethods
 from rivers.storage._pool_methods import PoolMethods
 from rivers.storage._queue_methods import QueueMethods
@@ -44,13 +57,26 @@ from rivers.storage.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
-__all__ = ("BUSY_TIMEOUT_S", "NewRun", "SqliteStorage")
+__all__ = (
+    "BUSY_TIMEOUT_S",
+    "QUICK_CHECK_MAX_BYTES",
+    "WRITE_PATIENCE_S",
+    "NewRun",
+    "SqliteStorage",
+)
 
 T = TypeVar("T")
 
 INLINE_CHECKPOINT_EVERY = 200
 """Commits on the loop's connection between two WAL checkpoints on the SQLite thread."""
 BUSY_TIMEOUT_S = 5.0
+"""How long one attempt at a statement waits for a lock inside SQLite."""
+WRITE_PATIENCE_S = 45.0
+"""How long a write waits out a write lock held by another process, retrying."""
+WRITE_RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+"""Pauses between a write's attempts while the lock is held (the last repeats)."""
+QUICK_CHECK_MAX_BYTES = 8 * 2**20
+"""Files up to this size get ``PRAGMA quick_check`` when opened (7-22 ms per MiB)."""
 
 _encode = msgspec.json.Encoder().encode
 
@@ -106,6 +132,9 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
         self._inline: sqlite3.Connection | None = None
         self._inline_thread = threading.get_ident()  # the loop that opened it
         self._inline_commits = 0
+        self._opened = False  # the file is known to be a rivers database
+        self._identity: _FileIdentity | None = None  # the file opened
+        self._broken: StorageCorrupted | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -116,6 +145,8 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
         Raises:
             StorageUnavailable: the file cannot be created or opened, is locked, or
                 is not a rivers database.
+            StorageCorrupted: the file is a rivers database that fails ``PRAGMA
+                quick_check`` (checked for files up to ``QUICK_CHECK_MAX_BYTES``).
             MigrationError: the file was written by a newer rivers.
         """
         path = await anyio.to_thread.run_sync(_prepare_file, path)
@@ -128,7 +159,8 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
         raw = db._conn  # the sqlite3 connection, used only on aiosqlite's thread
         storage = cls(path, db, raw, clock)
         try:
-            await storage._call(_initialize)
+            storage._identity = await storage._call(_initialize)
+            storage._opened = True
             storage._inline = _open_inline(path)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
@@ -149,6 +181,20 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
         with anyio.CancelScope(shield=True):
             await self._db.close()
 
+    @property
+    def corrupted(self) -> StorageCorrupted | None:
+        """The damage found while this storage was open (it then refuses writes)."""
+        return self._broken
+
+    def _fail(self, exc: BaseException) -> StorageError:
+        """Return the rivers error for ``exc``; a damaged file stops all writes."""
+        error = _errors.translate(
+            exc, self.path, opened=self._opened, busy_s=BUSY_TIMEOUT_S
+        )
+        if isinstance(error, StorageCorrupted) and self._broken is None:
+            self._broken = error
+        return error
+
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
             raise StorageError(f"storage {str(self.path)!r} is closed")
@@ -158,13 +204,38 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
                 # aiosqlite's own queue runs ``fn`` on its connection thread: a whole
                 # transaction costs one thread hop instead of one per statement.
                 result: T = await self._db._execute(_closing_cursors, fn, raw)  # type: ignore[no-untyped-call]
-            except (sqlite3.Error, _Foreign) as exc:
-                raise _translate(exc, self.path) from exc
+            except (sqlite3.Error, _errors.Foreign, _errors.Damaged) as exc:
+                raise self._fail(exc) from exc
         return result
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` inside one ``BEGIN IMMEDIATE`` transaction."""
-        return await self._call(lambda conn: _transaction(conn, fn))
+        """Run ``fn`` inside one ``BEGIN IMMEDIATE`` transaction.
+
+        While another process holds the write lock the transaction is tried again
+        (each attempt waits up to ``BUSY_TIMEOUT_S`` inside SQLite, then pauses on
+        the loop so reads go on) until ``WRITE_PATIENCE_S`` have passed.
+
+        Raises:
+            StorageLocked: the lock was still held after ``WRITE_PATIENCE_S``.
+            StorageCorrupted: the file is damaged (now or earlier): nothing written.
+        """
+        began = time.monotonic()
+        identity = self._identity
+        attempt = 0
+        while True:
+            if self._broken is not None:
+                raise self._broken
+            try:
+                return await self._call(lambda conn: _transaction(conn, fn, identity))
+            except StorageLocked:
+                delay = WRITE_RETRY_DELAYS_S[
+                    min(attempt, len(WRITE_RETRY_DELAYS_S) - 1)
+                ]
+                waited = time.monotonic() - began
+                if waited + delay > WRITE_PATIENCE_S:
+                    raise _errors.locked(self.path, waited) from None
+                attempt += 1
+                await anyio.sleep(delay)
 
     async def _write_soon(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Like ``_write``, but on the event loop when the write lock is free now.
@@ -206,18 +277,20 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
             or threading.get_ident() != self._inline_thread
         ):
             return False, None
+        if self._broken is not None:
+            raise self._broken
         try:
             inline.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise _translate(exc, self.path) from exc
+        except sqlite3.Error as exc:
+            if not _errors.is_busy(exc):
+                raise self._fail(exc) from exc
             return False, None
         try:
             result = _closing_cursors(
                 lambda conn: _finish_transaction(conn, fn), inline
             )
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise self._fail(exc) from exc
         self._inline_commits += 1
         return True, result
 
@@ -715,14 +788,44 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
-def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+def _transaction(
+    conn: sqlite3.Connection,
+    fn: Callable[[sqlite3.Connection], T],
+    identity: _FileIdentity | None,
+) -> T:
+    _check_same_file(identity)
     conn.execute("BEGIN IMMEDIATE")
     return _finish_transaction(conn, fn)
+
+
+class _FileIdentity(NamedTuple):
+    """The storage file as opened: its absolute path (a step may ``chdir``), device
+    and inode."""
+
+    path: Path
+    device: int
+    inode: int
+
+
+def _check_same_file(identity: _FileIdentity | None) -> None:
+    """Refuse to write when the file was deleted, replaced or truncated under us.
+
+    SQLite would write on into its WAL (and later a checkpoint into the hollow
+    file) without noticing: a rivers file always holds at least its header page
+    once open. One ``stat`` on the SQLite thread per write transaction.
+    """
+    if identity is None:
+        return
+    try:
+        info = identity.path.stat()
+    except FileNotFoundError:
+        raise _errors.Damaged("the file was deleted while rivers used it") from None
+    except OSError:
+        return  # unreadable metadata: let SQLite decide
+    if (info.st_dev, info.st_ino) != (identity.device, identity.inode):
+        raise _errors.Damaged("the file was replaced while rivers used it")
+    if info.st_size == 0:
+        raise _errors.Damaged("the file was truncated to 0 bytes while rivers used it")
 
 
 def _finish_transaction(
@@ -769,14 +872,21 @@ def _prepare_file(path: Path) -> Path:
     return path
 
 
-def _initialize(conn: sqlite3.Connection) -> None:
-    """Check the file is ours, set pragmas, apply migrations (runs on the db thread)."""
+def _initialize(conn: sqlite3.Connection) -> _FileIdentity:
+    """Check the file is ours, set pragmas, apply migrations (runs on the db thread).
+
+    Returns the file's identity, for ``_check_same_file``.
+    """
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
+    info = path.stat()
     # Read the marks in one read transaction: a migration another process commits
     # meanwhile is seen whole or not at all (never tables without the marks).
     conn.execute("BEGIN")
     try:
         version = _check_marks(conn)
+        if version > 0 and info.st_size <= QUICK_CHECK_MAX_BYTES:
+            _quick_check(conn)
     finally:
         if conn.in_transaction:
             conn.execute("ROLLBACK")  # read only
@@ -784,8 +894,9 @@ def _initialize(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute("PRAGMA cache_size = -16000")
+    identity = _FileIdentity(path, info.st_dev, info.st_ino)
     if version == SCHEMA_VERSION:
-        return
+        return identity
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = _check_marks(conn)  # another process may have migrated meanwhile
@@ -798,13 +909,26 @@ def _initialize(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+    return identity
+
+
+def _quick_check(conn: sqlite3.Connection) -> None:
+    """Raise ``Damaged`` when ``PRAGMA quick_check`` finds a problem.
+
+    It reads every page (b-tree structure, record formats, constraints) but does
+    not compare indexes with their tables (``integrity_check`` does: ``rivers
+    doctor``); a page overwritten with noise fails it.
+    """
+    found = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+    if found != "ok":
+        raise _errors.Damaged(f"PRAGMA quick_check: {found}")
 
 
 def _check_marks(conn: sqlite3.Connection) -> int:
     """Return the schema version of a rivers (or empty) file.
 
     Raises:
-        _Foreign: the file is another application's SQLite database.
+        Foreign: the file is another application's SQLite database.
         MigrationError: the file was written by a newer rivers.
     """
     application_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -813,7 +937,7 @@ def _check_marks(conn: sqlite3.Connection) -> int:
         application_id == 0
         and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
     ):
-        raise _Foreign()
+        raise _errors.Foreign()
     if version > SCHEMA_VERSION:
         raise MigrationError(
             f"the storage was written by a newer rivers (schema {version}, this rivers "
@@ -848,47 +972,9 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-class _Foreign(Exception):
-    """The file is a SQLite database, but not a rivers one."""
-
-
 def _translate(exc: BaseException, path: Path) -> StorageError:
-    where = str(path)
-    if isinstance(exc, StorageError):
-        return exc
-    if isinstance(exc, _Foreign):
-        return StorageUnavailable(
-            f"{where!r} is a SQLite database that rivers did not create; move it away "
-            "or pass another --storage path"
-        )
-    text = str(exc).lower()
-    if "not a database" in text or "malformed" in text:
-        return StorageUnavailable(
-            f"{where!r} is not a rivers database (or is corrupted); move it away or "
-            "pass another --storage path"
-        )
-    if "locked" in text or "busy" in text:
-        return StorageUnavailable(
-            f"storage {where!r} is locked by another process (waited "
-            f"{BUSY_TIMEOUT_S:g}s); retry, or stop the process holding a write lock"
-        )
-    if "readonly" in text or "read-only" in text:
-        return StorageUnavailable(
-            f"storage {where!r} is read-only; fix its permissions or pass a writable "
-            "--storage path"
-        )
-    if "full" in text:
-        return StorageUnavailable(f"storage {where!r}: the disk is full; free space")
-    if "disk i/o error" in text:
-        return StorageUnavailable(
-            f"storage {where!r}: disk I/O error (the disk may be full or failing, or "
-            "the file over this process's size limit); free space or check the disk"
-        )
-    if "unable to open" in text:
-        return StorageUnavailable(
-            f"cannot open storage {where!r}; check the path and its permissions"
-        )
-    return StorageError(f"storage {where!r}: {exc}")
+    """Translate an error raised before the file was known to be a rivers database."""
+    return _errors.translate(exc, path, opened=False, busy_s=BUSY_TIMEOUT_S)
 
 
 def storage_mode_is_private(path: Path) -> bool:

@@ -174,6 +174,7 @@ def test_the_cli_on_a_locked_database_reads_but_refuses_writes_in_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(sqlite_storage, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(sqlite_storage, "WRITE_PATIENCE_S", 0.5)
     path = tmp_path / "locked.db"
     anyio.run(_fill, path, 2)
     with _locked(path):

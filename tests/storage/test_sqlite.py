@@ -26,6 +26,7 @@ from rivers.messages import (
     StepStarted,
     StepSucceeded,
 )
+from rivers.storage import sqlite as sqlite_storage
 from rivers.storage.schema import APPLICATION_ID, SCHEMA_VERSION
 from rivers.storage.sqlite import BUSY_TIMEOUT_S, NewRun, SqliteStorage
 
@@ -667,8 +668,10 @@ def test_processes_opening_new_files_at_once_all_succeed(tmp_path: Path) -> None
 
 
 async def test_a_write_to_a_database_locked_too_long_names_the_lock(
-    storage: SqliteStorage,
+    storage: SqliteStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A write waits out a lock for WRITE_PATIENCE_S (45 s); one attempt here.
+    monkeypatch.setattr(sqlite_storage, "WRITE_PATIENCE_S", BUSY_TIMEOUT_S)
     holder = sqlite3.connect(storage.path, isolation_level=None)
     try:
         holder.execute("BEGIN EXCLUSIVE")
@@ -677,7 +680,7 @@ async def test_a_write_to_a_database_locked_too_long_names_the_lock(
             assert await storage.get_runs() == []
         began = time.monotonic()
         with anyio.fail_after(BUSY_TIMEOUT_S + 3):
-            with pytest.raises(rs.StorageUnavailable, match="locked") as raised:
+            with pytest.raises(rs.StorageLocked, match="locked") as raised:
                 await storage.create_run(_new_run("blocked"))
         waited = time.monotonic() - began
         assert str(storage.path) in str(raised.value)

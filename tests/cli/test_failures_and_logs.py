@@ -162,6 +162,33 @@ def test_runs_logs_prints_each_steps_lines(project: Path, rivers_home: Path) -> 
     assert one.stdout.splitlines() == [lines[1]]
 
 
+def test_runs_logs_shows_what_a_worker_step_printed(
+    project: Path, rivers_home: Path
+) -> None:
+    (project / "printer.py").write_text(
+        textwrap.dedent(
+            """
+            import rivers as rs
+
+
+            @rs.Asset
+            def noisy() -> int:
+                print("hello from print")
+                return 1
+
+
+            repo = rs.CodeRepository([noisy], executor=rs.Executor.parallel())
+            """
+        )
+    )
+    done = _rivers("materialize", "-f", "printer.py", cwd=project, home=rivers_home)
+    assert done.returncode == 0, done.stderr
+    run_id = _only_run(project, rivers_home)
+    logs = _rivers("runs", "logs", run_id, cwd=project, home=rivers_home)
+    [line] = logs.stdout.splitlines()
+    assert line.endswith(" noisy stdout hello from print"), line
+
+
 def test_runs_logs_json_prints_one_event_per_line(
     project: Path, rivers_home: Path
 ) -> None:

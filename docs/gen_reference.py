@@ -195,7 +195,9 @@ def render() -> str:
         "Every parameter below is validated when the object is constructed: a bad "
         "value raises `rs.ConfigError` whose message names the field and the fix, "
         "never later. Durations accept seconds (int or float), a `datetime.timedelta`, "
-        "or a string such as `\"250ms\"`, `\"2s\"`, `\"5m\"`, `\"1h\"`.",
+        "or a string such as `\"250ms\"`, `\"2s\"`, `\"5m\"`, `\"1h\"`, `\"1d\"`, "
+        "within the range its row states (never NaN or infinite; see "
+        "[reliability](../reliability.md#limits-on-input) for every bound).",
         "",
         "See also: [the concurrency guide](../concurrency.md) and "
         "[the control flow](../control-flow.md).",

@@ -1,15 +1,19 @@
 """Kubernetes executor: every step of a run is a batch/v1 Job, at most 2 at once.
 
 Run it with ``python examples/kubernetes_executor.py``. Without a cluster it
-prints the executor's configuration and the Job it would create for a step, and
-exits. With ``KUBECONFIG=/path/to/kubeconfig`` it runs the pipeline on that
-cluster: a ``features`` step, then three ``train_*`` steps, never more than 2
-step Jobs at once (``max_concurrent_steps=2``); each pod's log comes back as
-``STEP_LOG`` events. The pods run ``python -m rivers.worker``, which imports this
-file: on a real cluster the image (``EXAMPLE_IMAGE``) needs rivers and this file
-at the same path. These steps pass no values (``deps=``), so the pods need no
-shared storage; steps that take upstream values need ``RIVERS_HOME`` on a volume
-the pods share. Storage is a throwaway directory.
+prints the executor's configuration and the Job it would create for a step, as
+an image holding this file at ``IMAGE_FILE`` runs it, and exits. With
+``KUBECONFIG=/path/to/kubeconfig`` it runs the pipeline on that cluster: a
+``features`` step, then three ``train_*`` steps, never more than 2 step Jobs at
+once (``max_concurrent_steps=2``); each pod's log comes back as ``STEP_LOG``
+events. The pods run ``python -m rivers.worker``, which imports this file from
+the path it has where the run starts: the image (``EXAMPLE_IMAGE``) needs rivers
+and this file at that path (``COPY kubernetes_executor.py /app/`` and start the
+run from ``/app``, as the preview shows). Code installed in the image as a
+package needs no path: the pods import it by module name. These steps pass no
+values (``deps=``), so the pods need no shared storage; steps that take upstream
+values need ``RIVERS_HOME`` on a volume the pods share. Storage is a throwaway
+directory.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 import rivers as rs
 
 KUBECONFIG = os.environ.get("KUBECONFIG")
+IMAGE_FILE = "/app/kubernetes_executor.py"
+"""Where the example's image holds this file (``COPY kubernetes_executor.py /app/``)."""
 
 
 def pod() -> str:
@@ -91,12 +98,23 @@ def dry_run() -> None:
         f"executor: max_concurrent_steps={executor.max_concurrent_steps}, "
         f"image={executor.image}, namespace={executor.namespace}"
     )
-    print("the Job of step train_large (its override asks for more CPU and memory):")
-    print(json.dumps(executor.job_manifest(train_large), indent=2))
+    print(
+        "the Job of step train_large (its override asks for more CPU and memory), "
+        f"as an image holding this file at {IMAGE_FILE} runs it:"
+    )
+    print(json.dumps(as_in_the_image(executor.job_manifest(train_large)), indent=2))
     print(
         "run it for real: KUBECONFIG=/path/to/kubeconfig "
         "python examples/kubernetes_executor.py"
     )
+
+
+def as_in_the_image(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The Job with this file where the image holds it, not where this checkout is."""
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    args[args.index("--file") + 1] = IMAGE_FILE
+    return manifest
 
 
 async def on_cluster() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol, final, runtime_checkable
 
 from rivers._files import make_private_dirs
+from rivers._repr import short_repr
 from rivers.errors import ConfigError, NotFoundError
 
 __all__ = ("FilesystemIOManager", "IOManager", "ValueNotFound")
@@ -135,7 +136,7 @@ class FilesystemIOManager:
     def __init__(self, base_dir: str | os.PathLike[str] | None = None) -> None:
         if base_dir is not None and not isinstance(base_dir, str | os.PathLike):
             raise ConfigError(
-                f"FilesystemIOManager base_dir must be a path, got {base_dir!r}"
+                f"FilesystemIOManager base_dir must be a path, got {short_repr(base_dir)}"
             )
         self._base_dir = None if base_dir is None else Path(base_dir).expanduser()
         # (RIVERS_HOME when base_dir follows it, asset key) -> (file, side file).

@@ -15,6 +15,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any, final
 
+from rivers._repr import short_repr
 from rivers.errors import ConfigError
 from rivers.io import ValueNotFound, check_asset_key, pickle_value
 
@@ -59,7 +60,7 @@ class UPathIOManager:
         if not isinstance(base, str) or not base.strip() or not base.isprintable():
             raise ConfigError(
                 f"UPathIOManager base must be a URL such as 's3://bucket/prefix' or a "
-                f"path, got {base!r}"
+                f"path, got {short_repr(base)}"
             )
         self._base = base.rstrip("/") or "/"
         self._storage_options = dict(storage_options)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, final
 
 import anyio
 
+from rivers._repr import short_repr
 from rivers.errors import ConfigError, RiversError
 
 if TYPE_CHECKING:
@@ -60,7 +61,8 @@ DURATION_BUCKETS_S = (
     3600.0,
 )
 _ADDR = re.compile(
-    r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})"
+    r"(?:\[(?P<v6>[0-9A-Fa-f:.]{1,45})\]|(?P<host>[A-Za-z0-9.-]{1,253})):(?P<port>\d{1,5})",
+    re.ASCII,
 )
 
 
@@ -75,7 +77,7 @@ def parse_metrics_addr(addr: str) -> tuple[str, int]:
     if match is None or port > 65535:
         raise ConfigError(
             f"metrics_addr must be HOST:PORT such as '127.0.0.1:9464' or '[::1]:9464', "
-            f"got {addr!r}"
+            f"got {short_repr(addr)}"
         )
     return match.group("v6") or match.group("host"), port
 

@@ -164,6 +164,11 @@ def check_kubernetes_dry_run(ran: Ran) -> None:
     (container,) = manifest["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["python", "-m", "rivers.worker"]
     assert container["args"][container["args"].index("--asset") + 1] == "train_large"
+    # What the user's image runs: its own copy of the file, not this checkout's.
+    assert container["args"][container["args"].index("--file") + 1] == (
+        "/app/kubernetes_executor.py"
+    )
+    assert str(EXAMPLES) not in ran.stdout
     assert container["resources"]["limits"] == {"memory": "8Gi"}
     assert manifest["metadata"]["labels"]["team"] == "ml"
     _leaves_rivers_home_alone(ran)

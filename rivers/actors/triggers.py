@@ -22,7 +22,7 @@ import inspect
 import logging
 import traceback
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
@@ -53,7 +53,7 @@ from rivers.definitions.triggers import (
 )
 from rivers.errors import ConfigError, StorageUnavailable
 from rivers.messages import TriggerFailed
-from rivers.storage.records import RunStatus
+from rivers.storage.records import RunStatus, from_timestamp
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -568,4 +568,4 @@ def _as_requests(result: object, where: str) -> list[RunRequest]:
 
 
 def _datetime(epoch_s: float | None) -> datetime | None:
-    return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
+    return from_timestamp(epoch_s)

@@ -11,7 +11,7 @@ import typer
 from rivers.definitions._validate import check_tags
 from rivers.errors import ConfigError
 
-__all__ = ("CliState", "fail", "parse_tags", "printable")
+__all__ = ("CliState", "fail", "parse_tag_filter", "parse_tags", "printable")
 
 
 @dataclass(slots=True)
@@ -37,15 +37,38 @@ def printable(text: str) -> str:
 
 
 def parse_tags(values: list[str]) -> dict[str, str]:
-    """Parse ``KEY=VALUE`` strings into tags.
+    """Parse ``KEY=VALUE`` strings into a run's tags (one value per key).
+
+    Raises:
+        ConfigError: a value has no '=', an invalid key or value, or a key is given
+            twice (a run has one value per tag).
+    """
+    tags: dict[str, str] = {}
+    for key, values_of_key in parse_tag_filter(values).items():
+        if len(values_of_key) > 1:
+            given = ", ".join(f"{key}={value}" for value in values_of_key)
+            raise ConfigError(
+                f"--tag {key!r} is given {len(values_of_key)} times ({given}); a run "
+                "has one value per tag"
+            )
+        tags[key] = values_of_key[0]
+    return check_tags(tags, "--tag")
+
+
+def parse_tag_filter(values: list[str]) -> dict[str, list[str]]:
+    """Parse ``KEY=VALUE`` filters: the values given for each key, in order.
+
+    ``runs list`` keeps a run when every key matches one of its values.
 
     Raises:
         ConfigError: a value has no '=' or an invalid key or value.
     """
-    tags: dict[str, str] = {}
+    grouped: dict[str, list[str]] = {}
     for value in values:
         key, sep, tag_value = value.partition("=")
         if not sep or not key:
             raise ConfigError(f"--tag {value!r} must look like KEY=VALUE")
-        tags[key] = tag_value
-    return check_tags(tags, "--tag")
+        check_tags({key: tag_value}, "--tag")
+        if tag_value not in grouped.setdefault(key, []):
+            grouped[key].append(tag_value)
+    return grouped

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from rivers.cli._storage import existing_storage
 from rivers.cli.output import console, format_seconds, print_json, safe
 from rivers.core.advisor import Hold, Outcome, advise, saturation
 from rivers.materialize import run_sync
-from rivers.storage import open_storage
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -113,7 +113,7 @@ def advise_command(state: CliState, pool: str, since_s: float, as_json: bool) ->
     """Print, per candidate limit, the waits and utilisation the history would have had."""
 
     async def read() -> tuple[int | None, list[Hold]]:
-        async with open_storage(state.storage) as storage:
+        async with existing_storage(state.storage) as storage:
             now_s = storage.clock.time()
             info = await storage.get_pool_info(pool)
             events = await storage.get_events_since(HISTORY_KINDS, now_s - since_s)

@@ -21,6 +21,7 @@ from rivers.cli import (
     triggers as triggers_commands,
 )
 from rivers.cli._common import CliState, fail, parse_tags
+from rivers.cli._help import RiversGroup
 from rivers.cli.options import (  # noqa: TC001  # typer reads them at runtime
     AttributeOption,
     FileOption,
@@ -33,6 +34,7 @@ from rivers.errors import RiversError
 __all__ = ("app", "run")
 
 app = typer.Typer(
+    cls=RiversGroup,
     name="rivers",
     help="Materialize data assets under four composable concurrency layers.",
     no_args_is_help=True,
@@ -46,6 +48,14 @@ app.add_typer(triggers_commands.app, name="triggers")
 app.command("top")(top_command.top)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from rivers import __version__
+
+        typer.echo(f"rivers {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -57,6 +67,15 @@ def _root(
             help="SQLite file or sqlite:///path URL (default: $RIVERS_HOME/rivers.db).",
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version of rivers and exit.",
+        ),
+    ] = False,
 ) -> None:
     ctx.obj = CliState(storage=storage)
 
@@ -118,7 +137,10 @@ def daemon(
     grace: Annotated[
         float,
         typer.Option(
-            "--grace", min=0, help="Seconds running runs get to finish on stop."
+            "--grace",
+            metavar="SECONDS",
+            min=0,
+            help="Seconds running runs get to finish on stop.",
         ),
     ] = 30.0,
     metrics_addr: Annotated[

@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from rivers._suggest import did_you_mean
+from rivers.cli._help import RiversGroup
+from rivers.cli._storage import existing_storage, resolve_run_id
 from rivers.cli.output import console, format_seconds, print_json, safe
 from rivers.definitions._validate import check_pool_name
 from rivers.definitions.configs import MAX_LIMIT
-from rivers.errors import ConfigError
+from rivers.errors import ConfigError, NotFoundError
 from rivers.materialize import run_sync
 from rivers.storage import open_storage
 
@@ -21,7 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ("app", "bar")
 
-app = typer.Typer(help="Inspect and steer concurrency pools.", no_args_is_help=True)
+app = typer.Typer(
+    cls=RiversGroup, help="Inspect and steer concurrency pools.", no_args_is_help=True
+)
 
 BAR_WIDTH = 12
 
@@ -65,7 +70,7 @@ def list_pools(
     state: CliState = ctx.obj
 
     async def read() -> list[tuple[PoolInfo, list[PendingStep]]]:
-        async with open_storage(state.storage) as storage:
+        async with existing_storage(state.storage) as storage:
             infos = await storage.get_all_pool_infos()
             return [
                 (info, await storage.get_pending_steps(info.name)) for info in infos
@@ -108,7 +113,7 @@ def pool_info(
     check_pool_name(name)
 
     async def read() -> tuple[PoolInfo, list[SlotHolder], list[PendingStep]]:
-        async with open_storage(state.storage) as storage:
+        async with existing_storage(state.storage) as storage:
             return (
                 await storage.get_pool_info(name),
                 await storage.get_pool_slot_holders(name),
@@ -162,10 +167,24 @@ def pool_info(
 @app.command("set", context_settings={"ignore_unknown_options": True})
 def set_limit(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The pool name.")],
-    limit: Annotated[str, typer.Argument(help="Slots, 0..10000 (0 pauses the pool).")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The pool name.")],
+    limit: Annotated[
+        str,
+        typer.Argument(metavar="LIMIT", help="Slots, 0..10000 (0 pauses the pool)."),
+    ],
+    create: Annotated[
+        bool,
+        typer.Option(
+            "--create",
+            help="Set it even though no repository that ran here names this pool "
+            "(and create the storage if needed).",
+        ),
+    ] = False,
 ) -> None:
     """Override a pool's limit; running runtimes pick it up within a second.
+
+    The pool must be one a repository that ran in this storage names (or one set
+    before); a new name needs --create, so a typo is not a new pool.
 
     Example: rivers pools set warehouse 8
     """
@@ -174,7 +193,18 @@ def set_limit(
     value = _parse_limit(limit)
 
     async def write() -> PoolInfo:
-        async with open_storage(state.storage) as storage:
+        if create:
+            async with open_storage(state.storage) as storage:
+                await storage.set_pool_limit(name, value)
+                return await storage.get_pool_info(name)
+        async with existing_storage(state.storage, write=True) as storage:
+            known = [info.name for info in await storage.get_all_pool_infos()]
+            if name not in known:
+                raise NotFoundError(
+                    f"no pool named {name!r} in storage {str(storage.path)!r}"
+                    f"{did_you_mean(name, known)}: no repository that ran here "
+                    "names it; pass --create to set a limit for a new pool"
+                )
             await storage.set_pool_limit(name, value)
             return await storage.get_pool_info(name)
 
@@ -195,7 +225,7 @@ def reset_limit(
     check_pool_name(name)
 
     async def write() -> PoolInfo:
-        async with open_storage(state.storage) as storage:
+        async with existing_storage(state.storage, write=True) as storage:
             await storage.clear_pool_limit(name)
             return await storage.get_pool_info(name)
 
@@ -206,21 +236,30 @@ def reset_limit(
 @app.command("free")
 def free_slots(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run whose claims to free.")],
-    step: Annotated[str | None, typer.Argument(help="Only this step.")] = None,
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN",
+            help="The run whose claims to free: its id, or a unique prefix or suffix.",
+        ),
+    ],
+    step: Annotated[
+        str | None, typer.Argument(metavar="STEP", help="Only this step.")
+    ] = None,
 ) -> None:
     """Free the slots a run (or one of its steps) holds; a live holder then fails.
 
-    Example: rivers pools free 01a2b3c4d5e6f7 heavy_query
+    Example: rivers pools free 3522d4007 heavy_query
     """
     state: CliState = ctx.obj
 
-    async def write() -> int:
-        async with open_storage(state.storage) as storage:
-            return await storage.free_pool_slots(run_id, step)
+    async def write() -> tuple[str, int]:
+        async with existing_storage(state.storage, write=True) as storage:
+            full_id = await resolve_run_id(storage, run_id)
+            return full_id, await storage.free_pool_slots(full_id, step)
 
-    freed = run_sync(write)
-    target = safe(run_id) if step is None else f"{safe(run_id)} step {safe(step)}"
+    full_id, freed = run_sync(write)
+    target = safe(full_id) if step is None else f"{safe(full_id)} step {safe(step)}"
     console().print(f"freed {freed} slot(s) held by {target}")
 
 

@@ -13,6 +13,7 @@ from rivers.cli.daemon_log import follow_runs
 from rivers.cli.loading import load_repository
 from rivers.cli.output import console
 from rivers.definitions.configs import RunBackendConfig
+from rivers.definitions.durations import parse_duration
 from rivers.definitions.requests import RunRequest
 from rivers.materialize import run_sync
 from rivers.messages import RunEnqueued
@@ -107,6 +108,7 @@ def daemon_command(
     then cancelled, slots released, workers stopped. The process then exits
     128 + the signal's number (143 after SIGTERM, 130 after Ctrl-C).
     """
+    grace_s = parse_duration(grace_s, "--grace")
     if metrics_addr is not None:
         parse_metrics_addr(metrics_addr)  # a malformed address fails before any loading
     repository = load_repository(file, module, attribute)

@@ -8,20 +8,22 @@ from typing import TYPE_CHECKING, Annotated
 import anyio
 import typer
 
-from rivers.cli._common import CliState, parse_tags
+from rivers.cli._common import CliState, parse_tag_filter
+from rivers.cli._help import RiversGroup
+from rivers.cli._storage import existing_storage, resolve_run_id
 from rivers.cli.output import (
     console,
     drawing_width,
     format_log_line,
+    format_seconds,
     print_failures,
     print_json,
     run_table,
     safe,
     step_table,
 )
-from rivers.errors import ConfigError, RunNotFound
+from rivers.errors import ConfigError
 from rivers.materialize import run_sync
-from rivers.storage import open_storage
 from rivers.storage.records import Event, RunRecord, RunStatus, StepRecord
 
 if TYPE_CHECKING:
@@ -29,7 +31,19 @@ if TYPE_CHECKING:
 
 __all__ = ("app",)
 
-app = typer.Typer(help="Inspect and control runs.", no_args_is_help=True)
+app = typer.Typer(
+    cls=RiversGroup, help="Inspect and control runs.", no_args_is_help=True
+)
+
+RunIdArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="RUN",
+        help="The run id, or any unique prefix or suffix of it (4+ characters).",
+        show_default=False,
+    ),
+]
+CANCEL_POLL_S = 0.1
 
 
 def _statuses(values: list[str]) -> list[RunStatus]:
@@ -54,21 +68,34 @@ def list_runs(
     ] = None,
     tag: Annotated[
         list[str] | None,
-        typer.Option("--tag", metavar="KEY=VALUE", help="Only runs with this tag."),
+        typer.Option(
+            "--tag",
+            metavar="KEY=VALUE",
+            help="Only runs with this tag. Repeat it: every key must match; the same "
+            "key twice matches either value (--tag env=dev --tag env=prod).",
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000)] = 50,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", metavar="N", min=1, max=100_000, help="At most N runs."
+        ),
+    ] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List runs, newest first.
 
-    Example: rivers runs list --status STARTED --tag team=core --limit 20
+    Filters combine: a run is listed when its status is one of --status and, for
+    every --tag key, its tag has one of the values given for that key.
+
+    Example: rivers runs list --tag env=dev --tag env=prod --tag team=core
     """
     state: CliState = ctx.obj
     statuses = _statuses(status or []) or None
-    tags = parse_tags(tag or [])
+    tags = parse_tag_filter(tag or [])
 
     async def read() -> list[RunRecord]:
-        async with open_storage(state.storage) as storage:
+        async with existing_storage(state.storage) as storage:
             return await storage.get_runs(status=statuses, tags=tags, limit=limit)
 
     runs = run_sync(read)
@@ -81,7 +108,7 @@ def list_runs(
 @app.command("show")
 def show_run(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    run_id: RunIdArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a run, its steps, where each step's time went, and why steps failed.
@@ -90,7 +117,7 @@ def show_run(
     (a free slot, or a worker process starting), for a pool, for a retry, and
     running. Each failed step's traceback follows.
 
-    Example: rivers runs show 01a2b3c4d5e6f7
+    Example: rivers runs show 3522d4007
     """
     from rivers.dashboard.timeline import (
         TIMELINE_EVENT_KINDS,
@@ -101,12 +128,12 @@ def show_run(
     state: CliState = ctx.obj
 
     async def read() -> tuple[RunRecord, list[StepRecord], list[Event]]:
-        async with open_storage(state.storage) as storage:
-            run = await storage.get_run(run_id)
-            if run is None:
-                raise RunNotFound(run_id)
-            steps = await storage.get_step_records(run_id)
-            events = await storage.get_events(run_id, kinds=TIMELINE_EVENT_KINDS)
+        async with existing_storage(state.storage) as storage:
+            full_id = await resolve_run_id(storage, run_id)
+            run = await storage.get_run(full_id)
+            assert run is not None
+            steps = await storage.get_step_records(full_id)
+            events = await storage.get_events(full_id, kinds=TIMELINE_EVENT_KINDS)
             return run, steps, events
 
     run, steps, events = run_sync(read)
@@ -137,7 +164,7 @@ FOLLOW_POLL_S = 0.25
 @app.command("logs")
 def run_logs(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    run_id: RunIdArgument,
     step: Annotated[
         str | None,
         typer.Option("--step", metavar="STEP", help="Only this step's lines."),
@@ -158,7 +185,7 @@ def run_logs(
     With --follow it keeps printing lines as they are written and returns once
     the run has ended.
 
-    Example: rivers runs logs 01a2b3c4d5e6f7 --step revenue --follow
+    Example: rivers runs logs 3522d4007 --step revenue --follow
     """
     state: CliState = ctx.obj
     out = console()
@@ -173,23 +200,24 @@ def run_logs(
                 out.print(safe(format_log_line(event)), highlight=False, soft_wrap=True)
 
     async def read() -> None:
-        async with open_storage(state.storage) as storage:
-            run = await storage.get_run(run_id)
-            if run is None:
-                raise RunNotFound(run_id)
+        async with existing_storage(state.storage) as storage:
+            full_id = await resolve_run_id(storage, run_id)
+            run = await storage.get_run(full_id)
+            assert run is not None
             if (
                 step is not None
                 and run.status.is_finished
                 and step not in await _step_names(storage, run)
             ):
                 raise ConfigError(
-                    f"run {run_id} has no step {step!r}; see rivers runs show {run_id}"
+                    f"run {full_id} has no step {step!r}; see rivers runs show "
+                    f"{full_id}"
                 )
             last: int | None = None
             while True:
                 finished = run.status.is_finished
                 events = await storage.get_events(
-                    run_id, after=last, kinds=LOG_EVENT_KINDS
+                    full_id, after=last, kinds=LOG_EVENT_KINDS
                 )
                 show(events)
                 if events:
@@ -197,7 +225,7 @@ def run_logs(
                 if not follow or finished:
                     return
                 await anyio.sleep(FOLLOW_POLL_S)
-                current = await storage.get_run(run_id)
+                current = await storage.get_run(full_id)
                 assert current is not None
                 run = current
 
@@ -211,21 +239,18 @@ async def _step_names(storage: SqliteStorage, run: RunRecord) -> set[str]:
 
 
 @app.command("why")
-def why_run(
-    ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run id.")],
-) -> None:
+def why_run(ctx: typer.Context, run_id: RunIdArgument) -> None:
     """Say which gate holds a run, with live numbers.
 
-    Example: rivers runs why 01a2b3c4d5e6f7
+    Example: rivers runs why 3522d4007
     """
     from rivers.explain import explain_run
 
     state: CliState = ctx.obj
 
     async def read() -> str:
-        async with open_storage(state.storage) as storage:
-            return await explain_run(storage, run_id)
+        async with existing_storage(state.storage) as storage:
+            return await explain_run(storage, await resolve_run_id(storage, run_id))
 
     console().print(safe(run_sync(read)))
 
@@ -233,38 +258,71 @@ def why_run(
 @app.command("cancel")
 def cancel_run(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    run_id: RunIdArgument,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            min=0,
+            max=3600,
+            help="Seconds to wait for the run to stop and say how it ended (0: do "
+            "not wait).",
+        ),
+    ] = 10.0,
 ) -> None:
     """Cancel a run: a queued one never starts; a running one stops its steps.
 
-    Example: rivers runs cancel 01a2b3c4d5e6f7
+    The runtime running it sees the request within about a second; the command
+    waits (up to --wait) and says how the run ended. A run whose steps all end
+    before the request reaches them ends SUCCESS, with the reason "finished before
+    the cancel took effect".
+
+    Example: rivers runs cancel 3522d4007
     """
     state: CliState = ctx.obj
+    run, message = run_sync(_cancel, state.storage, run_id, wait)
+    line = f"run {safe(run.run_id)}: {run.status.value}"
+    if run.reason:
+        line += f" ({safe(run.reason)})"
+    console().print(line + (f"; {message}" if message else ""))
 
-    async def cancel() -> RunRecord:
-        async with open_storage(state.storage) as storage:
-            run = await storage.get_run(run_id)
-            if run is None:
-                raise RunNotFound(run_id)
-            if run.status is RunStatus.QUEUED:
-                await storage.transition_run(
-                    run_id,
-                    RunStatus.CANCELED,
-                    expected=(RunStatus.QUEUED,),
-                    reason="canceled while queued",
-                )
-            elif not run.status.is_finished:
-                await storage.transition_run(
-                    run_id,
-                    RunStatus.CANCELING,
-                    expected=(RunStatus.STARTING, RunStatus.STARTED),
-                    reason="cancel requested",
-                )
-            updated = await storage.get_run(run_id)
-            assert updated is not None
-            return updated
 
-    run = run_sync(cancel)
-    console().print(
-        f"run {safe(run.run_id)}: {run.status.value} {safe(run.reason or '')}"
-    )
+async def _cancel(
+    where: str | None, text: str, wait_s: float
+) -> tuple[RunRecord, str | None]:
+    """Request the cancel, wait up to ``wait_s`` for the end; return it and a note."""
+    async with existing_storage(where, write=True) as storage:
+        run_id = await resolve_run_id(storage, text)
+        run = await storage.get_run(run_id)
+        assert run is not None
+        if run.status.is_finished:
+            return run, "it had already finished; nothing to cancel"
+        dequeued = run.status is RunStatus.QUEUED and await storage.transition_run(
+            run_id,
+            RunStatus.CANCELED,
+            expected=(RunStatus.QUEUED,),
+            reason="canceled while queued",
+        )
+        if not dequeued:  # running, or admitted meanwhile
+            await storage.transition_run(
+                run_id,
+                RunStatus.CANCELING,
+                expected=(RunStatus.STARTING, RunStatus.STARTED),
+                reason="cancel requested",
+            )
+        with anyio.move_on_after(wait_s):
+            while True:
+                run = await storage.get_run(run_id)
+                assert run is not None
+                if run.status.is_finished:
+                    return run, None
+                await anyio.sleep(CANCEL_POLL_S)
+        run = await storage.get_run(run_id)
+        assert run is not None
+        if run.status.is_finished or wait_s == 0:
+            return run, None
+        return run, (
+            f"still stopping after {format_seconds(wait_s)}; "
+            f"'rivers runs show {run_id}' tells how it ends"
+        )

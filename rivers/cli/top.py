@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Annotated
 import anyio
 import typer
 
+from rivers.cli._storage import existing_storage, existing_storage_path
 from rivers.cli.output import console
-from rivers.errors import StorageUnavailable
 from rivers.materialize import run_sync
-from rivers.storage import open_storage, resolve_storage_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -44,7 +43,11 @@ def top(
     interval: Annotated[
         float,
         typer.Option(
-            "--interval", min=0.1, max=3600, help="Seconds between refreshes."
+            "--interval",
+            metavar="SECONDS",
+            min=0.1,
+            max=3600,
+            help="Seconds between refreshes.",
         ),
     ] = 1.0,
     once: Annotated[
@@ -60,12 +63,7 @@ def top(
     Example: rivers --storage /srv/rivers.db top --interval 2
     """
     state: CliState = ctx.obj
-    path = resolve_storage_path(state.storage)
-    if not path.is_file():
-        raise StorageUnavailable(
-            f"no storage at {str(path)!r}: nothing has run there yet; pass "
-            "--storage or set RIVERS_HOME"
-        )
+    path = existing_storage_path(state.storage)
     out = console(drawing=True)
     if once:
         run_sync(_print_frame, path, out)
@@ -77,8 +75,7 @@ async def _print_frame(path: Path, out: Console) -> None:
     from rivers.dashboard.render import render
     from rivers.dashboard.snapshot import read_snapshot
 
-    async with open_storage(path) as storage:
-        await storage.refuse_writes()
+    async with existing_storage(path) as storage:
         snapshot = await read_snapshot(storage)
     out.print(render(snapshot, out.width))
 
@@ -86,8 +83,7 @@ async def _print_frame(path: Path, out: Console) -> None:
 async def _watch(path: Path, out: Console, interval_s: float) -> None:
     from rich.live import Live
 
-    async with open_storage(path) as storage:
-        await storage.refuse_writes()
+    async with existing_storage(path) as storage:
         if not out.is_terminal:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(

@@ -15,6 +15,8 @@ import typer
 from rich.table import Table
 
 from rivers.actors.triggers import AUTOMATION_INTERVAL_S
+from rivers.cli._help import RiversGroup
+from rivers.cli._storage import existing_storage
 from rivers.cli.loading import load_repository
 from rivers.cli.options import (  # noqa: TC001  # typer reads them at runtime
     AttributeOption,
@@ -24,7 +26,7 @@ from rivers.cli.options import (  # noqa: TC001  # typer reads them at runtime
 from rivers.cli.output import console, format_seconds, print_json, safe
 from rivers.core.triggers import TriggerState, next_tick, state_key
 from rivers.materialize import run_sync
-from rivers.storage import open_storage
+from rivers.storage.records import from_timestamp
 
 if TYPE_CHECKING:
     from rivers.cli._common import CliState
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ("TriggerRow", "app", "describe_triggers")
 
 app = typer.Typer(
+    cls=RiversGroup,
     help="Inspect schedules, sensors and automation conditions.",
     no_args_is_help=True,
 )
@@ -59,7 +62,7 @@ class TriggerRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _at(epoch_s: float | None) -> datetime | None:
-    return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
+    return from_timestamp(epoch_s)
 
 
 def describe_triggers(
@@ -181,7 +184,7 @@ def list_triggers(
     keys.append(state_key("automation", repository.name))
 
     async def read() -> dict[str, TriggerState]:
-        async with open_storage(where) as storage:
+        async with existing_storage(where) as storage:
             return {
                 key: TriggerState.from_stored(await storage.get_state(key))
                 for key in keys

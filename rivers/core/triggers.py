@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from cronsim import CronSim, CronSimError
 
+from rivers._repr import short_repr
 from rivers.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -126,21 +127,23 @@ def check_cron(expression: object, field: str = "cron") -> str:
     if not isinstance(expression, str):
         raise ConfigError(
             f"{field} must be a cron expression string such as '*/5 * * * *', "
-            f"got {expression!r}"
+            f"got {short_repr(expression)}"
         )
     text = " ".join(expression.split())
     text = CRON_ALIASES.get(text.lower(), text)
     if len(text.split()) != 5:
         raise ConfigError(
-            f"{field} {expression!r} is not a cron expression; use 5 fields "
+            f"{field} {short_repr(expression)} is not a cron expression; use 5 fields "
             "'minute hour day-of-month month day-of-week' such as '0 3 * * *'"
         )
     try:
         next(CronSim(text, _PROBE))
     except CronSimError as exc:
-        raise ConfigError(f"{field} {expression!r} is invalid: {exc}") from exc
+        raise ConfigError(
+            f"{field} {short_repr(expression)} is invalid: {exc}"
+        ) from exc
     except StopIteration:
-        raise ConfigError(f"{field} {expression!r} never fires") from None
+        raise ConfigError(f"{field} {short_repr(expression)} never fires") from None
     return text
 
 
@@ -151,12 +154,14 @@ def check_timezone(name: object, field: str = "timezone") -> str:
         ConfigError: not a string, or no such timezone.
     """
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"{field} must be an IANA timezone name, got {name!r}")
+        raise ConfigError(
+            f"{field} must be an IANA timezone name, got {short_repr(name)}"
+        )
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
         raise ConfigError(
-            f"{field} {name!r} is not a known timezone; use an IANA name such as "
+            f"{field} {short_repr(name)} is not a known timezone; use an IANA name such as "
             "'UTC' or 'Europe/Paris'"
         ) from None
     return name

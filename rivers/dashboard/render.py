@@ -3,15 +3,19 @@
 ``render(snapshot, width)`` returns panels for the run queue, tag limits, pools,
 runs and recent events. At 120 columns and more the queue and tag-limit panels sit
 side by side and tables show every column; narrower, panels stack and the widest
-columns shrink. Every piece of user text (tags, step names, reasons, errors) goes
+columns shrink. Given a height (``rivers top`` on a terminal), the frame fits it
+with every border: the panels are measured, and the lists cut ("+N more"), the
+queue and tag-limit panels folded into a summary, then the events panel folded,
+until they fit. Every piece of user text (tags, step names, reasons, errors) goes
 through ``output.safe()``, so nothing stored can drive the terminal.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import io
+from typing import TYPE_CHECKING, TypeVar
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -40,7 +44,14 @@ __all__ = ("WIDE_COLUMNS", "describe_event", "render")
 
 WIDE_COLUMNS = 120
 """From this width on, panels sit side by side and tables show every column."""
+T = TypeVar("T")
+
 MIN_ROWS = 3
+"""Rows the events list keeps before the next way of saving lines is tried."""
+MIN_RUN_ROWS = 5
+"""Rows the runs list keeps before the queue and tag panels fold."""
+MAX_RUNNING_NAMES = 3
+"""Running steps a run's row names before it counts the rest."""
 
 
 def render(
@@ -51,56 +62,111 @@ def render(
     Args:
         snapshot: what to show.
         width: the terminal width; 120 and more is the wide layout.
-        height: the terminal height, when the frame must fit (the runs and events
-            lists are cut to fit, with a "+N more" line); None shows them whole.
+        height: the terminal height, when the frame must fit (``rivers top`` on a
+            terminal); None shows every list whole.
+
+    A frame that must fit keeps every panel whole, borders included: lists are cut
+    with a "+N more" line, then the run-queue and tag-limit panels fold into one
+    two-line summary, then the events panel folds into one line (and goes last).
     """
     wide = width >= WIDE_COLUMNS
-    bar_width = 16 if wide else 10
-    queue = _queue_panel(snapshot.queue, snapshot.taken_at, bar_width)
-    tags = _tags_panel(snapshot.tag_limits, bar_width)
-    pools = _pools_panel(snapshot.pools, snapshot.taken_at, bar_width, wide)
-    top: list[RenderableType]
-    if wide:
-        grid = Table.grid(expand=True, padding=(0, 1))
-        grid.add_column(ratio=1)
-        grid.add_column(ratio=1)
-        grid.add_row(queue, tags)
-        top = [grid]
-        fixed = max(7, 3 + _tag_rows(snapshot))
-    else:
-        top = [queue, tags]
-        fixed = 7 + 3 + _tag_rows(snapshot)
-    # The header line, the pools panel, and the borders and headers of the runs
-    # and events panels.
-    fixed += 1 + 3 + max(1, len(snapshot.pools)) + 3 + 3
-    run_rows, event_rows = None, None
-    if height is not None:
-        spare = max(2 * MIN_ROWS, height - fixed)
-        run_rows = max(MIN_ROWS, spare * 3 // 5)
-        event_rows = max(MIN_ROWS, spare - run_rows)
     header = Text.from_markup(
         f"[bold]rivers top[/]  {safe(snapshot.storage)}  "
         f"{snapshot.taken_at:%Y-%m-%d %H:%M:%S} UTC",
         overflow="ellipsis",
     )
     header.no_wrap = True
-    return Group(
-        header,
-        *top,
-        pools,
-        _runs_panel(snapshot, wide, run_rows),
-        _events_panel(snapshot.recent_events, wide, event_rows),
-    )
+    if height is None:
+        return Group(header, *_panels(snapshot, wide, _Fit.whole(snapshot, False)))
+    return Group(header, *_fitted(snapshot, width, height - 1, wide))
 
 
-def _tag_rows(snapshot: DashboardSnapshot) -> int:
-    return max(
-        1,
-        sum(
-            1 + (len(view.buckets) if view.per_unique_value else 0)
-            for view in snapshot.tag_limits
-        ),
+class _Fit:
+    """How much of each list a frame shows, and which panels are folded."""
+
+    __slots__ = ("compact_top", "events", "fitted", "pools", "runs")
+
+    def __init__(self, fitted: bool, pools: int, runs: int, events: int | None) -> None:
+        self.fitted = fitted
+        """Whether rows must stay one line each (long text is cut with "…")."""
+        self.compact_top = False
+        self.pools = pools
+        self.runs = runs
+        self.events = events
+        """Rows of events; 0 folds the panel into one line, None leaves it out."""
+
+    @classmethod
+    def whole(cls, snapshot: DashboardSnapshot, fitted: bool) -> _Fit:
+        return cls(
+            fitted,
+            len(snapshot.pools),
+            len(snapshot.runs),
+            len(snapshot.recent_events),
+        )
+
+
+def _panels(snapshot: DashboardSnapshot, wide: bool, fit: _Fit) -> list[RenderableType]:
+    bar_width = 16 if wide else 10
+    panels: list[RenderableType] = []
+    if fit.compact_top:
+        panels.append(_summary_panel(snapshot, bar_width))
+    elif wide:
+        grid = Table.grid(expand=True, padding=(0, 1))
+        grid.add_column(ratio=1)
+        grid.add_column(ratio=1)
+        grid.add_row(
+            _queue_panel(snapshot.queue, snapshot.taken_at, bar_width),
+            _tags_panel(snapshot.tag_limits, bar_width),
+        )
+        panels.append(grid)
+    else:
+        panels.append(_queue_panel(snapshot.queue, snapshot.taken_at, bar_width))
+        panels.append(_tags_panel(snapshot.tag_limits, bar_width))
+    panels.append(
+        _pools_panel(snapshot.pools, snapshot.taken_at, bar_width, wide, fit.pools)
     )
+    panels.append(_runs_panel(snapshot, wide, fit.runs, fit.fitted))
+    if fit.events is not None:
+        panels.append(_events_panel(snapshot.recent_events, wide, fit.events))
+    return panels
+
+
+def _fitted(
+    snapshot: DashboardSnapshot, width: int, height: int, wide: bool
+) -> list[RenderableType]:
+    """Return the panels, shrunk step by step until they fit ``height`` lines."""
+    fit = _Fit.whole(snapshot, True)
+    measure = Console(width=width, file=io.StringIO(), color_system=None)
+
+    def overflow() -> int:
+        lines = sum(
+            len(measure.render_lines(panel, pad=False))
+            for panel in _panels(snapshot, wide, fit)
+        )
+        return lines - height
+
+    def shrink(current: int, floor: int) -> int:
+        return max(floor, min(current, current - overflow()))
+
+    if overflow() > 0 and fit.events:
+        fit.events = shrink(fit.events, min(fit.events, MIN_ROWS))
+    if overflow() > 0:
+        fit.runs = shrink(fit.runs, min(fit.runs, MIN_RUN_ROWS))
+    if overflow() > 0:
+        fit.compact_top = True
+    if overflow() > 0:
+        fit.pools = shrink(fit.pools, min(fit.pools, 1))
+    if overflow() > 0 and fit.events:
+        fit.events = 0
+    if overflow() > 0:
+        fit.runs = shrink(fit.runs, min(fit.runs, 1))
+    if overflow() > 0:
+        fit.events = None
+    # Lines the folding freed go back to the runs, then to the events.
+    fit.runs = min(len(snapshot.runs), fit.runs - overflow())
+    if fit.events:
+        fit.events = min(len(snapshot.recent_events), fit.events - overflow())
+    return _panels(snapshot, wide, fit)
 
 
 def _age(since: datetime | None, now: datetime) -> str:
@@ -146,6 +212,43 @@ def _queue_panel(queue: QueueView, now: datetime, bar_width: int) -> Panel:
     return Panel(grid, title="run queue", title_align="left")
 
 
+def _summary_panel(snapshot: DashboardSnapshot, bar_width: int) -> Panel:
+    """The run queue and the tag limits in two lines, for short terminals."""
+    queue = snapshot.queue
+    if queue.max_concurrent_runs is None:
+        in_flight = f"in flight {queue.in_flight}"
+    else:
+        in_flight = "in flight " + bar(
+            queue.in_flight, queue.max_concurrent_runs, bar_width
+        )
+    oldest = (
+        f", oldest {_age(queue.oldest_queued_at, snapshot.taken_at)}"
+        if queue.queued
+        else ""
+    )
+    done = queue.finished_last_hour
+    first = (
+        f"{in_flight}  queued {queue.queued}{oldest}  last hour "
+        f"[green]{done.get('SUCCESS', 0)} ok[/] [red]{done.get('FAILURE', 0)} failed[/]"
+    )
+    buckets = [
+        f"{safe(bucket.label)} {bucket.used}/{view.limit}"
+        for view in snapshot.tag_limits
+        for bucket in view.buckets
+    ]
+    if buckets:
+        second = "tag limits: " + ", ".join(buckets)
+    elif snapshot.tag_limits:
+        second = "tag limits: none in use"
+    else:
+        second = "[dim]no tag concurrency limits[/]"
+    lines = [Text.from_markup(first), Text.from_markup(second)]
+    for line in lines:
+        line.no_wrap = True
+        line.overflow = "ellipsis"
+    return Panel(Group(*lines), title="run queue · tag limits", title_align="left")
+
+
 # ---------------------------------------------------------------- tag limits
 
 
@@ -178,7 +281,11 @@ def _tags_panel(limits: tuple[TagLimitView, ...], bar_width: int) -> Panel:
 
 
 def _pools_panel(
-    pools: tuple[PoolView, ...], now: datetime, bar_width: int, wide: bool
+    pools: tuple[PoolView, ...],
+    now: datetime,
+    bar_width: int,
+    wide: bool,
+    rows: int,
 ) -> Panel:
     if not pools:
         return Panel(
@@ -195,7 +302,7 @@ def _pools_panel(
     table.add_column("PENDING", no_wrap=True, justify="right")
     table.add_column("OLDEST WAIT" if wide else "WAIT", no_wrap=True)
     table.add_column("NEXT LEASE EXPIRY" if wide else "LEASE", no_wrap=True)
-    for pool in pools:
+    for pool in _cut(pools, rows):
         if pool.limit is None:
             limit = "unlimited"
         else:
@@ -219,13 +326,16 @@ def _pools_panel(
             lease,
         ]
         table.add_row(*row)
+    _more(table, len(pools), rows)
     return Panel(table, title="pools", title_align="left")
 
 
 # ---------------------------------------------------------------------- runs
 
 
-def _runs_panel(snapshot: DashboardSnapshot, wide: bool, rows: int | None) -> Panel:
+def _runs_panel(
+    snapshot: DashboardSnapshot, wide: bool, rows: int, fitted: bool
+) -> Panel:
     queue = snapshot.queue
     title = f"runs: {queue.in_flight} in flight, {queue.queued} queued"
     runs = snapshot.runs
@@ -239,13 +349,30 @@ def _runs_panel(snapshot: DashboardSnapshot, wide: bool, rows: int | None) -> Pa
     )
     table.add_column("AGE", no_wrap=True, justify="right")
     table.add_column("STEPS", no_wrap=True, justify="right")
-    table.add_column("WAITING ON / REASON", overflow="fold", ratio=1)
-    shown = runs if rows is None or len(runs) <= rows else runs[: rows - 1]
-    for run in shown:
+    table.add_column(
+        "WAITING ON / REASON",
+        overflow="ellipsis" if fitted else "fold",
+        no_wrap=fitted,
+        ratio=1,
+    )
+    for run in _cut(runs, rows):
         table.add_row(*_run_row(run, snapshot.taken_at, wide))
-    if len(shown) < len(runs):
-        table.add_row(f"[dim]+{len(runs) - len(shown)} more[/]", "", "", "", "", "")
+    _more(table, len(runs), rows)
     return Panel(table, title=title, title_align="left")
+
+
+def _cut(items: tuple[T, ...], rows: int) -> tuple[T, ...]:
+    """Return what fits ``rows`` table rows, keeping the last for "+N more"."""
+    return items if len(items) <= rows else items[: max(0, rows - 1)]
+
+
+def _more(table: Table, total: int, rows: int) -> None:
+    """Add the "+N more" row when ``total`` items do not fit ``rows``."""
+    if total > rows:
+        shown = max(0, rows - 1)
+        cells = [""] * len(table.columns)
+        cells[0] = f"[dim]+{total - shown} more[/]"
+        table.add_row(*cells)
 
 
 def _run_row(run: RunView, now: datetime, wide: bool) -> list[str]:
@@ -263,7 +390,7 @@ def _run_row(run: RunView, now: datetime, wide: bool) -> list[str]:
     if run.status is RunStatus.FAILURE and reason:
         reason = f"[red]{reason}[/]"
     elif run.status.is_in_flight and not run.waiting_on and run.steps_running:
-        reason = f"[dim]{run.steps_running} running[/]"
+        reason = f"[dim]running {safe(_names(run.running_steps, run.steps_running))}[/]"
     return [
         safe(short_run_id(run.run_id, narrow=not wide)),
         status,
@@ -277,16 +404,33 @@ def _run_row(run: RunView, now: datetime, wide: bool) -> list[str]:
 # -------------------------------------------------------------------- events
 
 
-def _events_panel(events: tuple[Event, ...], wide: bool, rows: int | None) -> Panel:
+def _names(names: tuple[str, ...], count: int) -> str:
+    """Return ``load, report +3``: a few names, and how many more there are."""
+    shown = ", ".join(names[:MAX_RUNNING_NAMES])
+    rest = count - min(len(names), MAX_RUNNING_NAMES)
+    if not shown:
+        return f"{count} step(s)"
+    return f"{shown} +{rest}" if rest > 0 else shown
+
+
+def _events_panel(events: tuple[Event, ...], wide: bool, rows: int) -> Panel:
     if not events:
-        return Panel(Text("no events yet", style="dim"), title="recent events")
+        return Panel(
+            Text("no events yet", style="dim"),
+            title="recent events",
+            title_align="left",
+        )
+    if rows == 0:
+        folded = Text(
+            f"{len(events)} recent; a taller terminal shows them", style="dim"
+        )
+        return Panel(folded, title="recent events", title_align="left")
     table = Table(box=None, header_style="bold", pad_edge=False, expand=True)
     table.add_column("TIME", no_wrap=True, min_width=8)
     table.add_column("EVENT", no_wrap=True, min_width=17)
     table.add_column("RUN", no_wrap=True, min_width=10)
     table.add_column("DETAIL", overflow="ellipsis", no_wrap=True, ratio=1)
-    shown = events if rows is None else events[:rows]
-    for event in shown:
+    for event in _cut(events, rows):
         kind = event.kind
         style = (
             "red"
@@ -302,6 +446,7 @@ def _events_panel(events: tuple[Event, ...], wide: bool, rows: int | None) -> Pa
             safe(short_run_id(event.run_id or "-", narrow=not wide)),
             safe(describe_event(event)),
         )
+    _more(table, len(events), rows)
     return Panel(table, title="recent events", title_align="left")
 
 

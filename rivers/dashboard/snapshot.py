@@ -144,6 +144,8 @@ class RunView(msgspec.Struct, frozen=True, kw_only=True):
     steps_total: int | None = None
     steps_done: int = 0
     steps_running: int = 0
+    running_steps: tuple[str, ...] = ()
+    """The keys of its running steps (in-flight runs), in key order."""
     steps_waiting: int = 0
     steps_failed: int = 0
 
@@ -319,6 +321,7 @@ async def _in_flight_views(
     progress = await storage.get_step_progress(run_ids)
     totals = await storage.get_step_totals(run_ids)
     waiting = await storage.get_waiting_steps(run_ids)
+    running = await storage.get_steps_in_status(run_ids, StepStatus.RUNNING)
     # (run, step) -> [(pool, 1-based place in that pool's line)]
     lines: dict[tuple[str, str], list[tuple[str, int]]] = {}
     for pool, steps in pending.items():
@@ -372,6 +375,7 @@ async def _in_flight_views(
                 )
                 + counts.get(StepStatus.FAILURE.value, 0),
                 steps_running=counts.get(StepStatus.RUNNING.value, 0),
+                running_steps=tuple(running.get(run.run_id, ())),
                 steps_waiting=counts.get(StepStatus.WAITING.value, 0),
                 steps_failed=counts.get(StepStatus.FAILURE.value, 0),
             )

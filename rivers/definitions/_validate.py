@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
+from rivers._repr import short_repr
 from rivers.errors import ConfigError
 
 __all__ = (
+    "ASSET_NAME",
+    "KUBERNETES_NAMESPACE",
+    "KUBERNETES_OBJECT_NAME",
+    "MAX_RUN_KEY_LENGTH",
     "MAX_TAG_KEY_LENGTH",
     "MAX_TAG_VALUE_LENGTH",
+    "POOL_NAME",
+    "REPOSITORY_NAME",
+    "NameRule",
     "check_asset_name",
     "check_int",
+    "check_name",
     "check_pool_name",
+    "check_run_key",
     "check_tags",
 )
 
@@ -20,42 +31,101 @@ MAX_NAME_LENGTH = 128
 MAX_TAG_KEY_LENGTH = 256
 MAX_TAG_VALUE_LENGTH = 1024
 MAX_TAGS = 64
-
-_ASSET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_POOL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]*$")
+MAX_RUN_KEY_LENGTH = 512
 
 
-def _shorten(value: object) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 60 else shown[:57] + "..."
+@dataclass(frozen=True, slots=True)
+class NameRule:
+    """What one kind of name may be: a pattern the whole name matches, a length.
+
+    The pattern is matched with ``fullmatch``: a ``$``-anchored ``match`` would let a
+    trailing newline through (``"orders\n"``).
+    """
+
+    kind: str
+    pattern: re.Pattern[str]
+    max_length: int
+    hint: str
+
+
+ASSET_NAME = NameRule(
+    "valid asset name",
+    re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
+    MAX_NAME_LENGTH,
+    f"use 1 to {MAX_NAME_LENGTH} letters, digits and underscores, not starting "
+    "with a digit",
+)
+"""Assets, schedules and sensors: a Python identifier in ASCII."""
+POOL_NAME = NameRule(
+    "valid pool name",
+    re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*"),
+    MAX_NAME_LENGTH,
+    f"use 1 to {MAX_NAME_LENGTH} letters, digits and '_.:/-'",
+)
+REPOSITORY_NAME = NameRule(
+    "valid repository name",
+    POOL_NAME.pattern,
+    MAX_NAME_LENGTH,
+    f"use 1 to {MAX_NAME_LENGTH} letters, digits and '_.:/-'",
+)
+KUBERNETES_OBJECT_NAME = NameRule(
+    "Kubernetes object name",
+    re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?"),
+    253,
+    "use lowercase letters, digits, '-' and '.', at most 253 characters",
+)
+"""Secrets, ConfigMaps and service accounts: a DNS-1123 subdomain."""
+KUBERNETES_NAMESPACE = NameRule(
+    "Kubernetes namespace",
+    re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"),
+    63,
+    "use lowercase letters, digits and '-', at most 63 characters",
+)
+"""A DNS-1123 label."""
+
+
+def check_name(value: object, rule: NameRule, field: str) -> str:
+    """Return ``value`` if the whole of it is a name of ``rule``'s kind.
+
+    Raises:
+        ConfigError: not a string, too long, or not matching the rule's pattern.
+    """
+    if (
+        isinstance(value, str)
+        and len(value) <= rule.max_length
+        and rule.pattern.fullmatch(value) is not None
+    ):
+        return value
+    raise ConfigError(f"{field} {short_repr(value)} is not a {rule.kind}; {rule.hint}")
 
 
 def check_asset_name(name: object, field: str = "name") -> str:
-    """Return ``name`` if it is a valid asset name (a Python identifier)."""
-    if not isinstance(name, str) or not _ASSET_NAME.match(name):
-        raise ConfigError(
-            f"{field} {_shorten(name)} is not a valid asset name; use letters, digits "
-            "and underscores, not starting with a digit"
-        )
-    if len(name) > MAX_NAME_LENGTH:
-        raise ConfigError(
-            f"{field} {_shorten(name)} is too long; at most {MAX_NAME_LENGTH} characters"
-        )
-    return name
+    """Return ``name`` if it is a valid asset name (an ASCII Python identifier)."""
+    return check_name(name, ASSET_NAME, field)
 
 
 def check_pool_name(name: object, field: str = "pool") -> str:
     """Return ``name`` if it is a valid pool name."""
+    return check_name(name, POOL_NAME, field)
+
+
+def check_run_key(run_key: object, field: str) -> str:
+    """Return ``run_key`` if it is a printable string of 1..512 characters.
+
+    Raises:
+        ConfigError: not a string, empty, too long, or holding a control character.
+    """
     if (
-        not isinstance(name, str)
-        or not _POOL_NAME.match(name)
-        or len(name) > MAX_NAME_LENGTH
+        not isinstance(run_key, str)
+        or not run_key
+        or len(run_key) > MAX_RUN_KEY_LENGTH
+        or not run_key.isprintable()
     ):
         raise ConfigError(
-            f"{field} {_shorten(name)} is not a valid pool name; use 1 to "
-            f"{MAX_NAME_LENGTH} letters, digits and '_.:/-'"
+            f"{field} must be a printable string (no control characters) of 1 to "
+            f"{MAX_RUN_KEY_LENGTH} characters, got {short_repr(run_key)}"
         )
-    return name
+    return run_key
 
 
 def _printable(text: str) -> bool:
@@ -68,7 +138,7 @@ def check_tags(tags: object, field: str = "tags") -> dict[str, str]:
         return {}
     if not isinstance(tags, Mapping):
         raise ConfigError(
-            f"{field} must be a mapping of str to str, got {_shorten(tags)}"
+            f"{field} must be a mapping of str to str, got {short_repr(tags)}"
         )
     if len(tags) > MAX_TAGS:
         raise ConfigError(
@@ -78,22 +148,22 @@ def check_tags(tags: object, field: str = "tags") -> dict[str, str]:
     for key, value in tags.items():
         if not isinstance(key, str) or not key or len(key) > MAX_TAG_KEY_LENGTH:
             raise ConfigError(
-                f"{field} key {_shorten(key)} must be a non-empty string of at most "
+                f"{field} key {short_repr(key)} must be a non-empty string of at most "
                 f"{MAX_TAG_KEY_LENGTH} characters"
             )
         if not _printable(key) or "=" in key:
             raise ConfigError(
-                f"{field} key {_shorten(key)} must be printable and must not contain '='"
+                f"{field} key {short_repr(key)} must be printable and must not contain '='"
             )
         if not isinstance(value, str) or len(value) > MAX_TAG_VALUE_LENGTH:
             raise ConfigError(
                 f"{field}[{key!r}] must be a string of at most {MAX_TAG_VALUE_LENGTH} "
-                f"characters, got {_shorten(value)}"
+                f"characters, got {short_repr(value)}"
             )
         if not _printable(value):
             raise ConfigError(
                 f"{field}[{key!r}] must be printable (no control characters), "
-                f"got {_shorten(value)}"
+                f"got {short_repr(value)}"
             )
         checked[key] = value
     return checked
@@ -104,8 +174,8 @@ def check_int(
 ) -> int:
     """Return ``value`` if it is an int within ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{field} must be an integer, got {_shorten(value)}")
+        raise ConfigError(f"{field} must be an integer, got {short_repr(value)}")
     if value < minimum or (maximum is not None and value > maximum):
         bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
-        raise ConfigError(f"{field} must be {bound}, got {value}")
+        raise ConfigError(f"{field} must be {bound}, got {short_repr(value)}")
     return value

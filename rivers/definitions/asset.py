@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, final, overload
 
+from rivers._repr import short_repr
 from rivers.definitions._validate import (
     check_asset_name,
     check_int,
@@ -43,7 +44,7 @@ class Asset(Generic[P, R]):
             Accepts: None, a pool name (1..128 of letters, digits, '_.:/-'), or a
             list of distinct names.
         pool_slots: slots claimed in each pool. Accepts: an int in 1..10,000, at
-            most the pool's declared limit.
+            most the pool's declared limit; a value other than 1 needs ``pool``.
         tags: string tags describing the asset. Accepts: a mapping of printable
             strings (keys 1..256 characters without '=', values up to 1024).
         priority: higher goes first among steps waiting for the same pool; equal
@@ -52,7 +53,8 @@ class Asset(Generic[P, R]):
             RetryPolicy.
         timeout: the step fails when an attempt runs longer than this (an async
             step that blocks the event loop past it fails as timed out when it
-            returns: it cannot be stopped sooner). Accepts: None or a duration > 0.
+            returns: it cannot be stopped sooner). Accepts: None or a duration
+            above 0 and at most 365d.
         automation_condition: when the daemon materializes it on its own.
         description: free text (default: the function's docstring).
 
@@ -142,7 +144,7 @@ class Asset(Generic[P, R]):
         description: str | None = None,
     ) -> None:
         if not callable(fn):
-            raise ConfigError(f"@Asset must decorate a function, got {fn!r}")
+            raise ConfigError(f"@Asset must decorate a function, got {short_repr(fn)}")
         self.fn: Callable[P, R] = fn
         self.name: str = check_asset_name(
             name if name is not None else getattr(fn, "__name__", None),
@@ -156,13 +158,18 @@ class Asset(Generic[P, R]):
         self.pool_slots: int = check_int(
             pool_slots, f"{where}: pool_slots", minimum=1, maximum=10_000
         )
+        if self.pool_slots != 1 and not self.pools:
+            raise ConfigError(
+                f"{where}: pool_slots={self.pool_slots} has no pool to claim slots of; "
+                "add pool=... or drop pool_slots"
+            )
         self.tags: dict[str, str] = check_tags(tags, f"{where}: tags")
         self.priority: int = check_int(
             priority, f"{where}: priority", minimum=-(2**31), maximum=2**31 - 1
         )
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise ConfigError(
-                f"{where}: retry_policy must be a rs.RetryPolicy, got {retry_policy!r}"
+                f"{where}: retry_policy must be a rs.RetryPolicy, got {short_repr(retry_policy)}"
             )
         self.retry_policy: RetryPolicy = retry_policy or RetryPolicy()
         self.timeout_s: float | None = (
@@ -310,7 +317,7 @@ def _dep_names(deps: object, where: str) -> tuple[str, ...]:
         deps = [deps]
     if not isinstance(deps, Iterable):
         raise ConfigError(
-            f"{where}: deps must be a list of assets or names, got {deps!r}"
+            f"{where}: deps must be a list of assets or names, got {short_repr(deps)}"
         )
     names: list[str] = []
     for dep in deps:
@@ -328,7 +335,7 @@ def _pool_names(pool: object, where: str) -> tuple[str, ...]:
     pools = [pool] if isinstance(pool, str) else pool
     if not isinstance(pools, Iterable):
         raise ConfigError(
-            f"{where}: pool must be a name or a list of names, got {pool!r}"
+            f"{where}: pool must be a name or a list of names, got {short_repr(pool)}"
         )
     names: list[str] = []
     for name in pools:

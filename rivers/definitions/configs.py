@@ -6,16 +6,33 @@ Each is a frozen msgspec Struct validated on construction: a bad value raises
 
 from __future__ import annotations
 
+import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, final
 
 import msgspec
 from msgspec.structs import force_setattr
 
-from rivers.definitions._validate import check_int, check_pool_name, check_tags
-from rivers.definitions.durations import Duration, parse_duration
+from rivers._repr import short_repr
+from rivers.definitions._validate import (
+    KUBERNETES_NAMESPACE,
+    KUBERNETES_OBJECT_NAME,
+    check_asset_name,
+    check_int,
+    check_name,
+    check_pool_name,
+    check_tags,
+)
+from rivers.definitions.durations import (
+    MAX_DEQUEUE_INTERVAL_S,
+    MAX_LEASE_S,
+    MAX_RETRY_DELAY_S,
+    MIN_INTERVAL_S,
+    MIN_LEASE_S,
+    Duration,
+    parse_duration,
+)
 from rivers.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -45,9 +62,9 @@ class RetryPolicy(msgspec.Struct, frozen=True):
     Args:
         max_retries: retries after the first attempt; pool slots are released
             between attempts. Accepts: an int in 0..1000.
-        delay: wait before the first retry. Accepts: a duration >= 0.
-        backoff: factor applied to the delay after each retry. Accepts: a number
-            in 1..100.
+        delay: wait before the first retry. Accepts: a duration from 0s to 7d.
+        backoff: factor applied to the delay after each retry (a grown delay is
+            capped at 7 days). Accepts: a number in 1..100.
     """
 
     max_retries: int = 0
@@ -56,19 +73,29 @@ class RetryPolicy(msgspec.Struct, frozen=True):
 
     def __post_init__(self) -> None:
         check_int(self.max_retries, "RetryPolicy.max_retries", minimum=0, maximum=1000)
-        force_setattr(self, "delay", parse_duration(self.delay, "RetryPolicy.delay"))
+        force_setattr(
+            self,
+            "delay",
+            parse_duration(self.delay, "RetryPolicy.delay", maximum=MAX_RETRY_DELAY_S),
+        )
         if isinstance(self.backoff, bool) or not isinstance(self.backoff, int | float):
             raise ConfigError(
-                f"RetryPolicy.backoff must be a number, got {self.backoff!r}"
+                f"RetryPolicy.backoff must be a number, got {short_repr(self.backoff)}"
             )
         if not 1.0 <= self.backoff <= 100.0:
             raise ConfigError(
-                f"RetryPolicy.backoff must be in 1..100, got {self.backoff}"
+                f"RetryPolicy.backoff must be in 1..100, got {short_repr(self.backoff)}"
             )
 
     def delay_before(self, attempt: int) -> float:
         """Return the seconds to wait before ``attempt`` (2 is the first retry)."""
         assert isinstance(self.delay, float)
+        if self.delay == 0:
+            return 0.0
+        # Grown in logarithms: 100 ** 999 overflows a float.
+        growth = max(0, attempt - 2) * math.log(self.backoff)
+        if growth >= math.log(MAX_RETRY_DELAY_S / self.delay):
+            return MAX_RETRY_DELAY_S
         return self.delay * self.backoff ** max(0, attempt - 2)
 
 
@@ -99,14 +126,14 @@ class TagConcurrencyLimit(msgspec.Struct, frozen=True):
         ):
             raise ConfigError(
                 "TagConcurrencyLimit key and value must be strings, got "
-                f"key={self.key!r}, value={self.value!r}"
+                f"key={short_repr(self.key)}, value={short_repr(self.value)}"
             )
         check_tags(
             {self.key: "" if self.value is None else self.value}, "TagConcurrencyLimit"
         )
         if self.limit is None:
             raise ConfigError(
-                f"TagConcurrencyLimit(key={self.key!r}) needs limit=N (an integer >= 0)"
+                f"TagConcurrencyLimit(key={short_repr(self.key)}) needs limit=N (an integer >= 0)"
             )
         check_int(self.limit, "TagConcurrencyLimit.limit", minimum=0, maximum=MAX_LIMIT)
         if not isinstance(self.per_unique_value, bool):
@@ -115,7 +142,7 @@ class TagConcurrencyLimit(msgspec.Struct, frozen=True):
             )
         if self.value is not None and self.per_unique_value:
             raise ConfigError(
-                f"TagConcurrencyLimit(key={self.key!r}) sets both value= and "
+                f"TagConcurrencyLimit(key={short_repr(self.key)}) sets both value= and "
                 "per_unique_value=True; use one: a value caps that value, "
                 "per_unique_value caps each value"
             )
@@ -136,7 +163,7 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
             whole storage, ``materialize()`` runs included) at most. Accepts: an
             int in 0..10,000; 0 pauses admission.
         dequeue_interval: how often the coordinator admits queued runs (a local
-            submit wakes it sooner). Accepts: a duration > 0.
+            submit wakes it sooner). Accepts: a duration from 10ms to 1h.
         tag_concurrency_limits: finer ceilings per tag; a run is admitted only if
             it fits all of them. Accepts: a list or tuple of TagConcurrencyLimit.
     """
@@ -158,7 +185,8 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
             parse_duration(
                 self.dequeue_interval,
                 "RunQueueConfig.dequeue_interval",
-                allow_zero=False,
+                minimum=MIN_INTERVAL_S,
+                maximum=MAX_DEQUEUE_INTERVAL_S,
             ),
         )
         limits: object = self.tag_concurrency_limits  # callers may pass anything
@@ -173,7 +201,7 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
             if not isinstance(limit, TagConcurrencyLimit):
                 raise ConfigError(
                     "RunQueueConfig.tag_concurrency_limits must hold TagConcurrencyLimit "
-                    f"objects, got {limit!r}"
+                    f"objects, got {short_repr(limit)}"
                 )
         force_setattr(self, "tag_concurrency_limits", tuple(limits))
 
@@ -192,10 +220,11 @@ class RunBackendConfig(msgspec.Struct, frozen=True):
         storage: the SQLite file (default ``$RIVERS_HOME/rivers.db``). Accepts:
             None, a path, or a ``sqlite:///relative`` / ``sqlite:////absolute`` URL.
         lease_duration: an unrenewed pool claim is reclaimed after this long;
-            live holders renew every third of it. Accepts: a duration > 0.
+            live holders renew every third of it. Accepts: a duration from 100ms
+            to 1d.
         lease_gc_interval: how often expired claims are looked for (default: a
             quarter of ``lease_duration``, at most 5 s). Accepts: None or a
-            duration > 0.
+            duration from 10ms to ``lease_duration``.
     """
 
     storage: str | None = None
@@ -208,12 +237,15 @@ class RunBackendConfig(msgspec.Struct, frozen=True):
         ):
             raise ConfigError(
                 f"RunBackendConfig.storage must be a path or sqlite:/// URL, "
-                f"got {self.storage!r}"
+                f"got {short_repr(self.storage)}"
             )
         if self.storage is not None:
             force_setattr(self, "storage", os.fspath(self.storage))
         lease = parse_duration(
-            self.lease_duration, "RunBackendConfig.lease_duration", allow_zero=False
+            self.lease_duration,
+            "RunBackendConfig.lease_duration",
+            minimum=MIN_LEASE_S,
+            maximum=MAX_LEASE_S,
         )
         force_setattr(self, "lease_duration", lease)
         if self.lease_gc_interval is None:
@@ -225,7 +257,9 @@ class RunBackendConfig(msgspec.Struct, frozen=True):
                 parse_duration(
                     self.lease_gc_interval,
                     "RunBackendConfig.lease_gc_interval",
-                    allow_zero=False,
+                    minimum=MIN_INTERVAL_S,
+                    maximum=lease,
+                    maximum_name="lease_duration",
                 ),
             )
 
@@ -302,11 +336,8 @@ _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 def _check_pull_policy(value: object, field: str) -> None:
     if value not in (None, *_PULL_POLICIES):
         raise ConfigError(
-            f"{field} must be 'Always', 'IfNotPresent' or 'Never', got {value!r}"
+            f"{field} must be 'Always', 'IfNotPresent' or 'Never', got {short_repr(value)}"
         )
-
-
-_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 def _check_object_names(value: object, field: str) -> tuple[str, ...] | None:
@@ -314,14 +345,10 @@ def _check_object_names(value: object, field: str) -> tuple[str, ...] | None:
     if value is None:
         return None
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ConfigError(f"{field} must be a list of names, got {value!r}")
-    for name in value:
-        if not isinstance(name, str) or not _OBJECT_NAME.fullmatch(name):
-            raise ConfigError(
-                f"{field}: {name!r} is not a Kubernetes object name (lowercase "
-                "letters, digits, '-' and '.', at most 253 characters)"
-            )
-    return tuple(value)
+        raise ConfigError(f"{field} must be a list of names, got {short_repr(value)}")
+    return tuple(
+        check_name(name, KUBERNETES_OBJECT_NAME, f"{field}:") for name in value
+    )
 
 
 def _check_resources(value: object, field: str) -> None:
@@ -335,7 +362,7 @@ def _check_resources(value: object, field: str) -> None:
     ):
         raise ConfigError(
             f"{field} must look like {{'requests': {{'cpu': '500m'}}, 'limits': "
-            f"{{'memory': '1Gi'}}}} (strings only), got {value!r}"
+            f"{{'memory': '1Gi'}}}} (strings only), got {short_repr(value)}"
         )
 
 
@@ -364,6 +391,12 @@ class KubernetesStepOverride(msgspec.Struct, frozen=True, kw_only=True):
         ):
             raise ConfigError("KubernetesStepOverride.image must be a non-empty string")
         check_tags(self.env, "KubernetesStepOverride.env")
+        if self.service_account is not None:
+            check_name(
+                self.service_account,
+                KUBERNETES_OBJECT_NAME,
+                "KubernetesStepOverride.service_account",
+            )
         force_setattr(
             self,
             "env_secrets",
@@ -390,21 +423,18 @@ def _check_overrides(value: object) -> dict[str, KubernetesStepOverride] | None:
     if not isinstance(value, Mapping):
         raise ConfigError(
             "Executor.kubernetes step_overrides must be a dict of asset name to "
-            f"overrides, got {value!r}"
+            f"overrides, got {short_repr(value)}"
         )
     checked: dict[str, KubernetesStepOverride] = {}
     for name, override in value.items():
-        if not isinstance(name, str) or not name:
-            raise ConfigError(
-                f"Executor.kubernetes step_overrides key {name!r} must be an asset name"
-            )
+        check_asset_name(name, "Executor.kubernetes step_overrides key")
         if isinstance(override, KubernetesStepOverride):
             checked[name] = override
             continue
         if not isinstance(override, Mapping):
             raise ConfigError(
                 f"Executor.kubernetes step_overrides[{name!r}] must be a dict such as "
-                f"{{'image': ..., 'resources': ...}}, got {override!r}"
+                f"{{'image': ..., 'resources': ...}}, got {short_repr(override)}"
             )
         fields = KubernetesStepOverride.__struct_fields__
         unknown = sorted(str(k) for k in override if k not in fields)
@@ -428,8 +458,8 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
             given back. Accepts: None or an int in 1..10,000.
         image: the container image that has rivers and the code location
             (required). Accepts: a non-empty string.
-        namespace: where Jobs are created. Accepts: a non-empty string naming an
-            existing namespace.
+        namespace: where Jobs are created. Accepts: an existing namespace's name
+            (a DNS-1123 label: lowercase letters, digits and '-', at most 63).
         kubeconfig: a kubeconfig path (default: in-cluster config inside a pod,
             else ``$KUBECONFIG`` or ``~/.kube/config``). Accepts: None or a path.
         env: extra environment variables of the step containers (rivers sets
@@ -444,7 +474,8 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
             same way. Accepts: None or a list of Kubernetes object names.
         resources: the container ``resources``. Accepts: None or a dict with
             ``requests`` and/or ``limits``, each a dict of str to str.
-        service_account: the pods' service account. Accepts: None or a string.
+        service_account: the pods' service account. Accepts: None or a
+            Kubernetes object name.
         labels: extra labels on Jobs and pods. Accepts: None or a dict of str to
             str (valid Kubernetes labels).
         image_pull_policy: the container's pull policy. Accepts: None,
@@ -485,15 +516,20 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
             raise ConfigError(
                 "Executor.kubernetes needs image= (the step container image)"
             )
-        if not isinstance(self.namespace, str) or not self.namespace:
-            raise ConfigError(
-                "Executor.kubernetes namespace must be a non-empty string"
+        check_name(
+            self.namespace, KUBERNETES_NAMESPACE, "Executor.kubernetes namespace"
+        )
+        if self.service_account is not None:
+            check_name(
+                self.service_account,
+                KUBERNETES_OBJECT_NAME,
+                "Executor.kubernetes service_account",
             )
         if self.kubeconfig is not None:
             if not isinstance(self.kubeconfig, str | os.PathLike):
                 raise ConfigError(
                     "Executor.kubernetes kubeconfig must be a path, "
-                    f"got {self.kubeconfig!r}"
+                    f"got {short_repr(self.kubeconfig)}"
                 )
             force_setattr(self, "kubeconfig", os.fspath(self.kubeconfig))
         check_tags(self.env, "Executor.kubernetes env")
@@ -620,7 +656,7 @@ def check_pool_limits(pool_limits: object) -> dict[str, int]:
         return {}
     if not isinstance(pool_limits, dict):
         raise ConfigError(
-            f"pool_limits must be a dict of pool name to limit, got {pool_limits!r}"
+            f"pool_limits must be a dict of pool name to limit, got {short_repr(pool_limits)}"
         )
     checked: dict[str, int] = {}
     for name, limit in pool_limits.items():

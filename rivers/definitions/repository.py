@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import Any, TypeVar, final
 
+from rivers._repr import short_repr
+from rivers.definitions._validate import REPOSITORY_NAME, check_name
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
     ExecutorConfig,
@@ -16,11 +20,11 @@ from rivers.definitions.configs import (
 from rivers.definitions.graph import find_cycle, topological_order
 from rivers.definitions.triggers import AutomationCondition, Schedule, Sensor
 from rivers.errors import AssetNotFound, ConfigError
-
-if TYPE_CHECKING:
-    from rivers.io import IOManager
+from rivers.io import IOManager
 
 __all__ = ("CodeRepository",)
+
+_DIGITS = re.compile(r"[0-9]+")
 
 
 @final
@@ -36,7 +40,8 @@ class CodeRepository:
         sensors: ``rs.sensor`` objects whose runs go through the queue.
         io_manager: where values are stored (default ``rs.FilesystemIOManager()``).
         backend: storage and lease settings (default ``rs.RunBackendConfig()``).
-        name: a name for this repository (default ``"default"``).
+        name: a name for this repository (default ``"default"``): 1 to 128
+            letters, digits and '_.:/-'.
 
     Raises:
         ConfigError: duplicate names, unknown dependencies, cycles, ``pool_slots``
@@ -44,6 +49,10 @@ class CodeRepository:
             triggers with one name, a trigger selecting an unknown asset, an
             ``automation_condition`` that is not a ``rs.AutomationCondition``, or a
             bad setting; the message names it.
+
+    Warns:
+        UserWarning: an asset's pool is not in ``pool_limits`` but is spelled like
+            one that is ("did you mean 'warehouse'?").
     """
 
     def __init__(
@@ -66,7 +75,7 @@ class CodeRepository:
         for asset in assets:
             if not isinstance(asset, Asset):
                 raise ConfigError(
-                    f"CodeRepository assets must be rs.Asset objects, got {asset!r}; "
+                    f"CodeRepository assets must be rs.Asset objects, got {short_repr(asset)}; "
                     "decorate the function with @rs.Asset"
                 )
             if asset.name in self.assets:
@@ -77,18 +86,23 @@ class CodeRepository:
             self.assets[asset.name] = asset
         if run_queue is not None and not isinstance(run_queue, RunQueueConfig):
             raise ConfigError(
-                f"run_queue must be a rs.RunQueueConfig, got {run_queue!r}"
+                f"run_queue must be a rs.RunQueueConfig, got {short_repr(run_queue)}"
             )
         if executor is not None and not isinstance(executor, ExecutorConfig):
             raise ConfigError(
                 f"executor must come from rs.Executor.in_process(), .parallel() or "
-                f".kubernetes(), got {executor!r}"
+                f".kubernetes(), got {short_repr(executor)}"
+            )
+        if io_manager is not None and not isinstance(io_manager, IOManager):
+            raise ConfigError(
+                "io_manager must have store(asset_key, value) and load(asset_key) "
+                f"methods, such as rs.FilesystemIOManager(), got {short_repr(io_manager)}"
             )
         if backend is not None and not isinstance(backend, RunBackendConfig):
-            raise ConfigError(f"backend must be a rs.RunBackendConfig, got {backend!r}")
-        if not isinstance(name, str) or not name:
-            raise ConfigError("CodeRepository name must be a non-empty string")
-        self.name = name
+            raise ConfigError(
+                f"backend must be a rs.RunBackendConfig, got {short_repr(backend)}"
+            )
+        self.name: str = check_name(name, REPOSITORY_NAME, "CodeRepository name")
         self.run_queue = run_queue
         self.pool_limits: dict[str, int] = check_pool_limits(
             dict(pool_limits) if isinstance(pool_limits, Mapping) else pool_limits
@@ -100,6 +114,7 @@ class CodeRepository:
         self._io_manager = io_manager
         self._check_graph()
         self._check_pools()
+        self._warn_of_near_pool_names()
         self._check_triggers()
         self.upstream: dict[str, tuple[str, ...]] = {
             name: asset.upstream for name, asset in self.assets.items()
@@ -152,6 +167,39 @@ class CodeRepository:
                         "raise pool_limits"
                     )
 
+    def _warn_of_near_pool_names(self) -> None:
+        """Warn of a pool named like a declared one but not declared itself.
+
+        It has no limit here (unless ``rivers pools set`` or another repository
+        gives it one), so a typo such as ``"warehous"`` would run unlimited. A
+        warning, not an error: that limit may be meant to come from elsewhere.
+        Names that differ only in digits (``shard1``, ``shard2``) are taken as meant.
+        """
+        warned: set[str] = set()
+        for asset in self.assets.values():
+            for pool in asset.pools:
+                if pool in self.pool_limits or pool in warned:
+                    continue
+                from rivers._suggest import closest_name  # difflib: only when needed
+
+                near = closest_name(
+                    pool,
+                    (
+                        declared
+                        for declared in self.pool_limits
+                        if _DIGITS.sub("", declared) != _DIGITS.sub("", pool)
+                    ),
+                )
+                if near is not None:
+                    warned.add(pool)
+                    warnings.warn(
+                        f"asset {asset.name!r} claims pool {pool!r}, which pool_limits "
+                        f"does not declare, so it has no limit here; did you mean "
+                        f"{near!r}?",
+                        UserWarning,
+                        stacklevel=3,
+                    )
+
     def _check_triggers(self) -> None:
         seen: dict[str, str] = {}
         triggers: tuple[Schedule | Sensor, ...] = (*self.schedules, *self.sensors)
@@ -175,7 +223,7 @@ class CodeRepository:
                 raise ConfigError(
                     f"asset {asset.name!r}: automation_condition must be "
                     "rs.AutomationCondition.eager() or .on_cron(cron), got "
-                    f"{condition!r}"
+                    f"{short_repr(condition)}"
                 )
 
     @property
@@ -253,7 +301,7 @@ def _triggers(given: object, kind: type[_Trigger]) -> tuple[_Trigger, ...]:
     for item in given:
         if not isinstance(item, kind):
             raise ConfigError(
-                f"CodeRepository {label} must be made with {how}, got {item!r}"
+                f"CodeRepository {label} must be made with {how}, got {short_repr(item)}"
             )
         items.append(item)
     return tuple(items)

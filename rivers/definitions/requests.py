@@ -8,12 +8,15 @@ from typing import final
 import msgspec
 from msgspec.structs import force_setattr
 
-from rivers.definitions._validate import check_asset_name, check_int, check_tags
+from rivers.definitions._validate import (
+    check_asset_name,
+    check_int,
+    check_run_key,
+    check_tags,
+)
 from rivers.errors import ConfigError
 
 __all__ = ("RunRequest",)
-
-MAX_RUN_KEY_LENGTH = 512
 
 
 @final
@@ -26,7 +29,7 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
         tags: run tags (the unit of tag concurrency limits).
         priority: higher is admitted first.
         run_key: a key already used (by that sensor or schedule) is not submitted
-            again.
+            again; a printable string of 1..512 characters (no control characters).
     """
 
     selection: Sequence[str] | None = None
@@ -48,12 +51,5 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
         check_int(
             self.priority, "RunRequest.priority", minimum=-(2**31), maximum=2**31 - 1
         )
-        if self.run_key is not None and (
-            not isinstance(self.run_key, str)
-            or not self.run_key
-            or len(self.run_key) > MAX_RUN_KEY_LENGTH
-        ):
-            raise ConfigError(
-                f"RunRequest.run_key must be a non-empty string of at most "
-                f"{MAX_RUN_KEY_LENGTH} characters"
-            )
+        if self.run_key is not None:
+            check_run_key(self.run_key, "RunRequest.run_key")

@@ -17,10 +17,11 @@ from zoneinfo import ZoneInfo
 import msgspec
 from msgspec.structs import force_setattr
 
+from rivers._repr import short_repr
 from rivers.core.triggers import check_cron, check_timezone, next_tick
 from rivers.definitions._validate import check_asset_name, check_tags
 from rivers.definitions.asset import Asset
-from rivers.definitions.durations import Duration, parse_duration
+from rivers.definitions.durations import MIN_INTERVAL_S, Duration, parse_duration
 from rivers.errors import ConfigError
 
 __all__ = (
@@ -164,7 +165,7 @@ class Schedule:
         self.name = _name(name, fn, "schedule")
         where = f"schedule {self.name!r}"
         if fn is not None and not callable(fn):
-            raise ConfigError(f"{where}: fn must be a function, got {fn!r}")
+            raise ConfigError(f"{where}: fn must be a function, got {short_repr(fn)}")
         self.fn = fn
         self.takes_context = fn is not None and _takes_context(fn, where)
         self.cron = check_cron(cron, f"{where}: cron")
@@ -290,7 +291,7 @@ class SensorContext:
         """
         if value is not None and not isinstance(value, str):
             raise TypeError(
-                f"a sensor cursor must be a string or None, got {value!r}; "
+                f"a sensor cursor must be a string or None, got {short_repr(value)}; "
                 "encode it, e.g. with str() or json.dumps()"
             )
         if value is not None and len(value) > MAX_CURSOR_LENGTH:
@@ -321,7 +322,7 @@ class Sensor:
         fn: ``fn(context: rs.SensorContext)`` (or ``fn()``), sync or async. Sync
             functions run in a worker thread.
         name: unique among the repository's triggers (default: the function name).
-        interval: the time between evaluations (a duration).
+        interval: the time between evaluations (a duration from 10ms to 365d).
         selection: the assets of requests that name none (default: all).
         tags: tags of every run (``rivers/sensor`` is added).
         description: free text (default: the function's docstring).
@@ -351,13 +352,15 @@ class Sensor:
         description: str | None = None,
     ) -> None:
         if not callable(fn):
-            raise ConfigError(f"@rs.sensor must decorate a function, got {fn!r}")
+            raise ConfigError(
+                f"@rs.sensor must decorate a function, got {short_repr(fn)}"
+            )
         self.name = _name(name, fn, "sensor")
         where = f"sensor {self.name!r}"
         self.fn = fn
         self.takes_context = _takes_context(fn, where)
         self.interval_s = parse_duration(
-            interval, f"{where}: interval", allow_zero=False
+            interval, f"{where}: interval", minimum=MIN_INTERVAL_S
         )
         self.selection = _selection(selection, where)
         self.tags = check_tags(tags, f"{where}: tags")
@@ -406,7 +409,7 @@ def sensor(
     """
     if fn is not None:
         return Sensor(fn, name=name, interval=interval, selection=selection, tags=tags)
-    parse_duration(interval, "sensor interval", allow_zero=False)
+    parse_duration(interval, "sensor interval", minimum=MIN_INTERVAL_S)
 
     def decorate(function: Callable[..., Any]) -> Sensor:
         return Sensor(

@@ -72,7 +72,7 @@ FATAL_WAITING_REASONS = frozenset(
 """A container waiting for one of these will not start without outside help."""
 
 _NOT_DNS = re.compile(r"[^a-z0-9]+")
-_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 
 
 def job_name(run_id: str, step_key: str, attempt: int) -> str:
@@ -89,7 +89,7 @@ def job_name(run_id: str, step_key: str, attempt: int) -> str:
 
 def label_value(value: str) -> str:
     """Return ``value`` if it is a valid label value, else a valid stand-in for it."""
-    if _LABEL_VALUE.match(value):
+    if _LABEL_VALUE.fullmatch(value):
         return value
     digest = hashlib.blake2b(value.encode(), digest_size=4).hexdigest()
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", value)[:50].strip("-_.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, TypeVar
 
 from rivers.storage import _rows
-from rivers.storage.records import Event, RunRecord, RunStatus
+from rivers.storage.records import Event, RunRecord, RunStatus, StepStatus
 
 if TYPE_CHECKING:
     import sqlite3
@@ -221,19 +221,26 @@ class DashboardMethods:
 
     async def get_waiting_steps(self, run_ids: Iterable[str]) -> dict[str, list[str]]:
         """Return, per run, the keys of its steps in status WAITING."""
+        return await self.get_steps_in_status(run_ids, StepStatus.WAITING)
+
+    async def get_steps_in_status(
+        self, run_ids: Iterable[str], status: StepStatus
+    ) -> dict[str, list[str]]:
+        """Return, per run, the keys of its steps in ``status``, in key order."""
         ids = list(run_ids)
         if not ids:
             return {}
         sql = (
             "SELECT run_id, step_key FROM steps "
-            f"WHERE run_id IN ({', '.join('?' * len(ids))}) AND status = 'WAITING'"
+            f"WHERE run_id IN ({', '.join('?' * len(ids))}) AND status = ? "
+            "ORDER BY step_key"
         )
 
         def read(conn: sqlite3.Connection) -> dict[str, list[str]]:
-            waiting: dict[str, list[str]] = {}
-            for run_id, step_key in conn.execute(sql, ids):
-                waiting.setdefault(run_id, []).append(step_key)
-            return waiting
+            found: dict[str, list[str]] = {}
+            for run_id, step_key in conn.execute(sql, [*ids, status.value]):
+                found.setdefault(run_id, []).append(step_key)
+            return found
 
         return await self._call(read)
 

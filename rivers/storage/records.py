@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 __all__ = (
+    "LATE_CANCEL_REASON",
     "Event",
     "PendingStep",
     "PoolInfo",
@@ -43,6 +44,9 @@ class RunStatus(enum.StrEnum):
         return self in IN_FLIGHT_STATUSES
 
 
+LATE_CANCEL_REASON = "finished before the cancel took effect"
+"""The reason of a run that succeeded while a cancel request was on its way."""
+
 FINISHED_STATUSES = frozenset(
     {RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.CANCELED}
 )
@@ -63,8 +67,19 @@ class StepStatus(enum.StrEnum):
 
 
 def from_timestamp(value: float | None) -> datetime | None:
-    """Return an aware UTC datetime from epoch seconds (None stays None)."""
-    return None if value is None else datetime.fromtimestamp(value, UTC)
+    """Return an aware UTC datetime from epoch seconds (None stays None).
+
+    A stored time outside ``datetime``'s range (years 1..9999), which rivers never
+    writes but another program sharing the file could, is shown as the nearest end
+    of that range (NaN as None) rather than failing every read that meets it.
+    """
+    if value is None or value != value:  # NaN != NaN
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        edge = datetime.max if value > 0 else datetime.min
+        return edge.replace(tzinfo=UTC)
 
 
 class RunRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -45,6 +45,7 @@ from rivers.storage._queue_methods import QueueMethods
 from rivers.storage.records import (
     FINISHED_STATUSES,
     IN_FLIGHT_STATUSES,
+    LATE_CANCEL_REASON,
     Event,
     RunRecord,
     RunStatus,
@@ -406,13 +407,31 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
 
         return await self._call(read)
 
+    async def find_run_ids(self, fragment: str, limit: int) -> list[str]:
+        """Return up to ``limit`` run ids that begin or end with ``fragment``, newest first."""
+        size = len(fragment)
+
+        def read(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT run_id FROM runs WHERE substr(run_id, 1, ?) = ? "
+                "OR substr(run_id, -?) = ? ORDER BY created_at DESC, run_id DESC LIMIT ?",
+                (size, fragment, size, fragment, limit),
+            )
+            return [row[0] for row in rows]
+
+        return await self._call(read)
+
     async def get_runs(
         self,
         status: RunStatus | str | Iterable[RunStatus | str] | None = None,
-        tags: Mapping[str, str] | None = None,
+        tags: Mapping[str, str | Sequence[str]] | None = None,
         limit: int | None = 100,
     ) -> list[RunRecord]:
-        """Return runs, newest first, filtered by status(es) and tags (all must match)."""
+        """Return runs, newest first, filtered by status(es) and tags.
+
+        Every tag key must match; a key mapped to a list of values matches any of
+        them (``{"env": ["dev", "prod"], "team": "core"}``), as in Dagster.
+        """
         where: list[str] = []
         params: list[Any] = []
         if status is not None:
@@ -421,10 +440,15 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
             where.append(f"status IN ({', '.join('?' * len(values))})")
             params.extend(values)
         for key, value in (tags or {}).items():
+            values = [value] if isinstance(value, str) else list(value)
+            if not values:
+                where.append("0")  # no value is allowed: nothing matches
+                continue
             where.append(
-                "run_id IN (SELECT run_id FROM run_tags WHERE key = ? AND value = ?)"
+                "run_id IN (SELECT run_id FROM run_tags WHERE key = ? AND value IN "
+                f"({', '.join('?' * len(values))}))"
             )
-            params.extend([key, value])
+            params.extend([key, *values])
         sql = f"SELECT {_rows.RUN_COLUMNS} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -475,6 +499,8 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
         """Move a run to a finished status and log ``event``, in one transaction.
 
         Returns the stored event, or nothing when the run was not in ``expected``.
+        A run that succeeds while CANCELING gets the reason ``LATE_CANCEL_REASON``:
+        its steps ended before the cancel request reached them.
         """
         assert to in FINISHED_STATUSES
         now = self.clock.time()
@@ -483,9 +509,20 @@ class SqliteStorage(PoolMethods, QueueMethods, DashboardMethods):
 
         def write(conn: sqlite3.Connection) -> int | None:
             changed = conn.execute(
-                "UPDATE runs SET status = ?, reason = COALESCE(?, reason), ended_at = ? "
+                "UPDATE runs SET reason = CASE WHEN status = ? AND ? = ? THEN ? "
+                "ELSE COALESCE(?, reason) END, status = ?, ended_at = ? "
                 f"WHERE run_id = ? AND status IN ({', '.join('?' * len(allowed))})",
-                (to.value, reason, now, run_id, *allowed),
+                (
+                    RunStatus.CANCELING.value,
+                    to.value,
+                    RunStatus.SUCCESS.value,
+                    LATE_CANCEL_REASON,
+                    reason,
+                    to.value,
+                    now,
+                    run_id,
+                    *allowed,
+                ),
             ).rowcount
             return _insert_events(conn, prepared) if changed else None
 

@@ -247,6 +247,7 @@ def test_runs_show_json_has_the_run_and_its_steps(
 
 
 def test_runs_show_of_an_unknown_run_exits_2(project: Path, rivers_home: Path) -> None:
+    _rivers("materialize", "-f", "pipeline.py", cwd=project, home=rivers_home)
     done = _rivers("runs", "show", "unknown", cwd=project, home=rivers_home)
     assert "no run with id 'unknown'" in _assert_one_line_error(done)
 
@@ -268,7 +269,10 @@ def test_the_storage_option_is_honoured(
     assert other.is_file()
     [run] = _runs(project, rivers_home, "--storage", str(other))
     assert run["status"] == "SUCCESS"
-    assert _runs(project, rivers_home) == []  # nothing in $RIVERS_HOME/rivers.db
+    # Nothing went to $RIVERS_HOME/rivers.db, and reading it does not create it.
+    done = _rivers("runs", "list", cwd=project, home=rivers_home)
+    assert "no rivers storage at" in _assert_one_line_error(done)
+    assert not (rivers_home / "rivers.db").exists()
     by_url = _runs(project, rivers_home, "--storage", f"sqlite:///{other}")
     assert [r["run_id"] for r in by_url] == [run["run_id"]]
 

@@ -160,6 +160,9 @@ def test_runs_logs_prints_each_steps_lines(project: Path, rivers_home: Path) -> 
         "runs", "logs", run_id, "--step", "revenue", cwd=project, home=rivers_home
     )
     assert one.stdout.splitlines() == [lines[1]]
+    # A short id (the suffix rivers top shows) names the run too.
+    short = _rivers("runs", "logs", run_id[-9:], cwd=project, home=rivers_home)
+    assert short.stdout.splitlines() == lines
 
 
 def test_runs_logs_shows_what_a_worker_step_printed(

@@ -182,7 +182,7 @@ def test_top_on_a_missing_storage_exits_2_and_creates_nothing(tmp_path: Path) ->
     home = tmp_path / "home"
     done = _rivers(home, "top", "--once")
     assert done.returncode == 2
-    assert done.stderr.startswith("rivers: error: no storage at ")
+    assert done.stderr.startswith("rivers: error: no rivers storage at ")
     assert len(done.stderr.splitlines()) == 1
     assert not home.exists()
 

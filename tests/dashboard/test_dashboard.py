@@ -149,6 +149,7 @@ async def test_snapshot_names_the_binding_gate_of_each_waiting_run(busy: Busy) -
         runs[busy.pool_waiting].waiting_on == "heavy: pool warehouse 1/1, 1st in line"
     )
     assert runs[busy.running].steps_running == 1
+    assert runs[busy.running].running_steps == ("heavy",)
     assert runs[busy.running].steps_total == 1
     assert runs[busy.failed].status is rs.RunStatus.FAILURE
     assert "no data today" in (runs[busy.failed].waiting_on or "")
@@ -173,7 +174,7 @@ async def test_wide_frame_shows_every_gate_with_live_numbers(busy: Busy) -> None
     assert "runs: 2 in flight, 1 queued" in text
     assert "tag env=prod 1/1" in _line(text, busy.blocked, "QUEUED #1")
     assert "heavy: pool warehouse 1/1, 1st in line" in _line(text, busy.pool_waiting)
-    assert "1 running" in _line(text, busy.running, "STARTED")
+    assert "running heavy" in _line(text, busy.running, "STARTED")
     assert "ValueError: no data today" in _line(text, busy.failed, "FAILURE")
     for kind in ("RUN_BLOCKED", "STEP_POOL_BLOCKED", "STEP_FAILURE", "RUN_FAILURE"):
         assert kind in text
@@ -287,6 +288,96 @@ def test_a_short_terminal_cuts_the_runs_list_with_a_count() -> None:
     text = _frame(_snapshot(runs), 100, height=30)
     assert "+" in _line(text, "more")
     assert _queued(40).run_id[-9:] not in text
+
+
+BORDER_OPEN = "╭╮"
+BORDER_CLOSE = "╰╯"
+
+
+def _crowded() -> DashboardSnapshot:
+    """A busy storage: 40 runs (one running four steps), 30 events."""
+    running = _queued(
+        1,
+        status=rs.RunStatus.STARTED,
+        position=None,
+        waiting_on=None,
+        steps_total=6,
+        steps_running=4,
+        running_steps=("extract", "load", "report"),
+    )
+    runs = (running, *(_queued(n) for n in range(2, 41)))
+    events = tuple(
+        Event(
+            event_id=n,
+            kind="STEP_POOL_BLOCKED",
+            run_id=_queued(n).run_id,
+            step_key="load",
+            timestamp=NOW,
+            data={"pool": "warehouse", "claimed": 4, "limit": 4, "position": n},
+        )
+        for n in range(1, 31)
+    )
+    return _snapshot(runs, events)
+
+
+def _screen(snapshot: DashboardSnapshot, width: int, height: int) -> list[str]:
+    """Render as ``rivers top`` does on a terminal (one line kept for its footer)."""
+    console = Console(
+        record=True,
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        color_system=None,
+    )
+    console.print(render(snapshot, console.width, console.height - 1))
+    return console.export_text().splitlines()
+
+
+def _panel(body: list[str], title: str) -> list[str]:
+    """Return the lines inside the full-width panel whose title starts with ``title``."""
+    start = next(i for i, line in enumerate(body) if line.startswith(f"╭─ {title}"))
+    end = next(i for i in range(start, len(body)) if body[i].startswith("╰"))
+    return body[start + 1 : end]
+
+
+def _count(rows: list[str], *needles: str) -> int:
+    """Rows holding one of ``needles``, plus the N of a "+N more" row."""
+    more = [int(m) for row in rows for m in re.findall(r"\+(\d+) more", row)]
+    return sum(any(n in row for n in needles) for row in rows) + sum(more)
+
+
+@pytest.mark.parametrize(("width", "height"), [(80, 24), (100, 30), (160, 40)])
+def test_a_crowded_frame_fits_the_terminal_with_every_border(
+    width: int, height: int
+) -> None:
+    lines = _screen(_crowded(), width, height)
+    assert len(lines) <= height - 1
+    assert lines[0].startswith("rivers top")
+    body = [line.rstrip() for line in lines[1:]]
+    # Every line is inside a panel, and every panel that opens closes.
+    assert all(line[0] in "╭│╰" and line[-1] in "╮│╯" for line in body), body
+    assert sum(line.count("╭") for line in body) == sum(
+        line.count("╰") for line in body
+    )
+    # The lists are cut with a count, never silently.
+    runs = _panel(body, "runs: 5 in flight, 12 queued")
+    assert _count(runs, "QUEUED", "STARTED") == 40
+    assert sum("QUEUED" in row or "STARTED" in row for row in runs) >= 4
+    assert "running extract, load, report +1" in _line("\n".join(runs), "STARTED")
+    assert _count(_panel(body, "recent events"), "STEP_POOL_BLOCKED") == 30
+    assert _panel(body, "pools")
+
+
+def test_a_short_terminal_folds_the_queue_and_tag_panels_first() -> None:
+    lines = _screen(_crowded(), 80, 24)
+    text = "\n".join(lines)
+    assert "run queue · tag limits" in text
+    assert "5/5" in _line(text, "in flight", "queued 12")
+    assert "team=a 2/2" in _line(text, "tag limits:")
+    # A tall terminal keeps them whole.
+    tall = "\n".join(_screen(_crowded(), 80, 80))
+    assert "╭─ run queue ─" in tall
+    assert "tag limits (in-flight runs)" in tall
 
 
 def test_pool_panel_shows_source_wait_and_nearest_lease_expiry() -> None:

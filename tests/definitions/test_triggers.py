@@ -80,7 +80,7 @@ def test_sensor_decorator_bare_and_with_options() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"interval": "0s"}, "interval must be a finite duration > 0"),
+        ({"interval": "0s"}, "interval must be a duration from 10ms to 365d"),
         ({"interval": "soon"}, "interval must be a duration"),
         ({"name": "has space"}, "not a valid asset name"),
         ({"selection": [3]}, "selection entry 3"),

@@ -184,7 +184,9 @@ def test_the_cli_on_a_locked_database_reads_but_refuses_writes_in_one_line(
         assert code == 0, err
         assert len(json.loads(out)) == 2  # WAL: readers are not blocked
         line = _one_line_error(
-            *_cli(["--storage", str(path), "pools", "set", "db", "3"], capsys)
+            *_cli(
+                ["--storage", str(path), "pools", "set", "db", "3", "--create"], capsys
+            )
         )
     assert "locked by another process" in line
     assert str(path) in line

@@ -38,9 +38,11 @@ EVENT_GATES = {
     "STEP_WAITING": ("executor", "a ready step waits for an executor slot"),
     "STEP_POOL_BLOCKED": ("pool", "a step waits for pool slots"),
     "STEP_POOL_CLAIMED": ("pool", "a step claimed its slots in every pool"),
-    "STEP_STARTED": ("executor", "an attempt began (worker pid, thread, pod)"),
+    "STEP_STARTED": ("executor", "an attempt began (worker pid, thread, pod); `startup_s`: "
+                     "its wait for a worker process to start, not part of its duration"),
     "STEP_SUCCESS": ("step", "the attempt returned and its value was stored"),
-    "STEP_FAILURE": ("step", "the step failed for good"),
+    "STEP_FAILURE": ("step", "the step failed for good; `traceback` starts at the user's "
+                     "function, `duration_s` is how long the last attempt ran"),
     "STEP_RETRY": ("step", "an attempt failed; slots released; retry after a delay"),
     "STEP_SKIPPED": ("step", "an upstream step did not succeed"),
     "STEP_CANCELED": ("step", "the run was canceled"),

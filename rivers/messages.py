@@ -123,11 +123,16 @@ class StepPoolClaimed(EventBody, frozen=True, kw_only=True, tag="STEP_POOL_CLAIM
 
 
 class StepStarted(EventBody, frozen=True, kw_only=True, tag="STEP_STARTED"):
-    """An attempt of a step began running."""
+    """An attempt of a step began running.
+
+    ``startup_s``: how long it waited for its worker process to start, before this
+    event (0 when a warm worker took it); not part of the step's duration.
+    """
 
     step_key: str
     attempt: int
     worker: str
+    startup_s: float = 0.0
 
 
 class StepSucceeded(EventBody, frozen=True, kw_only=True, tag="STEP_SUCCESS"):

@@ -34,10 +34,10 @@ import json
 import os
 import pickle
 import sys
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rivers._tracebacks import step_traceback
 from rivers._user_code import message_of
 from rivers.executors._kube_jobs import LOG_MARKER
 
@@ -70,7 +70,7 @@ def _emit_log(body: EventBody) -> None:
 
 
 def _report(exc: BaseException, message: str | None = None) -> None:
-    text = "".join(traceback.format_exception(exc))
+    text = step_traceback(exc)
     sys.stderr.write(text)
     sys.stderr.flush()
     pickled: str | None

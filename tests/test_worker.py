@@ -260,3 +260,25 @@ def test_import_rivers_does_not_import_the_kubernetes_client() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_jobs_traceback_starts_at_the_users_file_and_line(
+    write_module: WriteModule, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, path = write_module(
+        """
+        @rs.Asset
+        def broken() -> int:
+            raise KeyError("missing")
+
+        repo = rs.CodeRepository([broken])
+        """
+    )
+    assert _run(name, path, "broken") == 1
+    (record,) = _records(capsys.readouterr().out)
+    error = record["error"]
+    assert isinstance(error, dict)
+    lines = str(error["traceback"]).splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    line = path.read_text().splitlines().index('    raise KeyError("missing")') + 1
+    assert lines[1] == f'  File "{path}", line {line}, in broken'

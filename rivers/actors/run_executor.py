@@ -10,7 +10,6 @@ every step, records each as CANCELED and the run as CANCELED, shielded and bound
 from __future__ import annotations
 
 import logging
-import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, final
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from rivers._error_groups import one_storage_error
+from rivers._tracebacks import remote_traceback, step_traceback
 from rivers._user_code import describe, is_runtime_cancellation
 from rivers.core.plan import PlanState, StepOutcome
 from rivers.errors import ExecutionError, LeaseLost, StepError, StepTimeout
@@ -122,6 +122,8 @@ class RunExecutor:
         is recorded CANCELED before the cancellation propagates.
         """
         started = self._clock.monotonic()
+        plan = PlanState.build(self._selection, self._repository.upstream)
+        await self._warm(plan)
         await self._storage.transition_run(
             self.run_id, RunStatus.STARTED, expected=(RunStatus.STARTING,)
         )
@@ -133,7 +135,6 @@ class RunExecutor:
                 owner=self._owner,
             )
         )
-        plan = PlanState.build(self._selection, self._repository.upstream)
         try:
             with self._cancel_scope:
                 await self._execute(plan)
@@ -149,6 +150,20 @@ class RunExecutor:
                 await self._finish(plan, started)
             raise
         return await self._finish(plan, started)
+
+    async def _warm(self, plan: PlanState) -> None:
+        """Launch the worker processes the run will need, without waiting for them.
+
+        They boot (import Python and rivers) while the run is recorded and its
+        first steps claim their pools. Only a help: a failure is logged, and the
+        step that needs a worker starts one (and says why if it cannot).
+        """
+        assets = self._repository.assets
+        levels = [[assets[step] for step in level] for level in plan.levels()]
+        try:
+            await self._launcher.warm(levels)
+        except Exception as exc:
+            logger.warning("run %s: could not start workers: %s", self.run_id, exc)
 
     async def _execute(self, plan: PlanState) -> None:
         send, receive = anyio.create_memory_object_stream[_StepDone](
@@ -263,7 +278,7 @@ class RunExecutor:
         policy = asset.retry_policy
         attempt = 1
         while True:
-            error, trace = await self._attempt(asset, attempt)
+            error, trace, ran_s = await self._attempt(asset, attempt)
             if error is None:
                 return StepOutcome.SUCCEEDED
             if attempt <= policy.max_retries:
@@ -291,6 +306,7 @@ class RunExecutor:
                     error=str(error),
                     error_type=type(error.__cause__ or error).__name__,
                     traceback=trace,
+                    duration_s=ran_s,
                 )
             )
             if self._first_error is None:
@@ -299,7 +315,7 @@ class RunExecutor:
 
     async def _attempt(
         self, asset: Asset[Any, Any], attempt: int
-    ) -> tuple[ExecutionError | None, str | None]:
+    ) -> tuple[ExecutionError | None, str | None, float]:
         """Run one attempt through the executor gate, then the pool gate.
 
         A step takes an executor slot first, then tries its pools at once; when
@@ -308,13 +324,23 @@ class RunExecutor:
         claims are released when the attempt ends, however it ends.
 
         Returns:
-            (the attempt's error or None, a traceback when the user's code raised).
+            (the attempt's error or None, a traceback when the user's code raised,
+            the seconds it ran: from its start on a worker, without the wait for
+            one, to its end; 0 when it never started).
         """
         step = asset.name
         gate = self._launcher.gate(asset)
         track = self._tracks[step]
 
-        def on_start(worker: str) -> None:
+        began: float | None = None
+        # The timeout counts from the attempt's start: not its wait for a worker.
+        timeout = anyio.CancelScope()
+
+        def on_start(worker: str, startup_s: float = 0.0) -> None:
+            nonlocal began
+            began = self._clock.monotonic()
+            if asset.timeout_s is not None:
+                timeout.deadline = anyio.current_time() + asset.timeout_s
             track.attempts = attempt
             track.status = StepStatus.RUNNING
             track.worker = worker
@@ -322,7 +348,11 @@ class RunExecutor:
                 track.started_at = datetime.now(UTC)
             self._events.emit(
                 StepStarted(
-                    run_id=self.run_id, step_key=step, attempt=attempt, worker=worker
+                    run_id=self.run_id,
+                    step_key=step,
+                    attempt=attempt,
+                    worker=worker,
+                    startup_s=startup_s,
                 )
             )
 
@@ -342,14 +372,13 @@ class RunExecutor:
                         await self._enter_gate(gate, step)
                         holding_gate = True
                 except ExecutionError as exc:
-                    return exc, None
+                    return exc, None, 0.0
                 assert claim is not None
                 self._events.emit(
                     self._pools.claimed_event(
                         claim, self._clock.monotonic() - waiting_since
                     )
                 )
-            began = self._clock.monotonic()
             request = StepRequest(
                 run_id=self.run_id,
                 asset=asset,
@@ -364,14 +393,12 @@ class RunExecutor:
             result: LaunchResult | None = None
             overran_s: float | None = None
             try:
-                if asset.timeout_s is None:
+                with timeout:
                     result = await self._launch(request, claim)
-                else:
-                    with anyio.move_on_after(asset.timeout_s) as deadline:
-                        result = await self._launch(request, claim)
-                    overran_s = _overrun(deadline, asset.timeout_s)
+                if asset.timeout_s is not None:
+                    overran_s = _overrun(timeout, asset.timeout_s)
             except ExecutionError as exc:
-                return exc, None
+                return exc, remote_traceback(exc), self._since(began)
             except BaseException as exc:
                 # Whatever the step raised (sys.exit() and KeyboardInterrupt too) is
                 # its failure; only the runtime's own cancellation goes on.
@@ -379,14 +406,15 @@ class RunExecutor:
                     raise
                 error = StepError(step, describe(exc))
                 error.__cause__ = exc
-                return error, "".join(traceback.format_exception(exc))
+                return error, step_traceback(exc), self._since(began)
             if result is None or overran_s is not None:
                 # A result that came back past the deadline (the loop was blocked,
                 # by this async step or another) is too late: the step timed out.
                 assert asset.timeout_s is not None
-                return StepTimeout(
+                timed_out = StepTimeout(
                     step, asset.timeout_s, returned_after_s=overran_s
-                ), None
+                )
+                return timed_out, None, self._since(began)
         finally:
             if claim is not None:
                 await self._pools.release(claim)
@@ -402,10 +430,13 @@ class RunExecutor:
                 run_id=self.run_id,
                 step_key=step,
                 attempt=attempt,
-                duration_s=self._clock.monotonic() - began,
+                duration_s=self._since(began),
             )
         )
-        return None, None
+        return None, None, self._since(began)
+
+    def _since(self, began: float | None) -> float:
+        return 0.0 if began is None else self._clock.monotonic() - began
 
     async def _enter_gate(self, gate: anyio.CapacityLimiter, step: str) -> None:
         try:

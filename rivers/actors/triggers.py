@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
+from rivers._tracebacks import MAX_TRACEBACK_CHARS
 from rivers._user_code import UserCodeExited, describe, message_of, original
 from rivers.core.triggers import (
     AutomationRule,
@@ -89,7 +90,6 @@ AUTOMATION_INTERVAL_S = 30.0
 USER_CODE_TIMEOUT_S = 60.0
 """A sensor or schedule function running longer fails that evaluation."""
 CLEANUP_TIMEOUT_S = 2.0
-MAX_TRACEBACK_CHARS = 16_000
 
 _WAITING = (
     RunStatus.QUEUED,

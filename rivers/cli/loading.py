@@ -66,7 +66,8 @@ def _import_file(file: str) -> ModuleType:
     parent = str(path.resolve().parent)
     if parent not in sys.path:
         sys.path.insert(0, parent)
-    # Workers cannot import a module loaded from a path: ship its functions by value.
+    # Workers cannot import a module loaded from a path: ship its functions by value
+    # (with the file's real name and line numbers, see rivers.executors._pickling).
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(module)

@@ -14,6 +14,7 @@ from rivers.runtime import one_off_runtime
 if TYPE_CHECKING:
     from rivers.cli._common import CliState
     from rivers.results import MaterializeResult
+    from rivers.storage.records import Event
 
 __all__ = ("materialize_command",)
 
@@ -37,13 +38,19 @@ def materialize_command(
             lease_gc_interval=backend.lease_gc_interval,
         )
 
-    async def go() -> MaterializeResult:
+    async def go() -> tuple[MaterializeResult, list[Event]]:
         async with (
             one_off_runtime(repository, backend) as runtime,
             materialize_progress(runtime),
         ):
-            return await runtime.materialize(selection, tags=tags)
+            result = await runtime.materialize(selection, tags=tags)
+            failures = []
+            if not result.success:
+                failures = await runtime.storage.get_events(
+                    result.run_id, kinds=("STEP_FAILURE",)
+                )
+            return result, failures
 
-    result: MaterializeResult = run_sync(go)
-    print_result(console(), result)
+    result, failures = run_sync(go)
+    print_result(console(), result, failures)
     return 0 if result.success else 1

@@ -13,7 +13,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rivers.storage.records import RunRecord, RunStatus, StepRecord, StepStatus
+from rivers.storage.records import (
+    Event,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+)
 
 if TYPE_CHECKING:
     from rivers.results import MaterializeResult
@@ -22,7 +28,9 @@ __all__ = (
     "console",
     "drawing_width",
     "format_age",
+    "format_log_line",
     "print_json",
+    "print_failures",
     "print_result",
     "run_table",
     "safe",
@@ -153,9 +161,39 @@ def step_table(steps: list[StepRecord]) -> Table:
     return table
 
 
-def print_result(out: Console, result: MaterializeResult) -> None:
-    """Print a materialization's steps and outcome."""
+def print_failures(out: Console, failures: list[Event]) -> None:
+    """Print each failed step's traceback (``STEP_FAILURE`` events that have one)."""
+    for event in failures:
+        trace = event.data.get("traceback")
+        if event.kind != "STEP_FAILURE" or not isinstance(trace, str) or not trace:
+            continue
+        ran = event.data.get("duration_s")
+        after = f" after {format_seconds(ran)}" if isinstance(ran, int | float) else ""
+        out.print(
+            f"[red]step {safe(event.step_key)!r} failed{after} "
+            f"(attempt {safe(event.data.get('attempt'))}):[/]"
+        )
+        out.print(safe(trace.rstrip("\n")), highlight=False, soft_wrap=True)
+
+
+def format_log_line(event: Event) -> str:
+    """``17:02:03.120 step LEVEL message``: one log event as plain text."""
+    data = event.data
+    level = data.get("stream") or data.get("level") or event.kind
+    when = event.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]
+    text = "".join(
+        ch if ch.isprintable() or ch in "\n\t" else "\ufffd"
+        for ch in str(data.get("message", ""))
+    )
+    return f"{when} {event.step_key or '-'} {level} {text}"
+
+
+def print_result(
+    out: Console, result: MaterializeResult, failures: list[Event] | None = None
+) -> None:
+    """Print a materialization's steps, the tracebacks of its failures, its outcome."""
     out.print(step_table(result.step_records))
+    print_failures(out, failures or [])
     done = sum(1 for s in result.step_records if s.status is StepStatus.SUCCESS)
     line = (
         f"run {result.run_id} {_status(result.status)}: {done}/"

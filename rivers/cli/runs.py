@@ -1,9 +1,9 @@
-"""``rivers runs list|show|cancel``: inspect and control runs in the storage."""
+"""``rivers runs list|show|logs|why|cancel``: inspect and control runs in the storage."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import typer
@@ -14,7 +14,9 @@ from rivers.cli._storage import existing_storage, resolve_run_id
 from rivers.cli.output import (
     console,
     drawing_width,
+    format_log_line,
     format_seconds,
+    print_failures,
     print_json,
     run_table,
     safe,
@@ -23,6 +25,9 @@ from rivers.cli.output import (
 from rivers.errors import ConfigError
 from rivers.materialize import run_sync
 from rivers.storage.records import Event, RunRecord, RunStatus, StepRecord
+
+if TYPE_CHECKING:
+    from rivers.storage.sqlite import SqliteStorage
 
 __all__ = ("app",)
 
@@ -106,10 +111,11 @@ def show_run(
     run_id: RunIdArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show a run, its steps, and a timeline of where each step's time went.
+    """Show a run, its steps, where each step's time went, and why steps failed.
 
-    The timeline has one bar per step: waiting for the run queue, for a worker,
-    for a pool, for a retry, and running.
+    The timeline has one bar per step: waiting for the run queue, for a worker
+    (a free slot, or a worker process starting), for a pool, for a retry, and
+    running. Each failed step's traceback follows.
 
     Example: rivers runs show 3522d4007
     """
@@ -132,8 +138,11 @@ def show_run(
 
     run, steps, events = run_sync(read)
     timeline = build_timeline(run, events, datetime.now(UTC))
+    failures = [e for e in events if e.kind == "STEP_FAILURE"]
     if as_json:
-        print_json({"run": run, "steps": steps, "timeline": timeline})
+        print_json(
+            {"run": run, "steps": steps, "timeline": timeline, "failures": failures}
+        )
         return
     out = console()
     out.print(run_table([run]))
@@ -142,6 +151,91 @@ def show_run(
     out.print()
     out.print("[bold]timeline[/]")
     out.print(render_timeline(timeline, drawing_width(out)))
+    if any(e.data.get("traceback") for e in failures):
+        out.print()
+        print_failures(out, failures)
+
+
+LOG_EVENT_KINDS = ("STEP_LOG",)
+"""The events ``runs logs`` prints: lines from ``context.log`` and step output."""
+FOLLOW_POLL_S = 0.25
+
+
+@app.command("logs")
+def run_logs(
+    ctx: typer.Context,
+    run_id: RunIdArgument,
+    step: Annotated[
+        str | None,
+        typer.Option("--step", metavar="STEP", help="Only this step's lines."),
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Keep printing new lines until the run ends."
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON event per line.")
+    ] = False,
+) -> None:
+    """Print the log lines of a run's steps (context.log and captured output).
+
+    Each line shows its time, step, level (or stream) and message, oldest first.
+    With --follow it keeps printing lines as they are written and returns once
+    the run has ended.
+
+    Example: rivers runs logs 3522d4007 --step revenue --follow
+    """
+    state: CliState = ctx.obj
+    out = console()
+
+    def show(events: list[Event]) -> None:
+        for event in events:
+            if step is not None and event.step_key != step:
+                continue
+            if as_json:
+                print_json(event)
+            else:
+                out.print(safe(format_log_line(event)), highlight=False, soft_wrap=True)
+
+    async def read() -> None:
+        async with existing_storage(state.storage) as storage:
+            full_id = await resolve_run_id(storage, run_id)
+            run = await storage.get_run(full_id)
+            assert run is not None
+            if (
+                step is not None
+                and run.status.is_finished
+                and step not in await _step_names(storage, run)
+            ):
+                raise ConfigError(
+                    f"run {full_id} has no step {step!r}; see rivers runs show "
+                    f"{full_id}"
+                )
+            last: int | None = None
+            while True:
+                finished = run.status.is_finished
+                events = await storage.get_events(
+                    full_id, after=last, kinds=LOG_EVENT_KINDS
+                )
+                show(events)
+                if events:
+                    last = events[-1].event_id
+                if not follow or finished:
+                    return
+                await anyio.sleep(FOLLOW_POLL_S)
+                current = await storage.get_run(full_id)
+                assert current is not None
+                run = current
+
+    run_sync(read)
+
+
+async def _step_names(storage: SqliteStorage, run: RunRecord) -> set[str]:
+    """The steps a run selected or recorded."""
+    names = {s.step_key for s in await storage.get_step_records(run.run_id)}
+    return names | set(run.selection or ())
 
 
 @app.command("why")

@@ -58,6 +58,22 @@ class PlanState:
             waiting_on={step: len(ups) for step, ups in inner.items()},
         )
 
+    def levels(self) -> list[list[str]]:
+        """The steps by depth (longest upstream chain in the run), in plan order.
+
+        Steps of one level never depend on each other: they are the ones that may
+        run at once.
+        """
+        depth: dict[str, int] = {}
+        for step in self.order:
+            depth[step] = 1 + max((depth[u] for u in self.upstream[step]), default=-1)
+        levels: list[list[str]] = [
+            [] for _ in range(max(depth.values(), default=-1) + 1)
+        ]
+        for step in self.order:
+            levels[depth[step]].append(step)
+        return levels
+
     def initial(self) -> list[str]:
         """Return the steps ready at the start, in plan order, and mark them started."""
         ready = [s for s in self.order if self.waiting_on[s] == 0]

@@ -3,7 +3,8 @@
 ``build_timeline`` (pure) turns a run and its events into segments per step:
 
 - ``queue``: the run waited for the run queue (created until admitted or started);
-- ``worker``: the step waited for an executor slot (``STEP_WAITING`` on);
+- ``worker``: the step waited for an executor slot (``STEP_WAITING`` on) or for its
+  worker process to start (the ``startup_s`` before its ``STEP_STARTED``);
 - ``pool``: it waited for pool slots (``STEP_POOL_BLOCKED`` to ``STEP_POOL_CLAIMED``);
 - ``retry``: it waited out a retry delay (``STEP_RETRY`` on);
 - ``running``: an attempt ran (``STEP_STARTED`` to its end).
@@ -26,7 +27,7 @@ from rivers.cli.output import format_seconds, safe
 from rivers.storage.records import RunStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from rich.console import RenderableType
 
@@ -67,8 +68,11 @@ _ENDS = {
     "STEP_SKIPPED": "SKIPPED",
     "STEP_CANCELED": "CANCELED",
 }
+_WORKER_STARTUP = "worker start-up"
+"""Not an event kind: the start of a ``STEP_STARTED`` event's ``startup_s``."""
 _OPENS: dict[str, SegmentKind] = {
     "STEP_WAITING": "worker",
+    _WORKER_STARTUP: "worker",
     "STEP_POOL_BLOCKED": "pool",
     "STEP_RETRY": "retry",
     "STEP_STARTED": "running",
@@ -175,9 +179,7 @@ def build_timeline(run: RunRecord, events: Iterable[Event], now: datetime) -> Ti
     else:
         queue_s = 0.0
     steps = [
-        _step_timeline(
-            step, [(offset(e.timestamp), e.kind) for e in step_events], queue_s, end
-        )
+        _step_timeline(step, _marks(step_events, offset), queue_s, end)
         for step, step_events in per_step.items()
     ]
     steps.sort(key=lambda s: s.first_s)
@@ -189,6 +191,21 @@ def build_timeline(run: RunRecord, events: Iterable[Event], now: datetime) -> Ti
         queue_s=queue_s,
         steps=tuple(steps),
     )
+
+
+def _marks(
+    events: list[Event], offset: Callable[[datetime], float]
+) -> list[tuple[float, str]]:
+    """(offset, kind) of each event; a worker's start-up opens before its start."""
+    marks: list[tuple[float, str]] = []
+    for event in events:
+        at = offset(event.timestamp)
+        startup = event.data.get("startup_s") if event.kind == "STEP_STARTED" else None
+        if isinstance(startup, int | float) and startup > 0:
+            since = max(at - startup, marks[-1][0] if marks else 0.0)
+            marks.append((since, _WORKER_STARTUP))
+        marks.append((at, event.kind))
+    return marks
 
 
 def _step_timeline(

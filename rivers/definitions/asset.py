@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pickle
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, final, overload
 
@@ -206,8 +209,14 @@ class Asset(Generic[P, R]):
         return f"Asset({self.name!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled by reference to its module attribute when possible (workers import
-        # the code); cloudpickle handles assets defined in __main__ or notebooks.
+        # By reference to its module attribute when a worker can import it, so the
+        # worker runs the module's own code (its tracebacks, debuggers and coverage
+        # see the real file). The function cannot go by reference itself: its name
+        # in the module is this asset. Otherwise cloudpickle sends it by value
+        # (assets of __main__, notebooks, files loaded with -f).
+        where = _module_attribute(self)
+        if where is not None:
+            return (_from_module, where)
         return (_rebuild, (self.fn, self._options()))
 
     def _options(self) -> dict[str, Any]:
@@ -223,6 +232,36 @@ class Asset(Generic[P, R]):
             "automation_condition": self.automation_condition,
             "description": self.description,
         }
+
+
+def _module_attribute(asset: Asset[Any, Any]) -> tuple[str, str] | None:
+    """``(module, qualified name)`` where ``asset`` is importable, else None."""
+    module_name = getattr(asset.fn, "__module__", None)
+    qualname = getattr(asset.fn, "__qualname__", None)
+    if not isinstance(module_name, str) or not isinstance(qualname, str):
+        return None
+    module = sys.modules.get(module_name)
+    if module_name == "__main__" or module is None or "<locals>" in qualname:
+        return None
+    target: object = module
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    if target is not asset:
+        return None
+    from rivers.executors._pickling import importable_by_reference
+
+    return (module_name, qualname) if importable_by_reference(module) else None
+
+
+def _from_module(module_name: str, qualname: str) -> Asset[Any, Any]:
+    target: object = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    if not isinstance(target, Asset):
+        raise pickle.UnpicklingError(
+            f"{module_name}.{qualname} is no longer an rs.Asset"
+        )
+    return target
 
 
 def _rebuild(fn: Callable[..., Any], options: dict[str, Any]) -> Asset[Any, Any]:

@@ -6,6 +6,7 @@ import msgspec
 
 __all__ = (
     "STOPPED_PARENT_EXIT",
+    "Ready",
     "TaskDone",
     "TaskLog",
     "TaskRequest",
@@ -36,6 +37,10 @@ class Shutdown(msgspec.Struct, frozen=True, tag=True):
     """Exit the worker loop."""
 
 
+class Ready(msgspec.Struct, frozen=True, tag=True):
+    """The worker has started (imported what it needs) and takes requests."""
+
+
 class TaskLog(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     """A line the step wrote through ``context.log``, or to ``stream``."""
 
@@ -59,7 +64,7 @@ class TaskDone(msgspec.Struct, frozen=True, tag=True, kw_only=True):
 
 
 Request = TaskRequest | Shutdown
-Reply = TaskLog | TaskDone
+Reply = Ready | TaskLog | TaskDone
 
 encode = msgspec.msgpack.Encoder().encode
 decode_request = msgspec.msgpack.Decoder(Request).decode

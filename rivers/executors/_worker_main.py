@@ -22,12 +22,13 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from typing import TYPE_CHECKING, Any
 
+from rivers._tracebacks import step_traceback
 from rivers._user_code import message_of
 from rivers.executors._protocol import (
     STOPPED_PARENT_EXIT,
+    Ready,
     Shutdown,
     TaskDone,
     TaskLog,
@@ -111,12 +112,16 @@ def worker_main(
 
     sending = threading.Lock()
 
-    def send(reply: TaskLog | TaskDone) -> None:
+    def send(reply: Ready | TaskLog | TaskDone) -> None:
         data = encode(reply)
         with sending:
             conn.send_bytes(data)
 
     output = CapturedOutput(send) if capture_output else None
+    try:
+        send(Ready())
+    except OSError:
+        return
     assets: dict[str, Any] = {}
     io_managers: dict[bytes, Any] = {}
     while True:
@@ -191,7 +196,7 @@ def _failure(task_id: int, exc: BaseException, duration_s: float) -> TaskDone:
         duration_s=duration_s,
         error_type=type(exc).__name__,
         error_message=message_of(exc),
-        traceback="".join(traceback.format_exception(exc)),
+        traceback=step_traceback(exc),
         exception=exception,
     )
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rivers.context import PoolLease, StepContext, StepLog
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     import anyio
 
@@ -16,7 +16,14 @@ if TYPE_CHECKING:
     from rivers.io import IOManager
     from rivers.messages import EventBody
 
-__all__ = ("LaunchResult", "StepLauncher", "StepRequest", "call_step", "load_inputs")
+__all__ = (
+    "LaunchResult",
+    "OnStart",
+    "StepLauncher",
+    "StepRequest",
+    "call_step",
+    "load_inputs",
+)
 
 
 @dataclass(slots=True)
@@ -30,10 +37,20 @@ class StepRequest:
     known_values: Mapping[str, object]
     io_manager: IOManager
     emit: Callable[[EventBody], None]
-    on_start: Callable[[str], None]
+    on_start: OnStart
     """Call once the attempt really runs, naming where (``pid 1234``, ``thread``)."""
     pool_lease: PoolLease | None = None
     """The step's pool claim (``context.pool_lease``)."""
+
+
+class OnStart(Protocol):
+    """``on_start(worker, startup_s)``: the attempt runs now, on ``worker``.
+
+    ``startup_s`` is how long it waited for its worker to start (0: it was warm);
+    that wait is not part of the step's run time.
+    """
+
+    def __call__(self, worker: str, startup_s: float = 0.0) -> None: ...
 
 
 @dataclass(slots=True)
@@ -49,6 +66,13 @@ class StepLauncher(Protocol):
 
     def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
         """Return the executor slot limiter the step must hold while it runs."""
+        ...
+
+    async def warm(self, levels: Sequence[Sequence[Asset[Any, Any]]]) -> None:
+        """Get ready for a run (start workers); called as it starts.
+
+        ``levels``: its steps by depth; the steps of a level may run at once.
+        """
         ...
 
     async def launch(self, request: StepRequest) -> LaunchResult:

@@ -14,6 +14,8 @@ from rivers.executors.base import LaunchResult, StepRequest, call_step, load_inp
 from rivers.io import FilesystemIOManager
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from rivers.definitions.asset import Asset
     from rivers.messages import EventBody
 
@@ -107,6 +109,9 @@ class InProcessLauncher:
         self._slot = anyio.CapacityLimiter(1)
         self._threads = ThreadStepRunner()
         self._tasks = AsyncStepRunner()
+
+    async def warm(self, levels: Sequence[Sequence[Asset[Any, Any]]]) -> None:
+        """Nothing to start: steps run in this process."""
 
     def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
         """Every step shares the one slot."""

@@ -59,7 +59,7 @@ from rivers.executors.parallel import _rebuild_exception
 from rivers.messages import StepLogged
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from rivers.context import PoolLease
     from rivers.definitions.asset import Asset
@@ -166,6 +166,9 @@ class KubernetesLauncher:
         self._api: KubeApi | None = None
         self._api_users = 0
         self._api_lock = anyio.Lock()
+
+    async def warm(self, levels: Sequence[Sequence[Asset[Any, Any]]]) -> None:
+        """Nothing to start ahead: each step is its own Job."""
 
     def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
         """Every step shares the ``max_concurrent_steps`` gate."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
+from rivers._tracebacks import RemoteTraceback
 from rivers.context import echo_step_log
 from rivers.errors import LaunchFailed, WorkerCrashed
 from rivers.executors._protocol import TaskLog, TaskRequest
@@ -26,6 +27,8 @@ from rivers.executors.process_pool import WorkerDied, WorkerPool
 from rivers.messages import StepLogged
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from rivers.definitions.asset import Asset
     from rivers.definitions.configs import ParallelExecutor
 
@@ -35,17 +38,6 @@ __all__ = ("ParallelLauncher", "RemoteTraceback")
 _PICKLED: weakref.WeakKeyDictionary[Asset[Any, Any], tuple[bytes, str]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-class RemoteTraceback(Exception):
-    """The traceback of an exception raised in a worker process (as its cause)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        super().__init__(text)
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.text}"""'
 
 
 class RemoteStepError(Exception):
@@ -58,6 +50,7 @@ class ParallelLauncher:
 
     def __init__(self, config: ParallelExecutor, pool: WorkerPool) -> None:
         self._pool = pool
+        self._workers = config.workers
         self._sync_gate = anyio.CapacityLimiter(config.workers)
         self._async_gate = anyio.CapacityLimiter(
             math.inf
@@ -66,6 +59,17 @@ class ParallelLauncher:
         )
         self._tasks = AsyncStepRunner()
         self._io_manager: bytes | None = None
+
+    async def warm(self, levels: Sequence[Sequence[Asset[Any, Any]]]) -> None:
+        """Start as many workers as sync steps may run at once, up to the limit.
+
+        That is the most sync steps in one level: a chain needs one worker, and
+        workers that could not be used would only slow the others' start.
+        """
+        widest = max(
+            (sum(not a.is_async for a in level) for level in levels), default=0
+        )
+        await self._pool.warm(min(self._workers, widest))
 
     def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
         """Async steps share the async gate; sync steps the worker gate."""
@@ -113,7 +117,11 @@ class ParallelLauncher:
 
         try:
             done = await self._pool.run(
-                task, on_start=lambda pid: request.on_start(f"pid {pid}"), on_log=on_log
+                task,
+                on_start=lambda pid, startup_s: request.on_start(
+                    f"pid {pid}", startup_s
+                ),
+                on_log=on_log,
             )
         except WorkerDied as exc:
             raise WorkerCrashed(
@@ -151,10 +159,10 @@ def echo_output(stream: str, line: str) -> None:
 
 
 def _dumps(value: object, step_key: str, what: str) -> bytes:
-    import cloudpickle
+    from rivers.executors._pickling import dumps
 
     try:
-        data: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        data = dumps(value)
     except Exception as exc:
         raise LaunchFailed(
             step_key,

@@ -4,8 +4,10 @@ Each worker is a separate ``python -m rivers.executors._worker_main`` process ta
 over its own socket pair, so the parent controls each one: a step that times out or
 is cancelled has its worker killed (and only that one), a worker that dies fails only
 the step it was running, and later steps get a fresh worker. Workers are started on
-demand and kept warm between steps and runs; they never import the user's
-``__main__`` (functions travel by cloudpickle) and they die with their parent.
+demand, or ahead of a run's steps (``warm``), and kept warm between steps and runs;
+they never import the user's ``__main__`` (functions travel by cloudpickle) and they
+die with their parent. A worker says ``Ready`` once it has started; the time a step
+waits for that is its start-up, reported apart from the step's own run time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, final
 
@@ -26,6 +29,7 @@ import anyio.to_thread
 
 from rivers.executors._protocol import (
     STOPPED_PARENT_EXIT,
+    Ready,
     Shutdown,
     TaskDone,
     TaskLog,
@@ -74,11 +78,12 @@ def describe_exit(returncode: int | None) -> str:
 
 @final
 class _Worker:
-    __slots__ = ("conn", "process")
+    __slots__ = ("conn", "process", "ready")
 
     def __init__(self, process: subprocess.Popen[bytes], conn: Connection) -> None:
         self.process = process
         self.conn = conn
+        self.ready = False
 
     @property
     def pid(self) -> int:
@@ -110,31 +115,56 @@ class WorkerPool:
         """Return a fresh task id."""
         return next(self._task_ids)
 
+    async def warm(self, count: int) -> None:
+        """Start workers until ``count`` are idle; they start while the caller goes on.
+
+        Only the processes are launched here (milliseconds each); their start-up
+        (importing Python and rivers) runs in them, alongside the caller's work.
+        """
+        for _ in range(count - len(self._idle)):
+            with anyio.CancelScope(shield=True):  # a started worker is never lost
+                worker = await anyio.to_thread.run_sync(
+                    _start_worker, self._stopped_parent_limit_s
+                )
+                if self._closed:
+                    await self._kill(worker)
+                    return
+            self._idle.insert(0, worker)  # ready workers (at the end) go first
+
     async def run(
         self,
         request: TaskRequest,
         *,
-        on_start: Callable[[int], None],
+        on_start: Callable[[int, float], None],
         on_log: Callable[[TaskLog], None],
     ) -> TaskDone:
         """Run one step attempt on a worker and return its reply.
 
+        ``on_start(pid, startup_s)`` is called once the worker runs the step, with
+        the seconds the step waited for the worker to start (0 for a warm one).
         Cancellation kills the worker running it (a thread or process cannot be
         interrupted otherwise) and the worker is replaced later.
 
         Raises:
             WorkerDied: the worker ended before replying.
         """
+        asked = time.monotonic()
         worker = await self._checkout()
         healthy = False
         try:
+            startup_s = 0.0
+            if not worker.ready:
+                await self._wait_ready(worker)
+                startup_s = time.monotonic() - asked
             worker.conn.send_bytes(encode(request))
-            on_start(worker.pid)
+            on_start(worker.pid, startup_s)
             while True:
                 await anyio.wait_readable(worker.conn.fileno())
-                reply: TaskLog | TaskDone = decode_reply(worker.conn.recv_bytes())
+                reply = decode_reply(worker.conn.recv_bytes())
                 if isinstance(reply, TaskLog):
                     on_log(reply)
+                    continue
+                if isinstance(reply, Ready):
                     continue
                 healthy = True
                 return reply
@@ -148,6 +178,13 @@ class WorkerPool:
             else:
                 with anyio.CancelScope(shield=True):
                     await self._kill(worker)
+
+    async def _wait_ready(self, worker: _Worker) -> None:
+        await anyio.wait_readable(worker.conn.fileno())
+        reply = decode_reply(worker.conn.recv_bytes())
+        if not isinstance(reply, Ready):
+            raise OSError(f"worker pid {worker.pid} sent {reply!r} before Ready")
+        worker.ready = True
 
     async def _checkout(self) -> _Worker:
         if self._closed:

@@ -113,7 +113,10 @@ def test_materialize_with_a_failing_step_exits_1(
     )
     assert "FAILURE" in done.stdout
     assert "no data today" in done.stdout
-    assert "Traceback" not in done.stdout + done.stderr
+    # The user's traceback (from failing.py), never one of rivers itself.
+    assert "Traceback" not in done.stderr
+    assert f'File "{project / "failing.py"}", line 10, in broken' in done.stdout
+    assert "rivers/actors" not in done.stdout
     [run] = _runs(project, rivers_home)
     assert run["status"] == "FAILURE"
     assert "ValueError: no data today" in run["reason"]

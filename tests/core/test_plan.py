@@ -228,3 +228,12 @@ def test_random_runs_end_with_one_outcome_per_step_in_dependency_order(
             )
             assert (plan.outcome[step] is SKIPPED) == failed_ancestor
         assert plan.succeeded == all(o is SUCCEEDED for o in plan.outcome.values())
+
+
+def test_levels_group_steps_by_their_longest_upstream_chain() -> None:
+    plan = PlanState.build(
+        ["a", "b", "c", "d", "e"],
+        {"a": (), "b": ("a",), "c": (), "d": ("b", "c"), "e": ("a",)},
+    )
+    assert plan.levels() == [["a", "c"], ["b", "e"], ["d"]]
+    assert PlanState.build([], {}).levels() == []

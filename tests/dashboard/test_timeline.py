@@ -259,3 +259,32 @@ def test_runs_show_prints_a_timeline_and_json_carries_it(tmp_path: Path) -> None
     steps = document["timeline"]["steps"]
     assert [s["step_key"] for s in steps] == ["numbers", "total"]
     assert all(any(seg["kind"] == "running" for seg in s["segments"]) for s in steps)
+
+
+def test_a_workers_start_up_is_worker_time_before_the_step_runs() -> None:
+    events = [
+        Event(
+            event_id=1,
+            kind="STEP_STARTED",
+            run_id="01a2b3c4d5e6f7a8b9c0d1",
+            step_key="load",
+            timestamp=_at(3.0),
+            data={"attempt": 1, "worker": "pid 7", "startup_s": 0.75},
+        ),
+        Event(
+            event_id=2,
+            kind="STEP_SUCCESS",
+            run_id="01a2b3c4d5e6f7a8b9c0d1",
+            step_key="load",
+            timestamp=_at(3.5),
+            data={"attempt": 1, "duration_s": 0.5},
+        ),
+    ]
+    timeline = build_timeline(_run(rs.RunStatus.SUCCESS, ended=4.0), events, _at(9))
+    [step] = timeline.steps
+    assert step.segments == (
+        Segment("worker", 2.25, 3.0),
+        Segment("running", 3.0, 3.5),
+    )
+    assert step.total_s("worker") == pytest.approx(0.75)
+    assert step.total_s("running") == pytest.approx(0.5)

@@ -234,7 +234,7 @@ def _request(emitted: list[EventBody]) -> StepRequest:
         known_values={},
         io_manager=REPOSITORY.io_manager,
         emit=emitted.append,
-        on_start=lambda worker: None,
+        on_start=lambda worker, startup_s=0.0: None,
     )
 
 

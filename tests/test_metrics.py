@@ -124,6 +124,7 @@ async def test_counters_and_histograms_follow_the_runtimes_events(
     assert after[("rivers_steps_finished_total", (("status", "SUCCESS"),))] == 3
     assert after[("rivers_steps_finished_total", (("status", "FAILURE"),))] == 3
     assert after[("rivers_step_duration_seconds_count", (("status", "SUCCESS"),))] == 3
+    assert after[("rivers_step_duration_seconds_count", (("status", "FAILURE"),))] == 3
     assert after[("rivers_pool_wait_seconds_count", _pool("db"))] == 3
     assert after[("rivers_pool_claimed_slots", _pool("db"))] == 0
     assert after[("rivers_storage_event_write_seconds_count", ())] >= 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import stat
 from typing import TYPE_CHECKING
 
 import anyio
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ("WakeSender", "listen", "wake_path")
 
 _SUPPORTED = hasattr(socket, "AF_UNIX") and hasattr(os, "getuid")
+_BIND_ATTEMPTS = 3
 
 
 def wake_path(storage: Path, owner: str) -> str | None:
@@ -86,12 +88,24 @@ async def listen(
         task_status.started()
         await anyio.sleep_forever()
         return
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # stale, or another runtime of this process on this file
-        receiver = await anyio.create_unix_datagram_socket(local_path=path)
-    except OSError:
+    folder = os.path.dirname(path)
+    receiver = None
+    for _ in range(_BIND_ATTEMPTS):
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            if not _private(folder):
+                break  # another user's folder: never listen where others may write
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(
+                    path
+                )  # stale, or another runtime of this process on this file
+            receiver = await anyio.create_unix_datagram_socket(local_path=path)
+            break
+        except FileNotFoundError:
+            continue  # the last runtime leaving removed the folder meanwhile: again
+        except OSError:
+            break
+    if receiver is None:
         task_status.started()
         await anyio.sleep_forever()
         return
@@ -104,3 +118,15 @@ async def listen(
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)  # the last runtime of this user leaves nothing behind
+
+
+def _private(folder: str) -> bool:
+    """Whether ``folder`` is this user's own and closed to everyone else."""
+    info = os.lstat(folder)  # a link planted there is not followed
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.getuid()
+        and info.st_mode & 0o077 == 0
+    )

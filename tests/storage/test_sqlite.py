@@ -300,14 +300,16 @@ async def test_append_events_returns_increasing_ids_across_batches(
 async def test_stored_events_keep_kind_run_step_time_and_data(
     storage: SqliteStorage,
 ) -> None:
-    body = StepStarted(run_id="r1", step_key="a", attempt=1, worker="w-1")
+    body = StepStarted(
+        run_id="r1", step_key="a", attempt=1, worker="w-1", startup_s=0.25
+    )
     [returned] = await storage.append_events([(body, T0)])
     [stored] = await storage.get_events()
     assert returned == stored
     assert stored.kind == "STEP_STARTED"
     assert (stored.run_id, stored.step_key) == ("r1", "a")
     assert stored.timestamp == _at(T0)
-    assert stored.data == {"attempt": 1, "worker": "w-1"}
+    assert stored.data == {"attempt": 1, "worker": "w-1", "startup_s": 0.25}
 
 
 async def test_get_events_filters_by_run_after_and_limit(

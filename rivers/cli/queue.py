@@ -137,20 +137,20 @@ def daemon_command(
             Runtime(repository, backend=backend, metrics_addr=metrics_addr) as runtime,
         ):
             await tg.start(follow_runs, runtime, out, name="rivers.daemon.log")
-            out.print(
-                f"rivers daemon: serving repository {repository.name!r} on "
-                f"{resolve_storage_path(backend.storage)} (Ctrl-C to stop)"
-            )
-            if runtime.metrics_url is not None:
-                out.print(f"rivers daemon: metrics at {runtime.metrics_url}")
             clash = clash_warning(
                 runtime.owner,
                 repository.name,
                 repository.fingerprint,
                 await live_served(runtime.storage),
             )
-            if clash is not None:
+            if clash is not None:  # before "serving", which scripts wait for
                 out.print(safe(f"rivers daemon: {clash}"))
+            out.print(
+                f"rivers daemon: serving repository {repository.name!r} on "
+                f"{resolve_storage_path(backend.storage)} (Ctrl-C to stop)"
+            )
+            if runtime.metrics_url is not None:
+                out.print(f"rivers daemon: metrics at {runtime.metrics_url}")
             # While it serves, this receiver owns SIGTERM (run_sync's cancels at once).
             stopped_by = signal.SIGTERM
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

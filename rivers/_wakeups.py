@@ -99,7 +99,16 @@ async def listen(
                 os.unlink(
                     path
                 )  # stale, or another runtime of this process on this file
-            receiver = await anyio.create_unix_datagram_socket(local_path=path)
+            # Bound here, not through anyio's socket factory, which binds in a
+            # worker thread: two thread hops added to every runtime's start.
+            receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                receiver.bind(path)
+                receiver.setblocking(False)
+            except OSError:
+                receiver.close()
+                receiver = None
+                raise
             break
         except FileNotFoundError:
             continue  # the last runtime leaving removed the folder meanwhile: again
@@ -111,9 +120,12 @@ async def listen(
         return
     try:
         task_status.started()
-        async with receiver:
+        with receiver:
             while True:
-                await receiver.receive()
+                await anyio.wait_readable(receiver)
+                with contextlib.suppress(BlockingIOError):
+                    while receiver.recv(16):  # every wake-up pending: one re-read
+                        pass
                 on_wake()
     finally:
         with contextlib.suppress(OSError):

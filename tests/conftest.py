@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -68,17 +69,22 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def bucket(s3_endpoint: str) -> str:
-    """A fresh bucket on the S3 server; returns its name."""
+def s3_client(s3_endpoint: str) -> Any:
+    """A boto3 S3 client of the test server (its credentials are moto's any)."""
     import boto3
 
-    name = f"rivers-{uuid.uuid4().hex[:12]}"
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=s3_endpoint,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         region_name="us-east-1",
     )
-    client.create_bucket(Bucket=name)
+
+
+@pytest.fixture
+def bucket(s3_client: Any) -> str:
+    """A fresh bucket on the S3 server; returns its name."""
+    name = f"rivers-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=name)
     return name

@@ -22,23 +22,14 @@ def s3_io(endpoint: str, bucket: str, prefix: str = "values") -> rs.UPathIOManag
 
 
 def test_values_round_trip_through_s3_and_land_as_objects(
-    s3_endpoint: str, bucket: str
+    s3_endpoint: str, s3_client: Any, bucket: str
 ) -> None:
-    import boto3
-
     io = s3_io(s3_endpoint, bucket)
     io.store("orders", [{"id": 1}, {"id": 2}])
     io.store("revenue", 19.5)
     assert io.load("orders") == [{"id": 1}, {"id": 2}]
     assert io.load("revenue") == 19.5
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    listed = client.list_objects_v2(Bucket=bucket, Prefix="values/")
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix="values/")
     assert sorted(o["Key"] for o in listed["Contents"]) == [
         "values/orders.pickle",
         "values/revenue.pickle",

@@ -599,7 +599,11 @@ async def test_env_secrets_and_config_maps_reach_the_pod_by_reference(
 
 
 async def test_step_pods_on_other_hosts_exchange_values_through_s3(
-    make_pipeline: MakePipeline, s3_endpoint: str, bucket: str, tmp_path: Path
+    make_pipeline: MakePipeline,
+    s3_endpoint: str,
+    s3_client: Any,
+    bucket: str,
+    tmp_path: Path,
 ) -> None:
     # Each pod gets a RIVERS_HOME of its own, as on another host: nothing is shared
     # but the API server and the bucket, so values can only travel through S3.
@@ -639,16 +643,7 @@ async def test_step_pods_on_other_hosts_exchange_values_through_s3(
     assert result.output_for("report") == "100 numbers, total 5050"
     workers = [record.worker or "" for record in result.step_records]
     assert all(worker.startswith("job rivers-t-") for worker in workers)
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    listed = client.list_objects_v2(Bucket=bucket, Prefix="run/")
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix="run/")
     assert sorted(o["Key"] for o in listed["Contents"]) == [
         "run/numbers.pickle",
         "run/report.pickle",

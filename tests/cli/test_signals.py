@@ -62,6 +62,19 @@ def _write_pipeline(tmp_path: Path, tail: str = "") -> Path:
     return path
 
 
+def _submit(tmp_path: Path, pipeline: Path) -> None:
+    """Queue one run of ``pipeline`` for a daemon (``rivers submit``)."""
+    submitted = subprocess.run(
+        [sys.executable, "-m", "rivers", "submit", "-f", str(pipeline)],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+
+
 def _start(tmp_path: Path, *argv: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, *argv],
@@ -132,15 +145,7 @@ def test_sigterm_or_ctrl_c_drains_the_daemon_then_exits_128_plus_the_signal(
     tmp_path: Path, signum: signal.Signals, code: int
 ) -> None:
     pipeline = _write_pipeline(tmp_path)
-    submitted = subprocess.run(
-        [sys.executable, "-m", "rivers", "submit", "-f", str(pipeline)],
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert submitted.returncode == 0, submitted.stderr
+    _submit(tmp_path, pipeline)
     process = _start(
         tmp_path, "-m", "rivers", "daemon", "-f", str(pipeline), "--grace", "0.2"
     )
@@ -160,15 +165,7 @@ def test_sigterm_to_the_daemons_process_group_lets_running_steps_finish(
     # systemd (KillMode=control-group) and `kill -TERM -PGID` signal the workers
     # too: they leave it to the daemon, which drains, so the step still finishes.
     pipeline = _write_pipeline(tmp_path)
-    submitted = subprocess.run(
-        [sys.executable, "-m", "rivers", "submit", "-f", str(pipeline)],
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert submitted.returncode == 0, submitted.stderr
+    _submit(tmp_path, pipeline)
     daemon = subprocess.Popen(
         [sys.executable, "-m", "rivers", "daemon", "-f", str(pipeline)],
         env=_env(tmp_path),

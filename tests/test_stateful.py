@@ -212,6 +212,19 @@ def _spy(storage: Any, name: str, record: Callable[[Any], None]) -> None:
     setattr(storage, name, spied)
 
 
+def _spy_now(storage: Any, name: str, record: Callable[[Any], None]) -> None:
+    """``_spy`` for a synchronous method that returns None when it wrote nothing."""
+    original = getattr(storage, name)
+
+    def spied(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if result is not None:
+            record(result)
+        return result
+
+    setattr(storage, name, spied)
+
+
 def _each(record: Callable[[ClaimResult], None]) -> Callable[[Any], None]:
     def record_all(results: list[ClaimResult]) -> None:
         for result in results:
@@ -264,6 +277,9 @@ class RuntimeMachine(RuleBasedStateMachine):
         storage = self.rt.storage
         _spy(storage, "claim_pool_slots", OBSERVER.saw_claim)
         _spy(storage, "release_and_claim", _each(OBSERVER.saw_claim))
+        # The hand-over written on the loop when the write lock is free: its grants
+        # carry the limit they were checked against like every other grant.
+        _spy_now(storage, "release_and_claim_now", _each(OBSERVER.saw_claim))
         _spy(
             storage,
             "reclaim_expired_leases",

@@ -14,6 +14,7 @@ WORKLOADS = (
     "pools",
     "run_queue",
     "footprint",
+    "forecast",
 )
 """The workload modules, in the order the suite runs them."""
 UVLOOP_WORKLOADS = ("inprocess_dag", "pools", "run_queue")

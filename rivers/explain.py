@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 from rivers._liveness import live_served
 from rivers.core.ownership import queue_config_key, unserved_reason
-from rivers.core.queue import stored_rules, tag_limit_reason
+from rivers.core.queue import binding_tag_limit, stored_rules
 from rivers.errors import RunNotFound
+from rivers.forecasts import pool_forecast, queue_forecast, tag_forecast
 from rivers.storage.records import IN_FLIGHT_STATUSES, RunStatus
 
 if TYPE_CHECKING:
@@ -36,7 +37,10 @@ async def explain_run(storage: SqliteStorage, run_id: str) -> str:
         raise RunNotFound(run_id)
     if record.status is not RunStatus.QUEUED:
         detail = f": {record.reason}" if record.reason else ""
-        return f"run {run_id} is {record.status.value}{detail}"
+        lines = [f"run {run_id} is {record.status.value}{detail}"]
+        if record.status in IN_FLIGHT_STATUSES:
+            lines.extend(await _pool_waits(storage, run_id))
+        return "\n".join(lines)
     position = await storage.queue_position(run_id) or 0
     where = f"{ordinal(position)} in the queue"
     live = await live_served(storage)
@@ -65,16 +69,42 @@ async def explain_run(storage: SqliteStorage, run_id: str) -> str:
     in_flight = await storage.count_runs(IN_FLIGHT_STATUSES)
     limit = int(config.get("max_concurrent_runs", 0))
     if in_flight >= limit:
+        expected = await queue_forecast(storage, position, limit)
         return (
             f"run {run_id} is QUEUED, {where}: max_concurrent_runs "
-            f"{in_flight}/{limit} in flight"
+            f"{in_flight}/{limit} in flight; {expected.describe()}"
         )
-    reason = tag_limit_reason(
+    binding = binding_tag_limit(
         stored_rules(config), record.tags, await storage.get_in_flight_tags()
     )
-    if reason is not None:
-        return f"run {run_id} is QUEUED, {where}: {reason}"
+    if binding is not None:
+        rule, bucket, used = binding
+        expected = await tag_forecast(storage, record, position, rule, bucket)
+        return (
+            f"run {run_id} is QUEUED, {where}: {rule.blocked_reason(bucket, used)}; "
+            f"{expected.describe()}"
+        )
     return f"run {run_id} is QUEUED, {where}: waiting for the next dequeue tick"
+
+
+async def _pool_waits(storage: SqliteStorage, run_id: str) -> list[str]:
+    """One line per pool a step of the run waits in, with its expected start."""
+    lines = []
+    for info in await storage.get_all_pool_infos():
+        if not info.pending_steps or info.limit is None:
+            continue
+        for pending in await storage.get_pending_steps(info.name):
+            if pending.run_id != run_id:
+                continue
+            expected = await pool_forecast(
+                storage, info.name, info.limit, run_id, pending.step_key
+            )
+            if expected is not None:
+                lines.append(
+                    f"  step {pending.step_key} waits for pool {info.name} "
+                    f"({info.claimed_slots}/{info.limit} slots): {expected.describe()}"
+                )
+    return lines
 
 
 async def run_assets(storage: SqliteStorage, record: RunRecord) -> list[str]:

@@ -20,6 +20,7 @@ __all__ = (
     "QueueState",
     "QueuedRun",
     "TickResult",
+    "binding_tag_limit",
     "stored_rules",
     "tag_limit_reason",
 )
@@ -91,14 +92,15 @@ def stored_rules(config: object) -> tuple[LimitRule, ...]:
     return tuple(rules)
 
 
-def tag_limit_reason(
+def binding_tag_limit(
     rules: Iterable[LimitRule],
     tags: Mapping[str, str],
     in_flight_tags: Iterable[Mapping[str, str]],
-) -> str | None:
+) -> tuple[LimitRule, Bucket, int] | None:
     """Return the first tag limit that holds a run with ``tags`` back, or None.
 
-    Counts the in-flight runs in each of the run's buckets, as admission does.
+    Counts the in-flight runs in each of the run's buckets, as admission does;
+    returns the rule, the full bucket and how many runs it holds.
     """
     rules = tuple(rules)
     buckets = [(rule, rule.bucket(tags)) for rule in rules]
@@ -109,11 +111,22 @@ def tag_limit_reason(
             if bucket in counts:
                 counts[bucket] += 1
     for rule, bucket in buckets:
-        if bucket is not None:
-            reason = rule.blocked_reason(bucket, counts[bucket])
-            if reason is not None:
-                return reason
+        if bucket is not None and counts[bucket] >= rule.limit:
+            return rule, bucket, counts[bucket]
     return None
+
+
+def tag_limit_reason(
+    rules: Iterable[LimitRule],
+    tags: Mapping[str, str],
+    in_flight_tags: Iterable[Mapping[str, str]],
+) -> str | None:
+    """Return the first tag limit that holds a run with ``tags`` back, or None."""
+    binding = binding_tag_limit(rules, tags, in_flight_tags)
+    if binding is None:
+        return None
+    rule, bucket, used = binding
+    return rule.blocked_reason(bucket, used)
 
 
 @dataclass(frozen=True, slots=True, order=True)

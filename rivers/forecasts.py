@@ -1,0 +1,115 @@
+"""Expected starts for ``runs why`` and ``rt.explain()``: gates read from storage.
+
+Each function reads what one gate looks like right now (who holds it, who waits
+ahead, how long recent holders held it) and hands it to the pure forecast in
+``rivers.core.forecast``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rivers.core.forecast import HISTORY, Forecast, Gate, forecast
+from rivers.storage.records import IN_FLIGHT_STATUSES
+
+if TYPE_CHECKING:
+    from rivers.core.queue import Bucket, LimitRule
+    from rivers.storage.records import RunRecord
+    from rivers.storage.sqlite import SqliteStorage
+
+__all__ = ("pool_forecast", "queue_forecast", "tag_forecast")
+
+_RELEASED = "POOL_SLOTS_RELEASED"  # PoolSlotsReleased
+
+
+async def queue_forecast(storage: SqliteStorage, position: int, limit: int) -> Forecast:
+    """When does the ``position``-th queued run get one of ``limit`` run slots?"""
+    holding = await _running(storage)
+    return forecast(
+        Gate(
+            label="the run queue",
+            capacity=limit,
+            holding=[(1, held) for _, held in holding],
+            ahead=[1] * (position - 1),
+            need=1,
+            holds=await _run_durations(storage),
+        )
+    )
+
+
+async def tag_forecast(
+    storage: SqliteStorage,
+    record: RunRecord,
+    position: int,
+    rule: LimitRule,
+    bucket: Bucket,
+) -> Forecast:
+    """When does a queued run get a place in its full tag bucket?"""
+    holding = [
+        held for tags, held in await _running(storage) if rule.bucket(tags) == bucket
+    ]
+    ahead = [
+        run
+        for run in await storage.get_queued_runs(max(position - 1, 0))
+        if run.run_id != record.run_id and rule.bucket(run.tags) == bucket
+    ]
+    return forecast(
+        Gate(
+            label=f"tag {rule.describe(bucket)}",
+            capacity=rule.limit,
+            holding=[(1, held) for held in holding],
+            ahead=[1] * len(ahead),
+            need=1,
+            holds=await _run_durations(storage),
+        )
+    )
+
+
+async def pool_forecast(
+    storage: SqliteStorage, pool: str, limit: int, run_id: str, step_key: str
+) -> Forecast | None:
+    """When does a step waiting in ``pool``'s line get its slots? None: not in line."""
+    line = await storage.get_pending_steps(pool)
+    index = next(
+        (i for i, p in enumerate(line) if (p.run_id, p.step_key) == (run_id, step_key)),
+        None,
+    )
+    if index is None:
+        return None
+    now = storage.clock.time()
+    holders = await storage.get_pool_slot_holders(pool)
+    released = await storage.get_recent_events([_RELEASED], HISTORY * 4)
+    holds = [
+        float(event.data["held_s"])
+        for event in released
+        if pool in event.data.get("pools", ())
+    ][:HISTORY]
+    return forecast(
+        Gate(
+            label=f"pool {pool}",
+            capacity=limit,
+            holding=[(h.slots, now - h.claimed_at.timestamp()) for h in holders],
+            ahead=[p.slots for p in line[:index]],
+            need=line[index].slots,
+            holds=holds,
+            noun="step",
+        )
+    )
+
+
+async def _running(storage: SqliteStorage) -> list[tuple[dict[str, str], float]]:
+    """The in-flight runs' tags and how long each has held its run slot."""
+    now = storage.clock.time()
+    runs = await storage.get_runs(status=IN_FLIGHT_STATUSES, limit=None)
+    return [
+        (run.tags, now - (run.started_at or run.created_at).timestamp()) for run in runs
+    ]
+
+
+async def _run_durations(storage: SqliteStorage) -> list[float]:
+    """How long the recent finished runs held their run slot (start to end)."""
+    return [
+        (run.ended_at - run.started_at).total_seconds()
+        for run in await storage.get_recent_finished_runs(HISTORY)
+        if run.started_at is not None and run.ended_at is not None
+    ]

@@ -76,7 +76,8 @@ class ProcessMonitor:
         """
         recovered: list[str] = []
         now = self._clock.time()
-        for owner, heartbeat_at in (await self._storage.get_in_flight_owners()).items():
+        in_flight, serving = await self._storage.get_owners_to_check()
+        for owner, heartbeat_at in in_flight.items():
             if owner == self._owner or owner_is_alive(
                 owner, heartbeat_at, now, STALE_AFTER_S
             ):
@@ -84,21 +85,18 @@ class ProcessMonitor:
             reason = (
                 f"the process that ran it ({owner}) died; marked FAILURE on recovery"
             )
+            # This also forgets what the dead process served.
             run_ids = await self._storage.fail_runs_of_owner(owner, reason)
             for run_id in run_ids:
                 logger.warning("run %s: %s", run_id, reason)
                 self._events.emit(RunFailed(run_id=run_id, reason=reason))
             recovered.extend(run_ids)
-        await self._forget_dead_servers(now)
+        # Drop what dead runtimes without runs in flight served.
+        for owner, heartbeat_at in serving.items():
+            if (
+                owner != self._owner
+                and owner not in in_flight
+                and not owner_is_alive(owner, heartbeat_at, now, STALE_AFTER_S)
+            ):
+                await self._storage.unregister_process(owner)
         return recovered
-
-    async def _forget_dead_servers(self, now: float) -> None:
-        """Drop what dead runtimes served (those with runs in flight went above)."""
-        dead = {
-            served.owner
-            for served, heartbeat_at in await self._storage.get_served()
-            if served.owner != self._owner
-            and not owner_is_alive(served.owner, heartbeat_at, now, STALE_AFTER_S)
-        }
-        for owner in dead:
-            await self._storage.unregister_process(owner)

@@ -119,23 +119,35 @@ def claim(
         tokens.append(token)
         limits.append(override if override is not None else declared)
     marks = ", ".join("?" * len(pools))
-    reclaimed: tuple[tuple[str, str, str, int, str], ...] = tuple(
-        (row[0], row[1], row[2], row[3], row[4])
-        for row in conn.execute(
-            f"DELETE FROM pool_claims WHERE pool IN ({marks}) AND lease_expires_at <= ? "
-            "RETURNING pool, run_id, step_key, slots, owner",
-            (*pools, now),
+    # One read per pool gives its live claimed slots and whether a lease ran
+    # out; the expired claims are deleted only when there are some (a DELETE
+    # that finds nothing costs more than this read).
+    views = []
+    expired = False
+    for pool, limit in zip(pools, limits, strict=True):
+        claimed, earliest = conn.execute(
+            "SELECT COALESCE(SUM(slots) FILTER (WHERE lease_expires_at > ?), 0), "
+            "MIN(lease_expires_at) FROM pool_claims WHERE pool = ?",
+            (now, pool),
+        ).fetchone()
+        views.append(PoolView(pool, limit, claimed))
+        expired = expired or (earliest is not None and earliest <= now)
+    reclaimed: tuple[tuple[str, str, str, int, str], ...] = ()
+    if expired:
+        reclaimed = tuple(
+            (row[0], row[1], row[2], row[3], row[4])
+            for row in conn.execute(
+                f"DELETE FROM pool_claims WHERE pool IN ({marks}) "
+                "AND lease_expires_at <= ? "
+                "RETURNING pool, run_id, step_key, slots, owner",
+                (*pools, now),
+            )
         )
-    )
-    views = tuple(
-        PoolView(pool, limit, _claimed(conn, pool, now))
-        for pool, limit in zip(pools, limits, strict=True)
-    )
     for view in views:
         if view.limit is not None and (
             view.limit == 0 or view.claimed + slots > view.limit
         ):
-            return ClaimResult(False, views, None, reclaimed)
+            return ClaimResult(False, tuple(views), None, reclaimed)
     # The common case, nobody waiting for these pools, costs one lookup.
     waiting = (
         conn.execute(
@@ -146,7 +158,7 @@ def claim(
     if waiting:
         behind = _ahead_elsewhere(conn, pools, run_id, step_key, owner, priority, now)
         if behind:
-            return ClaimResult(False, views, None, reclaimed, behind=behind)
+            return ClaimResult(False, tuple(views), None, reclaimed, behind=behind)
     expires = now + lease_s
     conn.executemany(
         "INSERT OR REPLACE INTO pool_claims "

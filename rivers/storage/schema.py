@@ -147,6 +147,15 @@ MIGRATIONS: tuple[str, ...] = (
         assets       TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 4: cheaper claims. ``pool_claims`` holds only live claims (a few per pool),
+    # so the expiry sweep scans it instead of keeping an index that every claim
+    # and release wrote one more page of. A pool's line is read in line order
+    # (priority descending, then arrival), so its head is the index's first row.
+    """
+    DROP INDEX pool_claims_by_expiry;
+    DROP INDEX pending_steps_line;
+    CREATE INDEX pending_steps_line ON pending_steps (pool, priority DESC, enqueued_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

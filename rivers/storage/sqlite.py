@@ -658,6 +658,33 @@ class SqliteStorage(PoolMethods, QueueMethods, ServingMethods, DashboardMethods)
 
         return await self._call(read)
 
+    async def get_owners_to_check(
+        self,
+    ) -> tuple[dict[str, float | None], dict[str, float | None]]:
+        """Return the owners of in-flight runs and the owners that serve
+        definitions, each with its last heartbeat (or None): one read, for recovery.
+        """
+        values = [s.value for s in IN_FLIGHT_STATUSES]
+
+        def read(
+            conn: sqlite3.Connection,
+        ) -> tuple[dict[str, float | None], dict[str, float | None]]:
+            rows = conn.execute(
+                "SELECT DISTINCT 1, r.owner, p.heartbeat_at FROM runs r "
+                "LEFT JOIN processes p ON p.owner = r.owner "
+                f"WHERE r.status IN ({', '.join('?' * len(values))}) "
+                "AND r.owner IS NOT NULL "
+                "UNION ALL SELECT DISTINCT 0, s.owner, p.heartbeat_at FROM served s "
+                "LEFT JOIN processes p ON p.owner = s.owner",
+                values,
+            ).fetchall()
+            return (
+                {row[1]: row[2] for row in rows if row[0]},
+                {row[1]: row[2] for row in rows if not row[0]},
+            )
+
+        return await self._call(read)
+
     async def get_cancel_requests(self, owner: str) -> list[str]:
         """Return the ids of ``owner``'s runs that are CANCELING."""
 

@@ -185,8 +185,8 @@ def _imports_of(importer: str, tree: ast.AST) -> Iterator[Import]:
                 target = f"{module}.{alias.name}"
                 loads = target if target in MODULES else module
                 yield Import(importer, target, loads, node.lineno, type_checking)
-        for child in ast.iter_child_nodes(node):
-            yield from visit(child, type_checking)
+        for inner in ast.iter_child_nodes(node):
+            yield from visit(inner, type_checking)
 
     yield from visit(tree, False)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from rivers._signals import SigtermGuard, Terminated
-from rivers.definitions._validate import check_tags
+from rivers._validate import check_tags
 from rivers.definitions.configs import ExecutorConfig
 from rivers.errors import ConfigError
 

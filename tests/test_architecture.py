@@ -66,20 +66,13 @@ KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset(
         ("rivers.dashboard", "rivers.cli"),
         ("rivers.definitions", "rivers.executors"),
         ("rivers.definitions", "rivers.materialize"),
-        ("rivers.storage", "rivers.definitions"),
     }
 )
 # Private names imported across nodes today: "importer module -> imported path".
 KNOWN_PRIVATE_IMPORTS: frozenset[str] = frozenset(
     {
         "rivers.actors.pools -> rivers.storage._pools_sql.ClaimResult",
-        "rivers.cli._common -> rivers.definitions._validate.check_tags",
-        "rivers.cli.pools -> rivers.definitions._validate.check_pool_name",
         "rivers.definitions.asset -> rivers.executors._pickling.importable_by_reference",
-        "rivers.materialize -> rivers.definitions._validate.check_tags",
-        "rivers.runtime -> rivers.definitions._validate.check_tags",
-        "rivers.storage._pool_methods -> rivers.definitions._validate.check_int",
-        "rivers.storage._pool_methods -> rivers.definitions._validate.check_pool_name",
         "rivers.worker -> rivers.executors._kube_jobs.LOG_MARKER",
     }
 )

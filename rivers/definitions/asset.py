@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, final, overload
 
 from rivers._repr import short_repr
-from rivers.definitions._validate import (
+from rivers._validate import (
     check_asset_name,
     check_int,
     check_pool_name,

@@ -15,9 +15,10 @@ import msgspec
 from msgspec.structs import force_setattr
 
 from rivers._repr import short_repr
-from rivers.definitions._validate import (
+from rivers._validate import (
     KUBERNETES_NAMESPACE,
     KUBERNETES_OBJECT_NAME,
+    MAX_LIMIT,
     check_asset_name,
     check_int,
     check_name,
@@ -51,8 +52,6 @@ __all__ = (
     "TagConcurrencyLimit",
     "usable_cpus",
 )
-
-MAX_LIMIT = 10_000
 
 
 @final

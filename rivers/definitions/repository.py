@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar, final
 
 from rivers._repr import short_repr
-from rivers.definitions._validate import REPOSITORY_NAME, check_name
+from rivers._validate import REPOSITORY_NAME, check_name
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
     ExecutorConfig,

@@ -13,6 +13,7 @@ __all__ = (
     "ASSET_NAME",
     "KUBERNETES_NAMESPACE",
     "KUBERNETES_OBJECT_NAME",
+    "MAX_LIMIT",
     "MAX_RUN_KEY_LENGTH",
     "MAX_TAG_KEY_LENGTH",
     "MAX_TAG_VALUE_LENGTH",
@@ -27,6 +28,8 @@ __all__ = (
     "check_tags",
 )
 
+MAX_LIMIT = 10_000
+"""The largest pool, queue or tag limit (and the largest pool override)."""
 MAX_NAME_LENGTH = 128
 MAX_TAG_KEY_LENGTH = 256
 MAX_TAG_VALUE_LENGTH = 1024

@@ -10,7 +10,6 @@ import msgspec
 from rivers.context import PoolLease, StepContext
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
-    Executor,
     RetryPolicy,
     RunBackendConfig,
     RunQueueConfig,
@@ -48,6 +47,7 @@ from rivers.errors import (
     StorageUnavailable,
     WorkerCrashed,
 )
+from rivers.executors.configs import Executor
 from rivers.io import FilesystemIOManager, IOManager, ValueNotFound
 from rivers.io_upath import UPathIOManager
 from rivers.results import MaterializeResult

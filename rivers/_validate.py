@@ -11,8 +11,6 @@ from rivers.errors import ConfigError
 
 __all__ = (
     "ASSET_NAME",
-    "KUBERNETES_NAMESPACE",
-    "KUBERNETES_OBJECT_NAME",
     "MAX_LIMIT",
     "MAX_RUN_KEY_LENGTH",
     "MAX_TAG_KEY_LENGTH",
@@ -71,20 +69,6 @@ REPOSITORY_NAME = NameRule(
     MAX_NAME_LENGTH,
     f"use 1 to {MAX_NAME_LENGTH} letters, digits and '_.:/-'",
 )
-KUBERNETES_OBJECT_NAME = NameRule(
-    "Kubernetes object name",
-    re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?"),
-    253,
-    "use lowercase letters, digits, '-' and '.', at most 253 characters",
-)
-"""Secrets, ConfigMaps and service accounts: a DNS-1123 subdomain."""
-KUBERNETES_NAMESPACE = NameRule(
-    "Kubernetes namespace",
-    re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"),
-    63,
-    "use lowercase letters, digits and '-', at most 63 characters",
-)
-"""A DNS-1123 label."""
 
 
 def check_name(value: object, rule: NameRule, field: str) -> str:

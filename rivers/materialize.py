@@ -11,7 +11,7 @@ import anyio
 
 from rivers._signals import SigtermGuard, Terminated
 from rivers._validate import check_tags
-from rivers.definitions.configs import ExecutorConfig
+from rivers.definitions.executor_configs import ExecutorConfig
 from rivers.errors import ConfigError
 
 if TYPE_CHECKING:

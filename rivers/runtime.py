@@ -26,7 +26,7 @@ from rivers.actors.pools import PoolManager
 from rivers.actors.queue import QueueCoordinator
 from rivers.actors.run_executor import CLEANUP_TIMEOUT_S, RunExecutor
 from rivers.actors.triggers import TriggerRunner
-from rivers.definitions.configs import ExecutorConfig, RunBackendConfig
+from rivers.definitions import ExecutorConfig, RunBackendConfig
 from rivers.definitions.repository import CodeRepository
 from rivers.definitions.requests import RunRequest
 from rivers.errors import ConfigError, RiversError, RunNotFound, StorageUnavailable

@@ -12,12 +12,11 @@ from rivers._repr import short_repr
 from rivers._validate import REPOSITORY_NAME, check_name
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
-    ExecutorConfig,
-    ParallelExecutor,
     RunBackendConfig,
     RunQueueConfig,
     check_pool_limits,
 )
+from rivers.definitions.executor_configs import ExecutorConfig, ParallelExecutor
 from rivers.definitions.graph import find_cycle, topological_order
 from rivers.definitions.triggers import AutomationCondition, Schedule, Sensor
 from rivers.errors import AssetNotFound, ConfigError

@@ -17,11 +17,8 @@ from typing import Any
 import msgspec
 
 import rivers as rs
-from rivers.definitions.configs import (
-    InProcessExecutor,
-    KubernetesExecutor,
-    ParallelExecutor,
-)
+from rivers.definitions.executor_configs import InProcessExecutor, ParallelExecutor
+from rivers.executors.kubernetes_config import KubernetesExecutor
 
 PAGE = Path(__file__).parent / "reference" / "concurrency.md"
 CONTROL_FLOW = Path(__file__).parent / "control-flow.md"

@@ -10,13 +10,12 @@ import msgspec
 from rivers.context import PoolLease, StepContext
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
-    Executor,
     RetryPolicy,
     RunBackendConfig,
     RunQueueConfig,
     TagConcurrencyLimit,
 )
-from rivers.definitions.repository import CodeRepository
+from rivers.definitions.repository import CodeRepository, use_materializer
 from rivers.definitions.requests import RunRequest
 from rivers.definitions.triggers import (
     AutomationCondition,
@@ -48,8 +47,10 @@ from rivers.errors import (
     StorageUnavailable,
     WorkerCrashed,
 )
+from rivers.executors.configs import Executor
 from rivers.io import FilesystemIOManager, IOManager, ValueNotFound
 from rivers.io_upath import UPathIOManager
+from rivers.materialize import materialize as _materialize
 from rivers.results import MaterializeResult
 from rivers.runtime import RunHandle, Runtime
 from rivers.storage import open_storage
@@ -121,6 +122,11 @@ __all__ = (
 )
 
 __version__ = "0.1.0"
+
+# The composition root: repo.materialize() runs on the runtime, which the definitions
+# layer below it may not import.
+use_materializer(_materialize)
+del use_materializer, _materialize
 
 for _name in __all__:
     _obj = globals()[_name]

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from rivers._signals import SigtermGuard, Terminated
-from rivers.definitions._validate import check_tags
-from rivers.definitions.configs import ExecutorConfig
+from rivers._validate import check_tags
+from rivers.definitions.executor_configs import ExecutorConfig
 from rivers.errors import ConfigError
 
 if TYPE_CHECKING:

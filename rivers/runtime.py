@@ -18,6 +18,7 @@ import anyio
 from rivers._clock import SYSTEM_CLOCK, Clock
 from rivers._error_groups import leaves, one_storage_error, rivers_errors_line
 from rivers._ids import new_run_id, this_owner
+from rivers._validate import check_tags
 from rivers.actors.events import EventWriter
 from rivers.actors.leases import LeaseGC
 from rivers.actors.liveness import ProcessMonitor
@@ -25,8 +26,7 @@ from rivers.actors.pools import PoolManager
 from rivers.actors.queue import QueueCoordinator
 from rivers.actors.run_executor import CLEANUP_TIMEOUT_S, RunExecutor
 from rivers.actors.triggers import TriggerRunner
-from rivers.definitions._validate import check_tags
-from rivers.definitions.configs import ExecutorConfig, RunBackendConfig
+from rivers.definitions import ExecutorConfig, RunBackendConfig
 from rivers.definitions.repository import CodeRepository
 from rivers.definitions.requests import RunRequest
 from rivers.errors import ConfigError, RiversError, RunNotFound, StorageUnavailable

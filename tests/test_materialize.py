@@ -10,7 +10,7 @@ import anyio.lowlevel
 import pytest
 
 import rivers as rs
-from rivers.definitions.configs import ExecutorConfig
+from rivers.definitions.executor_configs import ExecutorConfig
 
 
 def _chain(executor: object | None = None) -> rs.CodeRepository:

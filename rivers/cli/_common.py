@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import typer
 
-from rivers.definitions._validate import check_tags
+from rivers._validate import check_tags
 from rivers.errors import ConfigError
 
 __all__ = ("CliState", "fail", "parse_tag_filter", "parse_tags", "printable")

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from rivers._text import format_seconds, safe
 from rivers.cli._storage import existing_storage
-from rivers.cli.output import console, format_seconds, print_json, safe
+from rivers.cli.output import console, print_json
 from rivers.core.advisor import Hold, Outcome, advise, saturation
 from rivers.materialize import run_sync
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from rivers.cli.output import format_seconds, safe
+from rivers._text import format_seconds, safe
 from rivers.errors import RiversError
 
 if TYPE_CHECKING:

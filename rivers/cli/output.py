@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from rivers._text import format_seconds, safe
 from rivers.storage.records import (
     Event,
     RunRecord,
@@ -27,13 +27,11 @@ if TYPE_CHECKING:
 __all__ = (
     "console",
     "drawing_width",
-    "format_age",
     "format_log_line",
     "print_json",
     "print_failures",
     "print_result",
     "run_table",
-    "safe",
     "step_table",
 )
 
@@ -79,39 +77,6 @@ def console(*, stderr: bool = False, drawing: bool = False) -> Console:
 def drawing_width(out: Console) -> int:
     """The width to draw in: the terminal's or ``COLUMNS``; else ``DRAWING_WIDTH``."""
     return DRAWING_WIDTH if out.width >= UNWRAPPED_WIDTH else out.width
-
-
-def safe(text: object) -> str:
-    """Return ``text`` with control characters replaced and markup escaped.
-
-    Tag values and error messages come from users; they must not drive the
-    terminal (escape sequences) or rich markup.
-    """
-    cleaned = "".join(
-        ch if ch.isprintable() or ch == "\n" else "\ufffd" for ch in str(text)
-    )
-    return escape(cleaned)
-
-
-def format_age(when: datetime | None, now: datetime | None = None) -> str:
-    """Return a compact duration since ``when`` (``3s``, ``4m12s``, ``2h05m``)."""
-    if when is None:
-        return "-"
-    seconds = ((now or datetime.now(UTC)) - when).total_seconds()
-    return format_seconds(seconds)
-
-
-def format_seconds(seconds: float | None) -> str:
-    """Return a compact duration (``850ms``, ``3.2s``, ``4m12s``, ``2h05m``)."""
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
 def _status(status: RunStatus | StepStatus) -> str:

@@ -9,11 +9,11 @@ import typer
 from rich.table import Table
 
 from rivers._suggest import did_you_mean
+from rivers._text import format_seconds, safe
+from rivers._validate import MAX_LIMIT, check_pool_name
 from rivers.cli._help import RiversGroup
 from rivers.cli._storage import existing_storage, resolve_run_id
-from rivers.cli.output import console, format_seconds, print_json, safe
-from rivers.definitions._validate import check_pool_name
-from rivers.definitions.configs import MAX_LIMIT
+from rivers.cli.output import console, print_json
 from rivers.errors import ConfigError, NotFoundError
 from rivers.materialize import run_sync
 from rivers.storage import open_storage

@@ -10,9 +10,10 @@ import anyio
 from rivers._ids import new_run_id
 from rivers._liveness import live_served
 from rivers._signals import exit_for_signal
+from rivers._text import safe
 from rivers.cli.daemon_log import follow_runs
 from rivers.cli.loading import load_repository
-from rivers.cli.output import console, safe
+from rivers.cli.output import console
 from rivers.core.ownership import clash_warning, unserved_reason
 from rivers.definitions.configs import RunBackendConfig
 from rivers.definitions.durations import parse_duration

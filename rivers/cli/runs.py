@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import anyio
 import typer
 
+from rivers._text import format_seconds, safe
 from rivers.cli._common import CliState, parse_tag_filter
 from rivers.cli._help import RiversGroup
 from rivers.cli._storage import existing_storage, resolve_run_id
@@ -15,11 +16,9 @@ from rivers.cli.output import (
     console,
     drawing_width,
     format_log_line,
-    format_seconds,
     print_failures,
     print_json,
     run_table,
-    safe,
     step_table,
 )
 from rivers.errors import ConfigError

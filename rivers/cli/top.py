@@ -137,7 +137,7 @@ async def _redraw(
     from rich.console import Group
     from rich.text import Text
 
-    from rivers.cli.output import format_seconds
+    from rivers._text import format_seconds
     from rivers.dashboard.render import render
     from rivers.dashboard.snapshot import read_snapshot
 

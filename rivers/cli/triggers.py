@@ -14,6 +14,7 @@ import msgspec
 import typer
 from rich.table import Table
 
+from rivers._text import format_seconds, safe
 from rivers.actors.triggers import AUTOMATION_INTERVAL_S
 from rivers.cli._help import RiversGroup
 from rivers.cli._storage import existing_storage
@@ -23,7 +24,7 @@ from rivers.cli.options import (  # noqa: TC001  # typer reads them at runtime
     FileOption,
     ModuleOption,
 )
-from rivers.cli.output import console, format_seconds, print_json, safe
+from rivers.cli.output import console, print_json
 from rivers.core.triggers import TriggerState, next_tick, state_key
 from rivers.materialize import run_sync
 from rivers.storage.records import from_timestamp

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rivers.cli.output import format_seconds
+from rivers._text import format_seconds
 from rivers.explain import ordinal
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ columns shrink. Given a height (``rivers top`` on a terminal), the frame fits it
 with every border: the panels are measured, and the lists cut ("+N more"), the
 queue and tag-limit panels folded into a summary, then the events panel folded,
 until they fit. Every piece of user text (tags, step names, reasons, errors) goes
-through ``output.safe()``, so nothing stored can drive the terminal.
+through ``rivers._text.safe()``, so nothing stored can drive the terminal.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from rivers.cli.output import format_seconds, safe
+from rivers._text import format_seconds, safe
 from rivers.dashboard._widgets import bar, short_run_id, sparkline, status_markup
 from rivers.dashboard.snapshot import ADMISSION_WINDOW_MIN
 from rivers.explain import ordinal

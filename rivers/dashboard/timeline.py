@@ -23,7 +23,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from rivers.cli.output import format_seconds, safe
+from rivers._text import format_seconds, safe
 from rivers.storage.records import RunStatus
 
 if TYPE_CHECKING:

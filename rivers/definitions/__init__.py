@@ -4,26 +4,24 @@ from __future__ import annotations
 
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
-    Executor,
-    ExecutorConfig,
-    InProcessExecutor,
-    KubernetesExecutor,
-    ParallelExecutor,
     RetryPolicy,
     RunBackendConfig,
     RunQueueConfig,
     TagConcurrencyLimit,
 )
 from rivers.definitions.durations import parse_duration
+from rivers.definitions.executor_configs import (
+    ExecutorConfig,
+    InProcessExecutor,
+    ParallelExecutor,
+)
 from rivers.definitions.repository import CodeRepository
 
 __all__ = (
     "Asset",
     "CodeRepository",
-    "Executor",
     "ExecutorConfig",
     "InProcessExecutor",
-    "KubernetesExecutor",
     "ParallelExecutor",
     "RetryPolicy",
     "RunBackendConfig",

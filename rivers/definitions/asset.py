@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, final, overload
 
 from rivers._repr import short_repr
-from rivers.definitions._validate import (
+from rivers._validate import (
     check_asset_name,
     check_int,
     check_pool_name,
@@ -248,7 +248,7 @@ def _module_attribute(asset: Asset[Any, Any]) -> tuple[str, str] | None:
         target = getattr(target, part, None)
     if target is not asset:
         return None
-    from rivers.executors._pickling import importable_by_reference
+    from rivers._importable import importable_by_reference
 
     return (module_name, qualname) if importable_by_reference(module) else None
 

@@ -1,26 +1,25 @@
-"""Concurrency and backend configuration: every object API.md §2 names.
+"""Concurrency and backend configuration: retries, tag limits, the run queue, storage.
 
 Each is a frozen msgspec Struct validated on construction: a bad value raises
-``ConfigError`` naming the field, never later.
+``ConfigError`` naming the field, never later. The executor configurations are in
+``rivers.definitions.executor_configs`` and ``rivers.executors.kubernetes_config``;
+``rs.Executor`` builds them (``rivers.executors.configs``).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, final
+from collections.abc import Sequence
+from typing import final
 
 import msgspec
 from msgspec.structs import force_setattr
 
 from rivers._repr import short_repr
-from rivers.definitions._validate import (
-    KUBERNETES_NAMESPACE,
-    KUBERNETES_OBJECT_NAME,
-    check_asset_name,
+from rivers._validate import (
+    MAX_LIMIT,
     check_int,
-    check_name,
     check_pool_name,
     check_tags,
 )
@@ -35,24 +34,13 @@ from rivers.definitions.durations import (
 )
 from rivers.errors import ConfigError
 
-if TYPE_CHECKING:
-    from rivers.definitions.asset import Asset
-
 __all__ = (
-    "Executor",
-    "ExecutorConfig",
-    "InProcessExecutor",
-    "KubernetesExecutor",
-    "KubernetesStepOverride",
-    "ParallelExecutor",
     "RetryPolicy",
     "RunBackendConfig",
     "RunQueueConfig",
     "TagConcurrencyLimit",
-    "usable_cpus",
+    "check_pool_limits",
 )
-
-MAX_LIMIT = 10_000
 
 
 @final
@@ -274,380 +262,6 @@ class RunBackendConfig(msgspec.Struct, frozen=True):
         """The lease GC interval in seconds."""
         assert isinstance(self.lease_gc_interval, float)
         return self.lease_gc_interval
-
-
-def usable_cpus() -> int:
-    """Return the CPUs this process may run on (container and affinity aware)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
-class ExecutorConfig(msgspec.Struct, frozen=True, tag=True):
-    """The base of every executor configuration."""
-
-
-@final
-class InProcessExecutor(ExecutorConfig, frozen=True, tag="in_process"):
-    """Steps run one at a time in the calling process."""
-
-
-@final
-class ParallelExecutor(ExecutorConfig, frozen=True, tag="parallel"):
-    """Sync steps in a warm pool of worker processes, async steps on the loop.
-
-    Args:
-        max_workers: sync steps of one run running at once, each in a worker
-            process (default: the CPUs this process may use). Accepts: None or an
-            int in 1..1024.
-        max_async_concurrent: async steps of one run running at once on the event
-            loop (default unbounded). Accepts: None or an int in 1..100,000.
-    """
-
-    max_workers: int | None = None
-    max_async_concurrent: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_workers is None:
-            force_setattr(self, "max_workers", usable_cpus())
-        check_int(
-            self.max_workers, "Executor.parallel max_workers", minimum=1, maximum=1024
-        )
-        if self.max_async_concurrent is not None:
-            check_int(
-                self.max_async_concurrent,
-                "Executor.parallel max_async_concurrent",
-                minimum=1,
-                maximum=MAX_LIMIT * 10,
-            )
-
-    @property
-    def workers(self) -> int:
-        """``max_workers`` resolved to a number."""
-        assert self.max_workers is not None
-        return self.max_workers
-
-
-ImagePullPolicy = Literal["Always", "IfNotPresent", "Never"]
-_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
-
-
-def _check_pull_policy(value: object, field: str) -> None:
-    if value not in (None, *_PULL_POLICIES):
-        raise ConfigError(
-            f"{field} must be 'Always', 'IfNotPresent' or 'Never', got {short_repr(value)}"
-        )
-
-
-def _check_object_names(value: object, field: str) -> tuple[str, ...] | None:
-    """Return Secret or ConfigMap names as a tuple (DNS-1123 subdomains)."""
-    if value is None:
-        return None
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ConfigError(f"{field} must be a list of names, got {short_repr(value)}")
-    return tuple(
-        check_name(name, KUBERNETES_OBJECT_NAME, f"{field}:") for name in value
-    )
-
-
-def _check_resources(value: object, field: str) -> None:
-    if value is None:
-        return
-    if not isinstance(value, Mapping) or not all(
-        key in ("requests", "limits")
-        and isinstance(amounts, Mapping)
-        and all(isinstance(k, str) and isinstance(v, str) for k, v in amounts.items())
-        for key, amounts in value.items()
-    ):
-        raise ConfigError(
-            f"{field} must look like {{'requests': {{'cpu': '500m'}}, 'limits': "
-            f"{{'memory': '1Gi'}}}} (strings only), got {short_repr(value)}"
-        )
-
-
-@final
-class KubernetesStepOverride(msgspec.Struct, frozen=True, kw_only=True):
-    """Settings of one asset's step Jobs that differ from the executor's.
-
-    ``env``, ``labels`` and ``resources`` are merged over the executor's (a
-    ``limits`` override keeps the executor's ``requests``, and each quantity is
-    replaced one by one); ``env_secrets`` and ``env_config_maps`` are added to the
-    executor's; the other fields, when set, replace the executor's value.
-    """
-
-    image: str | None = None
-    env: dict[str, str] | None = None
-    env_secrets: Sequence[str] | None = None
-    env_config_maps: Sequence[str] | None = None
-    resources: dict[str, dict[str, str]] | None = None
-    service_account: str | None = None
-    labels: dict[str, str] | None = None
-    image_pull_policy: ImagePullPolicy | None = None
-
-    def __post_init__(self) -> None:
-        if self.image is not None and (
-            not isinstance(self.image, str) or not self.image
-        ):
-            raise ConfigError("KubernetesStepOverride.image must be a non-empty string")
-        check_tags(self.env, "KubernetesStepOverride.env")
-        if self.service_account is not None:
-            check_name(
-                self.service_account,
-                KUBERNETES_OBJECT_NAME,
-                "KubernetesStepOverride.service_account",
-            )
-        force_setattr(
-            self,
-            "env_secrets",
-            _check_object_names(self.env_secrets, "KubernetesStepOverride.env_secrets"),
-        )
-        force_setattr(
-            self,
-            "env_config_maps",
-            _check_object_names(
-                self.env_config_maps, "KubernetesStepOverride.env_config_maps"
-            ),
-        )
-        check_tags(self.labels, "KubernetesStepOverride.labels")
-        _check_resources(self.resources, "KubernetesStepOverride.resources")
-        _check_pull_policy(
-            self.image_pull_policy, "KubernetesStepOverride.image_pull_policy"
-        )
-
-
-def _check_overrides(value: object) -> dict[str, KubernetesStepOverride] | None:
-    """Return ``step_overrides`` with every entry a ``KubernetesStepOverride``."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ConfigError(
-            "Executor.kubernetes step_overrides must be a dict of asset name to "
-            f"overrides, got {short_repr(value)}"
-        )
-    checked: dict[str, KubernetesStepOverride] = {}
-    for name, override in value.items():
-        check_asset_name(name, "Executor.kubernetes step_overrides key")
-        if isinstance(override, KubernetesStepOverride):
-            checked[name] = override
-            continue
-        if not isinstance(override, Mapping):
-            raise ConfigError(
-                f"Executor.kubernetes step_overrides[{name!r}] must be a dict such as "
-                f"{{'image': ..., 'resources': ...}}, got {short_repr(override)}"
-            )
-        fields = KubernetesStepOverride.__struct_fields__
-        unknown = sorted(str(k) for k in override if k not in fields)
-        if unknown:
-            raise ConfigError(
-                f"Executor.kubernetes step_overrides[{name!r}] has unknown keys "
-                f"{', '.join(unknown)}; use {', '.join(fields)}"
-            )
-        options: dict[str, Any] = dict(override)
-        checked[name] = KubernetesStepOverride(**options)
-    return checked
-
-
-@final
-class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
-    """Each step is a Kubernetes Job.
-
-    Args:
-        max_concurrent_steps: step Jobs of one run existing at once (default
-            unbounded); a finished step's Job is deleted before its slot is
-            given back. Accepts: None or an int in 1..10,000.
-        image: the container image that has rivers and the code location
-            (required). Accepts: a non-empty string.
-        namespace: where Jobs are created. Accepts: an existing namespace's name
-            (a DNS-1123 label: lowercase letters, digits and '-', at most 63).
-        kubeconfig: a kubeconfig path (default: in-cluster config inside a pod,
-            else ``$KUBECONFIG`` or ``~/.kube/config``). Accepts: None or a path.
-        env: extra environment variables of the step containers (rivers sets
-            ``RIVERS_HOME`` to this process's unless given here). Values are written
-            into the Job as plain text: pass credentials with ``env_secrets``.
-            Accepts: None or a dict of str to str.
-        env_secrets: Secrets in ``namespace`` whose keys become environment
-            variables of the step containers (``envFrom``); the values never
-            appear in the Job, only the Secret's name. Accepts: None or a list of
-            Kubernetes object names.
-        env_config_maps: ConfigMaps whose keys become environment variables, the
-            same way. Accepts: None or a list of Kubernetes object names.
-        resources: the container ``resources``. Accepts: None or a dict with
-            ``requests`` and/or ``limits``, each a dict of str to str.
-        service_account: the pods' service account. Accepts: None or a
-            Kubernetes object name.
-        labels: extra labels on Jobs and pods. Accepts: None or a dict of str to
-            str (valid Kubernetes labels).
-        image_pull_policy: the container's pull policy. Accepts: None,
-            ``"Always"``, ``"IfNotPresent"`` or ``"Never"``.
-        ttl_seconds_after_finished: finished Jobs are deleted after this long (a
-            backstop: rivers deletes each Job once it has its outcome and logs).
-            Accepts: None or an int >= 0.
-        step_overrides: per-asset settings (image, env, env_secrets,
-            env_config_maps, resources, service_account, labels,
-            image_pull_policy) over the executor's.
-            Accepts: None or a dict of asset name to a ``KubernetesStepOverride``
-            or a dict of its fields.
-    """
-
-    max_concurrent_steps: int | None = None
-    image: str = ""
-    namespace: str = "default"
-    kubeconfig: str | None = None
-    env: dict[str, str] | None = None
-    env_secrets: Sequence[str] | None = None
-    env_config_maps: Sequence[str] | None = None
-    resources: dict[str, dict[str, str]] | None = None
-    service_account: str | None = None
-    labels: dict[str, str] | None = None
-    image_pull_policy: ImagePullPolicy | None = None
-    ttl_seconds_after_finished: int | None = 300
-    step_overrides: dict[str, KubernetesStepOverride] | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_concurrent_steps is not None:
-            check_int(
-                self.max_concurrent_steps,
-                "Executor.kubernetes max_concurrent_steps",
-                minimum=1,
-                maximum=MAX_LIMIT,
-            )
-        if not isinstance(self.image, str) or not self.image:
-            raise ConfigError(
-                "Executor.kubernetes needs image= (the step container image)"
-            )
-        check_name(
-            self.namespace, KUBERNETES_NAMESPACE, "Executor.kubernetes namespace"
-        )
-        if self.service_account is not None:
-            check_name(
-                self.service_account,
-                KUBERNETES_OBJECT_NAME,
-                "Executor.kubernetes service_account",
-            )
-        if self.kubeconfig is not None:
-            if not isinstance(self.kubeconfig, str | os.PathLike):
-                raise ConfigError(
-                    "Executor.kubernetes kubeconfig must be a path, "
-                    f"got {short_repr(self.kubeconfig)}"
-                )
-            force_setattr(self, "kubeconfig", os.fspath(self.kubeconfig))
-        check_tags(self.env, "Executor.kubernetes env")
-        force_setattr(
-            self,
-            "env_secrets",
-            _check_object_names(self.env_secrets, "Executor.kubernetes env_secrets"),
-        )
-        force_setattr(
-            self,
-            "env_config_maps",
-            _check_object_names(
-                self.env_config_maps, "Executor.kubernetes env_config_maps"
-            ),
-        )
-        check_tags(self.labels, "Executor.kubernetes labels")
-        _check_resources(self.resources, "Executor.kubernetes resources")
-        _check_pull_policy(
-            self.image_pull_policy, "Executor.kubernetes image_pull_policy"
-        )
-        if self.ttl_seconds_after_finished is not None:
-            check_int(
-                self.ttl_seconds_after_finished,
-                "Executor.kubernetes ttl_seconds_after_finished",
-                minimum=0,
-            )
-        force_setattr(self, "step_overrides", _check_overrides(self.step_overrides))
-
-    def override_for(self, step_key: str) -> KubernetesStepOverride | None:
-        """Return the overrides of ``step_key``'s Jobs, if any."""
-        return (self.step_overrides or {}).get(step_key)
-
-    def job_manifest(
-        self,
-        asset: Asset[Any, Any],
-        *,
-        run_id: str = "preview",
-        attempt: int = 1,
-        tags: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """Return the batch/v1 Job this executor creates for one attempt of ``asset``.
-
-        Nothing is sent to a cluster: use it to review the image, command, env,
-        resources and labels of a step's pod before pointing rivers at a cluster.
-
-        Raises:
-            LaunchFailed: no module-level ``CodeRepository`` holds ``asset``.
-        """
-        from rivers.executors.kubernetes import code_location, step_job_manifest
-
-        return step_job_manifest(
-            self,
-            asset,
-            run_id=run_id,
-            attempt=attempt,
-            run_tags=tags or {},
-            location=code_location(asset, None),
-        )
-
-
-@final
-class Executor:
-    """Constructors of executor configurations (``rs.Executor.parallel()``...)."""
-
-    def __init__(self) -> None:
-        raise TypeError(
-            "Executor is a namespace; use Executor.in_process(), Executor.parallel() "
-            "or Executor.kubernetes(...)"
-        )
-
-    @staticmethod
-    def in_process() -> InProcessExecutor:
-        """Run steps one at a time in the calling process."""
-        return InProcessExecutor()
-
-    @staticmethod
-    def parallel(
-        max_workers: int | None = None, max_async_concurrent: int | None = None
-    ) -> ParallelExecutor:
-        """Run sync steps in worker processes and async steps on the event loop."""
-        return ParallelExecutor(
-            max_workers=max_workers, max_async_concurrent=max_async_concurrent
-        )
-
-    @staticmethod
-    def kubernetes(
-        max_concurrent_steps: int | None = None,
-        *,
-        image: str,
-        namespace: str = "default",
-        kubeconfig: str | None = None,
-        env: dict[str, str] | None = None,
-        env_secrets: Sequence[str] | None = None,
-        env_config_maps: Sequence[str] | None = None,
-        resources: dict[str, dict[str, str]] | None = None,
-        service_account: str | None = None,
-        labels: dict[str, str] | None = None,
-        image_pull_policy: ImagePullPolicy | None = None,
-        ttl_seconds_after_finished: int | None = 300,
-        step_overrides: Mapping[str, KubernetesStepOverride | Mapping[str, Any]]
-        | None = None,
-    ) -> KubernetesExecutor:
-        """Run each step as a Kubernetes Job (see ``KubernetesExecutor``)."""
-        return KubernetesExecutor(
-            max_concurrent_steps=max_concurrent_steps,
-            image=image,
-            namespace=namespace,
-            kubeconfig=kubeconfig,
-            env=env,
-            env_secrets=env_secrets,
-            env_config_maps=env_config_maps,
-            resources=resources,
-            service_account=service_account,
-            labels=labels,
-            image_pull_policy=image_pull_policy,
-            ttl_seconds_after_finished=ttl_seconds_after_finished,
-            step_overrides=_check_overrides(step_overrides),
-        )
 
 
 def check_pool_limits(pool_limits: object) -> dict[str, int]:

@@ -6,24 +6,55 @@ import hashlib
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar, final
+from typing import Any, Protocol, TypeVar, final
 
 from rivers._repr import short_repr
-from rivers.definitions._validate import REPOSITORY_NAME, check_name
+from rivers._validate import REPOSITORY_NAME, check_name
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
-    ExecutorConfig,
-    ParallelExecutor,
     RunBackendConfig,
     RunQueueConfig,
     check_pool_limits,
 )
+from rivers.definitions.executor_configs import ExecutorConfig, ParallelExecutor
 from rivers.definitions.graph import find_cycle, topological_order
 from rivers.definitions.triggers import AutomationCondition, Schedule, Sensor
 from rivers.errors import AssetNotFound, ConfigError
 from rivers.io import IOManager
 
-__all__ = ("CodeRepository", "definition_fingerprint")
+__all__ = (
+    "CodeRepository",
+    "Materializer",
+    "definition_fingerprint",
+    "use_materializer",
+)
+
+
+class Materializer(Protocol):
+    """What ``CodeRepository.materialize`` hands its arguments to (see ``use_materializer``)."""
+
+    def __call__(
+        self,
+        repository: CodeRepository,
+        selection: Iterable[Asset[Any, Any] | str] | str | None,
+        *,
+        tags: Mapping[str, str] | None,
+        executor: ExecutorConfig | None,
+    ) -> Any: ...
+
+
+_materializer: Materializer | None = None
+
+
+def use_materializer(materializer: Materializer) -> None:
+    """Make ``CodeRepository.materialize`` call ``materializer``.
+
+    Definitions sit below the runtime and may not import it, so the package root
+    (``rivers/__init__.py``, which every ``import rivers...`` runs first) passes
+    ``rivers.materialize.materialize`` here.
+    """
+    global _materializer
+    _materializer = materializer
 
 
 def definition_fingerprint(upstream: Mapping[str, Sequence[str]]) -> str:
@@ -298,9 +329,9 @@ class CodeRepository:
                 the run was cancelled first, as on Ctrl-C (which raises
                 ``KeyboardInterrupt``).
         """
-        from rivers.materialize import materialize
-
-        return materialize(self, selection, tags=tags, executor=executor)
+        if _materializer is None:  # pragma: no cover - rivers/__init__.py sets it
+            raise RuntimeError("rivers is not fully imported: use `import rivers`")
+        return _materializer(self, selection, tags=tags, executor=executor)
 
     def __repr__(self) -> str:
         return f"CodeRepository(name={self.name!r}, assets={list(self.assets)!r})"

@@ -8,7 +8,7 @@ from typing import final
 import msgspec
 from msgspec.structs import force_setattr
 
-from rivers.definitions._validate import (
+from rivers._validate import (
     check_asset_name,
     check_int,
     check_run_key,

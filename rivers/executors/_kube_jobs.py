@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from rivers.definitions.asset import Asset
-    from rivers.definitions.configs import KubernetesExecutor
+    from rivers.executors.kubernetes_config import KubernetesExecutor
     from rivers.io import IOManager
 
 __all__ = (

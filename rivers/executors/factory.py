@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rivers.definitions.configs import (
+from rivers.definitions.executor_configs import (
     ExecutorConfig,
     InProcessExecutor,
-    KubernetesExecutor,
     ParallelExecutor,
 )
 from rivers.errors import ConfigError
 from rivers.executors.in_process import InProcessLauncher
+from rivers.executors.kubernetes_config import KubernetesExecutor
 from rivers.executors.parallel import ParallelLauncher
 
 if TYPE_CHECKING:

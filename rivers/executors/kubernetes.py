@@ -63,8 +63,8 @@ if TYPE_CHECKING:
 
     from rivers.context import PoolLease
     from rivers.definitions.asset import Asset
-    from rivers.definitions.configs import KubernetesExecutor
     from rivers.executors._kube_api import ApiCallError, KubeApi
+    from rivers.executors.kubernetes_config import KubernetesExecutor
     from rivers.io import IOManager
 
 __all__ = (

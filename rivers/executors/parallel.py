@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from rivers.definitions.asset import Asset
-    from rivers.definitions.configs import ParallelExecutor
+    from rivers.definitions.executor_configs import ParallelExecutor
 
 __all__ = ("ParallelLauncher", "RemoteTraceback")
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rivers._validate import MAX_LIMIT, check_int, check_pool_name
 from rivers._wakeups import WakeSender
-from rivers.definitions._validate import check_int, check_pool_name
-from rivers.definitions.configs import MAX_LIMIT
 from rivers.storage import _pools_sql as sql
 from rivers.storage.records import PendingStep, PoolInfo, SlotHolder, from_timestamp
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 import rivers as rs
-from rivers.definitions.configs import InProcessExecutor, KubernetesExecutor
+from rivers.definitions.executor_configs import InProcessExecutor
+from rivers.executors.kubernetes_config import KubernetesExecutor
 
 
 def _asset(function_name: str, /, **options: Any) -> rs.Asset[[], int]:

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import example, given, strategies as st
 
 import rivers as rs
-from rivers.definitions.configs import KubernetesExecutor, KubernetesStepOverride
 from rivers.executors._kube_jobs import (
     CodeLocation,
     JobSpec,
@@ -19,6 +18,10 @@ from rivers.executors._kube_jobs import (
     job_name,
     label_value,
     parse_worker_output,
+)
+from rivers.executors.kubernetes_config import (
+    KubernetesExecutor,
+    KubernetesStepOverride,
 )
 
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -22,10 +22,10 @@ import pytest
 from aiohttp import web
 
 import rivers as rs
-from rivers.definitions.configs import KubernetesExecutor
 from rivers.executors import _kube_api, kubernetes
 from rivers.executors.base import LaunchResult, StepRequest
 from rivers.executors.kubernetes import KubernetesLauncher
+from rivers.executors.kubernetes_config import KubernetesExecutor
 from rivers.messages import EventBody, StepLogged
 
 NAMESPACE = "faults"

@@ -11,8 +11,7 @@ from rivers.errors import ConfigError
 
 __all__ = (
     "ASSET_NAME",
-    "KUBERNETES_NAMESPACE",
-    "KUBERNETES_OBJECT_NAME",
+    "MAX_LIMIT",
     "MAX_RUN_KEY_LENGTH",
     "MAX_TAG_KEY_LENGTH",
     "MAX_TAG_VALUE_LENGTH",
@@ -27,6 +26,8 @@ __all__ = (
     "check_tags",
 )
 
+MAX_LIMIT = 10_000
+"""The largest pool, queue or tag limit (and the largest pool override)."""
 MAX_NAME_LENGTH = 128
 MAX_TAG_KEY_LENGTH = 256
 MAX_TAG_VALUE_LENGTH = 1024
@@ -68,20 +69,6 @@ REPOSITORY_NAME = NameRule(
     MAX_NAME_LENGTH,
     f"use 1 to {MAX_NAME_LENGTH} letters, digits and '_.:/-'",
 )
-KUBERNETES_OBJECT_NAME = NameRule(
-    "Kubernetes object name",
-    re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?"),
-    253,
-    "use lowercase letters, digits, '-' and '.', at most 253 characters",
-)
-"""Secrets, ConfigMaps and service accounts: a DNS-1123 subdomain."""
-KUBERNETES_NAMESPACE = NameRule(
-    "Kubernetes namespace",
-    re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"),
-    63,
-    "use lowercase letters, digits and '-', at most 63 characters",
-)
-"""A DNS-1123 label."""
 
 
 def check_name(value: object, rule: NameRule, field: str) -> str:

@@ -26,7 +26,7 @@ _MEMORY_SCRIPT = r"""
 import resource, sys, anyio
 import rivers as rs
 from rivers._ids import new_run_id
-from rivers.storage.sqlite import NewRun
+from rivers.storage.records import NewRun
 
 @rs.Asset
 async def one() -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from pathlib import Path
 
 import anyio
 import msgspec
@@ -28,6 +29,7 @@ import rivers as rs
 from benchmarks.figures import Figure, module_main, percentile
 from rivers._ids import new_run_id
 from rivers.materialize import run_sync
+from rivers.storage import default_storage_path
 
 RUNS = 1000
 QUEUED = 100_000
@@ -75,8 +77,9 @@ async def tick_cost(queued: int, ticks: int, tenants: int = TENANTS) -> list[flo
             max_concurrent_runs=10, dequeue_interval="1h", tag_concurrency_limits=limits
         ),
     )
-    async with rs.open_storage() as storage:
-        last_rowid = await _bulk_insert(storage, queued, tenants)
+    async with rs.open_storage():
+        pass  # creates and migrates the file
+    last_rowid = _bulk_insert(default_storage_path(), queued, tenants)
     async with rs.Runtime(repo) as rt:
         coordinator = rt._coordinators[repo.name]
         while coordinator._last_rowid < last_rowid:  # index every queued run first
@@ -90,9 +93,7 @@ async def tick_cost(queued: int, ticks: int, tenants: int = TENANTS) -> list[flo
     return times
 
 
-async def _bulk_insert(
-    storage: rs.storage.SqliteStorage, queued: int, tenants: int
-) -> int:
+def _bulk_insert(path: Path, queued: int, tenants: int) -> int:
     """Write ``queued`` QUEUED runs in one transaction; return the last rowid."""
     now = time.time()
     rows = [
@@ -119,7 +120,14 @@ async def _bulk_insert(
         last: int = conn.execute("SELECT MAX(rowid) FROM runs").fetchone()[0]
         return last
 
-    return await storage._write(write)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        last = write(conn)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return last
 
 
 def collect(repeat: int, quick: bool) -> list[Figure]:

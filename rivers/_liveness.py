@@ -10,7 +10,7 @@ from rivers._ids import process_start
 
 if TYPE_CHECKING:
     from rivers.core.ownership import Served
-    from rivers.storage.sqlite import SqliteStorage
+    from rivers.storage.base import StorageBackend
 
 __all__ = ("STALE_AFTER_S", "live_served", "owner_is_alive")
 
@@ -18,12 +18,12 @@ STALE_AFTER_S = 30.0
 """A process on another host whose heartbeat is older than this is taken as dead."""
 
 
-async def live_served(storage: SqliteStorage) -> list[Served]:
+async def live_served(storage: StorageBackend) -> list[Served]:
     """Return what the live long-lived runtimes of ``storage`` serve."""
     now = storage.clock.time()
     return [
         served
-        for served, heartbeat_at in await storage.get_served()
+        for served, heartbeat_at in await storage.processes.get_served()
         if owner_is_alive(served.owner, heartbeat_at, now, STALE_AFTER_S)
     ]
 

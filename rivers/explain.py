@@ -12,8 +12,8 @@ from rivers.forecasts import pool_forecast, queue_forecast, tag_forecast
 from rivers.storage.records import IN_FLIGHT_STATUSES, RunStatus
 
 if TYPE_CHECKING:
+    from rivers.storage.base import StorageBackend
     from rivers.storage.records import RunRecord
-    from rivers.storage.sqlite import SqliteStorage
 
 __all__ = ("explain_run", "ordinal", "run_assets")
 
@@ -26,13 +26,13 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-async def explain_run(storage: SqliteStorage, run_id: str) -> str:
+async def explain_run(storage: StorageBackend, run_id: str) -> str:
     """Return why a run is where it is (the binding gate for a queued run).
 
     Raises:
         RunNotFound: no run has this id.
     """
-    record = await storage.get_run(run_id)
+    record = await storage.runs.get_run(run_id)
     if record is None:
         raise RunNotFound(run_id)
     if record.status is not RunStatus.QUEUED:
@@ -41,7 +41,7 @@ async def explain_run(storage: SqliteStorage, run_id: str) -> str:
         if record.status in IN_FLIGHT_STATUSES:
             lines.extend(await _pool_waits(storage, run_id))
         return "\n".join(lines)
-    position = await storage.queue_position(run_id) or 0
+    position = await storage.queue.queue_position(run_id) or 0
     where = f"{ordinal(position)} in the queue"
     live = await live_served(storage)
     unserved = unserved_reason(
@@ -55,7 +55,9 @@ async def explain_run(storage: SqliteStorage, run_id: str) -> str:
     fingerprint = record.fingerprint or next(
         s.fingerprint for s in live if s.repository == record.repository
     )
-    config = await storage.get_state(queue_config_key(record.repository, fingerprint))
+    config = await storage.state.get_state(
+        queue_config_key(record.repository, fingerprint)
+    )
     if not isinstance(config, dict):
         return (
             f"run {run_id} is QUEUED, {where}: a daemon serving repository "
@@ -66,7 +68,7 @@ async def explain_run(storage: SqliteStorage, run_id: str) -> str:
             f"run {run_id} is QUEUED, {where}: repository {record.repository!r} has "
             "no run queue; the daemon serving it starts it within a second"
         )
-    in_flight = await storage.count_runs(IN_FLIGHT_STATUSES)
+    in_flight = await storage.runs.count_runs(IN_FLIGHT_STATUSES)
     limit = int(config.get("max_concurrent_runs", 0))
     if in_flight >= limit:
         expected = await queue_forecast(storage, position, limit)
@@ -75,7 +77,7 @@ async def explain_run(storage: SqliteStorage, run_id: str) -> str:
             f"{in_flight}/{limit} in flight; {expected.describe()}"
         )
     binding = binding_tag_limit(
-        stored_rules(config), record.tags, await storage.get_in_flight_tags()
+        stored_rules(config), record.tags, await storage.queue.get_in_flight_tags()
     )
     if binding is not None:
         rule, bucket, used = binding
@@ -87,13 +89,13 @@ async def explain_run(storage: SqliteStorage, run_id: str) -> str:
     return f"run {run_id} is QUEUED, {where}: waiting for the next dequeue tick"
 
 
-async def _pool_waits(storage: SqliteStorage, run_id: str) -> list[str]:
+async def _pool_waits(storage: StorageBackend, run_id: str) -> list[str]:
     """One line per pool a step of the run waits in, with its expected start."""
     lines = []
-    for info in await storage.get_all_pool_infos():
+    for info in await storage.pools.get_all_pool_infos():
         if not info.pending_steps or info.limit is None:
             continue
-        for pending in await storage.get_pending_steps(info.name):
+        for pending in await storage.pools.get_pending_steps(info.name):
             if pending.run_id != run_id:
                 continue
             expected = await pool_forecast(
@@ -107,10 +109,10 @@ async def _pool_waits(storage: SqliteStorage, run_id: str) -> list[str]:
     return lines
 
 
-async def run_assets(storage: SqliteStorage, record: RunRecord) -> list[str]:
+async def run_assets(storage: StorageBackend, record: RunRecord) -> list[str]:
     """Return a run's assets: its selection, else its definition's (empty: unknown)."""
     if record.selection is not None:
         return list(record.selection)
     if record.fingerprint is None:
         return []
-    return await storage.get_definition_assets(record.fingerprint)
+    return await storage.processes.get_definition_assets(record.fingerprint)

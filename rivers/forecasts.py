@@ -14,15 +14,17 @@ from rivers.storage.records import IN_FLIGHT_STATUSES
 
 if TYPE_CHECKING:
     from rivers.core.queue import Bucket, LimitRule
+    from rivers.storage.base import StorageBackend
     from rivers.storage.records import RunRecord
-    from rivers.storage.sqlite import SqliteStorage
 
 __all__ = ("pool_forecast", "queue_forecast", "tag_forecast")
 
 _RELEASED = "POOL_SLOTS_RELEASED"  # PoolSlotsReleased
 
 
-async def queue_forecast(storage: SqliteStorage, position: int, limit: int) -> Forecast:
+async def queue_forecast(
+    storage: StorageBackend, position: int, limit: int
+) -> Forecast:
     """When does the ``position``-th queued run get one of ``limit`` run slots?"""
     holding = await _running(storage)
     return forecast(
@@ -38,7 +40,7 @@ async def queue_forecast(storage: SqliteStorage, position: int, limit: int) -> F
 
 
 async def tag_forecast(
-    storage: SqliteStorage,
+    storage: StorageBackend,
     record: RunRecord,
     position: int,
     rule: LimitRule,
@@ -50,7 +52,7 @@ async def tag_forecast(
     ]
     ahead = [
         run
-        for run in await storage.get_queued_runs(max(position - 1, 0))
+        for run in await storage.dashboard.get_queued_runs(max(position - 1, 0))
         if run.run_id != record.run_id and rule.bucket(run.tags) == bucket
     ]
     return forecast(
@@ -66,10 +68,10 @@ async def tag_forecast(
 
 
 async def pool_forecast(
-    storage: SqliteStorage, pool: str, limit: int, run_id: str, step_key: str
+    storage: StorageBackend, pool: str, limit: int, run_id: str, step_key: str
 ) -> Forecast | None:
     """When does a step waiting in ``pool``'s line get its slots? None: not in line."""
-    line = await storage.get_pending_steps(pool)
+    line = await storage.pools.get_pending_steps(pool)
     index = next(
         (i for i, p in enumerate(line) if (p.run_id, p.step_key) == (run_id, step_key)),
         None,
@@ -77,8 +79,8 @@ async def pool_forecast(
     if index is None:
         return None
     now = storage.clock.time()
-    holders = await storage.get_pool_slot_holders(pool)
-    released = await storage.get_recent_events([_RELEASED], HISTORY * 4)
+    holders = await storage.pools.get_pool_slot_holders(pool)
+    released = await storage.dashboard.get_recent_events([_RELEASED], HISTORY * 4)
     holds = [
         float(event.data["held_s"])
         for event in released
@@ -97,19 +99,19 @@ async def pool_forecast(
     )
 
 
-async def _running(storage: SqliteStorage) -> list[tuple[dict[str, str], float]]:
+async def _running(storage: StorageBackend) -> list[tuple[dict[str, str], float]]:
     """The in-flight runs' tags and how long each has held its run slot."""
     now = storage.clock.time()
-    runs = await storage.get_runs(status=IN_FLIGHT_STATUSES, limit=None)
+    runs = await storage.runs.get_runs(status=IN_FLIGHT_STATUSES, limit=None)
     return [
         (run.tags, now - (run.started_at or run.created_at).timestamp()) for run in runs
     ]
 
 
-async def _run_durations(storage: SqliteStorage) -> list[float]:
+async def _run_durations(storage: StorageBackend) -> list[float]:
     """How long the recent finished runs held their run slot (start to end)."""
     return [
         (run.ended_at - run.started_at).total_seconds()
-        for run in await storage.get_recent_finished_runs(HISTORY)
+        for run in await storage.dashboard.get_recent_finished_runs(HISTORY)
         if run.started_at is not None and run.ended_at is not None
     ]

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
     from rivers.actors.events import EventWriter
     from rivers.dashboard.snapshot import DashboardSnapshot
+    from rivers.storage.base import StorageBackend
     from rivers.storage.records import Event
-    from rivers.storage.sqlite import SqliteStorage
 
 __all__ = ("MetricsServer", "parse_metrics_addr")
 
@@ -190,7 +190,7 @@ class MetricsServer:
     """
 
     def __init__(
-        self, *, storage: SqliteStorage, events: EventWriter, host: str, port: int
+        self, *, storage: StorageBackend, events: EventWriter, host: str, port: int
     ) -> None:
         try:
             from prometheus_client import CollectorRegistry, Counter, Histogram

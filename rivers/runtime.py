@@ -35,9 +35,9 @@ from rivers.executors.process_pool import WorkerPool
 from rivers.explain import explain_run
 from rivers.messages import RunCanceling, RunEnqueued, RunFailed
 from rivers.metrics import MetricsServer, parse_metrics_addr
-from rivers.storage import resolve_storage_path
-from rivers.storage.records import Event, RunRecord, RunStatus
-from rivers.storage.sqlite import NewRun, SqliteStorage
+from rivers.storage import connect_backend
+from rivers.storage.base import Storage, StorageBackend
+from rivers.storage.records import Event, NewRun, RunRecord, RunStatus
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Mapping
@@ -104,7 +104,8 @@ class Runtime:
         )
         self._metrics: MetricsServer | None = None
         self.owner = this_owner()
-        self._storage: SqliteStorage | None = None
+        self._backend: StorageBackend | None = None
+        self._storage: Storage | None = None
         self._events: EventWriter | None = None
         self._task_group: TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
@@ -133,23 +134,25 @@ class Runtime:
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
-            path = resolve_storage_path(self.backend.storage)
-            self._storage = await SqliteStorage.open(path, clock=self.clock)
-            stack.push_async_callback(self._storage.aclose)
+            self._backend = backend = await connect_backend(
+                self.backend.storage, clock=self.clock
+            )
+            stack.push_async_callback(backend.aclose)
+            self._storage = Storage(backend)
             self._task_group = await stack.enter_async_context(
                 anyio.create_task_group()
             )
             stack.push_async_callback(self._shutdown)
-            self._events = EventWriter(self._storage, self.clock)
+            self._events = EventWriter(backend.events, self.clock)
             await self._task_group.start(self._events.run, name="rivers.events")
             if self._metrics_addr is not None:
                 host, port = self._metrics_addr
                 self._metrics = MetricsServer(
-                    storage=self._storage, events=self._events, host=host, port=port
+                    storage=backend, events=self._events, host=host, port=port
                 )
                 await self._task_group.start(self._metrics.run, name="rivers.metrics")
             monitor = ProcessMonitor(
-                storage=self._storage,
+                storage=backend.processes,
                 events=self._events,
                 owner=self.owner,
                 clock=self.clock,
@@ -157,7 +160,7 @@ class Runtime:
             )
             await self._task_group.start(monitor.run, name="rivers.monitor")
             self._pools = PoolManager(
-                storage=self._storage,
+                storage=backend.pools,
                 events=self._events,
                 owner=self.owner,
                 clock=self.clock,
@@ -165,7 +168,7 @@ class Runtime:
             )
             await self._task_group.start(self._pools.run, name="rivers.pools")
             gc = LeaseGC(
-                storage=self._storage,
+                storage=backend.pools,
                 events=self._events,
                 pools=self._pools,
                 interval_s=self.backend.lease_gc_interval_s,
@@ -185,7 +188,8 @@ class Runtime:
             ):
                 self.triggers = TriggerRunner(
                     tuple(self._repositories.values()),
-                    storage=self._storage,
+                    storage=backend.runs,
+                    kv=backend.state,
                     events=self._events,
                     owner=self.owner,
                     clock=self.clock,
@@ -238,15 +242,17 @@ class Runtime:
         One coordinator per repository: with a run queue it admits under the
         queue's limits, without one it admits runs submitted elsewhere at once.
         """
-        assert self._storage is not None
+        assert self._backend is not None
         assert self._events is not None
         added = list(repositories)
-        await self._storage.serve(
+        await self._backend.processes.serve(
             self.owner, [(r.name, r.fingerprint, list(r.assets)) for r in added]
         )
         for repository in added:
             coordinator = QueueCoordinator(
-                storage=self._storage,
+                storage=self._backend.queue,
+                kv=self._backend.state,
+                runs=self._backend.runs,
                 events=self._events,
                 owner=self.owner,
                 clock=self.clock,
@@ -298,12 +304,12 @@ class Runtime:
             await self._idle.wait()
             if self._worker_pool is not None:
                 await self._worker_pool.aclose()
-            assert self._storage is not None
+            assert self._backend is not None
             assert self._events is not None
             await self._events.aclose()
             try:
-                if self._storage.corrupted is None:  # else it refuses every write
-                    await self._storage.unregister_process(self.owner)
+                if self._backend.corrupted is None:  # else it refuses every write
+                    await self._backend.processes.unregister_process(self.owner)
             except RiversError as exc:
                 logger.warning("could not unregister %s: %s", self.owner, exc)
         assert self._task_group is not None
@@ -312,11 +318,21 @@ class Runtime:
     # ------------------------------------------------------------------- access
 
     @property
-    def storage(self) -> SqliteStorage:
-        """The open storage (inside the ``async with`` block only)."""
+    def storage(self) -> Storage:
+        """The open storage, as users inspect it (inside the ``async with`` block only)."""
         if self._storage is None or self._stack is None:
             raise RiversError("Runtime must be used with 'async with' before use")
         return self._storage
+
+    @property
+    def _roles(self) -> StorageBackend:
+        """The open storage's role objects, for the runtime and its actors.
+
+        Tests reach a role through ``rt._backend`` (e.g. ``rt._backend.pools``).
+        """
+        if self._backend is None or self._stack is None:
+            raise RiversError("Runtime must be used with 'async with' before use")
+        return self._backend
 
     @property
     def repositories(self) -> Mapping[str, CodeRepository]:
@@ -342,10 +358,10 @@ class Runtime:
             return
         limits: dict[str, int | None] = dict.fromkeys(repository.pools)
         limits.update(repository.pool_limits)
-        if self._storage is None:
+        if self._backend is None:
             raise RiversError("Runtime must be used with 'async with' before use")
         if limits:
-            await self._storage.declare_pools(limits, declared_by=repository.name)
+            await self._backend.pools.declare_pools(limits, declared_by=repository.name)
         self._declared.add(repository.name)
         if self._long_lived and self._coordinator_group is not None:
             # Attached after start (``submit(..., repository=)``): serve it too.
@@ -410,7 +426,7 @@ class Runtime:
             raise ConfigError(f"executor must come from rs.Executor, got {config!r}")
         await self._register(repo)
         run_id = new_run_id()
-        await self.storage.create_run(
+        await self._roles.runs.create_run(
             NewRun(
                 run_id=run_id,
                 status=RunStatus.STARTING,
@@ -440,7 +456,7 @@ class Runtime:
             launcher=make_launcher(config, self._get_worker_pool),
             executor_name=describe_executor(config),
             events=self._writer(),
-            storage=self.storage,
+            storage=self._roles.runs,
             pools=self.pools,
             clock=self.clock,
             owner=self.owner,
@@ -484,7 +500,7 @@ class Runtime:
         await self._register(repo)
         run_id = new_run_id()
         tags = dict(request.tags or {})
-        record = await self.storage.create_run(
+        record = await self._roles.runs.create_run(
             NewRun(
                 run_id=run_id,
                 status=RunStatus.QUEUED,
@@ -497,7 +513,7 @@ class Runtime:
             )
         )
         if record is None:
-            existing = await self.storage.get_run_by_key(request.run_key or "")
+            existing = await self._roles.runs.get_run_by_key(request.run_key or "")
             assert existing is not None
             return RunHandle(self, existing.run_id)
         self._writer().emit(
@@ -509,7 +525,7 @@ class Runtime:
                 coordinator.wake()
         elif self._closing:
             raise RiversError("the runtime is stopping; the run stays queued")
-        elif await self.storage.admit_run(
+        elif await self._roles.queue.admit_run(
             run_id, owner=self.owner, max_concurrent_runs=2**31, tag_guards=()
         ):
             self._start_run(run_id)
@@ -527,12 +543,12 @@ class Runtime:
 
         If the runtime stops before the run began, the run goes back to the queue.
         """
-        storage = self.storage
+        storage = self._roles
         try:
-            record = await storage.get_run(run_id)
+            record = await storage.runs.get_run(run_id)
         except anyio.get_cancelled_exc_class():
             with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
-                await storage.transition_run(
+                await storage.runs.transition_run(
                     run_id,
                     RunStatus.QUEUED,
                     expected=(RunStatus.STARTING,),
@@ -572,8 +588,8 @@ class Runtime:
         """
         for delay in (*FAILURE_RETRY_DELAYS_S, None):
             try:
-                await self.storage.free_pool_slots(run_id)
-                return await self.storage.finish_run(
+                await self._roles.pools.free_pool_slots(run_id)
+                return await self._roles.runs.finish_run(
                     run_id,
                     RunStatus.FAILURE,
                     expected=(
@@ -603,7 +619,7 @@ class Runtime:
             RunNotFound: no run has this id.
         """
         while True:
-            record = await self.storage.get_run(run_id)
+            record = await self._roles.runs.get_run(run_id)
             if record is None:
                 raise RunNotFound(run_id)
             if record.status.is_finished:
@@ -618,7 +634,7 @@ class Runtime:
         Raises:
             RunNotFound: no run has this id.
         """
-        return await explain_run(self.storage, run_id)
+        return await explain_run(self._roles, run_id)
 
     def _repository(self, repository: CodeRepository | None) -> CodeRepository:
         if repository is not None:
@@ -639,21 +655,21 @@ class Runtime:
         Raises:
             RunNotFound: no run has this id.
         """
-        storage = self.storage
-        record = await storage.get_run(run_id)
+        storage = self._roles
+        record = await storage.runs.get_run(run_id)
         if record is None:
             raise RunNotFound(run_id)
         if record.status.is_finished:
             return
         if record.status is RunStatus.QUEUED:
-            await storage.transition_run(
+            await storage.runs.transition_run(
                 run_id,
                 RunStatus.CANCELED,
                 expected=(RunStatus.QUEUED,),
                 reason="canceled while queued",
             )
             return
-        changed = await storage.transition_run(
+        changed = await storage.runs.transition_run(
             run_id,
             RunStatus.CANCELING,
             expected=(RunStatus.STARTING, RunStatus.STARTED),

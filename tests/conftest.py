@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-import rivers as rs
-from rivers.storage.sqlite import SqliteStorage
+from rivers.storage import open_backend
+from rivers.storage.base import StorageBackend
 
 # RIVERS_HYPOTHESIS_PROFILE=long tries 20x more inputs in every property test that
 # does not set its own max_examples (the hostile-input fuzzers among them).
@@ -34,8 +34,9 @@ def rivers_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
-    async with rs.open_storage(tmp_path / "storage.db") as opened:
+async def storage(tmp_path: Path) -> AsyncIterator[StorageBackend]:
+    """A fresh storage file, opened as its role objects (``storage.runs``, ...)."""
+    async with open_backend(tmp_path / "storage.db") as opened:
         yield opened
 
 

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import rivers as rs
 from rivers.cli.app import run as cli_run
 from rivers.definitions.durations import parse_duration
+from rivers.storage import open_backend
 
 SCALE = 20 if os.environ.get("RIVERS_HYPOTHESIS_PROFILE") == "long" else 1
 """The long profile (tests/conftest.py) tries 20x more inputs here too."""
@@ -188,11 +189,11 @@ async def _hostile_storage(path: Path) -> str:
     program sharing the file could: straight into storage.
     """
     from rivers.messages import StepFailed, StepLogged, StepStarted
-    from rivers.storage.sqlite import NewRun
+    from rivers.storage.records import NewRun
 
     run_id = f"run{HOSTILE}"
-    async with rs.open_storage(path) as storage:
-        await storage.create_run(
+    async with open_backend(path) as storage:
+        await storage.runs.create_run(
             NewRun(
                 run_id=run_id,
                 status=rs.RunStatus.QUEUED,
@@ -201,8 +202,8 @@ async def _hostile_storage(path: Path) -> str:
                 selection=None,
             )
         )
-        await storage.set_run_reasons({run_id: f"waiting {HOSTILE}"})
-        await storage.create_run(
+        await storage.queue.set_run_reasons({run_id: f"waiting {HOSTILE}"})
+        await storage.runs.create_run(
             NewRun(
                 run_id="plain",
                 status=rs.RunStatus.STARTING,
@@ -211,14 +212,14 @@ async def _hostile_storage(path: Path) -> str:
                 selection=None,
             )
         )
-        await storage.transition_run(
+        await storage.runs.transition_run(
             "plain",
             rs.RunStatus.FAILURE,
             expected=[rs.RunStatus.STARTING],
             reason=f"failed {HOSTILE}",
         )
         step = f"step{HOSTILE}"
-        await storage.append_events(
+        await storage.events.append_events(
             [
                 (
                     StepStarted(
@@ -244,7 +245,7 @@ async def _hostile_storage(path: Path) -> str:
                 ),
             ]
         )
-        await storage.declare_pools({f"pool{HOSTILE}": 2}, declared_by=HOSTILE)
+        await storage.pools.declare_pools({f"pool{HOSTILE}": 2}, declared_by=HOSTILE)
     return run_id
 
 
@@ -315,7 +316,7 @@ def test_accepted_tags_are_stored_and_read_back_exactly(tags: dict[str, str]) ->
 
     import anyio
 
-    from rivers.storage.sqlite import NewRun
+    from rivers.storage.records import NewRun
 
     try:
         request = rs.RunRequest(tags=tags)
@@ -324,8 +325,8 @@ def test_accepted_tags_are_stored_and_read_back_exactly(tags: dict[str, str]) ->
         return
 
     async def round_trip(path: Path) -> None:
-        async with rs.open_storage(path) as storage:
-            await storage.create_run(
+        async with open_backend(path) as storage:
+            await storage.runs.create_run(
                 NewRun(
                     run_id="r",
                     status=rs.RunStatus.QUEUED,
@@ -334,7 +335,7 @@ def test_accepted_tags_are_stored_and_read_back_exactly(tags: dict[str, str]) ->
                     selection=None,
                 )
             )
-            (stored,) = await storage.get_runs(tags=request.tags)
+            (stored,) = await storage.runs.get_runs(tags=request.tags)
             assert stored.tags == tags
 
     with tempfile.TemporaryDirectory() as folder:
@@ -376,12 +377,12 @@ def test_pool_names_are_checked_the_same_everywhere(name: str) -> None:
         import tempfile
 
         with tempfile.TemporaryDirectory() as folder:
-            async with rs.open_storage(Path(folder) / "p.db") as storage:
+            async with open_backend(Path(folder) / "p.db") as storage:
                 try:
-                    await storage.set_pool_limit(name, 1)
+                    await storage.pools.set_pool_limit(name, 1)
                 except rs.ConfigError:
                     return False
-                return (await storage.get_pool_info(name)).limit == 1
+                return (await storage.pools.get_pool_info(name)).limit == 1
 
     assert anyio.run(set_limit) is accepted
 
@@ -427,8 +428,8 @@ def _body() -> int:
 
 
 async def _set_limit(name: str, folder: Path) -> None:
-    async with rs.open_storage(folder / "names.db") as storage:
-        await storage.set_pool_limit(name, 3)
+    async with open_backend(folder / "names.db") as storage:
+        await storage.pools.set_pool_limit(name, 3)
 
 
 NAMES: dict[str, tuple[Callable[[str], object], str]] = {
@@ -562,8 +563,8 @@ def test_cli_pool_commands_refuse_a_name_with_a_trailing_newline(
     path = tmp_path / "cli.db"
 
     async def pools() -> list[str]:
-        async with rs.open_storage(path) as storage:
-            return [info.name for info in await storage.get_all_pool_infos()]
+        async with open_backend(path) as storage:
+            return [info.name for info in await storage.pools.get_all_pool_infos()]
 
     for args in (["set", "db\n", "3"], ["info", "db\n"], ["reset", "db\n"]):
         line = _one_error_line(
@@ -680,9 +681,9 @@ async def _hold_slots_far_into_the_future(path: Path) -> None:
     rivers no longer writes the second (``lease_duration`` is at most a day), but a
     storage file written by an older version or another program may hold one.
     """
-    async with rs.open_storage(path) as storage:
+    async with open_backend(path) as storage:
         for step, lease_s in (("day", 86400.0), ("far", FAR_FUTURE)):
-            claim = await storage.claim_pool_slots(
+            claim = await storage.pools.claim_pool_slots(
                 run_id="r",
                 step_key=step,
                 pools=("db",),
@@ -700,8 +701,8 @@ def test_inspection_survives_a_lease_ending_after_the_year_9999(tmp_path: Path) 
     anyio.run(_hold_slots_far_into_the_future, path)
 
     async def holders() -> list[rs.SlotHolder]:
-        async with rs.open_storage(path) as storage:
-            return await storage.get_pool_slot_holders("db")
+        async with open_backend(path) as storage:
+            return await storage.pools.get_pool_slot_holders("db")
 
     day, far = anyio.run(holders)
     assert (day.step_key, far.step_key) == ("day", "far")
@@ -1219,7 +1220,7 @@ def test_every_cli_option_exits_0_or_2_in_one_line(
         import anyio
 
         async def create() -> None:
-            async with rs.open_storage(path):
+            async with open_backend(path):
                 pass
 
         anyio.run(create)
@@ -1264,8 +1265,8 @@ def test_triggers_list_survives_stored_times_after_the_year_9999(
     (tmp_path / "repo.py").write_text(TRIGGERS_REPOSITORY)
 
     async def store() -> None:
-        async with rs.open_storage(path) as storage:
-            await storage.put_state(
+        async with open_backend(path) as storage:
+            await storage.state.put_state(
                 state_key("sensor", "watch"),
                 {
                     "last_evaluation_at": FAR_FUTURE,

@@ -24,7 +24,8 @@ import pytest
 
 import rivers as rs
 from rivers._ids import new_run_id
-from rivers.storage.sqlite import NewRun
+from rivers.storage import open_backend
+from rivers.storage.records import NewRun
 
 RUNS = int(os.environ.get("RIVERS_LOAD_RUNS", "1000"))
 MAX_RUNS = 16
@@ -135,9 +136,9 @@ async def test_a_deep_queue_drains_within_every_limit_in_bounded_memory(
         backend=rs.RunBackendConfig(storage=str(path)),
     )
     names = [step.name for step in STEPS]
-    async with rs.open_storage(path) as storage:
+    async with open_backend(path) as storage:
         for index in range(RUNS):
-            await storage.create_run(
+            await storage.runs.create_run(
                 NewRun(
                     run_id=new_run_id(),
                     status=rs.RunStatus.QUEUED,
@@ -158,7 +159,7 @@ async def test_a_deep_queue_drains_within_every_limit_in_bounded_memory(
             nonlocal peak_rss, samples
             while True:
                 peak_rss = max(peak_rss, process.memory_info().rss)
-                in_flight = await rt.storage.get_in_flight_tags()
+                in_flight = await rt._roles.queue.get_in_flight_tags()
                 if len(in_flight) > MAX_RUNS:
                     storage_violations.append(f"{len(in_flight)} in flight")
                 for info in await rt.storage.get_all_pool_infos():
@@ -170,11 +171,11 @@ async def test_a_deep_queue_drains_within_every_limit_in_bounded_memory(
 
         tg.start_soon(monitor)
         with anyio.fail_after(60 + RUNS / 10):
-            while await rt.storage.count_runs(UNFINISHED):
+            while await rt._roles.runs.count_runs(UNFINISHED):
                 await anyio.sleep(0.1)
         drained_s = time.monotonic() - began
         tg.cancel_scope.cancel()
-        succeeded = await rt.storage.count_runs([rs.RunStatus.SUCCESS])
+        succeeded = await rt._roles.runs.count_runs([rs.RunStatus.SUCCESS])
         infos = await rt.storage.get_all_pool_infos()
     growth_mib = (peak_rss - baseline_rss) / 2**20
     assert succeeded == RUNS

@@ -11,6 +11,7 @@ import pytest
 
 import rivers as rs
 from rivers.definitions.executor_configs import ExecutorConfig
+from rivers.storage import open_backend
 
 
 def _chain(executor: object | None = None) -> rs.CodeRepository:
@@ -107,8 +108,8 @@ async def test_failed_step_skips_downstream_and_keeps_independent_steps() -> Non
 
 
 async def _get_run(run_id: str) -> rs.RunRecord:
-    async with rs.open_storage() as storage:
-        record = await storage.get_run(run_id)
+    async with open_backend() as storage:
+        record = await storage.runs.get_run(run_id)
     assert record is not None
     return record
 
@@ -130,8 +131,8 @@ async def test_retry_policy_retries_until_success(tmp_path: Path) -> None:
     assert result.output_for("flaky") == 3
     assert result.step_record("flaky").attempts == 3
     assert marker.read_text().split() == ["1", "2", "3"]
-    async with rs.open_storage() as storage:
-        kinds = [e.kind for e in await storage.get_events(run_id=result.run_id)]
+    async with open_backend() as storage:
+        kinds = [e.kind for e in await storage.events.get_events(run_id=result.run_id)]
     assert kinds.count("STEP_RETRY") == 2
     assert kinds.count("STEP_STARTED") == 3
 
@@ -230,13 +231,13 @@ async def test_step_context_and_logs_become_events() -> None:
         "asset": "logged",
         "tags": {"team": "core"},
     }
-    async with rs.open_storage() as storage:
+    async with open_backend() as storage:
         logs = [
             (e.data["level"], e.data["message"])
-            for e in await storage.get_events(run_id=result.run_id)
+            for e in await storage.events.get_events(run_id=result.run_id)
             if e.kind == "STEP_LOG"
         ]
-        run = await storage.get_run(result.run_id)
+        run = await storage.runs.get_run(result.run_id)
     assert logs == [("INFO", "hello world"), ("WARNING", "careful")]
     assert run is not None
     assert run.tags == {"team": "core"}
@@ -244,9 +245,9 @@ async def test_step_context_and_logs_become_events() -> None:
 
 async def test_events_of_a_run_are_durable_and_ordered() -> None:
     result = await _chain().materialize()
-    async with rs.open_storage() as storage:
-        events = await storage.get_events(run_id=result.run_id)
-        steps = await storage.get_step_records(result.run_id)
+    async with open_backend() as storage:
+        events = await storage.events.get_events(run_id=result.run_id)
+        steps = await storage.runs.get_step_records(result.run_id)
     kinds = [e.kind for e in events]
     assert kinds[0] == "RUN_STARTED"
     assert kinds[-1] == "RUN_SUCCESS"

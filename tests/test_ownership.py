@@ -21,7 +21,8 @@ import pytest
 
 import rivers as rs
 from rivers._ids import this_owner
-from rivers.storage.sqlite import NewRun
+from rivers.storage import open_backend
+from rivers.storage.records import NewRun
 
 START_HINT = "start one with `rivers daemon -f FILE`"
 
@@ -94,8 +95,8 @@ class Home:
             process.wait(timeout=30)
 
     async def runs(self) -> dict[str, rs.RunRecord]:
-        async with rs.open_storage(self.dir / "home" / "rivers.db") as storage:
-            return {r.run_id: r for r in await storage.get_runs(limit=None)}
+        async with open_backend(self.dir / "home" / "rivers.db") as storage:
+            return {r.run_id: r for r in await storage.runs.get_runs(limit=None)}
 
     async def wait_until_finished(self, *run_ids: str) -> dict[str, rs.RunRecord]:
         with anyio.fail_after(40):
@@ -303,8 +304,8 @@ async def test_explanations_say_when_no_daemon_serves_a_queued_run(
 async def test_a_run_admitted_to_a_runtime_that_died_before_launching_it_is_queued_again(
     tmp_path: Path,
 ) -> None:
-    async with rs.open_storage(tmp_path / "storage.db") as storage:
-        await storage.create_run(
+    async with open_backend(tmp_path / "storage.db") as storage:
+        await storage.runs.create_run(
             NewRun(
                 run_id="r1",
                 status=rs.RunStatus.QUEUED,
@@ -315,9 +316,11 @@ async def test_a_run_admitted_to_a_runtime_that_died_before_launching_it_is_queu
         )
         host, _, _ = this_owner().split(":")
         dead = f"{host}:999999999:0"
-        assert await storage.admit_runs([("r1", [])], owner=dead, max_concurrent_runs=1)
-        assert await storage.fail_runs_of_owner(dead, "died") == []
-        run = await storage.get_run("r1")
+        assert await storage.queue.admit_runs(
+            [("r1", [])], owner=dead, max_concurrent_runs=1
+        )
+        assert await storage.processes.fail_runs_of_owner(dead, "died") == []
+        run = await storage.runs.get_run("r1")
     assert run is not None
     assert run.status is rs.RunStatus.QUEUED
     assert run.owner is None
@@ -337,8 +340,8 @@ async def test_a_killed_daemon_serves_nothing_and_the_next_runtime_forgets_it(
     daemon.send_signal(signal.SIGKILL)
     daemon.wait()
     path = tmp_path / "home" / "rivers.db"
-    async with rs.open_storage(path) as storage:
-        owners = {served.owner for served, _ in await storage.get_served()}
+    async with open_backend(path) as storage:
+        owners = {served.owner for served, _ in await storage.processes.get_served()}
     assert [owner.split(":")[1] for owner in owners] == [str(daemon.pid)]
     # Its row is still there, but nothing takes it for a live daemon.
     run_id, note = home.submit(pipeline)
@@ -350,7 +353,7 @@ async def test_a_killed_daemon_serves_nothing_and_the_next_runtime_forgets_it(
 
     other = rs.CodeRepository([unrelated], name="other")
     async with rs.Runtime(other, backend=rs.RunBackendConfig(storage=str(path))) as rt:
-        served = await rt.storage.get_served()
+        served = await rt._roles.processes.get_served()
         assert [s.repository for s, _ in served] == ["other"]
         assert "no daemon is running" in await rt.explain(run_id)
 
@@ -380,5 +383,5 @@ async def test_a_repository_attached_to_a_running_runtime_is_served_too(
             record = await handle.wait()
         assert record.status is rs.RunStatus.SUCCESS
         assert ran == [handle.run_id]
-        served = {s.repository for s, _ in await rt.storage.get_served()}
+        served = {s.repository for s, _ in await rt._roles.processes.get_served()}
     assert served == {"default", "attached"}

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,7 +23,8 @@ import anyio
 import pytest
 
 import rivers as rs
-from rivers.storage.sqlite import SqliteStorage
+from rivers.storage import open_backend
+from rivers.storage.base import StorageBackend
 
 MEMBER = textwrap.dedent(
     """
@@ -138,16 +139,16 @@ def _records(log: Path) -> list[list[Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-async def _wait_pending(storage: SqliteStorage, count: int) -> None:
+async def _wait_pending(storage: StorageBackend, count: int) -> None:
     with anyio.fail_after(30):
-        while (await storage.get_pool_info("db")).pending_steps < count:
+        while (await storage.pools.get_pool_info("db")).pending_steps < count:
             await anyio.sleep(0.01)
 
 
-async def _hold_slot(storage: SqliteStorage) -> None:
+async def _hold_slot(storage: StorageBackend) -> None:
     """Take the pool's one slot from the test itself, so every step must wait."""
-    await storage.set_pool_limit("db", 1)
-    held = await storage.claim_pool_slots(
+    await storage.pools.set_pool_limit("db", 1)
+    held = await storage.pools.claim_pool_slots(
         run_id="blocker",
         step_key="blocker",
         pools=("db",),
@@ -168,7 +169,7 @@ async def _line_order(
     log.touch()
     members: dict[str, Member] = {}
     try:
-        async with rs.open_storage(storage_path) as storage:
+        async with open_backend(storage_path) as storage:
             await _hold_slot(storage)
             for key, steps in spec.items():
                 members[key] = Member(tmp_path, storage_path, log, steps)
@@ -176,7 +177,7 @@ async def _line_order(
                 members[member].run(step)
                 await _wait_pending(storage, count)
             began = time.monotonic()
-            await storage.release_pool_slots("blocker", "blocker")
+            await storage.pools.release_pool_slots("blocker", "blocker")
             for key, process in members.items():
                 mine = sum(1 for owner, _ in arrivals if owner == key)
                 outcome = await anyio.to_thread.run_sync(process.results, mine)
@@ -220,8 +221,8 @@ async def test_freeing_a_live_holder_stops_it_before_the_next_step_starts(
     log.touch()
     holder = waiter = None
     try:
-        async with rs.open_storage(storage_path) as storage:
-            await storage.set_pool_limit("db", 1)
+        async with open_backend(storage_path) as storage:
+            await storage.pools.set_pool_limit("db", 1)
             # Safety re-checks as usual: a waiter polling storage must still not
             # get the slot while the holder runs.
             holder = Member(tmp_path, storage_path, log, [["held", 0, "hold"]], "")
@@ -232,10 +233,10 @@ async def test_freeing_a_live_holder_stops_it_before_the_next_step_starts(
                     await anyio.sleep(0.01)
             waiter.run("next")
             await _wait_pending(storage, 1)
-            (claim,) = await storage.get_pool_slot_holders("db")
+            (claim,) = await storage.pools.get_pool_slot_holders("db")
             freed_at = time.time()
             if how == "api":
-                assert await storage.free_pool_slots(claim.run_id, "held") == 1
+                assert await storage.pools.free_pool_slots(claim.run_id, "held") == 1
             else:
                 command = [sys.executable, "-m", "rivers", "--storage"]
                 cli = subprocess.run(
@@ -259,7 +260,7 @@ async def test_freeing_a_live_holder_stops_it_before_the_next_step_starts(
             assert await anyio.to_thread.run_sync(waiter.results, 1) == {
                 "next": ("SUCCESS", "")
             }
-            info = await storage.get_pool_info("db")
+            info = await storage.pools.get_pool_info("db")
             assert (info.claimed_slots, info.pending_steps) == (0, 0)
     finally:
         for member in (holder, waiter):
@@ -316,7 +317,7 @@ class _Gate:
 
 
 async def _lowered_while_waiting(
-    gate: _Gate, lower: Any, limit_after: int
+    gate: _Gate, lower: Callable[[StorageBackend], Awaitable[None]], limit_after: int
 ) -> tuple[rs.MaterializeResult, rs.PoolInfo, bool]:
     """A 1-slot step holds pool gpu (limit 2) while a 2-slot step waits; ``lower``
     then changes the limit. Return the run, the pool after it, and whether the
@@ -345,13 +346,13 @@ async def _lowered_while_waiting(
             with anyio.fail_after(10):
                 while (await rt.storage.get_pool_info("gpu")).pending_steps < 1:
                     await anyio.sleep(0.01)
-            await lower(rt.storage)
+            await lower(rt._roles)
             with anyio.fail_after(10):
                 while (await rt.storage.get_pool_info("gpu")).pending_steps:
                     await anyio.sleep(0.01)
             steps = {
                 s.step_key: s
-                for s in await rt.storage.get_step_records(
+                for s in await rt._roles.runs.get_step_records(
                     (await rt.storage.get_runs(limit=1))[0].run_id
                 )
             }
@@ -364,8 +365,8 @@ async def _lowered_while_waiting(
 
 
 async def test_a_limit_lowered_below_a_waiters_slots_fails_it_at_once() -> None:
-    async def lower(storage: SqliteStorage) -> None:
-        await storage.set_pool_limit("gpu", 1)
+    async def lower(storage: StorageBackend) -> None:
+        await storage.pools.set_pool_limit("gpu", 1)
 
     result, info, ended_while_held = await _lowered_while_waiting(_Gate(), lower, 0)
     assert ended_while_held
@@ -377,8 +378,8 @@ async def test_a_limit_lowered_below_a_waiters_slots_fails_it_at_once() -> None:
 async def test_a_limit_lowered_by_the_cli_fails_the_waiter_at_once(
     tmp_path: Path,
 ) -> None:
-    async def lower(storage: SqliteStorage) -> None:
-        command = [sys.executable, "-m", "rivers", "--storage", str(storage.path)]
+    async def lower(storage: StorageBackend) -> None:
+        command = [sys.executable, "-m", "rivers", "--storage", str(storage.pools.path)]
         done = await anyio.run_process([*command, "pools", "set", "gpu", "1"])
         assert done.returncode == 0
 
@@ -392,11 +393,11 @@ async def test_a_limit_of_zero_pauses_a_waiter_until_it_is_raised() -> None:
     gate = _Gate()
     paused: list[int] = []
 
-    async def lower(storage: SqliteStorage) -> None:
-        await storage.set_pool_limit("gpu", 0)
+    async def lower(storage: StorageBackend) -> None:
+        await storage.pools.set_pool_limit("gpu", 0)
         await anyio.sleep(0.5)  # several safety re-checks: still waiting, not failed
-        paused.append((await storage.get_pool_info("gpu")).pending_steps)
-        await storage.set_pool_limit("gpu", 3)  # room for both: it runs at once
+        paused.append((await storage.pools.get_pool_info("gpu")).pending_steps)
+        await storage.pools.set_pool_limit("gpu", 3)  # room for both: it runs at once
 
     result, info, _ = await _lowered_while_waiting(gate, lower, 0)
     assert paused == [1]
@@ -436,7 +437,7 @@ async def test_freeing_a_holder_in_this_process_stops_it_before_the_waiter_start
             while not running:
                 await anyio.sleep(0.01)
         tg.start_soon(go, "next")
-        await _wait_pending(rt.storage, 1)
+        await _wait_pending(rt._roles, 1)
         (claim,) = await rt.storage.get_pool_slot_holders("db")
         freed_at = time.monotonic()
         assert await rt.storage.free_pool_slots(claim.run_id) == 1
@@ -456,7 +457,7 @@ async def test_a_pending_row_no_waiter_stands_behind_is_deleted() -> None:
 
     repo = rs.CodeRepository([step], pool_limits={"db": 1})
     async with rs.Runtime(repo) as rt:
-        await rt.storage.add_pending_step(
+        await rt._roles.pools.add_pending_step(
             pools=("db",),
             run_id="r",
             step_key="gone",

@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 import rivers as rs
+from rivers.storage import open_backend
 
 
 class Overlap:
@@ -213,8 +214,8 @@ async def test_leases_are_renewed_for_long_steps() -> None:
     )
     result = await repo.materialize()
     assert result.success
-    async with rs.open_storage() as storage:
-        kinds = [e.kind for e in await storage.get_events(run_id=result.run_id)]
+    async with open_backend() as storage:
+        kinds = [e.kind for e in await storage.events.get_events(run_id=result.run_id)]
     assert "LEASE_EXPIRED" not in kinds
 
 
@@ -343,9 +344,9 @@ async def test_slots_of_a_killed_process_are_reclaimed_after_the_lease(
     env = {**os.environ, "RIVERS_HOME": str(tmp_path / "home")}
     process = subprocess.Popen([sys.executable, str(script)], env=env)
     try:
-        async with rs.open_storage(storage) as observer:
+        async with open_backend(storage) as observer:
             with anyio.fail_after(20):
-                while (await observer.get_pool_info("shared")).claimed_slots < 1:
+                while (await observer.pools.get_pool_info("shared")).claimed_slots < 1:
                     await anyio.sleep(0.05)
     finally:
         process.send_signal(signal.SIGKILL)
@@ -368,8 +369,8 @@ async def test_slots_of_a_killed_process_are_reclaimed_after_the_lease(
             result = await rt.materialize()
         waited = time.monotonic() - killed_at
         dead_runs = await rt.storage.get_runs(status=rs.RunStatus.FAILURE)
-    async with rs.open_storage(storage) as reader:  # after the runtime wrote its log
-        events = await reader.get_events(kinds=["LEASE_EXPIRED"])
+    async with open_backend(storage) as reader:  # after the runtime wrote its log
+        events = await reader.events.get_events(kinds=["LEASE_EXPIRED"])
     assert result.success
     assert waited < 1.5 + 0.2 + 2.0  # lease + gc interval + generous slack
     assert len(dead_runs) == 1

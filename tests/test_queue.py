@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 import rivers as rs
+from rivers.storage import open_backend
 
 
 class RunTracker:
@@ -273,8 +274,8 @@ def _daemon(tmp_path: Path, pipeline: Path) -> subprocess.Popen[bytes]:
 
 
 async def _statuses(tmp_path: Path) -> dict[str, rs.RunStatus]:
-    async with rs.open_storage(tmp_path / "home" / "rivers.db") as storage:
-        return {r.run_id: r.status for r in await storage.get_runs(limit=None)}
+    async with open_backend(tmp_path / "home" / "rivers.db") as storage:
+        return {r.run_id: r.status for r in await storage.runs.get_runs(limit=None)}
 
 
 async def test_cross_process_submit_is_admitted_by_a_daemon(tmp_path: Path) -> None:

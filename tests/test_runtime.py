@@ -14,6 +14,7 @@ import anyio.lowlevel
 import pytest
 
 import rivers as rs
+from rivers.storage import open_backend
 
 
 def _repo(storage: Path, *, pool: str | None = None) -> rs.CodeRepository:
@@ -54,7 +55,7 @@ async def test_using_a_runtime_outside_async_with_is_a_rivers_error(
 ) -> None:
     rt = rs.Runtime(_repo(tmp_path / "s.db"))
     with pytest.raises(rs.RiversError, match="must be used with 'async with'"):
-        _ = rt.storage
+        _ = rt._roles
     with pytest.raises(rs.RiversError, match="must be used with 'async with'"):
         await rt.cancel("r-1")
     with pytest.raises(rs.RiversError, match="must be used with 'async with'"):
@@ -87,7 +88,7 @@ async def test_a_runtime_after_its_block_is_unusable(tmp_path: Path) -> None:
     async with rt:
         pass
     with pytest.raises(rs.RiversError, match="must be used with 'async with'"):
-        _ = rt.storage
+        _ = rt._roles
 
 
 async def test_clean_shutdown_leaves_no_tasks_and_closes_the_storage(
@@ -95,17 +96,17 @@ async def test_clean_shutdown_leaves_no_tasks_and_closes_the_storage(
 ) -> None:
     before = asyncio.all_tasks()
     async with rs.Runtime(_repo(tmp_path / "s.db")) as rt:
-        storage = rt.storage
+        storage = rt._roles
         result = await rt.materialize()
         assert result.success
         assert len(asyncio.all_tasks() - before) > 0  # the actors run meanwhile
     assert asyncio.all_tasks() == before
     with pytest.raises(rs.StorageError, match="is closed"):
-        await storage.get_run(result.run_id)
+        await storage.runs.get_run(result.run_id)
     # Everything was written before the storage closed.
-    async with rs.open_storage(tmp_path / "s.db") as reopened:
-        record = await reopened.get_run(result.run_id)
-        kinds = [e.kind for e in await reopened.get_events(run_id=result.run_id)]
+    async with open_backend(tmp_path / "s.db") as reopened:
+        record = await reopened.runs.get_run(result.run_id)
+        kinds = [e.kind for e in await reopened.events.get_events(run_id=result.run_id)]
     assert record is not None
     assert record.status is rs.RunStatus.SUCCESS
     assert kinds[-1] == "RUN_SUCCESS"
@@ -114,10 +115,10 @@ async def test_clean_shutdown_leaves_no_tasks_and_closes_the_storage(
 async def test_the_runtime_stores_runs_where_the_backend_says(tmp_path: Path) -> None:
     path = tmp_path / "elsewhere" / "runs.db"
     async with rs.Runtime(_repo(path)) as rt:
-        assert rt.storage.path == path
+        assert rt._roles.pools.path == path
         result = await rt.materialize(tags={"team": "core"})
-    async with rs.open_storage(path) as storage:
-        record = await storage.get_run(result.run_id)
+    async with open_backend(path) as storage:
+        record = await storage.runs.get_run(result.run_id)
     assert record is not None
     assert record.tags == {"team": "core"}
 
@@ -205,7 +206,7 @@ async def test_cancelling_a_running_materialize_cancels_the_run_and_step(
                 tg.cancel_scope.cancel()
         run_id = started_runs[0]
         record = await rt.storage.get_run(run_id)
-        steps = await rt.storage.get_step_records(run_id)
+        steps = await rt._roles.runs.get_step_records(run_id)
         kinds = [e.kind for e in await rt.storage.get_events(run_id=run_id)]
 
     [result] = results
@@ -264,12 +265,12 @@ async def _start_sleeper(path: Path) -> tuple[subprocess.Popen[bytes], str]:
             while not path.exists():
                 assert proc.poll() is None, proc.communicate()[1].decode()
                 await anyio.sleep(0.02)
-            async with rs.open_storage(path) as storage:
+            async with open_backend(path) as storage:
                 while True:
                     assert proc.poll() is None, proc.communicate()[1].decode()
-                    runs = await storage.get_runs(status=rs.RunStatus.STARTED)
+                    runs = await storage.runs.get_runs(status=rs.RunStatus.STARTED)
                     if runs:
-                        steps = await storage.get_step_records(runs[0].run_id)
+                        steps = await storage.runs.get_step_records(runs[0].run_id)
                         if [s.status for s in steps] == [rs.StepStatus.RUNNING]:
                             return proc, runs[0].run_id
                     await anyio.sleep(0.02)
@@ -291,10 +292,10 @@ async def test_a_run_of_a_killed_process_is_failed_when_a_runtime_starts(
     async with rs.Runtime(_repo(path)) as rt:
         # Recovery runs before the runtime's block is entered.
         record = await rt.storage.get_run(run_id)
-        steps = await rt.storage.get_step_records(run_id)
+        steps = await rt._roles.runs.get_step_records(run_id)
     # Its RUN_FAILURE event goes through the batched writer, drained on exit.
-    async with rs.open_storage(path) as storage:
-        events = await storage.get_events(run_id=run_id, kinds=["RUN_FAILURE"])
+    async with open_backend(path) as storage:
+        events = await storage.events.get_events(run_id=run_id, kinds=["RUN_FAILURE"])
 
     assert record is not None
     assert record.status is rs.RunStatus.FAILURE

@@ -274,7 +274,8 @@ class RuntimeMachine(RuleBasedStateMachine):
             self._portal_cm.__exit__(None, None, None)
             shutil.rmtree(self.folder, ignore_errors=True)
             raise
-        storage = self.rt.storage
+        # The pool role the runtime's actors use (not the public rt.storage).
+        storage = self.rt._roles.pools
         _spy(storage, "claim_pool_slots", OBSERVER.saw_claim)
         _spy(storage, "release_and_claim", _each(OBSERVER.saw_claim))
         # The hand-over written on the loop when the write lock is free: its grants
@@ -398,8 +399,11 @@ class RuntimeMachine(RuleBasedStateMachine):
                 assert info.claimed_slots <= bound, (info, bound)
 
     async def _sample(self) -> tuple[list[dict[str, str]], list[rs.PoolInfo]]:
-        storage = self.rt.storage
-        return await storage.get_in_flight_tags(), await storage.get_all_pool_infos()
+        storage = self.rt._roles
+        return (
+            await storage.queue.get_in_flight_tags(),
+            await storage.pools.get_all_pool_infos(),
+        )
 
     # --------------------------------------------------------------- the end
 

@@ -23,6 +23,7 @@ from rivers._clock import ManualClock
 from rivers.actors.triggers import AUTOMATION_INTERVAL_S, TriggerRunner
 from rivers.cli.loading import load_repository
 from rivers.core.triggers import TriggerState
+from rivers.storage import open_backend
 
 START = datetime(2024, 1, 1, 10, 30, tzinfo=UTC).timestamp()
 
@@ -74,7 +75,7 @@ async def _wait_all(rt: rs.Runtime, runs: list[rs.RunRecord]) -> list[rs.RunReco
 
 
 async def _state(rt: rs.Runtime, key: str) -> TriggerState:
-    return TriggerState.from_stored(await rt.storage.get_state(key))
+    return TriggerState.from_stored(await rt._roles.state.get_state(key))
 
 
 # ---------------------------------------------------------------------- schedules
@@ -269,8 +270,8 @@ async def test_a_failing_sensor_is_recorded_and_evaluated_again() -> None:
         await _runner(rt).tick_now()
         runs = await _wait_all(rt, await _runs(rt, "rivers/sensor", "flaky"))
         recovered = await _state(rt, "trigger.sensor.flaky")
-    async with rs.open_storage(rs.RunBackendConfig().storage) as storage:
-        events = await storage.get_events(kinds=["TRIGGER_FAILURE"])
+    async with open_backend(rs.RunBackendConfig().storage) as storage:
+        events = await storage.events.get_events(kinds=["TRIGGER_FAILURE"])
     assert len(calls) == 2
     assert failed.last_error == "ConnectionError: bucket unreachable"
     assert failed.cursor is None  # a failed evaluation does not move the cursor

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from rivers._clock import Clock
     from rivers.messages import EventBody
-    from rivers.storage.sqlite import SqliteStorage
+    from rivers.storage.base import EventStore
 
 __all__ = ("EventWriter", "EventWriterStatistics")
 
@@ -69,7 +69,7 @@ class _Subscriber:
 class EventWriter:
     """The one writer of the event log of a runtime."""
 
-    def __init__(self, storage: SqliteStorage, clock: Clock) -> None:
+    def __init__(self, storage: EventStore, clock: Clock) -> None:
         self._storage = storage
         self._clock = clock
         self._pending: list[tuple[EventBody, float]] = []

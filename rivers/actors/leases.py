@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from rivers.actors.events import EventWriter
     from rivers.actors.pools import PoolManager
-    from rivers.storage.sqlite import SqliteStorage
+    from rivers.storage.base import PoolStore
 
 __all__ = ("LeaseGC",)
 
@@ -34,7 +34,7 @@ class LeaseGC:
     def __init__(
         self,
         *,
-        storage: SqliteStorage,
+        storage: PoolStore,
         events: EventWriter,
         pools: PoolManager,
         interval_s: float,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from rivers._clock import Clock
     from rivers.actors.events import EventWriter
-    from rivers.storage.sqlite import SqliteStorage
+    from rivers.storage.base import ProcessStore
 
 __all__ = ("HEARTBEAT_INTERVAL_S", "STALE_AFTER_S", "ProcessMonitor")
 
@@ -37,7 +37,7 @@ class ProcessMonitor:
     def __init__(
         self,
         *,
-        storage: SqliteStorage,
+        storage: ProcessStore,
         events: EventWriter,
         owner: str,
         clock: Clock,

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from rivers._clock import Clock
     from rivers.actors.events import EventWriter
     from rivers.storage._pools_sql import ClaimResult
-    from rivers.storage.sqlite import SqliteStorage
+    from rivers.storage.base import PoolStore
 
 __all__ = ("POLL_INTERVAL_S", "REVOKE_CHECK_S", "Claim", "PoolManager")
 
@@ -142,7 +142,7 @@ class PoolManager:
     def __init__(
         self,
         *,
-        storage: SqliteStorage,
+        storage: PoolStore,
         events: EventWriter,
         owner: str,
         clock: Clock,

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from rivers._clock import Clock
     from rivers.actors.events import EventWriter
     from rivers.definitions.configs import RunQueueConfig
-    from rivers.storage.sqlite import SqliteStorage
+    from rivers.storage.base import QueueStore, RunStore, StateStore
 
 __all__ = ("LEADER_LEASE_S", "NO_QUEUE_POLL_S", "QueueCoordinator")
 
@@ -53,7 +53,9 @@ class QueueCoordinator:
     def __init__(
         self,
         *,
-        storage: SqliteStorage,
+        storage: QueueStore,
+        kv: StateStore,
+        runs: RunStore,
         events: EventWriter,
         owner: str,
         clock: Clock,
@@ -63,6 +65,8 @@ class QueueCoordinator:
         start_run: Callable[[str], None],
     ) -> None:
         self._storage = storage
+        self._kv = kv
+        self._runs = runs
         self._events = events
         self._owner = owner
         self._clock = clock
@@ -104,7 +108,7 @@ class QueueCoordinator:
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Tick until cancelled; give the leadership up on the way out."""
-        await self._storage.put_state(
+        await self._kv.put_state(
             queue_config_key(self._repository, self._fingerprint),
             {
                 "max_concurrent_runs": None,
@@ -135,7 +139,7 @@ class QueueCoordinator:
                     await self._wake.wait()
                 self._wake = anyio.Event()
                 try:
-                    self.is_leader = await self._storage.acquire_leadership(
+                    self.is_leader = await self._kv.acquire_leadership(
                         self._leader_key, self._owner, max(LEADER_LEASE_S, 3 * interval)
                     )
                     if self.is_leader:
@@ -145,9 +149,7 @@ class QueueCoordinator:
         finally:
             if self.is_leader:
                 with anyio.move_on_after(2, shield=True):
-                    await self._storage.release_leadership(
-                        self._leader_key, self._owner
-                    )
+                    await self._kv.release_leadership(self._leader_key, self._owner)
 
     async def tick(self) -> int:
         """Admit what fits now; return how many runs were admitted."""
@@ -212,7 +214,7 @@ class QueueCoordinator:
         return admitted
 
     async def _still_queued(self, run_id: str) -> bool:
-        record = await self._storage.get_run(run_id)
+        record = await self._runs.get_run(run_id)
         return record is not None and record.status.value == "QUEUED"
 
     async def _record_reasons(self, blocked: dict[str, str]) -> None:

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from rivers.actors.pools import Claim, PoolManager
     from rivers.definitions.asset import Asset
     from rivers.definitions.repository import CodeRepository
-    from rivers.storage.sqlite import SqliteStorage
+    from rivers.storage.base import RunStore
 
 __all__ = ("CLEANUP_TIMEOUT_S", "RunExecutor")
 
@@ -87,7 +87,7 @@ class RunExecutor:
         launcher: StepLauncher,
         executor_name: str,
         events: EventWriter,
-        storage: SqliteStorage,
+        storage: RunStore,
         pools: PoolManager,
         clock: Clock,
         owner: str,

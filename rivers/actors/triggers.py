@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from rivers.actors.events import EventWriter
     from rivers.definitions.repository import CodeRepository
     from rivers.runtime import RunHandle
-    from rivers.storage.sqlite import SqliteStorage
+    from rivers.storage.base import RunStore, StateStore
 
 __all__ = (
     "AUTOMATION_INTERVAL_S",
@@ -134,7 +134,8 @@ class TriggerRunner:
         self,
         repositories: Sequence[CodeRepository],
         *,
-        storage: SqliteStorage,
+        storage: RunStore,
+        kv: StateStore,
         events: EventWriter,
         owner: str,
         clock: Clock,
@@ -146,6 +147,7 @@ class TriggerRunner:
             ConfigError: two repositories define triggers with the same name.
         """
         self._storage = storage
+        self._kv = kv
         self._events = events
         self._owner = owner
         self._clock = clock
@@ -192,9 +194,7 @@ class TriggerRunner:
             try:
                 if self.is_leader:
                     with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
-                        await self._storage.release_leadership(
-                            self._leader_key, self._owner
-                        )
+                        await self._kv.release_leadership(self._leader_key, self._owner)
                     self.is_leader = False
             finally:
                 self._done.set()
@@ -244,7 +244,7 @@ class TriggerRunner:
         """
         report = TickReport()
         async with self._lock:
-            leader = await self._storage.acquire_leadership(
+            leader = await self._kv.acquire_leadership(
                 self._leader_key, self._owner, LEADER_LEASE_S
             )
             if leader and not self.is_leader:
@@ -266,7 +266,7 @@ class TriggerRunner:
 
     async def _load_states(self) -> None:
         for trigger in self._triggers:
-            stored = await self._storage.get_state(trigger.key)
+            stored = await self._kv.get_state(trigger.key)
             self._states[trigger.key] = TriggerState.from_stored(stored)
 
     def _state(self, trigger: _Trigger) -> TriggerState:
@@ -274,7 +274,7 @@ class TriggerRunner:
 
     async def _save(self, trigger: _Trigger, state: TriggerState) -> None:
         self._states[trigger.key] = state
-        await self._storage.put_state(trigger.key, state)
+        await self._kv.put_state(trigger.key, state)
 
     async def _evaluate_schedule(
         self, trigger: _Trigger, schedule: Schedule, report: TickReport

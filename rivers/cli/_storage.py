@@ -14,14 +14,14 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from rivers.errors import NotFoundError, RunNotFound, StorageUnavailable
-from rivers.storage import open_storage, resolve_storage_path
+from rivers.storage import open_backend, resolve_storage_path
 
 if TYPE_CHECKING:
     import os
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-    from rivers.storage.sqlite import SqliteStorage
+    from rivers.storage.base import StorageBackend
 
 __all__ = (
     "MIN_SHORT_ID",
@@ -55,19 +55,19 @@ def existing_storage_path(where: str | os.PathLike[str] | None) -> Path:
 @asynccontextmanager
 async def existing_storage(
     where: str | os.PathLike[str] | None, *, write: bool = False
-) -> AsyncIterator[SqliteStorage]:
+) -> AsyncIterator[StorageBackend]:
     """Open the storage only if it exists; read-only unless ``write``.
 
     Raises:
         StorageUnavailable: there is no storage there, or it cannot be opened.
     """
-    async with open_storage(existing_storage_path(where)) as storage:
+    async with open_backend(existing_storage_path(where)) as storage:
         if not write:
-            await storage.refuse_writes()
+            await storage.dashboard.refuse_writes()
         yield storage
 
 
-async def resolve_run_id(storage: SqliteStorage, text: str) -> str:
+async def resolve_run_id(storage: StorageBackend, text: str) -> str:
     """Return the run id ``text`` names: the whole id, or a unique prefix or suffix.
 
     A leading ``…`` (as ``rivers top`` shows on narrow terminals) is ignored.
@@ -80,14 +80,14 @@ async def resolve_run_id(storage: SqliteStorage, text: str) -> str:
     for mark in _ELLIPSES:
         fragment = fragment.removeprefix(mark)
     for whole in dict.fromkeys((text, fragment)):
-        if whole and await storage.get_run(whole) is not None:
+        if whole and await storage.runs.get_run(whole) is not None:
             return whole
     if len(fragment) < MIN_SHORT_ID:
         raise NotFoundError(
             f"no run with id {text!r}; a partial run id needs at least "
             f"{MIN_SHORT_ID} characters"
         )
-    matches = await storage.find_run_ids(fragment, SHOWN_CANDIDATES + 1)
+    matches = await storage.runs.find_run_ids(fragment, SHOWN_CANDIDATES + 1)
     if not matches:
         raise RunNotFound(text)
     if len(matches) == 1:

@@ -116,8 +116,10 @@ def advise_command(state: CliState, pool: str, since_s: float, as_json: bool) ->
     async def read() -> tuple[int | None, list[Hold]]:
         async with existing_storage(state.storage) as storage:
             now_s = storage.clock.time()
-            info = await storage.get_pool_info(pool)
-            events = await storage.get_events_since(HISTORY_KINDS, now_s - since_s)
+            info = await storage.pools.get_pool_info(pool)
+            events = await storage.dashboard.get_events_since(
+                HISTORY_KINDS, now_s - since_s
+            )
             return info.limit, holds_from_events(events, pool, now_s)
 
     current, holds = run_sync(read)

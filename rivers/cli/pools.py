@@ -16,7 +16,7 @@ from rivers.cli._storage import existing_storage, resolve_run_id
 from rivers.cli.output import console, print_json
 from rivers.errors import ConfigError, NotFoundError
 from rivers.materialize import run_sync
-from rivers.storage import open_storage
+from rivers.storage import open_backend
 
 if TYPE_CHECKING:
     from rivers.cli._common import CliState
@@ -71,9 +71,10 @@ def list_pools(
 
     async def read() -> list[tuple[PoolInfo, list[PendingStep]]]:
         async with existing_storage(state.storage) as storage:
-            infos = await storage.get_all_pool_infos()
+            infos = await storage.pools.get_all_pool_infos()
             return [
-                (info, await storage.get_pending_steps(info.name)) for info in infos
+                (info, await storage.pools.get_pending_steps(info.name))
+                for info in infos
             ]
 
     rows = run_sync(read)
@@ -115,9 +116,9 @@ def pool_info(
     async def read() -> tuple[PoolInfo, list[SlotHolder], list[PendingStep]]:
         async with existing_storage(state.storage) as storage:
             return (
-                await storage.get_pool_info(name),
-                await storage.get_pool_slot_holders(name),
-                await storage.get_pending_steps(name),
+                await storage.pools.get_pool_info(name),
+                await storage.pools.get_pool_slot_holders(name),
+                await storage.pools.get_pending_steps(name),
             )
 
     info, holders, pending = run_sync(read)
@@ -194,19 +195,19 @@ def set_limit(
 
     async def write() -> PoolInfo:
         if create:
-            async with open_storage(state.storage) as storage:
-                await storage.set_pool_limit(name, value)
-                return await storage.get_pool_info(name)
+            async with open_backend(state.storage) as storage:
+                await storage.pools.set_pool_limit(name, value)
+                return await storage.pools.get_pool_info(name)
         async with existing_storage(state.storage, write=True) as storage:
-            known = [info.name for info in await storage.get_all_pool_infos()]
+            known = [info.name for info in await storage.pools.get_all_pool_infos()]
             if name not in known:
                 raise NotFoundError(
-                    f"no pool named {name!r} in storage {str(storage.path)!r}"
+                    f"no pool named {name!r} in storage {storage.describe!r}"
                     f"{did_you_mean(name, known)}: no repository that ran here "
                     "names it; pass --create to set a limit for a new pool"
                 )
-            await storage.set_pool_limit(name, value)
-            return await storage.get_pool_info(name)
+            await storage.pools.set_pool_limit(name, value)
+            return await storage.pools.get_pool_info(name)
 
     info = run_sync(write)
     console().print(f"pool {safe(name)}: limit {_limit_text(info)}")
@@ -226,8 +227,8 @@ def reset_limit(
 
     async def write() -> PoolInfo:
         async with existing_storage(state.storage, write=True) as storage:
-            await storage.clear_pool_limit(name)
-            return await storage.get_pool_info(name)
+            await storage.pools.clear_pool_limit(name)
+            return await storage.pools.get_pool_info(name)
 
     info = run_sync(write)
     console().print(f"pool {safe(name)}: limit {_limit_text(info)}")
@@ -260,7 +261,7 @@ def free_slots(
     async def write() -> tuple[str, int]:
         async with existing_storage(state.storage, write=True) as storage:
             full_id = await resolve_run_id(storage, run_id)
-            return full_id, await storage.free_pool_slots(full_id, step)
+            return full_id, await storage.pools.free_pool_slots(full_id, step)
 
     full_id, freed = run_sync(write)
     target = safe(full_id) if step is None else f"{safe(full_id)} step {safe(step)}"

@@ -22,9 +22,9 @@ from rivers.materialize import run_sync
 from rivers.messages import RunEnqueued
 from rivers.metrics import parse_metrics_addr
 from rivers.runtime import Runtime
-from rivers.storage import open_storage, resolve_storage_path
-from rivers.storage.records import RunStatus
-from rivers.storage.sqlite import NewRun
+from rivers.storage import open_backend, resolve_storage_path
+from rivers.storage.base import backend_of
+from rivers.storage.records import NewRun, RunStatus
 
 if TYPE_CHECKING:
     from rivers.cli._common import CliState
@@ -64,12 +64,12 @@ def submit_command(
     path = resolve_storage_path(_backend(state, repository).storage)
 
     async def write() -> tuple[str, list[str]]:
-        async with open_storage(path) as storage:
+        async with open_backend(path) as storage:
             run_id = new_run_id()
-            await storage.record_definitions(
+            await storage.processes.record_definitions(
                 [(repository.name, repository.fingerprint, list(repository.assets))]
             )
-            await storage.create_run(
+            await storage.runs.create_run(
                 NewRun(
                     run_id=run_id,
                     status=RunStatus.QUEUED,
@@ -82,7 +82,7 @@ def submit_command(
                     fingerprint=repository.fingerprint,
                 )
             )
-            await storage.append_events(
+            await storage.events.append_events(
                 [
                     (
                         RunEnqueued(
@@ -142,7 +142,7 @@ def daemon_command(
                 runtime.owner,
                 repository.name,
                 repository.fingerprint,
-                await live_served(runtime.storage),
+                await live_served(backend_of(runtime.storage)),
             )
             if clash is not None:  # before "serving", which scripts wait for
                 out.print(safe(f"rivers daemon: {clash}"))

@@ -26,7 +26,7 @@ from rivers.materialize import run_sync
 from rivers.storage.records import Event, RunRecord, RunStatus, StepRecord
 
 if TYPE_CHECKING:
-    from rivers.storage.sqlite import SqliteStorage
+    from rivers.storage.base import StorageBackend
 
 __all__ = ("app",)
 
@@ -95,7 +95,7 @@ def list_runs(
 
     async def read() -> list[RunRecord]:
         async with existing_storage(state.storage) as storage:
-            return await storage.get_runs(status=statuses, tags=tags, limit=limit)
+            return await storage.runs.get_runs(status=statuses, tags=tags, limit=limit)
 
     runs = run_sync(read)
     if as_json:
@@ -129,10 +129,12 @@ def show_run(
     async def read() -> tuple[RunRecord, list[StepRecord], list[Event]]:
         async with existing_storage(state.storage) as storage:
             full_id = await resolve_run_id(storage, run_id)
-            run = await storage.get_run(full_id)
+            run = await storage.runs.get_run(full_id)
             assert run is not None
-            steps = await storage.get_step_records(full_id)
-            events = await storage.get_events(full_id, kinds=TIMELINE_EVENT_KINDS)
+            steps = await storage.runs.get_step_records(full_id)
+            events = await storage.events.get_events(
+                full_id, kinds=TIMELINE_EVENT_KINDS
+            )
             return run, steps, events
 
     run, steps, events = run_sync(read)
@@ -201,7 +203,7 @@ def run_logs(
     async def read() -> None:
         async with existing_storage(state.storage) as storage:
             full_id = await resolve_run_id(storage, run_id)
-            run = await storage.get_run(full_id)
+            run = await storage.runs.get_run(full_id)
             assert run is not None
             if (
                 step is not None
@@ -215,7 +217,7 @@ def run_logs(
             last: int | None = None
             while True:
                 finished = run.status.is_finished
-                events = await storage.get_events(
+                events = await storage.events.get_events(
                     full_id, after=last, kinds=LOG_EVENT_KINDS
                 )
                 show(events)
@@ -224,16 +226,16 @@ def run_logs(
                 if not follow or finished:
                     return
                 await anyio.sleep(FOLLOW_POLL_S)
-                current = await storage.get_run(full_id)
+                current = await storage.runs.get_run(full_id)
                 assert current is not None
                 run = current
 
     run_sync(read)
 
 
-async def _step_names(storage: SqliteStorage, run: RunRecord) -> set[str]:
+async def _step_names(storage: StorageBackend, run: RunRecord) -> set[str]:
     """The steps a run selected or recorded."""
-    names = {s.step_key for s in await storage.get_step_records(run.run_id)}
+    names = {s.step_key for s in await storage.runs.get_step_records(run.run_id)}
     return names | set(run.selection or ())
 
 
@@ -293,18 +295,18 @@ async def _cancel(
     """Request the cancel, wait up to ``wait_s`` for the end; return it and a note."""
     async with existing_storage(where, write=True) as storage:
         run_id = await resolve_run_id(storage, text)
-        run = await storage.get_run(run_id)
+        run = await storage.runs.get_run(run_id)
         assert run is not None
         if run.status.is_finished:
             return run, "it had already finished; nothing to cancel"
-        dequeued = run.status is RunStatus.QUEUED and await storage.transition_run(
+        dequeued = run.status is RunStatus.QUEUED and await storage.runs.transition_run(
             run_id,
             RunStatus.CANCELED,
             expected=(RunStatus.QUEUED,),
             reason="canceled while queued",
         )
         if not dequeued:  # running, or admitted meanwhile
-            await storage.transition_run(
+            await storage.runs.transition_run(
                 run_id,
                 RunStatus.CANCELING,
                 expected=(RunStatus.STARTING, RunStatus.STARTED),
@@ -312,12 +314,12 @@ async def _cancel(
             )
         with anyio.move_on_after(wait_s):
             while True:
-                run = await storage.get_run(run_id)
+                run = await storage.runs.get_run(run_id)
                 assert run is not None
                 if run.status.is_finished:
                     return run, None
                 await anyio.sleep(CANCEL_POLL_S)
-        run = await storage.get_run(run_id)
+        run = await storage.runs.get_run(run_id)
         assert run is not None
         if run.status.is_finished or wait_s == 0:
             return run, None

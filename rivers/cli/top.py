@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from rich.live import Live
 
     from rivers.cli._common import CliState
-    from rivers.storage.sqlite import SqliteStorage
+    from rivers.storage.base import StorageBackend
 
 __all__ = ("QUIT_KEYS", "top")
 
@@ -119,7 +119,7 @@ async def _watch(path: Path, out: Console, interval_s: float) -> None:
 
 
 async def _print_frames(
-    storage: SqliteStorage, out: Console, interval_s: float
+    storage: StorageBackend, out: Console, interval_s: float
 ) -> None:
     """Print a frame every interval (stdout is a file or a pipe: no redrawing)."""
     from rivers.dashboard.render import render
@@ -132,7 +132,7 @@ async def _print_frames(
 
 
 async def _redraw(
-    storage: SqliteStorage, live: Live, out: Console, interval_s: float, keys: bool
+    storage: StorageBackend, live: Live, out: Console, interval_s: float, keys: bool
 ) -> None:
     from rich.console import Group
     from rich.text import Text

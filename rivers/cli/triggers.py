@@ -187,7 +187,7 @@ def list_triggers(
     async def read() -> dict[str, TriggerState]:
         async with existing_storage(where) as storage:
             return {
-                key: TriggerState.from_stored(await storage.get_state(key))
+                key: TriggerState.from_stored(await storage.state.get_state(key))
                 for key in keys
             }
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from rivers.core.ownership import Served
     from rivers.core.queue import LimitRule
-    from rivers.storage.sqlite import SqliteStorage
+    from rivers.storage.base import StorageBackend
 
 __all__ = (
     "ADMISSION_WINDOW_MIN",
@@ -169,7 +169,7 @@ class DashboardSnapshot(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def read_snapshot(
-    storage: SqliteStorage,
+    storage: StorageBackend,
     *,
     max_in_flight: int = MAX_IN_FLIGHT_ROWS,
     max_queued: int = MAX_QUEUED_ROWS,
@@ -186,14 +186,18 @@ async def read_snapshot(
     gates = _Gates(storage, await live_served(storage))
     config: Any = await gates.shown_config()
     limits = stored_rules(config)
-    counts = await storage.count_runs_by_status([RunStatus.QUEUED, *IN_FLIGHT_STATUSES])
+    counts = await storage.dashboard.count_runs_by_status(
+        [RunStatus.QUEUED, *IN_FLIGHT_STATUSES]
+    )
     in_flight_count = sum(counts[s] for s in IN_FLIGHT_STATUSES)
-    in_flight_tags = await storage.get_in_flight_tags()
+    in_flight_tags = await storage.queue.get_in_flight_tags()
     usage = bucket_usage(limits, in_flight_tags)
-    oldest = await storage.oldest_queued_at()
+    oldest = await storage.dashboard.oldest_queued_at()
     window_s = ADMISSION_WINDOW_MIN * 60.0
-    admitted = _per_minute(await storage.dequeue_times(now_s - window_s), now_s)
-    finished = await storage.count_runs_created_since(now_s - RECENT_WINDOW_S)
+    admitted = _per_minute(
+        await storage.dashboard.dequeue_times(now_s - window_s), now_s
+    )
+    finished = await storage.dashboard.count_runs_created_since(now_s - RECENT_WINDOW_S)
     queue = QueueView(
         configured=isinstance(config, dict),
         max_concurrent_runs=_int(config, "max_concurrent_runs"),
@@ -208,11 +212,11 @@ async def read_snapshot(
         },
     )
     pools, pending = await _read_pools(storage)
-    in_flight_runs = await storage.get_runs(
+    in_flight_runs = await storage.runs.get_runs(
         status=IN_FLIGHT_STATUSES, limit=max_in_flight
     )
-    queued_runs = await storage.get_queued_runs(max_queued)
-    finished_runs = await storage.get_recent_finished_runs(max_finished)
+    queued_runs = await storage.dashboard.get_queued_runs(max_queued)
+    finished_runs = await storage.dashboard.get_recent_finished_runs(max_finished)
     queued_views = []
     for position, run in enumerate(queued_runs, start=1):
         unserved, run_config = await gates.of(run)
@@ -233,10 +237,10 @@ async def read_snapshot(
         *queued_views,
         *(_finished_view(run) for run in finished_runs),
     ]
-    events = await storage.get_recent_events(EVENT_KINDS, max_events)
+    events = await storage.dashboard.get_recent_events(EVENT_KINDS, max_events)
     return DashboardSnapshot(
         taken_at=now,
-        storage=str(storage.path),
+        storage=storage.describe,
         queue=queue,
         tag_limits=tuple(_tag_views(limits, usage)),
         pools=tuple(pools.values()),
@@ -303,13 +307,13 @@ def _tag_views(
 
 
 async def _read_pools(
-    storage: SqliteStorage,
+    storage: StorageBackend,
 ) -> tuple[dict[str, PoolView], dict[str, list[PendingStep]]]:
     pools: dict[str, PoolView] = {}
     pending: dict[str, list[PendingStep]] = {}
-    for info in await storage.get_all_pool_infos():
-        waiting = await storage.get_pending_steps(info.name)
-        holders = await storage.get_pool_slot_holders(info.name)
+    for info in await storage.pools.get_all_pool_infos():
+        waiting = await storage.pools.get_pending_steps(info.name)
+        holders = await storage.pools.get_pool_slot_holders(info.name)
         pending[info.name] = waiting
         pools[info.name] = PoolView(
             name=info.name,
@@ -328,17 +332,17 @@ async def _read_pools(
 
 
 async def _in_flight_views(
-    storage: SqliteStorage,
+    storage: StorageBackend,
     runs: list[RunRecord],
     pools: Mapping[str, PoolView],
     pending: Mapping[str, list[PendingStep]],
     now: datetime,
 ) -> list[RunView]:
     run_ids = [run.run_id for run in runs]
-    progress = await storage.get_step_progress(run_ids)
-    totals = await storage.get_step_totals(run_ids)
-    waiting = await storage.get_waiting_steps(run_ids)
-    running = await storage.get_steps_in_status(run_ids, StepStatus.RUNNING)
+    progress = await storage.dashboard.get_step_progress(run_ids)
+    totals = await storage.dashboard.get_step_totals(run_ids)
+    waiting = await storage.dashboard.get_waiting_steps(run_ids)
+    running = await storage.dashboard.get_steps_in_status(run_ids, StepStatus.RUNNING)
     # (run, step) -> [(pool, 1-based place in that pool's line)]
     lines: dict[tuple[str, str], list[tuple[str, int]]] = {}
     for pool, steps in pending.items():
@@ -349,7 +353,7 @@ async def _in_flight_views(
     for run in runs:
         counts = progress.get(run.run_id, {})
         waiting_keys = sorted(waiting.get(run.run_id, []))
-        latest = await storage.get_waiting_step_events(
+        latest = await storage.dashboard.get_waiting_step_events(
             run.run_id, waiting_keys[:MAX_WAITING_STEPS_READ]
         )
         reasons: list[tuple[int, str]] = []
@@ -403,7 +407,7 @@ async def _in_flight_views(
 class _Gates:
     """What serves each queued run's definition, and its queue settings (cached)."""
 
-    def __init__(self, storage: SqliteStorage, live: list[Served]) -> None:
+    def __init__(self, storage: StorageBackend, live: list[Served]) -> None:
         self._storage = storage
         self._live = live
         self._configs: dict[tuple[str, str], Any] = {}
@@ -414,7 +418,7 @@ class _Gates:
     async def _config(self, repository: str, fingerprint: str) -> Any:
         key = (repository, fingerprint)
         if key not in self._configs:
-            self._configs[key] = await self._storage.get_state(
+            self._configs[key] = await self._storage.state.get_state(
                 queue_config_key(repository, fingerprint)
             )
         return self._configs[key]

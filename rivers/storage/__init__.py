@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 
 from rivers._clock import SYSTEM_CLOCK, Clock
 from rivers.errors import ConfigError
+from rivers.storage.base import Storage, StorageBackend
 from rivers.storage.records import (
     Event,
+    NewRun,
     PendingStep,
     PoolInfo,
     RunRecord,
@@ -19,7 +21,6 @@ from rivers.storage.records import (
     StepRecord,
     StepStatus,
 )
-from rivers.storage.sqlite import NewRun, SqliteStorage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -32,10 +33,12 @@ __all__ = (
     "RunRecord",
     "RunStatus",
     "SlotHolder",
-    "SqliteStorage",
     "StepRecord",
     "StepStatus",
+    "Storage",
+    "StorageBackend",
     "default_storage_path",
+    "open_backend",
     "open_storage",
     "resolve_storage_path",
     "rivers_home",
@@ -78,16 +81,44 @@ def resolve_storage_path(path_or_url: str | os.PathLike[str] | None) -> Path:
 @asynccontextmanager
 async def open_storage(
     path_or_url: str | os.PathLike[str] | None = None, *, clock: Clock = SYSTEM_CLOCK
-) -> AsyncIterator[SqliteStorage]:
+) -> AsyncIterator[Storage]:
     """Open the storage at a path or ``sqlite:///path`` URL, and close it on exit.
+
+    It offers the inspection methods of API.md §4 (``rs.Storage``).
 
     Raises:
         StorageUnavailable: the file cannot be opened or is not a rivers database.
         StorageCorrupted: the file fails ``PRAGMA quick_check`` (files up to 8 MiB).
         MigrationError: the file was written by a newer rivers.
     """
+    async with open_backend(path_or_url, clock=clock) as backend:
+        yield Storage(backend)
+
+
+async def connect_backend(
+    path_or_url: str | os.PathLike[str] | None = None, *, clock: Clock = SYSTEM_CLOCK
+) -> StorageBackend:
+    """Open the storage at a path or URL as its role objects; close it with
+    ``aclose()``. The one place that knows the concrete backends.
+
+    Raises:
+        StorageUnavailable: the file cannot be opened or is not a rivers database.
+        StorageCorrupted: the file fails ``PRAGMA quick_check`` (files up to 8 MiB).
+        MigrationError: the file was written by a newer rivers.
+    """
+    from rivers.storage.sqlite import SqliteStorage
+
     storage = await SqliteStorage.open(resolve_storage_path(path_or_url), clock=clock)
+    return storage.backend()
+
+
+@asynccontextmanager
+async def open_backend(
+    path_or_url: str | os.PathLike[str] | None = None, *, clock: Clock = SYSTEM_CLOCK
+) -> AsyncIterator[StorageBackend]:
+    """``connect_backend`` as a context manager that closes the storage on exit."""
+    backend = await connect_backend(path_or_url, clock=clock)
     try:
-        yield storage
+        yield backend
     finally:
-        await storage.aclose()
+        await backend.aclose()

@@ -11,6 +11,7 @@ import msgspec
 __all__ = (
     "LATE_CANCEL_REASON",
     "Event",
+    "NewRun",
     "PendingStep",
     "PoolInfo",
     "RunRecord",
@@ -165,3 +166,18 @@ class PendingStep(msgspec.Struct, frozen=True, kw_only=True):
     slots: int
     priority: int
     enqueued_at: datetime
+
+
+class NewRun(msgspec.Struct, frozen=True, kw_only=True):
+    """What is written when a run is created."""
+
+    run_id: str
+    status: RunStatus
+    repository: str
+    tags: dict[str, str]
+    selection: list[str] | None
+    priority: int = 0
+    run_key: str | None = None
+    location: dict[str, str] | None = None
+    owner: str | None = None
+    fingerprint: str | None = None

@@ -43,11 +43,13 @@ from rivers.storage._dashboard_methods import DashboardMethods
 from rivers.storage._pool_methods import PoolMethods
 from rivers.storage._queue_methods import QueueMethods
 from rivers.storage._serving_methods import ServingMethods
+from rivers.storage.base import StorageBackend
 from rivers.storage.records import (
     FINISHED_STATUSES,
     IN_FLIGHT_STATUSES,
     LATE_CANCEL_REASON,
     Event,
+    NewRun,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -95,21 +97,6 @@ _STEP_PROJECTION: dict[str, tuple[StepStatus, bool, bool]] = {
     "STEP_CANCELED": (StepStatus.CANCELED, False, True),
 }
 _TERMINAL_STEP = ("SUCCESS", "FAILURE", "SKIPPED", "CANCELED")
-
-
-class NewRun(msgspec.Struct, frozen=True, kw_only=True):
-    """What is written when a run is created."""
-
-    run_id: str
-    status: RunStatus
-    repository: str
-    tags: dict[str, str]
-    selection: list[str] | None
-    priority: int = 0
-    run_key: str | None = None
-    location: dict[str, str] | None = None
-    owner: str | None = None
-    fingerprint: str | None = None
 
 
 @final
@@ -184,6 +171,22 @@ class SqliteStorage(PoolMethods, QueueMethods, ServingMethods, DashboardMethods)
             self._inline = None
         with anyio.CancelScope(shield=True):
             await self._db.close()
+
+    def backend(self) -> StorageBackend:
+        """Return this storage as a ``StorageBackend`` (itself for every role)."""
+        return StorageBackend(
+            runs=self,
+            events=self,
+            pools=self,
+            queue=self,
+            state=self,
+            processes=self,
+            dashboard=self,
+            clock=self.clock,
+            describe=str(self.path),
+            close=self.aclose,
+            corruption=lambda: self._broken,
+        )
 
     @property
     def corrupted(self) -> StorageCorrupted | None:

@@ -41,7 +41,9 @@ import pytest
 
 import rivers as rs
 from rivers._ids import new_run_id
-from rivers.storage.sqlite import NewRun, SqliteStorage
+from rivers.storage import open_backend
+from rivers.storage.base import StorageBackend
+from rivers.storage.records import NewRun
 
 ROUNDS = int(os.environ.get("RIVERS_CHAOS_ROUNDS", "4"))
 SEED = int(os.environ.get("RIVERS_CHAOS_SEED", "7"))
@@ -143,20 +145,20 @@ class Monitor:
         self.violations: list[str] = []
 
     async def run(self) -> None:
-        async with rs.open_storage(self.path) as storage:
+        async with open_backend(self.path) as storage:
             while True:
-                in_flight = await storage.get_in_flight_tags()
+                in_flight = await storage.queue.get_in_flight_tags()
                 self.check(len(in_flight) <= MAX_RUNS, f"{len(in_flight)} in flight")
                 for team in TEAMS:
                     used = sum(1 for tags in in_flight if tags.get("team") == team)
                     self.check(used <= 1, f"team {team}: {used} runs in flight")
-                pool = await storage.get_pool_info("db")
+                pool = await storage.pools.get_pool_info("db")
                 self.check(
                     pool.claimed_slots <= POOL_LIMIT,
                     f"db: {pool.claimed_slots} claimed",
                 )
                 now = time.time()
-                for holder in await storage.get_pool_slot_holders("db"):
+                for holder in await storage.pools.get_pool_slot_holders("db"):
                     died = self.deaths.at.get(_owner_pid(holder.owner or ""))
                     if died is None or holder.lease_expires_at.timestamp() <= now:
                         continue
@@ -336,9 +338,9 @@ async def test_kills_lose_no_run_leak_no_slot_and_never_exceed_a_limit(
     )
     submitted: list[str] = []
 
-    async def submit(storage: SqliteStorage) -> None:
+    async def submit(storage: StorageBackend) -> None:
         run_id = new_run_id()
-        await storage.create_run(
+        await storage.runs.create_run(
             NewRun(
                 run_id=run_id,
                 status=rs.RunStatus.QUEUED,
@@ -350,7 +352,7 @@ async def test_kills_lose_no_run_leak_no_slot_and_never_exceed_a_limit(
         )
         submitted.append(run_id)  # accepted: it is QUEUED in storage
 
-    async with rs.open_storage(storage_path) as storage:
+    async with open_backend(storage_path) as storage:
         for _ in range(RUNS):
             await submit(storage)
 
@@ -364,7 +366,7 @@ async def test_kills_lose_no_run_leak_no_slot_and_never_exceed_a_limit(
 
         async def keep_submitting() -> None:
             # More work arrives while daemons live and die.
-            async with rs.open_storage(storage_path) as storage:
+            async with open_backend(storage_path) as storage:
                 while True:
                     await anyio.sleep(rng.uniform(0.2, 0.6))
                     await submit(storage)
@@ -387,15 +389,15 @@ async def test_kills_lose_no_run_leak_no_slot_and_never_exceed_a_limit(
         submitter.cancel()
         final = _start_daemon(pipeline, home, log)
         try:
-            async with rs.open_storage(storage_path) as storage:
+            async with open_backend(storage_path) as storage:
                 with anyio.fail_after(120):
                     while True:
-                        runs = await storage.get_runs(limit=None)
+                        runs = await storage.runs.get_runs(limit=None)
                         if all(r.status.is_finished for r in runs):
                             break
                         await anyio.sleep(0.1)
                 with anyio.fail_after(10):  # leases of killed holders come back
-                    while (await storage.get_pool_info("db")).claimed_slots:
+                    while (await storage.pools.get_pool_info("db")).claimed_slots:
                         await anyio.sleep(0.1)
         finally:
             final.send_signal(signal.SIGTERM)
@@ -403,11 +405,11 @@ async def test_kills_lose_no_run_leak_no_slot_and_never_exceed_a_limit(
         tg.cancel_scope.cancel()
     seconds = time.monotonic() - began
 
-    async with rs.open_storage(storage_path) as storage:
-        by_id = {r.run_id: r for r in await storage.get_runs(limit=None)}
-        started = await storage.get_events(kinds=["RUN_STARTED"])
-        pool = await storage.get_pool_info("db")
-        holders = await storage.get_pool_slot_holders("db")
+    async with open_backend(storage_path) as storage:
+        by_id = {r.run_id: r for r in await storage.runs.get_runs(limit=None)}
+        started = await storage.events.get_events(kinds=["RUN_STARTED"])
+        pool = await storage.pools.get_pool_info("db")
+        holders = await storage.pools.get_pool_slot_holders("db")
     conn = sqlite3.connect(storage_path)
     try:
         claim_rows = conn.execute("SELECT COUNT(*) FROM pool_claims").fetchone()[0]

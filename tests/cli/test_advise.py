@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 
 import rivers as rs
+from rivers.storage import open_backend
 
 
 def _advise(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -79,7 +80,7 @@ async def test_replaying_a_recorded_workload_at_its_limit_matches_the_measured_w
 
 
 async def test_a_pool_with_no_history_says_so(rivers_home: Path) -> None:
-    async with rs.open_storage(rivers_home / "rivers.db"):
+    async with open_backend(rivers_home / "rivers.db"):
         pass
     done = _advise(rivers_home, "ghost")
     assert done.returncode == 0, done.stderr

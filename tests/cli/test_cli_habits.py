@@ -21,8 +21,8 @@ import pytest
 
 import rivers as rs
 from rivers.actors import liveness
-from rivers.storage.records import LATE_CANCEL_REASON
-from rivers.storage.sqlite import NewRun
+from rivers.storage import open_backend
+from rivers.storage.records import LATE_CANCEL_REASON, NewRun
 
 PIPELINE = textwrap.dedent(
     """
@@ -98,10 +98,10 @@ def _new_run(run_id: str, tags: dict[str, str] | None = None) -> NewRun:
 
 
 async def _seed(path: Path, *runs: NewRun) -> None:
-    async with rs.open_storage(path) as storage:
-        await storage.declare_pools({"warehouse": 2}, "repo")
+    async with open_backend(path) as storage:
+        await storage.pools.declare_pools({"warehouse": 2}, "repo")
         for run in runs:
-            await storage.create_run(run)
+            await storage.runs.create_run(run)
 
 
 # ------------------------------------------------------------ missing storage
@@ -257,12 +257,12 @@ def test_runs_list_tags_all_keys_must_match_and_a_repeated_key_means_any(
 async def test_get_runs_takes_a_list_of_values_per_tag_key(tmp_path: Path) -> None:
     path = tmp_path / "tags.db"
     await _tagged(path)
-    async with rs.open_storage(path) as storage:
-        either = await storage.get_runs(tags={"env": ["dev", "test"]})
+    async with open_backend(path) as storage:
+        either = await storage.runs.get_runs(tags={"env": ["dev", "test"]})
         assert {run.run_id for run in either} == {"r-dev", "r-test-a"}
-        both = await storage.get_runs(tags={"env": ["prod", "test"], "team": "a"})
+        both = await storage.runs.get_runs(tags={"env": ["prod", "test"], "team": "a"})
         assert {run.run_id for run in both} == {"r-prod-a", "r-test-a"}
-        assert await storage.get_runs(tags={"env": []}) == []
+        assert await storage.runs.get_runs(tags={"env": []}) == []
 
 
 # ------------------------------------------------------------------ cancel
@@ -279,9 +279,9 @@ async def test_a_cancel_that_arrives_after_the_last_step_says_the_run_finished_f
 
     @rs.Asset
     async def last_step(context: rs.StepContext) -> int:
-        async with rs.open_storage(path) as storage:
+        async with open_backend(path) as storage:
             while True:
-                run = await storage.get_run(context.run_id)
+                run = await storage.runs.get_run(context.run_id)
                 assert run is not None
                 if run.status is rs.RunStatus.CANCELING:
                     return 1  # the request is there; the step ends anyway
@@ -314,8 +314,8 @@ async def test_a_cancel_that_arrives_after_the_last_step_says_the_run_finished_f
     assert f"run {run.run_id}: SUCCESS ({LATE_CANCEL_REASON})" in done.stdout
     [result] = results
     assert result.status is rs.RunStatus.SUCCESS
-    async with rs.open_storage(path) as storage:
-        record = await storage.get_run(run.run_id)
+    async with open_backend(path) as storage:
+        record = await storage.runs.get_run(run.run_id)
     assert record is not None
     assert record.status is rs.RunStatus.SUCCESS
     assert record.reason == "finished before the cancel took effect"

@@ -15,6 +15,7 @@ import anyio
 import pytest
 
 import rivers as rs
+from rivers.storage import open_backend
 
 PIPELINE = textwrap.dedent(
     """
@@ -99,12 +100,12 @@ async def test_top_once_beside_a_live_daemon_shows_every_gate(
             stderr=log,
         )
     try:
-        async with rs.open_storage(home / "rivers.db") as storage:
+        async with open_backend(home / "rivers.db") as storage:
             with anyio.fail_after(30):
                 while True:
-                    started = await storage.get_runs(status=rs.RunStatus.STARTED)
-                    queued = await storage.get_runs(status=rs.RunStatus.QUEUED)
-                    pending = await storage.get_pending_steps("warehouse")
+                    started = await storage.runs.get_runs(status=rs.RunStatus.STARTED)
+                    queued = await storage.runs.get_runs(status=rs.RunStatus.QUEUED)
+                    pending = await storage.pools.get_pending_steps("warehouse")
                     if len(started) == 2 and len(pending) == 1 and queued[0].reason:
                         break
                     await anyio.sleep(0.05)
@@ -125,8 +126,10 @@ async def test_top_once_beside_a_live_daemon_shows_every_gate(
     finally:
         # Cancel what is still queued before the steps end, so nothing new arrives
         # at the pool while its slot is handed to the waiting step.
-        async with rs.open_storage(home / "rivers.db") as storage:
-            queued_ids = [r.run_id for r in await storage.get_runs(status="QUEUED")]
+        async with open_backend(home / "rivers.db") as storage:
+            queued_ids = [
+                r.run_id for r in await storage.runs.get_runs(status="QUEUED")
+            ]
         for run_id in queued_ids:
             assert _rivers(home, "runs", "cancel", run_id).returncode == 0
         (tmp_path / "stop").touch()

@@ -37,13 +37,14 @@ from rivers.dashboard.snapshot import (
     TagLimitView,
     read_snapshot,
 )
+from rivers.storage import open_backend
+from rivers.storage.base import StorageBackend
 from rivers.storage.records import Event
-from rivers.storage.sqlite import SqliteStorage
 
 
 @dataclass
 class Busy:
-    storage: SqliteStorage
+    storage: StorageBackend
     running: str
     blocked: str
     pool_waiting: str
@@ -84,14 +85,14 @@ async def busy(tmp_path: Path) -> AsyncIterator[Busy]:
     )
     backend = rs.RunBackendConfig(storage=str(tmp_path / "busy.db"))
     async with rs.Runtime(repo, backend=backend) as rt:
-        storage = rt.storage
+        storage = rt._roles
         failed = await rt.materialize(["broken"])
         running = await rt.submit(
             rs.RunRequest(selection=("heavy",), tags={"env": "prod", "team": "a"})
         )
 
         async def holds_the_pool() -> bool:
-            return bool(await storage.get_pool_slot_holders("warehouse"))
+            return bool(await storage.pools.get_pool_slot_holders("warehouse"))
 
         await _until(holds_the_pool)
         blocked = await rt.submit(
@@ -102,8 +103,8 @@ async def busy(tmp_path: Path) -> AsyncIterator[Busy]:
         )
 
         async def all_waiting() -> bool:
-            record = await storage.get_run(blocked.run_id)
-            pending = await storage.get_pending_steps("warehouse")
+            record = await storage.runs.get_run(blocked.run_id)
+            pending = await storage.pools.get_pending_steps("warehouse")
             return bool(record and record.reason) and len(pending) == 1
 
         await _until(all_waiting)
@@ -197,13 +198,13 @@ async def test_narrow_frame_fits_80_columns_and_keeps_the_reasons(busy: Busy) ->
 async def test_a_connection_that_refuses_writes_still_reads_the_snapshot(
     busy: Busy,
 ) -> None:
-    async with rs.open_storage(busy.storage.path) as reader:
-        await reader.refuse_writes()
+    async with open_backend(busy.storage.pools.path) as reader:
+        await reader.dashboard.refuse_writes()
         snapshot = await read_snapshot(reader)
         with pytest.raises(rs.StorageError):
-            await reader.put_state("dashboard.probe", 1)
+            await reader.state.put_state("dashboard.probe", 1)
     assert snapshot.queue.in_flight == 2
-    assert await busy.storage.get_state("dashboard.probe") is None
+    assert await busy.storage.state.get_state("dashboard.probe") is None
 
 
 # ------------------------------------------------------- synthetic snapshots
@@ -459,7 +460,7 @@ async def test_snapshot_of_100000_runs_reads_in_well_under_a_second(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "big.db"
-    async with rs.open_storage(path):
+    async with open_backend(path):
         pass
     now = time.time()
     with sqlite3.connect(path) as conn:
@@ -496,7 +497,7 @@ async def test_snapshot_of_100000_runs_reads_in_well_under_a_second(
             "INSERT INTO kv (key, value, updated_at) VALUES ('queue.config', ?, ?)",
             (json.dumps({"max_concurrent_runs": 10, "dequeue_interval_s": 1}), now),
         )
-    async with rs.open_storage(path) as storage:
+    async with open_backend(path) as storage:
         began = time.perf_counter()
         snapshot = await read_snapshot(storage)
         took = time.perf_counter() - began

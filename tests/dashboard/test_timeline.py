@@ -24,6 +24,7 @@ from rivers.dashboard.timeline import (
     build_timeline,
     render_timeline,
 )
+from rivers.storage.base import Storage
 from rivers.storage.records import Event, RunRecord
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -151,7 +152,7 @@ def _sleeper(name: str, seconds: float, **options: Any) -> rs.Asset[Any, Any]:
     return rs.Asset(body, **options)
 
 
-async def _timeline(storage: Any, run_id: str) -> Timeline:
+async def _timeline(storage: Storage, run_id: str) -> Timeline:
     run = await storage.get_run(run_id)
     assert run is not None
     events = await storage.get_events(run_id, kinds=TIMELINE_EVENT_KINDS)

@@ -27,6 +27,7 @@ import pytest
 from anyio.abc import TaskStatus
 
 import rivers as rs
+from rivers.storage import open_backend
 
 pytestmark = pytest.mark.kubernetes
 
@@ -175,8 +176,10 @@ async def _wait_for_file(path: Path, timeout_s: float = 30) -> int:
 
 
 async def _events(home: Path, run_id: str, kind: str) -> list[rs.Event]:
-    async with rs.open_storage(home / "rivers.db") as storage:
-        return [e for e in await storage.get_events(run_id=run_id) if e.kind == kind]
+    async with open_backend(home / "rivers.db") as storage:
+        return [
+            e for e in await storage.events.get_events(run_id=run_id) if e.kind == kind
+        ]
 
 
 async def test_three_step_dag_produces_the_right_values(
@@ -540,8 +543,8 @@ async def test_secrets_reach_the_pod_env_but_no_name_label_event_or_log(
         ]
     )
     assert secret not in visible
-    async with rs.open_storage(rivers_home / "rivers.db") as storage:
-        events = await storage.get_events(run_id=result.run_id)
+    async with open_backend(rivers_home / "rivers.db") as storage:
+        events = await storage.events.get_events(run_id=result.run_id)
     assert "connecting with a password of" in json.dumps([e.data for e in events])
     assert secret not in json.dumps([(e.kind, e.step_key, e.data) for e in events])
     assert secret not in caplog.text

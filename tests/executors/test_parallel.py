@@ -17,6 +17,7 @@ import anyio
 import psutil
 
 import rivers as rs
+from rivers.storage import open_backend
 
 
 def _record_step(log_dir: Path, name: str, seconds: float) -> rs.Asset[Any, Any]:
@@ -120,10 +121,10 @@ async def test_ready_steps_beyond_max_workers_emit_step_waiting(tmp_path: Path) 
     assets = [_record_step(tmp_path, f"w{i}", 0.1) for i in range(4)]
     repo = rs.CodeRepository(assets, executor=rs.Executor.parallel(max_workers=1))
     result = await repo.materialize()
-    async with rs.open_storage() as storage:
+    async with open_backend() as storage:
         waiting = [
             e
-            for e in await storage.get_events(run_id=result.run_id)
+            for e in await storage.events.get_events(run_id=result.run_id)
             if e.kind == "STEP_WAITING"
         ]
     assert [e.data["position"] for e in waiting] == [1, 2, 3]
@@ -212,8 +213,8 @@ async def test_cancel_stops_running_sync_steps_and_leaves_no_processes(
     step_pids = [int(p.read_text()) for p in tmp_path.glob("*.pid")]
     assert not any(_alive(pid) for pid in step_pids)
     assert not any(_alive(pid) for pid in pool_pids)
-    async with rs.open_storage() as storage:
-        run = await storage.get_run(result.run_id)
+    async with open_backend() as storage:
+        run = await storage.runs.get_run(result.run_id)
     assert run is not None
     assert run.status is rs.RunStatus.CANCELED
 
@@ -272,10 +273,10 @@ async def test_logs_from_worker_processes_become_events() -> None:
         [chatty], executor=rs.Executor.parallel(max_workers=1)
     ).materialize()
     assert result.success
-    async with rs.open_storage() as storage:
+    async with open_backend() as storage:
         logs = [
             e.data["message"]
-            for e in await storage.get_events(run_id=result.run_id)
+            for e in await storage.events.get_events(run_id=result.run_id)
             if e.kind == "STEP_LOG"
         ]
     assert len(logs) == 1

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 
 import rivers as rs
+from rivers.storage import open_backend
 from rivers.storage.records import Event
 
 
 async def _failure(run_id: str) -> Event:
-    async with rs.open_storage() as storage:
-        [failure] = await storage.get_events(run_id, kinds=("STEP_FAILURE",))
+    async with open_backend() as storage:
+        [failure] = await storage.events.get_events(run_id, kinds=("STEP_FAILURE",))
     return failure
 
 

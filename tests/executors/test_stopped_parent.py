@@ -21,7 +21,7 @@ import anyio
 import psutil
 import pytest
 
-import rivers as rs
+from rivers.storage import open_backend
 
 LEASE_S = 1.0
 
@@ -116,5 +116,5 @@ def test_a_worker_leaves_once_its_runtime_is_stopped_longer_than_the_lease(
 
 
 async def _pool_infos(path: Path) -> list[Any]:
-    async with rs.open_storage(path) as storage:
-        return list(await storage.get_all_pool_infos())
+    async with open_backend(path) as storage:
+        return list(await storage.pools.get_all_pool_infos())

@@ -8,6 +8,7 @@ from typing import Any
 import rivers as rs
 from rivers.dashboard.timeline import TIMELINE_EVENT_KINDS, build_timeline
 from rivers.runtime import current_runtime
+from rivers.storage import open_backend
 
 
 async def test_a_cold_workers_start_up_is_recorded_apart_from_the_step() -> None:
@@ -18,9 +19,11 @@ async def test_a_cold_workers_start_up_is_recorded_apart_from_the_step() -> None
     repo = rs.CodeRepository([quick], executor=rs.Executor.parallel(max_workers=1))
     result = await repo.materialize()
     assert result.success, result.error
-    async with rs.open_storage() as storage:
-        run = await storage.get_run(result.run_id)
-        events = await storage.get_events(result.run_id, kinds=TIMELINE_EVENT_KINDS)
+    async with open_backend() as storage:
+        run = await storage.runs.get_run(result.run_id)
+        events = await storage.events.get_events(
+            result.run_id, kinds=TIMELINE_EVENT_KINDS
+        )
     assert run is not None
     started = next(e for e in events if e.kind == "STEP_STARTED")
     succeeded = next(e for e in events if e.kind == "STEP_SUCCESS")

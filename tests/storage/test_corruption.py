@@ -24,7 +24,8 @@ import anyio
 import pytest
 
 import rivers as rs
-from rivers.storage.sqlite import NewRun
+from rivers.storage import open_backend
+from rivers.storage.records import NewRun
 
 # -------------------------------------------------------------------- helpers
 
@@ -41,9 +42,9 @@ def _new_run(run_id: str, **tags: str) -> NewRun:
 
 async def _fill(path: Path, count: int) -> None:
     """Write ``count`` finished runs with two tags each; closing folds the WAL in."""
-    async with rs.open_storage(path) as storage:
+    async with open_backend(path) as storage:
         for index in range(count):
-            await storage.create_run(
+            await storage.runs.create_run(
                 _new_run(f"r{index:05d}", team=f"t{index % 5}", note="n" * 40)
             )
 
@@ -218,11 +219,11 @@ async def test_every_path_into_sqlite_raises_a_rivers_error_on_a_truncated_file(
     turns what SQLite raises into ``StorageCorrupted``, never a ``sqlite3`` error."""
     path = tmp_path / "rivers.db"
     await _fill(path, 200)
-    async with rs.open_storage(path) as storage:
+    async with open_backend(path) as storage:
 
         async def use() -> object:
             if path_taken == "inline claim":
-                return await storage.claim_pool_slots(
+                return await storage.pools.claim_pool_slots(
                     run_id="r",
                     step_key="s",
                     pools=("db",),
@@ -231,14 +232,14 @@ async def test_every_path_into_sqlite_raises_a_rivers_error_on_a_truncated_file(
                     lease_s=5,
                 )
             if path_taken == "inline release":
-                return storage.release_and_claim_now(
+                return storage.pools.release_and_claim_now(
                     run_id="r", step_key="s", claims=[], owner="o", lease_s=5
                 )
             if path_taken == "thread write":
-                return await storage.create_run(_new_run("new"))
-            return await storage.get_runs(tags={"team": "t1"}, limit=None)
+                return await storage.runs.create_run(_new_run("new"))
+            return await storage.runs.get_runs(tags={"team": "t1"}, limit=None)
 
-        await storage.get_runs(limit=None)
+        await storage.runs.get_runs(limit=None)
         os.truncate(path, 0)
         with pytest.raises(rs.StorageCorrupted):
             await use()
@@ -338,7 +339,7 @@ async def test_damage_found_mid_run_stops_every_write_and_the_runtime(
                 await rt.storage.get_runs(tags={"team": "t1"}, limit=None)
             found.append(raised.value)
             assert "doctor" in str(raised.value)
-            assert rt.storage.corrupted is raised.value
+            assert rt._roles.corrupted is raised.value
             before = _files(path)
             began = time.monotonic()
             with pytest.raises(rs.StorageCorrupted):
@@ -392,8 +393,8 @@ def test_doctor_finds_the_damage_and_its_recipe_recovers_the_runs(
     recovered = Path(f"{path}.recovered")
 
     async def read_back() -> list[rs.RunRecord]:
-        async with rs.open_storage(recovered) as storage:
-            return await storage.get_runs(limit=None)
+        async with open_backend(recovered) as storage:
+            return await storage.runs.get_runs(limit=None)
 
     assert len(anyio.run(read_back)) == 300
 

@@ -29,10 +29,10 @@ import pytest
 
 import rivers as rs
 from rivers.cli.app import run as cli_run
-from rivers.storage import sqlite as sqlite_storage
-from rivers.storage.records import IN_FLIGHT_STATUSES
+from rivers.storage import open_backend, sqlite as sqlite_storage
+from rivers.storage.base import StorageBackend
+from rivers.storage.records import IN_FLIGHT_STATUSES, NewRun
 from rivers.storage.schema import SCHEMA_VERSION
-from rivers.storage.sqlite import NewRun, SqliteStorage
 
 
 def _new_run(run_id: str, **tags: str) -> NewRun:
@@ -46,9 +46,9 @@ def _new_run(run_id: str, **tags: str) -> NewRun:
 
 
 async def _fill(path: Path, count: int) -> None:
-    async with rs.open_storage(path) as storage:
+    async with open_backend(path) as storage:
         for index in range(count):
-            await storage.create_run(_new_run(f"r{index}", n=str(index)))
+            await storage.runs.create_run(_new_run(f"r{index}", n=str(index)))
 
 
 def _integrity(path: Path) -> tuple[str, int]:
@@ -111,16 +111,16 @@ def _locked(path: Path, for_s: float | None = None) -> Iterator[threading.Event]
 
 
 async def test_a_write_waits_out_a_short_lock_then_succeeds(
-    storage: SqliteStorage,
+    storage: StorageBackend,
 ) -> None:
-    with _locked(storage.path, for_s=0.5):
+    with _locked(storage.pools.path, for_s=0.5):
         began = time.monotonic()
         with anyio.fail_after(sqlite_storage.BUSY_TIMEOUT_S):
-            created = await storage.create_run(_new_run("waited"))
+            created = await storage.runs.create_run(_new_run("waited"))
         waited = time.monotonic() - began
     assert created is not None
     assert waited >= 0.3  # it did wait for the lock instead of failing at once
-    assert (await storage.get_run("waited")) is not None
+    assert (await storage.runs.get_run("waited")) is not None
 
 
 @rs.Asset
@@ -161,9 +161,9 @@ async def test_a_runtime_outlives_a_lock_held_past_the_busy_timeout(
         if record.status is rs.RunStatus.FAILURE:
             assert "locked" in (record.reason or ""), record
     assert sum(r.status is rs.RunStatus.SUCCESS for r in records) >= 1
-    async with rs.open_storage(path) as storage:
-        assert await storage.count_runs(IN_FLIGHT_STATUSES) == 0
-        pool = await storage.get_pool_info("db")
+    async with open_backend(path) as storage:
+        assert await storage.runs.count_runs(IN_FLIGHT_STATUSES) == 0
+        pool = await storage.pools.get_pool_info("db")
         assert (pool.claimed_slots, pool.pending_steps) == (0, 0)
     assert _integrity(path) == ("ok", 12)
 
@@ -202,7 +202,8 @@ _FILL_UNTIL_FULL = textwrap.dedent(
 
     import anyio
     import rivers as rs
-    from rivers.storage.sqlite import NewRun
+    from rivers.storage import open_backend
+    from rivers.storage.records import NewRun
 
     path, headroom = Path(sys.argv[1]), int(sys.argv[2])
 
@@ -211,7 +212,7 @@ _FILL_UNTIL_FULL = textwrap.dedent(
                       repository="default", tags={"pad": "x" * 1000}, selection=None)
 
     async def main():
-        async with rs.open_storage(path) as storage:
+        async with open_backend(path) as storage:
             if headroom:
                 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
                 biggest = max(p.stat().st_size for p in path.parent.glob(path.name + "*"))
@@ -220,12 +221,12 @@ _FILL_UNTIL_FULL = textwrap.dedent(
             created = []
             try:
                 for index in range(100_000):
-                    await storage.create_run(run(f"full-{index}"))
+                    await storage.runs.create_run(run(f"full-{index}"))
                     created.append(f"full-{index}")
             except rs.RiversError as exc:
                 error = [type(exc).__name__, str(exc)]
             # Reads still work once writes fail.
-            readable = len(await storage.get_runs(limit=None))
+            readable = len(await storage.runs.get_runs(limit=None))
         print(json.dumps({"error": error, "created": len(created), "readable": readable}))
 
     anyio.run(main)
@@ -431,10 +432,10 @@ async def test_a_read_only_file_is_read_but_writes_are_refused_clearly(
     path = tmp_path / "ro.db"
     await _fill(path, 2)
     with _read_only(path):
-        async with rs.open_storage(path) as storage:
-            assert len(await storage.get_runs()) == 2
+        async with open_backend(path) as storage:
+            assert len(await storage.runs.get_runs()) == 2
             with pytest.raises(rs.StorageUnavailable, match="is read-only") as raised:
-                await storage.create_run(_new_run("refused"))
+                await storage.runs.create_run(_new_run("refused"))
             assert str(path) in str(raised.value)
         # A runtime refuses to start rather than run without recording anything.
         with pytest.raises(rs.StorageUnavailable, match="is read-only"):
@@ -497,8 +498,8 @@ async def test_a_corrupted_rivers_file_is_refused_naming_it_and_left_alone(
     await _fill(path, 50)
     before = _corrupt(path)
     with pytest.raises(rs.StorageUnavailable, match="corrupted") as raised:
-        async with rs.open_storage(path) as storage:
-            await storage.get_runs()
+        async with open_backend(path) as storage:
+            await storage.runs.get_runs()
     assert str(path) in str(raised.value)
     assert path.read_bytes() == before
 

@@ -9,16 +9,32 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import pytest
 
-import rivers as rs
 from rivers.storage import sqlite as sqlite_storage
 from rivers.storage._pools_sql import ClaimResult
 from rivers.storage.sqlite import SqliteStorage
+
+
+@asynccontextmanager
+async def _opened(path: Path) -> AsyncIterator[SqliteStorage]:
+    """The SQLite storage itself: these tests are about its own write paths."""
+    storage = await SqliteStorage.open(path)
+    try:
+        yield storage
+    finally:
+        await storage.aclose()
+
+
+@pytest.fixture
+async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
+    async with _opened(tmp_path / "storage.db") as opened:
+        yield opened
 
 
 def _claim_one(storage: SqliteStorage, step: str) -> Awaitable[ClaimResult]:
@@ -49,7 +65,7 @@ async def test_with_another_writer_holding_the_lock_it_waits_on_the_sqlite_threa
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "locked.db"
-    async with rs.open_storage(path) as storage:
+    async with _opened(path) as storage:
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         threads: list[int] = []
@@ -89,7 +105,7 @@ async def test_the_wal_is_folded_back_by_the_sqlite_thread_as_claims_go_by(
 ) -> None:
     monkeypatch.setattr(sqlite_storage, "INLINE_CHECKPOINT_EVERY", 10)
     path = tmp_path / "wal.db"
-    async with rs.open_storage(path) as storage:
+    async with _opened(path) as storage:
         for index in range(25):
             result = await _claim_one(storage, f"s{index}")
             assert result.granted
@@ -109,7 +125,7 @@ async def test_release_and_claim_now_writes_nothing_while_another_writer_holds_t
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "now.db"
-    async with rs.open_storage(path) as storage:
+    async with _opened(path) as storage:
         first = await _claim_one(storage, "holder")
         assert first.granted
         other = sqlite3.connect(path, isolation_level=None)

@@ -25,7 +25,7 @@ import rivers as rs
 from rivers._clock import SYSTEM_CLOCK
 from rivers.actors.events import EventWriter
 from rivers.actors.pools import Claim, PoolManager
-from rivers.storage import sqlite as sqlite_storage
+from rivers.storage import open_backend, sqlite as sqlite_storage
 
 _HOLD_LOCK = textwrap.dedent(
     """
@@ -109,10 +109,10 @@ async def test_a_write_lock_held_8s_by_another_process_fails_nothing(
                 assert await anyio.to_thread.run_sync(holder.wait, 5) == 0
     assert [r.status for r in results] == [rs.RunStatus.SUCCESS] * 2
     assert done_after >= 7, done_after  # they really waited the lock out
-    async with rs.open_storage(path) as storage:
-        runs = await storage.get_runs(limit=None)
+    async with open_backend(path) as storage:
+        runs = await storage.runs.get_runs(limit=None)
         assert [r.status for r in runs] == [rs.RunStatus.SUCCESS] * 2
-        pool = await storage.get_pool_info("db")
+        pool = await storage.pools.get_pool_info("db")
         assert (pool.claimed_slots, pool.pending_steps) == (0, 0)
 
 
@@ -123,11 +123,13 @@ async def test_a_waiter_gets_its_slot_after_a_release_whose_write_failed(
     monkeypatch.setattr(sqlite_storage, "BUSY_TIMEOUT_S", 0.1)
     monkeypatch.setattr(sqlite_storage, "WRITE_PATIENCE_S", 0.3)
     path = tmp_path / "rivers.db"
-    async with rs.open_storage(path) as storage:
-        await storage.declare_pools({"db": 1}, declared_by="test")
+    async with open_backend(path) as storage:
+        await storage.pools.declare_pools({"db": 1}, declared_by="test")
         pools = PoolManager(
-            storage=storage,
-            events=EventWriter(storage, SYSTEM_CLOCK),  # not running: events wait
+            storage=storage.pools,
+            events=EventWriter(
+                storage.events, SYSTEM_CLOCK
+            ),  # not running: events wait
             owner="test",
             clock=SYSTEM_CLOCK,
             lease_s=60,
@@ -151,7 +153,7 @@ async def test_a_waiter_gets_its_slot_after_a_release_whose_write_failed(
             assert first is not None
             tg.start_soon(waiter)
             with anyio.fail_after(5):
-                while not await storage.get_pending_steps("db"):
+                while not await storage.pools.get_pending_steps("db"):
                     await anyio.sleep(0.01)
             async with _hold_lock(path, 1.5) as holder:
                 # Its write fails: the lock outlasts it. (Before this fix, release
@@ -163,12 +165,12 @@ async def test_a_waiter_gets_its_slot_after_a_release_whose_write_failed(
                 with anyio.fail_after(10):
                     await got_slot.wait()
                 assert await anyio.to_thread.run_sync(holder.wait, 5) == 0
-            holders = await storage.get_pool_slot_holders("db")
+            holders = await storage.pools.get_pool_slot_holders("db")
             assert [(h.run_id, h.step_key) for h in holders] == [("r2", "b")]
-            assert await storage.get_pending_steps("db") == []
+            assert await storage.pools.get_pending_steps("db") == []
             await pools.release(granted[0])
             tg.cancel_scope.cancel()
-        info = await storage.get_pool_info("db")
+        info = await storage.pools.get_pool_info("db")
         assert (info.claimed_slots, info.pending_steps) == (0, 0)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import rivers as rs
 from rivers._clock import ManualClock
 from rivers._ids import this_owner
+from rivers.storage import open_backend
 from rivers.storage.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 T0 = 1_700_000_000.0
@@ -50,8 +50,8 @@ async def test_a_schema_3_file_is_migrated_and_keeps_its_tokens_and_claims(
 ) -> None:
     path = tmp_path / "old.db"
     _write_schema_3_file(path)
-    async with rs.open_storage(path, clock=ManualClock(T0)) as storage:
-        result = await storage.claim_pool_slots(
+    async with open_backend(path, clock=ManualClock(T0)) as storage:
+        result = await storage.pools.claim_pool_slots(
             run_id="new",
             step_key="s",
             pools=("db",),
@@ -60,8 +60,8 @@ async def test_a_schema_3_file_is_migrated_and_keeps_its_tokens_and_claims(
             lease_s=60,
             priority=10,  # ahead of the waiting step, which has priority 5
         )
-        info = await storage.get_pool_info("db")
-        waiting = await storage.get_pending_steps("db")
+        info = await storage.pools.get_pool_info("db")
+        waiting = await storage.pools.get_pending_steps("db")
     # The counter survived: the grant takes a larger token than every earlier one.
     assert result.granted
     assert result.tokens == (42,)

@@ -26,6 +26,7 @@ _MEMORY_SCRIPT = r"""
 import resource, sys, anyio
 import rivers as rs
 from rivers._ids import new_run_id
+from rivers.storage import open_backend
 from rivers.storage.records import NewRun
 
 @rs.Asset
@@ -48,9 +49,9 @@ def peak_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 async def main() -> None:
-    async with rs.open_storage() as storage:
+    async with open_backend() as storage:
         for i in range(count):
-            await storage.create_run(NewRun(
+            await storage.runs.create_run(NewRun(
                 run_id=new_run_id(), status=rs.RunStatus.QUEUED, repository="default",
                 tags={"team": f"t{i % 20}", "env": "prod"}, selection=None))
     async with rs.Runtime(repo) as rt:

@@ -72,13 +72,13 @@ async def _queue_errors(folder: Path, rng: random.Random, count: int) -> list[Er
             await rt.submit(rs.RunRequest(tags={"ms": str(_ms(rng))}))
             for _ in range(count)
         ]
-        asked = rt.storage.clock.time()
+        asked = rt.clock.time()
         expected: dict[str, float] = {}
         for handle in handles:
-            position = await rt.storage.queue_position(handle.run_id)
+            position = await rt._roles.queue.queue_position(handle.run_id)
             if position is None:
                 continue  # already admitted
-            forecast = await queue_forecast(rt.storage, position, 2)
+            forecast = await queue_forecast(rt._roles, position, 2)
             if forecast.seconds is not None:
                 expected[handle.run_id] = forecast.seconds
         for handle in handles:
@@ -112,11 +112,11 @@ async def _pool_errors(folder: Path, rng: random.Random, count: int) -> list[Err
                 while len(line) < count - 2:
                     await anyio.sleep(0.002)
                     line = await rt.storage.get_pending_steps("p")
-            asked = rt.storage.clock.time()
+            asked = rt.clock.time()
             expected = {}
             for pending in line:
                 forecast = await pool_forecast(
-                    rt.storage, "p", 2, pending.run_id, pending.step_key
+                    rt._roles, "p", 2, pending.run_id, pending.step_key
                 )
                 if forecast is not None and forecast.seconds is not None:
                     expected[pending.step_key] = forecast.seconds

@@ -35,18 +35,30 @@ EVENT_GATES = {
     "STEP_WAITING": ("executor", "a ready step waits for an executor slot"),
     "STEP_POOL_BLOCKED": ("pool", "a step waits for pool slots"),
     "STEP_POOL_CLAIMED": ("pool", "a step claimed its slots in every pool"),
-    "STEP_STARTED": ("executor", "an attempt began (worker pid, thread, pod); `startup_s`: "
-                     "its wait for a worker process to start, not part of its duration"),
+    "STEP_STARTED": (
+        "executor",
+        "an attempt began (worker pid, thread, pod); `startup_s`: "
+        "its wait for a worker process to start, not part of its duration",
+    ),
     "STEP_SUCCESS": ("step", "the attempt returned and its value was stored"),
-    "STEP_FAILURE": ("step", "the step failed for good; `traceback` starts at the user's "
-                     "function, `duration_s` is how long the last attempt ran"),
+    "STEP_FAILURE": (
+        "step",
+        "the step failed for good; `traceback` starts at the user's "
+        "function, `duration_s` is how long the last attempt ran",
+    ),
     "STEP_RETRY": ("step", "an attempt failed; slots released; retry after a delay"),
     "STEP_SKIPPED": ("step", "an upstream step did not succeed"),
     "STEP_CANCELED": ("step", "the run was canceled"),
-    "STEP_LOG": ("step", "a line written through context.log, or printed by a step in a worker process (`stream`: stdout, stderr)"),
+    "STEP_LOG": (
+        "step",
+        "a line written through context.log, or printed by a step in a worker process (`stream`: stdout, stderr)",
+    ),
     "POOL_SLOTS_RELEASED": ("pool", "a step gave its slots back"),
     "LEASE_EXPIRED": ("pool leases", "an unrenewed claim was reclaimed"),
-    "TRIGGER_FAILURE": ("triggers", "a sensor or schedule raised; it keeps its schedule"),
+    "TRIGGER_FAILURE": (
+        "triggers",
+        "a sensor or schedule raised; it keeps its schedule",
+    ),
 }
 BAD_VALUE = "`ConfigError` at construction, naming the field"
 
@@ -96,20 +108,33 @@ def _default(value: Any) -> str:
     return f"`{value!r}`"
 
 
-def struct_params(cls: type[msgspec.Struct], *, defaults: dict[str, str] | None = None) -> list[Param]:
+def struct_params(
+    cls: type[msgspec.Struct], *, defaults: dict[str, str] | None = None
+) -> list[Param]:
     """Return the documented parameters of a config Struct."""
     docs = parse_args(inspect.getdoc(cls) or "")
     params = []
     for field in msgspec.structs.fields(cls):
         meaning, accepts = docs.get(field.name, ("", ""))
         default = (defaults or {}).get(field.name) or _default(
-            field.default if field.default_factory is msgspec.NODEFAULT else field.default_factory()
+            field.default
+            if field.default_factory is msgspec.NODEFAULT
+            else field.default_factory()
         )
-        params.append(Param(field.name, _type_name(field.type), default, accepts, meaning))
+        params.append(
+            Param(field.name, _type_name(field.type), default, accepts, meaning)
+        )
     return params
 
 
-ASSET_CONCURRENCY = ("pool", "pool_slots", "priority", "tags", "retry_policy", "timeout")
+ASSET_CONCURRENCY = (
+    "pool",
+    "pool_slots",
+    "priority",
+    "tags",
+    "retry_policy",
+    "timeout",
+)
 
 
 def asset_params() -> list[Param]:
@@ -121,7 +146,13 @@ def asset_params() -> list[Param]:
         parameter = signature.parameters[name]
         meaning, accepts = docs.get(name, ("", ""))
         params.append(
-            Param(name, _type_name(parameter.annotation), _default(parameter.default), accepts, meaning)
+            Param(
+                name,
+                _type_name(parameter.annotation),
+                _default(parameter.default),
+                accepts,
+                meaning,
+            )
         )
     return params
 
@@ -129,7 +160,7 @@ def asset_params() -> list[Param]:
 SECTIONS: list[tuple[str, str, list[Param]]] = [
     (
         "RunQueueConfig",
-        "`rs.RunQueueConfig(max_concurrent_runs=10, dequeue_interval=\"1s\", "
+        '`rs.RunQueueConfig(max_concurrent_runs=10, dequeue_interval="1s", '
         "tag_concurrency_limits=())` — the run queue of a repository "
         "(`CodeRepository(run_queue=...)`).",
         struct_params(rs.RunQueueConfig),
@@ -141,10 +172,19 @@ SECTIONS: list[tuple[str, str, list[Param]]] = [
         struct_params(rs.TagConcurrencyLimit),
     ),
     (
+        "PoolLimit",
+        '`rs.PoolLimit(slots, rate=None, windows=None, timezone="UTC")` — a pool\'s '
+        "limit that changes with the time of day (`CodeRepository(pool_limits={name: "
+        "rs.PoolLimit(...)})`; a plain int is `PoolLimit(slots)`).",
+        struct_params(rs.PoolLimit),
+    ),
+    (
         "RunBackendConfig",
-        "`rs.RunBackendConfig(storage=None, lease_duration=\"60s\", "
+        '`rs.RunBackendConfig(storage=None, lease_duration="60s", '
         "lease_gc_interval=None)` — storage and pool leases.",
-        struct_params(rs.RunBackendConfig, defaults={"lease_duration": "`60.0` (seconds)"}),
+        struct_params(
+            rs.RunBackendConfig, defaults={"lease_duration": "`60.0` (seconds)"}
+        ),
     ),
     (
         "Executor.parallel",
@@ -192,7 +232,7 @@ def render() -> str:
         "Every parameter below is validated when the object is constructed: a bad "
         "value raises `rs.ConfigError` whose message names the field and the fix, "
         "never later. Durations accept seconds (int or float), a `datetime.timedelta`, "
-        "or a string such as `\"250ms\"`, `\"2s\"`, `\"5m\"`, `\"1h\"`, `\"1d\"`, "
+        'or a string such as `"250ms"`, `"2s"`, `"5m"`, `"1h"`, `"1d"`, '
         "within the range its row states (never NaN or infinite; see "
         "[reliability](../reliability.md#limits-on-input) for every bound).",
         "",
@@ -256,7 +296,10 @@ def control_flow_page() -> str:
 def undocumented() -> list[str]:
     """Return ``Section.param`` for every parameter without an ``Accepts:`` clause."""
     missing = [
-        f"{title}.{p.name}" for title, _, params in SECTIONS for p in params if not p.accepts
+        f"{title}.{p.name}"
+        for title, _, params in SECTIONS
+        for p in params
+        if not p.accepts
     ]
     missing += [f"event {kind}" for kind, gate, _, _ in event_rows() if not gate]
     return missing

@@ -15,6 +15,7 @@ from rivers.definitions.configs import (
     RunQueueConfig,
     TagConcurrencyLimit,
 )
+from rivers.definitions.pool_limit import PoolLimit
 from rivers.definitions.repository import CodeRepository, use_materializer
 from rivers.definitions.requests import RunRequest
 from rivers.definitions.triggers import (
@@ -86,6 +87,7 @@ __all__ = (
     "PendingStep",
     "PoolInfo",
     "PoolLease",
+    "PoolLimit",
     "PoolTooSmall",
     "RetryPolicy",
     "RiversError",

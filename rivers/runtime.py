@@ -21,6 +21,7 @@ from rivers._ids import new_run_id, this_owner
 from rivers._validate import check_tags
 from rivers.actors.events import EventWriter
 from rivers.actors.leases import LeaseGC
+from rivers.actors.limit_windows import LimitWindows
 from rivers.actors.liveness import ProcessMonitor
 from rivers.actors.pools import PoolManager
 from rivers.actors.queue import QueueCoordinator
@@ -123,7 +124,7 @@ class Runtime:
         self._coordinator_done.set()
         self._closing = False
         self._finished: dict[str, anyio.Event] = {}
-        self._declared: set[str] = set()
+        self._limit_windows: LimitWindows | None = None
         self.triggers: TriggerRunner | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -174,6 +175,8 @@ class Runtime:
                 interval_s=self.backend.lease_gc_interval_s,
             )
             await self._task_group.start(gc.run, name="rivers.lease_gc")
+            self._limit_windows = LimitWindows(backend.pools, backend.state, self.clock)
+            await self._task_group.start(self._limit_windows.run, name="rivers.windows")
             for repository in self._repositories.values():
                 await self._register(repository)
             if self._long_lived:
@@ -354,15 +357,10 @@ class Runtime:
 
     async def _register(self, repository: CodeRepository) -> None:
         """Declare a repository's pools and record its definition (once)."""
-        if repository.name in self._declared:
-            return
-        limits: dict[str, int | None] = dict.fromkeys(repository.pools)
-        limits.update(repository.pool_limits)
-        if self._backend is None:
+        if self._limit_windows is None:
             raise RiversError("Runtime must be used with 'async with' before use")
-        if limits:
-            await self._backend.pools.declare_pools(limits, declared_by=repository.name)
-        self._declared.add(repository.name)
+        if not await self._limit_windows.declare(repository):
+            return
         if self._long_lived and self._coordinator_group is not None:
             # Attached after start (``submit(..., repository=)``): serve it too.
             await self._serve([repository])

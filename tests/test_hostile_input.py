@@ -970,6 +970,21 @@ VALIDATORS: dict[str, tuple[Callable[[Any], object], str]] = {
     "CodeRepository schedules": (lambda v: _repo_with(schedules=v), "schedules"),
     "CodeRepository sensors": (lambda v: _repo_with(sensors=v), "sensors"),
     "CodeRepository io_manager": (lambda v: _repo_with(io_manager=v), "io_manager"),
+    "PoolLimit slots": (lambda v: rs.PoolLimit(v), "PoolLimit.slots"),
+    "PoolLimit rate": (lambda v: rs.PoolLimit(1, rate=v), "rate"),
+    "PoolLimit windows": (lambda v: rs.PoolLimit(1, windows=v), "PoolLimit.windows"),
+    "PoolLimit windows key": (
+        lambda v: rs.PoolLimit(1, windows={v: 1} if isinstance(v, Hashable) else v),  # type: ignore[dict-item]
+        "PoolLimit.windows",
+    ),
+    "PoolLimit windows value": (
+        lambda v: rs.PoolLimit(1, windows={"0 8 * * *": v}),
+        "PoolLimit.windows",
+    ),
+    "PoolLimit timezone": (
+        lambda v: rs.PoolLimit(1, timezone=v),
+        "PoolLimit.timezone",
+    ),
     "RunQueueConfig max_concurrent_runs": (
         lambda v: rs.RunQueueConfig(max_concurrent_runs=v),
         "RunQueueConfig.max_concurrent_runs",

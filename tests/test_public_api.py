@@ -26,6 +26,7 @@ PROMISED = (
     "MaterializeResult",
     "PendingStep",
     "PoolInfo",
+    "PoolLimit",
     "RetryPolicy",
     "RiversError",
     "RunBackendConfig",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
@@ -14,6 +15,11 @@ from rivers._validate import MAX_LIMIT, check_pool_name
 from rivers.cli._help import RiversGroup
 from rivers.cli._storage import existing_storage, resolve_run_id
 from rivers.cli.output import console, print_json
+from rivers.core.limit_windows import (
+    WINDOWS_KEY,
+    LimitSchedule,
+    schedules_from_state,
+)
 from rivers.errors import ConfigError, NotFoundError
 from rivers.materialize import run_sync
 from rivers.storage import open_backend
@@ -46,6 +52,40 @@ def _limit_text(info: PoolInfo) -> str:
     return f"{info.limit} ({info.limit_source})"
 
 
+def window_text(schedule: LimitSchedule, info: PoolInfo, now: float) -> str:
+    """Say which time window of a pool is in force and when its limit next changes."""
+    window = schedule.window_at(now)
+    in_force = (
+        f"base limit {schedule.base} (no window in force)"
+        if window is None
+        else f"window {safe(repr(window.cron))} in force ({window.limit} slots)"
+    )
+    if info.limit_source == "override":
+        return f"{in_force}; the override {info.limit} wins (rivers pools reset)"
+    change = schedule.next_change(now)
+    if change is None:
+        return in_force
+    at = datetime.fromtimestamp(change.at, ZoneInfo(schedule.timezone))
+    return (
+        f"{in_force}; {change.limit} from {at:%a %Y-%m-%d %H:%M} {schedule.timezone} "
+        f"(in {format_seconds(change.at - now)})"
+    )
+
+
+def _windows_document(schedule: LimitSchedule, now: float) -> dict[str, Any]:
+    window = schedule.window_at(now)
+    change = schedule.next_change(now)
+    return {
+        "base": schedule.base,
+        "timezone": schedule.timezone,
+        "windows": {w.cron: w.limit for w in schedule.windows},
+        "in_force": None if window is None else window.cron,
+        "limit_in_force": schedule.limit_at(now),
+        "next_change_at": None if change is None else change.at,
+        "next_limit": None if change is None else change.limit,
+    }
+
+
 def _parse_limit(text: str) -> int:
     try:
         value = int(text)
@@ -69,15 +109,18 @@ def list_pools(
     """
     state: CliState = ctx.obj
 
-    async def read() -> list[tuple[PoolInfo, list[PendingStep]]]:
+    async def read() -> tuple[
+        list[tuple[PoolInfo, list[PendingStep]]], dict[str, LimitSchedule]
+    ]:
         async with existing_storage(state.storage) as storage:
             infos = await storage.pools.get_all_pool_infos()
+            windows = schedules_from_state(await storage.state.get_state(WINDOWS_KEY))
             return [
                 (info, await storage.pools.get_pending_steps(info.name))
                 for info in infos
-            ]
+            ], windows
 
-    rows = run_sync(read)
+    rows, windows = run_sync(read)
     if as_json:
         print_json([info for info, _ in rows])
         return
@@ -98,6 +141,10 @@ def list_pools(
         console().print("no pools yet: pools appear once a repository naming them runs")
         return
     console().print(table)
+    for info, _ in rows:
+        if info.name in windows:
+            text = window_text(windows[info.name], info, now.timestamp())
+            console().print(f"{safe(info.name)}: {text}")
 
 
 @app.command("info")
@@ -113,29 +160,37 @@ def pool_info(
     state: CliState = ctx.obj
     check_pool_name(name)
 
-    async def read() -> tuple[PoolInfo, list[SlotHolder], list[PendingStep]]:
+    async def read() -> tuple[
+        PoolInfo, list[SlotHolder], list[PendingStep], LimitSchedule | None
+    ]:
         async with existing_storage(state.storage) as storage:
+            windows = schedules_from_state(await storage.state.get_state(WINDOWS_KEY))
             return (
                 await storage.pools.get_pool_info(name),
                 await storage.pools.get_pool_slot_holders(name),
                 await storage.pools.get_pending_steps(name),
+                windows.get(name),
             )
 
-    info, holders, pending = run_sync(read)
+    info, holders, pending, schedule = run_sync(read)
+    now = datetime.now(UTC)
     if as_json:
         document: dict[str, Any] = {
             "pool": info,
             "holders": holders,
             "pending": pending,
         }
+        if schedule is not None:
+            document["windows"] = _windows_document(schedule, now.timestamp())
         print_json(document)
         return
-    now = datetime.now(UTC)
     out = console()
     out.print(
         f"pool {safe(info.name)}: limit {_limit_text(info)}, claimed "
         f"{bar(info.claimed_slots, info.limit)}, {info.pending_steps} pending"
     )
+    if schedule is not None:
+        out.print(window_text(schedule, info, now.timestamp()))
     holder_table = Table(title="holders", box=None, header_style="bold", pad_edge=False)
     for column in ("RUN", "STEP", "SLOTS", "HELD FOR", "LEASE EXPIRES IN"):
         holder_table.add_column(column, no_wrap=True)

@@ -15,6 +15,7 @@ from rivers.definitions.executor_configs import (
     InProcessExecutor,
     ParallelExecutor,
 )
+from rivers.definitions.pool_limit import PoolLimit
 from rivers.definitions.repository import CodeRepository
 
 __all__ = (
@@ -23,6 +24,7 @@ __all__ = (
     "ExecutorConfig",
     "InProcessExecutor",
     "ParallelExecutor",
+    "PoolLimit",
     "RetryPolicy",
     "RunBackendConfig",
     "RunQueueConfig",

@@ -20,7 +20,6 @@ from rivers._repr import short_repr
 from rivers._validate import (
     MAX_LIMIT,
     check_int,
-    check_pool_name,
     check_tags,
 )
 from rivers.definitions.durations import (
@@ -39,7 +38,6 @@ __all__ = (
     "RunBackendConfig",
     "RunQueueConfig",
     "TagConcurrencyLimit",
-    "check_pool_limits",
 )
 
 
@@ -262,20 +260,3 @@ class RunBackendConfig(msgspec.Struct, frozen=True):
         """The lease GC interval in seconds."""
         assert isinstance(self.lease_gc_interval, float)
         return self.lease_gc_interval
-
-
-def check_pool_limits(pool_limits: object) -> dict[str, int]:
-    """Return ``pool_limits`` validated: pool name to a limit in 0..10,000."""
-    if pool_limits is None:
-        return {}
-    if not isinstance(pool_limits, dict):
-        raise ConfigError(
-            f"pool_limits must be a dict of pool name to limit, got {short_repr(pool_limits)}"
-        )
-    checked: dict[str, int] = {}
-    for name, limit in pool_limits.items():
-        check_pool_name(name, "pool_limits key")
-        checked[name] = check_int(
-            limit, f"pool_limits[{name!r}]", minimum=0, maximum=MAX_LIMIT
-        )
-    return checked

@@ -14,10 +14,10 @@ from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
     RunBackendConfig,
     RunQueueConfig,
-    check_pool_limits,
 )
 from rivers.definitions.executor_configs import ExecutorConfig, ParallelExecutor
 from rivers.definitions.graph import find_cycle, topological_order
+from rivers.definitions.pool_limit import PoolLimit, check_pool_limits
 from rivers.definitions.triggers import AutomationCondition, Schedule, Sensor
 from rivers.errors import AssetNotFound, ConfigError
 from rivers.io import IOManager
@@ -79,7 +79,8 @@ class CodeRepository:
     Args:
         assets: the assets (``rs.Asset`` objects).
         run_queue: the run queue; None means submitted runs start at once.
-        pool_limits: the declared limit of each pool.
+        pool_limits: the declared limit of each pool: an int, or an
+            ``rs.PoolLimit`` whose windows change the limit at set hours.
         executor: how steps run (default ``rs.Executor.parallel()``).
         schedules: ``rs.schedule`` objects whose runs go through the queue.
         sensors: ``rs.sensor`` objects whose runs go through the queue.
@@ -105,7 +106,7 @@ class CodeRepository:
         assets: Iterable[Asset[Any, Any]],
         *,
         run_queue: RunQueueConfig | None = None,
-        pool_limits: Mapping[str, int] | None = None,
+        pool_limits: Mapping[str, int | PoolLimit] | None = None,
         executor: ExecutorConfig | None = None,
         schedules: Sequence[Schedule] = (),
         sensors: Sequence[Sensor] = (),
@@ -149,9 +150,10 @@ class CodeRepository:
             )
         self.name: str = check_name(name, REPOSITORY_NAME, "CodeRepository name")
         self.run_queue = run_queue
-        self.pool_limits: dict[str, int] = check_pool_limits(
-            dict(pool_limits) if isinstance(pool_limits, Mapping) else pool_limits
-        )
+        self.pool_limit_configs: dict[str, PoolLimit] = check_pool_limits(pool_limits)
+        self.pool_limits: dict[str, int] = {
+            name: config.slots for name, config in self.pool_limit_configs.items()
+        }
         self.executor: ExecutorConfig = executor or ParallelExecutor()
         self.schedules: tuple[Schedule, ...] = _triggers(schedules, Schedule)
         self.sensors: tuple[Sensor, ...] = _triggers(sensors, Sensor)
@@ -207,13 +209,21 @@ class CodeRepository:
     def _check_pools(self) -> None:
         for asset in self.assets.values():
             for pool in asset.pools:
-                limit = self.pool_limits.get(pool)
-                if limit is not None and asset.pool_slots > limit:
-                    raise ConfigError(
-                        f"asset {asset.name!r} claims pool_slots={asset.pool_slots} of "
-                        f"pool {pool!r}, whose limit is {limit}; lower pool_slots or "
-                        "raise pool_limits"
-                    )
+                config = self.pool_limit_configs.get(pool)
+                if config is None:
+                    continue
+                limits = [(config.slots, "")] + [
+                    (slots, f" during window {cron!r}")
+                    for cron, slots in (config.windows or {}).items()
+                    if slots > 0  # 0 pauses the pool; it does not make a step too big
+                ]
+                for limit, when in limits:
+                    if asset.pool_slots > limit:
+                        raise ConfigError(
+                            f"asset {asset.name!r} claims pool_slots={asset.pool_slots} "
+                            f"of pool {pool!r}, whose limit is {limit}{when}; lower "
+                            "pool_slots or raise pool_limits"
+                        )
 
     def _warn_of_near_pool_names(self) -> None:
         """Warn of a pool named like a declared one but not declared itself.

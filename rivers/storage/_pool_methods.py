@@ -58,10 +58,12 @@ class PoolMethods:
     async def declare_pools(
         self, limits: dict[str, int | None], declared_by: str
     ) -> None:
-        """Record the pools a repository names and their declared limits."""
+        """Record the pools a repository names and their declared limits; wake the
+        runtimes waiting for a pool whose limit changed (a time window's edge)."""
         now = self.clock.time()
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> frozenset[str]:
+            waiting = sql.waiting_on_changed_limits(conn, limits)
             conn.executemany(
                 "INSERT INTO pools (name, declared_limit, declared_by, updated_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
@@ -69,8 +71,9 @@ class PoolMethods:
                 "declared_by = excluded.declared_by, updated_at = excluded.updated_at",
                 [(name, limit, declared_by, now) for name, limit in limits.items()],
             )
+            return waiting
 
-        await self._write(write)
+        self._wake(await self._write(write))
 
     async def claim_pool_slots(
         self,

@@ -247,6 +247,20 @@ def line_heads(
     return frozenset(heads)
 
 
+def waiting_on_changed_limits(
+    conn: sqlite3.Connection, limits: dict[str, int | None]
+) -> frozenset[str]:
+    """Return the owners waiting for a pool whose declared limit ``limits`` changes."""
+    owners: set[str] = set()
+    for pool, limit in limits.items():
+        row = conn.execute(
+            "SELECT declared_limit FROM pools WHERE name = ?", (pool,)
+        ).fetchone()
+        if row is not None and row[0] != limit:
+            owners |= waiting_owners(conn, pool)
+    return frozenset(owners)
+
+
 def waiting_owners(conn: sqlite3.Connection, pool: str) -> frozenset[str]:
     """Return every owner with a step waiting for ``pool``."""
     rows = conn.execute(

@@ -724,3 +724,46 @@ def test_kubernetes_labels_with_control_characters_are_rejected() -> None:
 def test_kubernetes_negative_ttl_names_the_field() -> None:
     with pytest.raises(rs.ConfigError, match="ttl_seconds_after_finished must be >= 0"):
         rs.Executor.kubernetes(image="img", ttl_seconds_after_finished=-1)
+
+
+def test_a_pool_limit_with_windows_keeps_its_base_as_the_declared_limit() -> None:
+    api = rs.PoolLimit(4, windows={"0 8-18 * * 1-5": 1}, timezone="Europe/Paris")
+    repo = rs.CodeRepository([_asset("call", pool="api")], pool_limits={"api": api})
+    assert repo.pool_limits == {"api": 4}
+    assert repo.pool_limit_configs["api"] is api
+    assert api.windows == {"0 8-18 * * 1-5": 1}
+
+
+def test_pool_slots_above_a_window_limit_name_the_window() -> None:
+    heavy = _asset("heavy", pool="db", pool_slots=3)
+    with pytest.raises(
+        rs.ConfigError,
+        match=r"pool 'db', whose limit is 2 during window '0 8 \* \* \*'",
+    ):
+        rs.CodeRepository(
+            [heavy], pool_limits={"db": rs.PoolLimit(5, windows={"0 8 * * *": 2})}
+        )
+    paused = rs.PoolLimit(5, windows={"0 2 * * *": 0})  # 0 pauses: not too small
+    assert rs.CodeRepository([heavy], pool_limits={"db": paused}).pool_limits == {
+        "db": 5
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"windows": {"30 8 * * *": 1}},
+            r"windows key '30 8 \* \* \*' is not a window",
+        ),
+        ({"windows": {"0 8 * * *": -1}}, r"windows\['0 8 \* \* \*'\] must be in 0"),
+        ({"windows": [("0 8 * * *", 1)]}, "windows must be a dict"),
+        ({"timezone": "Mars/Base"}, "PoolLimit.timezone 'Mars/Base' is not a known"),
+        ({"rate": "100/min"}, r"PoolLimit\(rate='100/min'\) is not supported"),
+    ],
+)
+def test_a_bad_pool_limit_is_named_in_one_line(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(rs.ConfigError, match=message):
+        rs.PoolLimit(2, **options)  # type: ignore[arg-type]

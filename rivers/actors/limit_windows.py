@@ -1,0 +1,131 @@
+"""LimitWindows: declares each pool's limit in force and changes it at window edges.
+
+A repository's ``pool_limits`` may hold ``rs.PoolLimit``s with time windows. This actor
+declares every pool of the repositories its runtime registers at the limit in force
+now, then sleeps until the next window edge (at most ``RECHECK_S``, so a clock jump or
+a DST change is seen) and declares the pools whose limit changed. ``declare_pools``
+wakes every runtime with a step waiting for a changed pool: a raised limit lets them
+in, a lowered one lets the holders finish and admits nobody until the pool is under it.
+
+It also keeps the storage-wide ``pools.windows`` value (pool -> its windows), which
+``rivers pools list`` reads to show the window in force and the next change. Several
+runtimes declaring one pool agree: its limit in force is a function of the time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, final
+
+import anyio
+
+from rivers.core.limit_windows import WINDOWS_KEY
+from rivers.errors import StorageUnavailable
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
+    from rivers._clock import Clock
+    from rivers.definitions.pool_limit import PoolLimit
+    from rivers.definitions.repository import CodeRepository
+    from rivers.storage.base import PoolStore, StateStore
+
+__all__ = ("RECHECK_S", "LimitWindows")
+
+logger = logging.getLogger(__name__)
+
+RECHECK_S = 300.0
+"""The longest the actor sleeps between looks at the clock."""
+
+
+@final
+class LimitWindows:
+    """Owns the declared limits of the windowed pools of its runtime's repositories."""
+
+    def __init__(self, pools: PoolStore, state: StateStore, clock: Clock) -> None:
+        self._pools = pools
+        self._state = state
+        self._clock = clock
+        self._windowed: dict[
+            str, tuple[str, PoolLimit]
+        ] = {}  # pool -> (declarer, limit)
+        self._applied: dict[str, int] = {}
+        self._declared: set[str] = set()  # repository names
+        self._woken = anyio.Event()
+
+    async def declare(self, repository: CodeRepository) -> bool:
+        """Declare ``repository``'s pools at the limits in force now, once; return
+        whether this call declared them."""
+        if repository.name in self._declared:
+            return False
+        now = self._clock.time()
+        limits: dict[str, int | None] = dict.fromkeys(repository.pools)
+        for name, config in repository.pool_limit_configs.items():
+            limit = limits[name] = config.schedule().limit_at(now)
+            if config.windows:
+                self._windowed[name] = (repository.name, config)
+                self._applied[name] = limit
+        if limits:
+            await self._pools.declare_pools(limits, declared_by=repository.name)
+        await self._publish(repository)
+        self._declared.add(repository.name)
+        self._woken.set()
+        return True
+
+    async def _publish(self, repository: CodeRepository) -> None:
+        """Keep ``pools.windows`` true for ``repository``'s pools (one read)."""
+        stored = await self._state.get_state(WINDOWS_KEY)
+        current: dict[str, Any] = dict(stored) if isinstance(stored, dict) else {}
+        wanted = dict(current)
+        for name in repository.pools:
+            config = repository.pool_limit_configs.get(name)
+            if config is not None and config.windows:
+                wanted[name] = {
+                    "slots": config.slots,
+                    "windows": dict(config.windows),
+                    "timezone": config.timezone,
+                    "declared_by": repository.name,
+                }
+            else:
+                wanted.pop(name, None)
+        if wanted != current:
+            await self._state.put_state(WINDOWS_KEY, wanted)
+
+    async def tick_now(self) -> dict[str, int]:
+        """Declare every windowed pool whose limit in force changed; return them."""
+        now = self._clock.time()
+        changed: dict[str, int] = {}
+        by_repository: dict[str, dict[str, int | None]] = {}
+        for name, (declared_by, config) in self._windowed.items():
+            limit = config.schedule().limit_at(now)
+            if self._applied.get(name) != limit:
+                changed[name] = by_repository.setdefault(declared_by, {})[name] = limit
+        for declared_by, limits in by_repository.items():
+            await self._pools.declare_pools(limits, declared_by=declared_by)
+        self._applied.update(changed)
+        return changed
+
+    def _sleep_s(self) -> float:
+        now = self._clock.time()
+        edges = [
+            change.at
+            for _, config in self._windowed.values()
+            if (change := config.schedule().next_change(now)) is not None
+        ]
+        return min([RECHECK_S, *(max(0.0, at - now) for at in edges)])
+
+    async def run(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Change windowed limits at their edges until cancelled."""
+        task_status.started()
+        while True:
+            if not self._windowed:
+                await self._woken.wait()
+            self._woken = anyio.Event()
+            with anyio.move_on_after(self._sleep_s()):
+                await self._woken.wait()
+            try:
+                await self.tick_now()
+            except StorageUnavailable as exc:
+                logger.warning("pool limit windows: %s", exc)

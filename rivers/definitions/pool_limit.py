@@ -1,0 +1,115 @@
+"""``rs.PoolLimit``: a pool's limit with time windows, and ``pool_limits`` checked.
+
+``pool_limits`` values are an int (the slots) or a ``PoolLimit`` whose ``windows`` map
+cron expressions to the slots in force during them (``rivers.core.limit_windows``
+decides which is in force).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import final
+
+import msgspec
+from msgspec.structs import force_setattr
+
+from rivers._repr import short_repr
+from rivers._validate import MAX_LIMIT, check_int, check_pool_name
+from rivers.core.limit_windows import LimitSchedule, LimitWindow, hour_cron
+from rivers.core.triggers import check_timezone
+from rivers.errors import ConfigError
+
+__all__ = ("PoolLimit", "check_pool_limits")
+
+
+@final
+class PoolLimit(msgspec.Struct, frozen=True):
+    """A pool's limit, with other limits in force during time windows.
+
+    ``rs.PoolLimit(10, windows={"0 8-18 * * 1-5": 2})``: 2 slots 08:00-18:59 on
+    weekdays, 10 otherwise. The limit in force changes at the window edges without a
+    restart; steps holding slots above a lowered limit finish, and no new step starts
+    until the pool is under it. ``rivers pools list`` shows the limit in force, its
+    window and the next change. A ``rivers pools set`` override wins over all of it.
+
+    Args:
+        slots: the limit outside every window. Accepts: an int in 0..10,000.
+        rate: starts per time window (a token bucket), reserved: this version of
+            rivers limits pools by slots only. Accepts: None only (anything else
+            raises ConfigError).
+        windows: cron expression to the slots in force during it. A window is read
+            per whole hour: it is in force during every hour whose hour, day and month
+            fields match (minute field ``0`` or ``*``). Where windows overlap, the
+            lowest limit is in force. Accepts: a dict of 5-field cron expressions
+            (minute field 0 or *) to ints in 0..10,000.
+        timezone: the IANA timezone the windows are read in. Accepts: a known IANA
+            name such as ``"UTC"`` or ``"Europe/Paris"``.
+    """
+
+    slots: int
+    rate: str | None = None
+    windows: Mapping[str, int] | None = None
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        check_int(self.slots, "PoolLimit.slots", minimum=0, maximum=MAX_LIMIT)
+        if self.rate is not None:
+            raise ConfigError(
+                f"PoolLimit(rate={short_repr(self.rate)}) is not supported by this "
+                "version of rivers; remove rate= and limit the pool with slots"
+            )
+        check_timezone(self.timezone, "PoolLimit.timezone")
+        force_setattr(self, "windows", _check_windows(self.windows))
+
+    def schedule(self) -> LimitSchedule:
+        """Return the pure schedule that says which limit is in force when."""
+        windows = tuple(
+            LimitWindow(cron, limit) for cron, limit in (self.windows or {}).items()
+        )
+        return LimitSchedule(self.slots, windows, self.timezone)
+
+
+def _check_windows(windows: object) -> dict[str, int] | None:
+    if windows is None:
+        return None
+    if not isinstance(windows, Mapping):
+        raise ConfigError(
+            "PoolLimit.windows must be a dict of cron expression to slots, got "
+            f"{short_repr(windows)}"
+        )
+    checked: dict[str, int] = {}
+    for cron, limit in windows.items():
+        if not isinstance(cron, str) or hour_cron(cron) is None:
+            raise ConfigError(
+                f"PoolLimit.windows key {short_repr(cron)} is not a window; use a "
+                "5-field cron expression whose minute field is 0 or *, such as "
+                "'0 8-18 * * 1-5'"
+            )
+        checked[cron] = check_int(
+            limit, f"PoolLimit.windows[{cron!r}]", minimum=0, maximum=MAX_LIMIT
+        )
+    return checked
+
+
+def check_pool_limits(pool_limits: object) -> dict[str, PoolLimit]:
+    """Return ``pool_limits`` validated: pool name to a ``PoolLimit``.
+
+    Raises:
+        ConfigError: not a dict, a bad pool name, or a value that is neither an int
+            in 0..10,000 nor a ``PoolLimit``.
+    """
+    if pool_limits is None:
+        return {}
+    if not isinstance(pool_limits, Mapping):
+        raise ConfigError(
+            f"pool_limits must be a dict of pool name to limit, got {short_repr(pool_limits)}"
+        )
+    checked: dict[str, PoolLimit] = {}
+    for name, limit in pool_limits.items():
+        check_pool_name(name, "pool_limits key")
+        if isinstance(limit, PoolLimit):
+            checked[name] = limit
+            continue
+        slots = check_int(limit, f"pool_limits[{name!r}]", minimum=0, maximum=MAX_LIMIT)
+        checked[name] = PoolLimit(slots)
+    return checked

@@ -36,8 +36,7 @@ from rivers.executors.process_pool import WorkerPool
 from rivers.explain import explain_run
 from rivers.messages import RunCanceling, RunEnqueued, RunFailed
 from rivers.metrics import MetricsServer, parse_metrics_addr
-from rivers.storage import connect_backend
-from rivers.storage.base import Storage, StorageBackend
+from rivers.storage import Storage, StorageBackend, connect_backend
 from rivers.storage.records import Event, NewRun, RunRecord, RunStatus
 
 if TYPE_CHECKING:

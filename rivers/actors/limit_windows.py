@@ -46,16 +46,15 @@ class LimitWindows:
         self._pools = pools
         self._state = state
         self._clock = clock
-        self._windowed: dict[
-            str, tuple[str, PoolLimit]
-        ] = {}  # pool -> (declarer, limit)
+        # pool -> (the repository declaring it, its limit)
+        self._windowed: dict[str, tuple[CodeRepository, PoolLimit]] = {}
         self._applied: dict[str, int] = {}
         self._declared: set[str] = set()  # repository names
         self._woken = anyio.Event()
 
     async def declare(self, repository: CodeRepository) -> bool:
-        """Declare ``repository``'s pools at the limits in force now, once; return
-        whether this call declared them."""
+        """Declare ``repository``'s pools at the limits in force now (and its
+        ``default_pool_limit``), once; return whether this call declared them."""
         if repository.name in self._declared:
             return False
         now = self._clock.time()
@@ -63,10 +62,14 @@ class LimitWindows:
         for name, config in repository.pool_limit_configs.items():
             limit = limits[name] = config.schedule().limit_at(now)
             if config.windows:
-                self._windowed[name] = (repository.name, config)
+                self._windowed[name] = (repository, config)
                 self._applied[name] = limit
         if limits:
-            await self._pools.declare_pools(limits, declared_by=repository.name)
+            await self._pools.declare_pools(
+                limits,
+                declared_by=repository.name,
+                default_limit=repository.default_pool_limit,
+            )
         await self._publish(repository)
         self._declared.add(repository.name)
         self._woken.set()
@@ -96,12 +99,19 @@ class LimitWindows:
         now = self._clock.time()
         changed: dict[str, int] = {}
         by_repository: dict[str, dict[str, int | None]] = {}
-        for name, (declared_by, config) in self._windowed.items():
+        declarers: dict[str, CodeRepository] = {}
+        for name, (repository, config) in self._windowed.items():
             limit = config.schedule().limit_at(now)
             if self._applied.get(name) != limit:
-                changed[name] = by_repository.setdefault(declared_by, {})[name] = limit
+                declarers[repository.name] = repository
+                limits = by_repository.setdefault(repository.name, {})
+                changed[name] = limits[name] = limit
         for declared_by, limits in by_repository.items():
-            await self._pools.declare_pools(limits, declared_by=declared_by)
+            await self._pools.declare_pools(
+                limits,
+                declared_by=declared_by,
+                default_limit=declarers[declared_by].default_pool_limit,
+            )
         self._applied.update(changed)
         return changed
 

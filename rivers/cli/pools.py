@@ -1,4 +1,5 @@
-"""``rivers pools list|info|set|reset|free``: inspect and steer concurrency pools."""
+"""``rivers pools list|info|set|reset|set-default|reset-default|free|advise``:
+inspect and steer concurrency pools."""
 
 from __future__ import annotations
 
@@ -110,17 +111,22 @@ def list_pools(
     state: CliState = ctx.obj
 
     async def read() -> tuple[
-        list[tuple[PoolInfo, list[PendingStep]]], dict[str, LimitSchedule]
+        list[tuple[PoolInfo, list[PendingStep]]], dict[str, LimitSchedule], int | None
     ]:
         async with existing_storage(state.storage) as storage:
             infos = await storage.pools.get_all_pool_infos()
             windows = schedules_from_state(await storage.state.get_state(WINDOWS_KEY))
-            return [
-                (info, await storage.pools.get_pending_steps(info.name))
-                for info in infos
-            ], windows
+            default = await storage.pools.get_default_pool_limit()
+            return (
+                [
+                    (info, await storage.pools.get_pending_steps(info.name))
+                    for info in infos
+                ],
+                windows,
+                default,
+            )
 
-    rows, windows = run_sync(read)
+    rows, windows, default = run_sync(read)
     if as_json:
         print_json([info for info, _ in rows])
         return
@@ -137,10 +143,16 @@ def list_pools(
             str(info.pending_steps),
             "-" if oldest is None else format_seconds((now - oldest).total_seconds()),
         )
-    if not rows:
-        console().print("no pools yet: pools appear once a repository naming them runs")
-        return
-    console().print(table)
+    console().print(
+        table
+        if rows
+        else "no pools yet: pools appear once a repository naming them runs"
+    )
+    if default is not None:
+        console().print(
+            f"default limit {default} (rivers pools set-default) for every pool "
+            "with no override and no declared limit"
+        )
     for info, _ in rows:
         if info.name in windows:
             text = window_text(windows[info.name], info, now.timestamp())
@@ -287,6 +299,48 @@ def reset_limit(
 
     info = run_sync(write)
     console().print(f"pool {safe(name)}: limit {_limit_text(info)}")
+
+
+@app.command("set-default", context_settings={"ignore_unknown_options": True})
+def set_default_limit(
+    ctx: typer.Context,
+    limit: Annotated[
+        str,
+        typer.Argument(metavar="LIMIT", help="Slots, 0..10000 (0 pauses such pools)."),
+    ],
+) -> None:
+    """Set the limit of every pool with no override and no declared limit.
+
+    Storage-wide and stored (running runtimes pick it up within a second); it wins
+    over a repository's default_pool_limit. rivers pools reset-default removes it.
+
+    Example: rivers pools set-default 4
+    """
+    state: CliState = ctx.obj
+    value = _parse_limit(limit)
+
+    async def write() -> None:
+        async with open_backend(state.storage) as storage:
+            await storage.pools.set_default_pool_limit(value)
+
+    run_sync(write)
+    console().print(f"default pool limit: {value}")
+
+
+@app.command("reset-default")
+def reset_default_limit(ctx: typer.Context) -> None:
+    """Remove the stored default pool limit (repositories' own defaults apply again).
+
+    Example: rivers pools reset-default
+    """
+    state: CliState = ctx.obj
+
+    async def write() -> None:
+        async with existing_storage(state.storage, write=True) as storage:
+            await storage.pools.clear_default_pool_limit()
+
+    run_sync(write)
+    console().print("default pool limit: none stored")
 
 
 @app.command("free")

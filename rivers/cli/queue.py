@@ -23,7 +23,7 @@ from rivers.messages import RunEnqueued
 from rivers.metrics import parse_metrics_addr
 from rivers.runtime import Runtime
 from rivers.storage import open_backend, resolve_storage_path
-from rivers.storage.base import backend_of
+from rivers.storage.facade import backend_of
 from rivers.storage.records import NewRun, RunStatus
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, final
 
 from rivers._repr import short_repr
-from rivers._validate import REPOSITORY_NAME, check_name
+from rivers._validate import MAX_LIMIT, REPOSITORY_NAME, check_int, check_name
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
     RunBackendConfig,
@@ -81,6 +81,10 @@ class CodeRepository:
         run_queue: the run queue; None means submitted runs start at once.
         pool_limits: the declared limit of each pool: an int, or an
             ``rs.PoolLimit`` whose windows change the limit at set hours.
+        default_pool_limit: the limit of every pool an asset names that
+            ``pool_limits`` does not (a stored ``rivers pools set-default`` wins over
+            it); None leaves such pools unlimited. Accepts: None or an int in
+            0..10,000.
         executor: how steps run (default ``rs.Executor.parallel()``).
         schedules: ``rs.schedule`` objects whose runs go through the queue.
         sensors: ``rs.sensor`` objects whose runs go through the queue.
@@ -107,6 +111,7 @@ class CodeRepository:
         *,
         run_queue: RunQueueConfig | None = None,
         pool_limits: Mapping[str, int | PoolLimit] | None = None,
+        default_pool_limit: int | None = None,
         executor: ExecutorConfig | None = None,
         schedules: Sequence[Schedule] = (),
         sensors: Sequence[Sensor] = (),
@@ -154,6 +159,13 @@ class CodeRepository:
         self.pool_limits: dict[str, int] = {
             name: config.slots for name, config in self.pool_limit_configs.items()
         }
+        self.default_pool_limit: int | None = (
+            None
+            if default_pool_limit is None
+            else check_int(
+                default_pool_limit, "default_pool_limit", minimum=0, maximum=MAX_LIMIT
+            )
+        )
         self.executor: ExecutorConfig = executor or ParallelExecutor()
         self.schedules: tuple[Schedule, ...] = _triggers(schedules, Schedule)
         self.sensors: tuple[Sensor, ...] = _triggers(sensors, Sensor)
@@ -211,6 +223,14 @@ class CodeRepository:
             for pool in asset.pools:
                 config = self.pool_limit_configs.get(pool)
                 if config is None:
+                    default = self.default_pool_limit
+                    if default and asset.pool_slots > default:
+                        raise ConfigError(
+                            f"asset {asset.name!r} claims pool_slots={asset.pool_slots} "
+                            f"of pool {pool!r}, whose limit is default_pool_limit="
+                            f"{default}; lower pool_slots or declare the pool in "
+                            "pool_limits"
+                        )
                     continue
                 limits = [(config.slots, "")] + [
                     (slots, f" during window {cron!r}")
@@ -250,10 +270,14 @@ class CodeRepository:
                 )
                 if near is not None:
                     warned.add(pool)
+                    what = (
+                        "no limit here"
+                        if self.default_pool_limit is None
+                        else f"the default limit {self.default_pool_limit} here"
+                    )
                     warnings.warn(
                         f"asset {asset.name!r} claims pool {pool!r}, which pool_limits "
-                        f"does not declare, so it has no limit here; did you mean "
-                        f"{near!r}?",
+                        f"does not declare, so it has {what}; did you mean {near!r}?",
                         UserWarning,
                         stacklevel=3,
                     )

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from rivers._clock import SYSTEM_CLOCK, Clock
 from rivers.errors import ConfigError
-from rivers.storage.base import Storage, StorageBackend
+from rivers.storage.base import StorageBackend
+from rivers.storage.facade import Storage
 from rivers.storage.records import (
     Event,
     NewRun,

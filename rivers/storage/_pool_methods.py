@@ -2,78 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from rivers._validate import MAX_LIMIT, check_int, check_pool_name
-from rivers._wakeups import WakeSender
 from rivers.storage import _pools_sql as sql
-from rivers.storage.records import PendingStep, PoolInfo, SlotHolder, from_timestamp
+from rivers.storage._pool_limit_methods import PoolLimitMethods
+from rivers.storage.records import PendingStep, SlotHolder, from_timestamp
 
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable, Iterable
-    from pathlib import Path
 
-    from rivers._clock import Clock
 
 __all__ = ("PoolMethods",)
 
 T = TypeVar("T")
 
 
-class PoolMethods:
+class PoolMethods(PoolLimitMethods):
     """Pool methods shared by the SQLite storage (mixed into ``SqliteStorage``)."""
 
-    clock: Clock
-    path: Path
-    _wake_sender: WakeSender | None = None
-
-    def _wake(self, owners: Iterable[str]) -> None:
-        """Wake the runtimes of ``owners`` (after the write that concerns them)."""
-        if owners:
-            if self._wake_sender is None:
-                self._wake_sender = WakeSender(self.path)
-            self._wake_sender.wake(owners)
-
-    def _close_wakes(self) -> None:
-        if self._wake_sender is not None:
-            self._wake_sender.close()
-
-    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
-
-    async def _write_soon(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
-
-    def _write_now(
-        self, fn: Callable[[sqlite3.Connection], T]
-    ) -> tuple[bool, T | None]:
-        raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
-
     # ------------------------------------------------------------ runtime side
-
-    async def declare_pools(
-        self, limits: dict[str, int | None], declared_by: str
-    ) -> None:
-        """Record the pools a repository names and their declared limits; wake the
-        runtimes waiting for a pool whose limit changed (a time window's edge)."""
-        now = self.clock.time()
-
-        def write(conn: sqlite3.Connection) -> frozenset[str]:
-            waiting = sql.waiting_on_changed_limits(conn, limits)
-            conn.executemany(
-                "INSERT INTO pools (name, declared_limit, declared_by, updated_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                "declared_limit = excluded.declared_limit, "
-                "declared_by = excluded.declared_by, updated_at = excluded.updated_at",
-                [(name, limit, declared_by, now) for name, limit in limits.items()],
-            )
-            return waiting
-
-        self._wake(await self._write(write))
 
     async def claim_pool_slots(
         self,
@@ -265,21 +213,6 @@ class PoolMethods:
 
     # ----------------------------------------------------------- API.md §4
 
-    async def get_all_pool_infos(self) -> list[PoolInfo]:
-        """Return every known pool: limit, its source, claimed slots, pending steps."""
-        now = self.clock.time()
-        return await self._call(lambda conn: _pool_infos(conn, None, now))
-
-    async def get_pool_info(self, name: str) -> PoolInfo:
-        """Return one pool (an unknown name is unlimited with zero counts)."""
-        now = self.clock.time()
-        infos = await self._call(lambda conn: _pool_infos(conn, name, now))
-        if infos:
-            return infos[0]
-        return PoolInfo(
-            name=name, limit=None, limit_source=None, claimed_slots=0, pending_steps=0
-        )
-
     async def get_pool_slot_holders(self, name: str) -> list[SlotHolder]:
         """Return the steps holding live claims of a pool, oldest first."""
         now = self.clock.time()
@@ -327,42 +260,6 @@ class PoolMethods:
 
         return await self._call(read)
 
-    async def set_pool_limit(self, name: str, limit: int) -> None:
-        """Override a pool's limit (wins over the declared one; survives restarts).
-
-        Raises:
-            ConfigError: the name is invalid or the limit is not in 0..10,000.
-        """
-        check_pool_name(name)
-        check_int(limit, f"limit of pool {name!r}", minimum=0, maximum=MAX_LIMIT)
-        now = self.clock.time()
-
-        def write(conn: sqlite3.Connection) -> frozenset[str]:
-            conn.execute(
-                "INSERT INTO pools (name, override_limit, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET override_limit = excluded.override_limit, "
-                "updated_at = excluded.updated_at",
-                (name, limit, now),
-            )
-            return sql.waiting_owners(conn, name)
-
-        # Every process with a waiter re-reads the limit now: steps it lets in
-        # claim, and steps it leaves unable ever to fit fail with PoolTooSmall.
-        self._wake(await self._write(write))
-
-    async def clear_pool_limit(self, name: str) -> None:
-        """Remove a pool's override; its declared limit (or none) applies again."""
-        now = self.clock.time()
-
-        def write(conn: sqlite3.Connection) -> frozenset[str]:
-            conn.execute(
-                "UPDATE pools SET override_limit = NULL, updated_at = ? WHERE name = ?",
-                (now, name),
-            )
-            return sql.waiting_owners(conn, name)
-
-        self._wake(await self._write(write))
-
     async def free_pool_slots(self, run_id: str, step_key: str | None = None) -> int:
         """Free the claims of a run (or one step) by hand; return the slots freed.
 
@@ -378,41 +275,6 @@ class PoolMethods:
         )
         self._wake(wake)
         return slots
-
-
-def _pool_infos(
-    conn: sqlite3.Connection, name: str | None, now: float
-) -> list[PoolInfo]:
-    where = "" if name is None else "WHERE p.name = ?"
-    params: list[Any] = [now]
-    if name is not None:
-        params.append(name)
-    rows = conn.execute(
-        "SELECT p.name, p.override_limit, p.declared_limit, "
-        "(SELECT COALESCE(SUM(c.slots), 0) FROM pool_claims c "
-        " WHERE c.pool = p.name AND c.lease_expires_at > ?), "
-        "(SELECT COUNT(*) FROM pending_steps s WHERE s.pool = p.name) "
-        f"FROM pools p {where} ORDER BY p.name",
-        params,
-    ).fetchall()
-    infos = []
-    for pool, override, declared, claimed, pending in rows:
-        if override is not None:
-            limit, source = override, "override"
-        elif declared is not None:
-            limit, source = declared, "repository"
-        else:
-            limit, source = None, None
-        infos.append(
-            PoolInfo(
-                name=pool,
-                limit=limit,
-                limit_source=source,
-                claimed_slots=claimed,
-                pending_steps=pending,
-            )
-        )
-    return infos
 
 
 def _release_and_claim(

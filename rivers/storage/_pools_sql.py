@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rivers._liveness import STALE_AFTER_S, owner_is_alive
+from rivers.storage._pool_limits_sql import effective_limit, limit_of
 
 if TYPE_CHECKING:
     import sqlite3
@@ -30,13 +31,13 @@ __all__ = (
     "ClaimResult",
     "PoolView",
     "claim",
-    "effective_limit",
     "pool_views",
     "reclaim_expired",
     "release",
     "renew",
     "revoke",
     "revoked_claims",
+    "all_waiting_owners",
     "waiting_owners",
 )
 
@@ -64,17 +65,6 @@ class ClaimResult:
     """Granted: the fencing token of each pool, in the order of ``views``."""
     wake: frozenset[str] = frozenset()
     """Owners (other processes) whose waiters may claim now."""
-
-
-def effective_limit(conn: sqlite3.Connection, pool: str) -> int | None:
-    """Return the override if set, else the declared limit, else None (unlimited)."""
-    row = conn.execute(
-        "SELECT override_limit, declared_limit FROM pools WHERE name = ?", (pool,)
-    ).fetchone()
-    if row is None:
-        return None
-    limit: int | None = row[0] if row[0] is not None else row[1]
-    return limit
 
 
 def pool_views(
@@ -110,14 +100,14 @@ def claim(
     tokens: list[int] = []
     limits: list[int | None] = []
     for pool in pools:
-        token, override, declared = conn.execute(
+        token, override, declared, default = conn.execute(
             "INSERT INTO pools (name, updated_at, last_token) VALUES (?, ?, 1) "
             "ON CONFLICT (name) DO UPDATE SET last_token = last_token + 1 "
-            "RETURNING last_token, override_limit, declared_limit",
+            "RETURNING last_token, override_limit, declared_limit, default_limit",
             (pool, now),
         ).fetchone()
         tokens.append(token)
-        limits.append(override if override is not None else declared)
+        limits.append(limit_of(conn, override, declared, default)[0])
     marks = ", ".join("?" * len(pools))
     # One read per pool gives its live claimed slots and whether a lease ran
     # out; the expired claims are deleted only when there are some (a DELETE
@@ -247,18 +237,10 @@ def line_heads(
     return frozenset(heads)
 
 
-def waiting_on_changed_limits(
-    conn: sqlite3.Connection, limits: dict[str, int | None]
-) -> frozenset[str]:
-    """Return the owners waiting for a pool whose declared limit ``limits`` changes."""
-    owners: set[str] = set()
-    for pool, limit in limits.items():
-        row = conn.execute(
-            "SELECT declared_limit FROM pools WHERE name = ?", (pool,)
-        ).fetchone()
-        if row is not None and row[0] != limit:
-            owners |= waiting_owners(conn, pool)
-    return frozenset(owners)
+def all_waiting_owners(conn: sqlite3.Connection) -> frozenset[str]:
+    """Return every owner with a step waiting for any pool."""
+    rows = conn.execute("SELECT DISTINCT owner FROM pending_steps").fetchall()
+    return frozenset(owner for (owner,) in rows)
 
 
 def waiting_owners(conn: sqlite3.Connection, pool: str) -> frozenset[str]:

@@ -14,8 +14,8 @@ Each actor is typed against the role it uses, never against a concrete storage:
 
 A backend bundles one object per role in a ``StorageBackend``; the objects may be
 the same (a backend written as one class passes itself for every role).
-``Storage`` is what users get (``rt.storage``, ``rs.open_storage``): exactly the
-inspection methods of API.md §4, over the backend's roles.
+``Storage`` (``rivers.storage.facade``) is what users get (``rt.storage``,
+``rs.open_storage``): exactly the inspection methods of API.md §4, over these roles.
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ __all__ = (
     "Reclaimed",
     "RunStore",
     "StateStore",
-    "Storage",
     "StorageBackend",
     "StorageInspection",
     "WantedClaim",
@@ -146,7 +145,10 @@ class PoolStore(Protocol):
         ...
 
     async def declare_pools(
-        self, limits: dict[str, int | None], declared_by: str
+        self,
+        limits: dict[str, int | None],
+        declared_by: str,
+        default_limit: int | None = None,
     ) -> None: ...
 
     async def claim_pool_slots(
@@ -221,6 +223,12 @@ class PoolStore(Protocol):
     async def set_pool_limit(self, name: str, limit: int) -> None: ...
 
     async def clear_pool_limit(self, name: str) -> None: ...
+
+    async def set_default_pool_limit(self, limit: int) -> None: ...
+
+    async def clear_default_pool_limit(self) -> None: ...
+
+    async def get_default_pool_limit(self) -> int | None: ...
 
     async def free_pool_slots(
         self, run_id: str, step_key: str | None = None
@@ -361,6 +369,12 @@ class StorageInspection(Protocol):
 
     async def clear_pool_limit(self, name: str) -> None: ...
 
+    async def set_default_pool_limit(self, limit: int) -> None: ...
+
+    async def clear_default_pool_limit(self) -> None: ...
+
+    async def get_default_pool_limit(self) -> int | None: ...
+
     async def free_pool_slots(
         self, run_id: str, step_key: str | None = None
     ) -> int: ...
@@ -413,83 +427,3 @@ class StorageBackend:
     def corrupted(self) -> StorageCorrupted | None:
         """The damage found while this storage was open, or None."""
         return self.corruption()
-
-
-class Storage:
-    """The storage as users inspect it (API.md §4), whatever the backend."""
-
-    __slots__ = ("_backend",)
-
-    def __init__(self, backend: StorageBackend) -> None:
-        self._backend = backend
-
-    def __repr__(self) -> str:
-        return f"<rivers storage {self._backend.describe}>"
-
-    async def get_all_pool_infos(self) -> list[PoolInfo]:
-        """Return every known pool: limit, its source, claimed slots, pending steps."""
-        return await self._backend.pools.get_all_pool_infos()
-
-    async def get_pool_info(self, name: str) -> PoolInfo:
-        """Return one pool (an unknown name is unlimited with zero counts)."""
-        return await self._backend.pools.get_pool_info(name)
-
-    async def get_pool_slot_holders(self, name: str) -> list[SlotHolder]:
-        """Return the steps holding live claims of a pool, oldest first."""
-        return await self._backend.pools.get_pool_slot_holders(name)
-
-    async def get_pending_steps(self, name: str) -> list[PendingStep]:
-        """Return the steps waiting for a pool, in line order (priority, arrival)."""
-        return await self._backend.pools.get_pending_steps(name)
-
-    async def set_pool_limit(self, name: str, limit: int) -> None:
-        """Override a pool's limit (wins over the declared one; survives restarts).
-
-        Raises:
-            ConfigError: the name is invalid or the limit is not in 0..10,000.
-        """
-        await self._backend.pools.set_pool_limit(name, limit)
-
-    async def clear_pool_limit(self, name: str) -> None:
-        """Remove a pool's override; its declared limit (or none) applies again."""
-        await self._backend.pools.clear_pool_limit(name)
-
-    async def free_pool_slots(self, run_id: str, step_key: str | None = None) -> int:
-        """Free the claims of a run (or one step) by hand; return the slots freed.
-
-        A live holder is stopped first (its step fails with ``LeaseLost``).
-        """
-        return await self._backend.pools.free_pool_slots(run_id, step_key)
-
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        """Return the run with this id, or None."""
-        return await self._backend.runs.get_run(run_id)
-
-    async def get_runs(
-        self,
-        status: RunStatus | str | Iterable[RunStatus | str] | None = None,
-        tags: Mapping[str, str | Sequence[str]] | None = None,
-        limit: int | None = 100,
-    ) -> list[RunRecord]:
-        """Return runs, newest first, filtered by status(es) and tags.
-
-        Every tag key must match; a key mapped to a list of values matches any of
-        them (``{"env": ["dev", "prod"], "team": "core"}``).
-        """
-        return await self._backend.runs.get_runs(status, tags, limit)
-
-    async def get_events(
-        self,
-        run_id: str | None = None,
-        after: int | None = None,
-        limit: int | None = None,
-        kinds: Iterable[str] | None = None,
-    ) -> list[Event]:
-        """Return events oldest first: of one run, after an event id, of some kinds."""
-        return await self._backend.events.get_events(run_id, after, limit, kinds)
-
-
-def backend_of(storage: Storage) -> StorageBackend:
-    """Return the backend behind a public ``Storage`` (for rivers' own tests and
-    tools; not a public name)."""
-    return storage._backend

@@ -156,6 +156,17 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX pending_steps_line;
     CREATE INDEX pending_steps_line ON pending_steps (pool, priority DESC, enqueued_at);
     """,
+    # 5: default pool limits: a repository's ``default_pool_limit`` on each pool it
+    # names, and the storage-wide default (``rivers pools set-default``), one row.
+    """
+    ALTER TABLE pools ADD COLUMN default_limit INTEGER;
+
+    CREATE TABLE pool_default (
+        id             INTEGER PRIMARY KEY CHECK (id = 1),
+        default_limit  INTEGER NOT NULL,
+        updated_at     REAL NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -24,7 +24,7 @@ from rivers.dashboard.timeline import (
     build_timeline,
     render_timeline,
 )
-from rivers.storage.base import Storage
+from rivers.storage.facade import Storage
 from rivers.storage.records import Event, RunRecord
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -123,6 +123,37 @@ async def test_an_override_wins_over_the_declared_limit_until_cleared(
     assert (view.pool, view.limit, view.claimed) == ("db", 2, 0)
 
 
+async def test_defaults_apply_to_pools_with_no_override_and_no_declared_limit(
+    storage: StorageBackend,
+) -> None:
+    pools = storage.pools
+    await pools.declare_pools({"db": None, "wh": 5}, declared_by="r", default_limit=1)
+    assert [
+        (i.name, i.limit, i.limit_source) for i in await pools.get_all_pool_infos()
+    ] == [
+        ("db", 1, "default"),
+        ("wh", 5, "repository"),
+    ]
+    assert await _claim_slots(storage, "a", 1)
+    assert not await _claim_slots(storage, "b", 1)  # the repository default: 1
+    assert await pools.get_default_pool_limit() is None
+    await pools.set_default_pool_limit(2)  # the stored default wins over it
+    assert await pools.get_default_pool_limit() == 2
+    assert await _claim_slots(storage, "b", 1)
+    (view,) = await pools.get_pool_views(["db"])
+    assert (view.limit, view.claimed) == (2, 2)
+    info = await pools.get_pool_info("never_named")
+    assert (info.limit, info.limit_source) == (2, "default")
+    await pools.set_pool_limit("db", 3)  # an override wins over both
+    assert (await pools.get_pool_info("db")).limit_source == "override"
+    await pools.clear_pool_limit("db")
+    await pools.clear_default_pool_limit()
+    info = await pools.get_pool_info("db")
+    assert (info.limit, info.limit_source) == (1, "default")
+    await pools.declare_pools({"db": None}, declared_by="r")  # no default any more
+    assert (await pools.get_pool_info("db")).limit is None
+
+
 async def test_a_zero_limit_refuses_every_claim(storage: StorageBackend) -> None:
     await storage.pools.set_pool_limit("db", 0)
     assert not await _claim_slots(storage, "a", 1)

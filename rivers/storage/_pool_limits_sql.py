@@ -1,0 +1,112 @@
+"""Which limit a pool has, and where it comes from: the one place of that rule.
+
+In order, the first that is set wins:
+
+1. ``override``: ``rivers pools set`` / ``storage.set_pool_limit`` (per pool);
+2. ``repository``: the ``pool_limits`` of a repository naming the pool (its
+   limit in force, for a ``PoolLimit`` with time windows);
+3. ``default``: the stored default, ``rivers pools set-default`` /
+   ``storage.set_default_pool_limit`` (every pool, storage-wide);
+4. ``default``: the ``default_pool_limit`` of a repository naming the pool;
+5. none: the pool is unlimited.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rivers.storage.records import PoolInfo
+
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = (
+    "clear_stored_default",
+    "effective_limit",
+    "limit_of",
+    "pool_infos",
+    "set_stored_default",
+    "stored_default",
+)
+
+
+def stored_default(conn: sqlite3.Connection) -> int | None:
+    """Return the storage-wide default pool limit, if one is set."""
+    row = conn.execute("SELECT default_limit FROM pool_default WHERE id = 1").fetchone()
+    return None if row is None else int(row[0])
+
+
+def set_stored_default(conn: sqlite3.Connection, limit: int, now: float) -> None:
+    conn.execute(
+        "INSERT INTO pool_default (id, default_limit, updated_at) VALUES (1, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET default_limit = excluded.default_limit, "
+        "updated_at = excluded.updated_at",
+        (limit, now),
+    )
+
+
+def clear_stored_default(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM pool_default WHERE id = 1")
+
+
+def limit_of(
+    conn: sqlite3.Connection,
+    override: int | None,
+    declared: int | None,
+    repository_default: int | None,
+) -> tuple[int | None, str | None]:
+    """Return a pool's limit and its source from its row's three columns (the
+    stored default is read only when neither an override nor a declared limit is
+    set)."""
+    if override is not None:
+        return override, "override"
+    if declared is not None:
+        return declared, "repository"
+    default = stored_default(conn)
+    if default is None:
+        default = repository_default
+    return (None, None) if default is None else (default, "default")
+
+
+def effective_limit(conn: sqlite3.Connection, pool: str) -> int | None:
+    """Return ``pool``'s limit now (None: unlimited)."""
+    row = conn.execute(
+        "SELECT override_limit, declared_limit, default_limit FROM pools "
+        "WHERE name = ?",
+        (pool,),
+    ).fetchone()
+    return limit_of(conn, *(row or (None, None, None)))[0]
+
+
+def pool_infos(
+    conn: sqlite3.Connection, name: str | None, now: float
+) -> list[PoolInfo]:
+    """Return every known pool (or the one named; an unknown name has zero counts
+    and the stored default, if any): limit and source, claimed and pending."""
+    where = "" if name is None else "WHERE p.name = ?"
+    params: list[object] = [now]
+    if name is not None:
+        params.append(name)
+    rows = conn.execute(
+        "SELECT p.name, p.override_limit, p.declared_limit, p.default_limit, "
+        "(SELECT COALESCE(SUM(c.slots), 0) FROM pool_claims c "
+        " WHERE c.pool = p.name AND c.lease_expires_at > ?), "
+        "(SELECT COUNT(*) FROM pending_steps s WHERE s.pool = p.name) "
+        f"FROM pools p {where} ORDER BY p.name",
+        params,
+    ).fetchall()
+    if not rows and name is not None:
+        rows = [(name, None, None, None, 0, 0)]
+    infos = []
+    for pool, override, declared, default, claimed, pending in rows:
+        limit, source = limit_of(conn, override, declared, default)
+        infos.append(
+            PoolInfo(
+                name=pool,
+                limit=limit,
+                limit_source=source,
+                claimed_slots=claimed,
+                pending_steps=pending,
+            )
+        )
+    return infos

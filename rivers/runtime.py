@@ -26,15 +26,16 @@ from rivers.actors.liveness import ProcessMonitor
 from rivers.actors.pools import PoolManager
 from rivers.actors.queue import QueueCoordinator
 from rivers.actors.run_executor import CLEANUP_TIMEOUT_S, RunExecutor
+from rivers.actors.run_failure import record_run_failure
 from rivers.actors.triggers import TriggerRunner
 from rivers.definitions import ExecutorConfig, RunBackendConfig
 from rivers.definitions.repository import CodeRepository
 from rivers.definitions.requests import RunRequest
-from rivers.errors import ConfigError, RiversError, RunNotFound, StorageUnavailable
+from rivers.errors import ConfigError, RiversError, RunNotFound
 from rivers.executors.factory import describe_executor, make_launcher
 from rivers.executors.process_pool import WorkerPool
 from rivers.explain import explain_run
-from rivers.messages import RunCanceling, RunEnqueued, RunFailed
+from rivers.messages import RunCanceling, RunEnqueued
 from rivers.metrics import MetricsServer, parse_metrics_addr
 from rivers.storage import Storage, StorageBackend, connect_backend
 from rivers.storage.records import Event, NewRun, RunRecord, RunStatus
@@ -51,8 +52,6 @@ if TYPE_CHECKING:
 __all__ = ("RunHandle", "Runtime", "current_runtime", "one_off_runtime")
 
 WAIT_POLL_S = 0.25
-FAILURE_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
-"""Waits between tries to record a run's failure while the storage is unavailable."""
 
 logger = logging.getLogger(__name__)
 
@@ -443,6 +442,7 @@ class Runtime:
         steps: list[str],
         tags: Mapping[str, str],
         config: ExecutorConfig,
+        priority: int = 0,
     ) -> MaterializeResult:
         """Run a STARTING run of this process to its end."""
         run = RunExecutor(
@@ -457,6 +457,7 @@ class Runtime:
             pools=self.pools,
             clock=self.clock,
             owner=self.owner,
+            priority=priority,
         )
         self._active[run_id] = run
         self._idle = anyio.Event()
@@ -562,7 +563,9 @@ class Runtime:
                     "this runtime does not have"
                 )
             steps = repo.resolve_selection(record.selection)
-            await self._execute(run_id, repo, steps, record.tags, repo.executor)
+            await self._execute(
+                run_id, repo, steps, record.tags, repo.executor, record.priority
+            )
         except (RiversError, BaseExceptionGroup) as exc:
             # A run that cannot go on (bad repository, or a storage that stayed
             # locked or unwritable past its busy timeout) fails alone; the runtime
@@ -571,43 +574,13 @@ class Runtime:
             if reason is None:
                 raise
             logger.warning("run %s could not run: %s", run_id, reason)
-            stored = await self._record_failure(run_id, reason)
+            stored = await record_run_failure(
+                self._roles.runs, self._roles.pools, run_id, reason
+            )
             self._writer().publish(stored)
             finished = self._finished.pop(run_id, None)
             if finished is not None:
                 finished.set()
-
-    async def _record_failure(self, run_id: str, reason: str) -> list[Event]:
-        """Mark a run FAILURE, retrying while the storage is unavailable.
-
-        Its steps have all stopped by now, so the pool claims and waiting rows they
-        could not remove themselves (the storage refused) are dropped first.
-        """
-        for delay in (*FAILURE_RETRY_DELAYS_S, None):
-            try:
-                await self._roles.pools.free_pool_slots(run_id)
-                return await self._roles.runs.finish_run(
-                    run_id,
-                    RunStatus.FAILURE,
-                    expected=(
-                        RunStatus.STARTING,
-                        RunStatus.STARTED,
-                        RunStatus.CANCELING,
-                    ),
-                    reason=reason,
-                    event=RunFailed(run_id=run_id, reason=reason),
-                )
-            except StorageUnavailable as exc:
-                if delay is None:
-                    raise
-                logger.warning(
-                    "run %s: cannot record its failure yet, retrying in %ss: %s",
-                    run_id,
-                    delay,
-                    exc,
-                )
-                await anyio.sleep(delay)
-        raise AssertionError("unreachable")
 
     async def wait_for(self, run_id: str) -> RunRecord:
         """Wait until a run (of any process) has finished; return its record.

@@ -53,8 +53,8 @@ OVERSIZED: dict[str, int] = {
     "rivers/dashboard/render.py": 511,
     "rivers/dashboard/snapshot.py": 505,
     "rivers/definitions/triggers.py": 474,
-    "rivers/executors/kubernetes.py": 561,
-    "rivers/runtime.py": 732,
+    "rivers/executors/kubernetes.py": 558,
+    "rivers/runtime.py": 705,
     "rivers/storage/sqlite.py": 1067,
 }
 

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from rivers.actors.pools import Claim, PoolManager
     from rivers.definitions.asset import Asset
     from rivers.definitions.repository import CodeRepository
+    from rivers.executors.gate import StepGate
     from rivers.storage.base import RunStore
 
 __all__ = ("CLEANUP_TIMEOUT_S", "RunExecutor")
@@ -91,8 +92,10 @@ class RunExecutor:
         pools: PoolManager,
         clock: Clock,
         owner: str,
+        priority: int = 0,
     ) -> None:
         self.run_id = run_id
+        self._priority = priority  # the run's: added to each step's own
         self._repository = repository
         self._selection = selection
         self._tags = dict(tags)
@@ -122,7 +125,10 @@ class RunExecutor:
         is recorded CANCELED before the cancellation propagates.
         """
         started = self._clock.monotonic()
-        plan = PlanState.build(self._selection, self._repository.upstream)
+        repository = self._repository
+        plan = PlanState.build(
+            self._selection, repository.upstream, repository.priority
+        )
         await self._warm(plan)
         await self._storage.transition_run(
             self.run_id, RunStatus.STARTED, expected=(RunStatus.STARTING,)
@@ -356,7 +362,7 @@ class RunExecutor:
                 )
             )
 
-        await self._enter_gate(gate, step)
+        await self._enter_gate(gate, asset)
         holding_gate = True
         claim: Claim | None = None
         try:
@@ -369,7 +375,7 @@ class RunExecutor:
                         gate.release()
                         holding_gate = False
                         claim = await self._claim(asset, wait=True)
-                        await self._enter_gate(gate, step)
+                        await self._enter_gate(gate, asset)
                         holding_gate = True
                 except ExecutionError as exc:
                     return exc, None, 0.0
@@ -438,26 +444,20 @@ class RunExecutor:
     def _since(self, began: float | None) -> float:
         return 0.0 if began is None else self._clock.monotonic() - began
 
-    async def _enter_gate(self, gate: anyio.CapacityLimiter, step: str) -> None:
-        try:
-            # A free slot is taken without yielding to the loop: a wide level
-            # reaches its pool claims before its waiters' bookkeeping.
-            gate.acquire_nowait()
-        except anyio.WouldBlock:
-            pass
-        else:
+    async def _enter_gate(self, gate: StepGate, asset: Asset[Any, Any]) -> None:
+        # A free slot is taken without yielding to the loop: a wide level
+        # reaches its pool claims before its waiters' bookkeeping.
+        if gate.try_acquire():
             return
-        if gate.available_tokens < 1:
-            stats = gate.statistics()
-            self._events.emit(
-                StepWaiting(
-                    run_id=self.run_id,
-                    step_key=step,
-                    position=stats.tasks_waiting + 1,
-                    capacity=int(stats.total_tokens),
-                )
+        self._events.emit(
+            StepWaiting(
+                run_id=self.run_id,
+                step_key=asset.name,
+                position=gate.waiting + 1,
+                capacity=int(gate.total_tokens),
             )
-        await gate.acquire()
+        )
+        await gate.acquire(self._priority + asset.priority)
 
     async def _claim(self, asset: Asset[Any, Any], *, wait: bool) -> Claim | None:
         return await self._pools.acquire(
@@ -465,7 +465,7 @@ class RunExecutor:
             step_key=asset.name,
             pools=asset.pools,
             slots=asset.pool_slots,
-            priority=asset.priority,
+            priority=self._priority + asset.priority,
             wait=wait,
         )
 

@@ -36,12 +36,19 @@ class PlanState:
     waiting_on: dict[str, int] = field(default_factory=dict)
     outcome: dict[str, StepOutcome] = field(default_factory=dict)
     started: set[str] = field(default_factory=set)
+    priority: Mapping[str, int] = field(default_factory=dict)
+    """Each step's priority (absent: 0): ready steps are returned highest first,
+    then in plan order."""
 
     @classmethod
     def build(
-        cls, selection: Iterable[str], upstream: Mapping[str, Iterable[str]]
+        cls,
+        selection: Iterable[str],
+        upstream: Mapping[str, Iterable[str]],
+        priority: Mapping[str, int] | None = None,
     ) -> PlanState:
-        """Return the plan of ``selection`` (in dependency order) over ``upstream``."""
+        """Return the plan of ``selection`` (in dependency order) over ``upstream``;
+        ``priority`` orders the steps that become ready together."""
         order = list(selection)
         selected = set(order)
         inner = {
@@ -56,6 +63,7 @@ class PlanState:
             upstream=inner,
             downstream=downstream,
             waiting_on={step: len(ups) for step, ups in inner.items()},
+            priority=dict(priority or {}),
         )
 
     def levels(self) -> list[list[str]]:
@@ -75,16 +83,23 @@ class PlanState:
         return levels
 
     def initial(self) -> list[str]:
-        """Return the steps ready at the start, in plan order, and mark them started."""
-        ready = [s for s in self.order if self.waiting_on[s] == 0]
+        """Return the steps ready at the start, highest priority first, then in plan
+        order, and mark them started."""
+        ready = self._by_priority([s for s in self.order if self.waiting_on[s] == 0])
         self.started.update(ready)
         return ready
+
+    def _by_priority(self, steps: list[str]) -> list[str]:
+        if self.priority and len(steps) > 1:
+            steps.sort(key=lambda step: -self.priority.get(step, 0))  # stable
+        return steps
 
     def finish(self, step: str, outcome: StepOutcome) -> tuple[list[str], list[str]]:
         """Record how ``step`` ended.
 
         Returns:
-            (steps now ready, marked started; steps skipped because of this end).
+            (steps now ready, marked started, highest priority first; steps
+            skipped because of this end).
         """
         assert step in self.started, step
         assert step not in self.outcome, step
@@ -96,7 +111,7 @@ class PlanState:
                 if self.waiting_on[child] == 0 and child not in self.outcome:
                     ready.append(child)
                     self.started.add(child)
-            return ready, []
+            return self._by_priority(ready), []
         return [], self._skip_downstream_of(step)
 
     def cancel_unstarted(self) -> list[str]:

@@ -47,8 +47,9 @@ class Asset(Generic[P, R]):
             most the pool's declared limit; a value other than 1 needs ``pool``.
         tags: string tags describing the asset. Accepts: a mapping of printable
             strings (keys 1..256 characters without '=', values up to 1024).
-        priority: higher goes first among steps waiting for the same pool; equal
-            priorities go in arrival order. Accepts: a 32-bit int.
+        priority: higher goes first among steps waiting for the same pool or for
+            an executor slot; the run's priority is added to it; equal priorities
+            go in arrival order. Accepts: a 32-bit int.
         retry_policy: how often a failing step is tried again. Accepts: None or a
             RetryPolicy.
         timeout: the step fails when an attempt runs longer than this (an async

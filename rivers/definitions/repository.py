@@ -178,6 +178,12 @@ class CodeRepository:
         self.upstream: dict[str, tuple[str, ...]] = {
             name: asset.upstream for name, asset in self.assets.items()
         }
+        self.priority: dict[str, int] = {
+            name: asset.priority
+            for name, asset in self.assets.items()
+            if asset.priority
+        }
+        """Each asset's ``priority``, where it is not 0."""
         self.order: list[str] = topological_order(self.upstream)
         self.fingerprint: str = definition_fingerprint(self.upstream)
         """What tells this repository apart from another of the same name: a hash

@@ -10,9 +10,8 @@ from rivers.context import PoolLease, StepContext, StepLog
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-    import anyio
-
     from rivers.definitions.asset import Asset
+    from rivers.executors.gate import StepGate
     from rivers.io import IOManager
     from rivers.messages import EventBody
 
@@ -64,7 +63,7 @@ class LaunchResult:
 class StepLauncher(Protocol):
     """Runs steps for one run of one executor configuration."""
 
-    def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
+    def gate(self, asset: Asset[Any, Any]) -> StepGate:
         """Return the executor slot limiter the step must hold while it runs."""
         ...
 

@@ -11,6 +11,7 @@ import anyio.from_thread
 import anyio.to_thread
 
 from rivers.executors.base import LaunchResult, StepRequest, call_step, load_inputs
+from rivers.executors.gate import StepGate
 from rivers.io import FilesystemIOManager
 
 if TYPE_CHECKING:
@@ -106,14 +107,14 @@ class InProcessLauncher:
     """``Executor.in_process()``: one step at a time, in this process."""
 
     def __init__(self) -> None:
-        self._slot = anyio.CapacityLimiter(1)
+        self._slot = StepGate(1)
         self._threads = ThreadStepRunner()
         self._tasks = AsyncStepRunner()
 
     async def warm(self, levels: Sequence[Sequence[Asset[Any, Any]]]) -> None:
         """Nothing to start: steps run in this process."""
 
-    def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
+    def gate(self, asset: Asset[Any, Any]) -> StepGate:
         """Every step shares the one slot."""
         return self._slot
 

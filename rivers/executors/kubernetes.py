@@ -55,6 +55,7 @@ from rivers.executors._kube_jobs import (
     pod_waiting_problem,
 )
 from rivers.executors.base import LaunchResult, StepRequest
+from rivers.executors.gate import StepGate
 from rivers.executors.parallel import _rebuild_exception
 from rivers.messages import StepLogged
 
@@ -157,11 +158,7 @@ class KubernetesLauncher:
 
     def __init__(self, config: KubernetesExecutor) -> None:
         self._config = config
-        self._gate = anyio.CapacityLimiter(
-            math.inf
-            if config.max_concurrent_steps is None
-            else config.max_concurrent_steps
-        )
+        self._gate = StepGate(config.max_concurrent_steps or math.inf)  # None: no cap
         self._locations: dict[str, CodeLocation] = {}
         self._api: KubeApi | None = None
         self._api_users = 0
@@ -170,7 +167,7 @@ class KubernetesLauncher:
     async def warm(self, levels: Sequence[Sequence[Asset[Any, Any]]]) -> None:
         """Nothing to start ahead: each step is its own Job."""
 
-    def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
+    def gate(self, asset: Asset[Any, Any]) -> StepGate:
         """Every step shares the ``max_concurrent_steps`` gate."""
         return self._gate
 

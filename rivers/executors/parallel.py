@@ -15,13 +15,12 @@ import sys
 import weakref
 from typing import TYPE_CHECKING, Any, final
 
-import anyio
-
 from rivers._tracebacks import RemoteTraceback
 from rivers.context import echo_step_log
 from rivers.errors import LaunchFailed, WorkerCrashed
 from rivers.executors._protocol import TaskLog, TaskRequest
 from rivers.executors.base import LaunchResult, StepRequest
+from rivers.executors.gate import StepGate
 from rivers.executors.in_process import AsyncStepRunner
 from rivers.executors.process_pool import WorkerDied, WorkerPool
 from rivers.messages import StepLogged
@@ -51,8 +50,8 @@ class ParallelLauncher:
     def __init__(self, config: ParallelExecutor, pool: WorkerPool) -> None:
         self._pool = pool
         self._workers = config.workers
-        self._sync_gate = anyio.CapacityLimiter(config.workers)
-        self._async_gate = anyio.CapacityLimiter(
+        self._sync_gate = StepGate(config.workers)
+        self._async_gate = StepGate(
             math.inf
             if config.max_async_concurrent is None
             else config.max_async_concurrent
@@ -71,7 +70,7 @@ class ParallelLauncher:
         )
         await self._pool.warm(min(self._workers, widest))
 
-    def gate(self, asset: Asset[Any, Any]) -> anyio.CapacityLimiter:
+    def gate(self, asset: Asset[Any, Any]) -> StepGate:
         """Async steps share the async gate; sync steps the worker gate."""
         return self._async_gate if asset.is_async else self._sync_gate
 

@@ -237,3 +237,12 @@ def test_levels_group_steps_by_their_longest_upstream_chain() -> None:
     )
     assert plan.levels() == [["a", "c"], ["b", "e"], ["d"]]
     assert PlanState.build([], {}).levels() == []
+
+
+def test_ready_steps_come_highest_priority_first_then_in_plan_order() -> None:
+    plan = PlanState.build(ORDER, UPSTREAM, {"other": 3, "stats": 7})
+    assert plan.initial() == ["other", "raw"]
+    ready, skipped = plan.finish("raw", SUCCEEDED)
+    assert (ready, skipped) == (["stats", "clean"], [])
+    negative = PlanState.build(ORDER, UPSTREAM, {"raw": -1})
+    assert negative.initial() == ["other", "raw"]  # below the default 0

@@ -1,0 +1,109 @@
+"""``StepGate``: an executor's slots, handed to waiting steps by priority, then arrival.
+
+Like ``anyio.CapacityLimiter`` (which serves waiters first come, first served), but a
+freed slot goes to the waiting step of highest priority, and among equals to the one
+that waited longest. A free slot is never taken past a waiter: ``acquire_nowait``
+refuses while anyone waits.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import final
+
+import anyio
+
+__all__ = ("StepGate",)
+
+
+@dataclass(order=True, slots=True)
+class _Waiter:
+    rank: tuple[int, int]  # (-priority, arrival)
+    event: anyio.Event = field(compare=False, default_factory=anyio.Event)
+    granted: bool = field(compare=False, default=False)
+    gone: bool = field(compare=False, default=False)
+
+
+@final
+class StepGate:
+    """``total`` slots (``math.inf``: no limit) for the steps of one run.
+
+    Args:
+        total: how many steps may hold a slot at once.
+    """
+
+    __slots__ = ("_arrivals", "_held", "_total", "_waiters", "_waiting")
+
+    def __init__(self, total: float) -> None:
+        self._total = total
+        self._held = 0
+        self._waiters: list[_Waiter] = []
+        self._waiting = 0
+        self._arrivals = 0
+
+    @property
+    def total_tokens(self) -> float:
+        """How many slots the gate has."""
+        return self._total
+
+    @property
+    def waiting(self) -> int:
+        """How many steps wait for a slot."""
+        return self._waiting
+
+    def acquire_nowait(self) -> None:
+        """Take a slot at once.
+
+        Raises:
+            anyio.WouldBlock: no slot is free, or a step waits for one already.
+        """
+        if not self.try_acquire():
+            raise anyio.WouldBlock
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody waits; return whether it did."""
+        if self._held >= self._total or self._waiting:
+            return False
+        self._held += 1
+        return True
+
+    async def acquire(self, priority: int = 0) -> None:
+        """Take a slot, waiting in line (priority, then arrival) if none is free."""
+        try:
+            self.acquire_nowait()
+        except anyio.WouldBlock:
+            pass
+        else:
+            try:
+                await anyio.lowlevel.checkpoint()
+            except BaseException:
+                self.release()
+                raise
+            return
+        self._arrivals += 1
+        waiter = _Waiter((-priority, self._arrivals))
+        heapq.heappush(self._waiters, waiter)
+        self._waiting += 1
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            if waiter.granted:
+                self.release()  # handed a slot while being cancelled: pass it on
+            else:
+                waiter.gone = True
+                self._waiting -= 1
+            raise
+
+    def release(self) -> None:
+        """Give a slot back: to the first waiter in line, if any."""
+        while self._waiters:
+            waiter = heapq.heappop(self._waiters)
+            if waiter.gone:
+                continue
+            waiter.granted = True
+            self._waiting -= 1
+            waiter.event.set()
+            return
+        self._held -= 1
+        assert self._held >= 0, "StepGate released more often than acquired"

@@ -18,7 +18,9 @@ class Recorder:
         self.started: list[str] = []
         self.release_first = anyio.Event()
 
-    def asset(self, name: str, pool: str | None, priority: int = 0) -> rs.Asset[Any, Any]:
+    def asset(
+        self, name: str, pool: str | None, priority: int = 0
+    ) -> rs.Asset[Any, Any]:
         async def body() -> None:
             self.started.append(name)
             if name == "first":

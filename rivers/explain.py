@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from rivers._liveness import live_served
 from rivers.core.ownership import queue_config_key, unserved_reason
 from rivers.core.queue import binding_tag_limit, stored_rules
+from rivers.core.queue_controls import is_overridden, paused_reason
 from rivers.errors import RunNotFound
 from rivers.forecasts import pool_forecast, queue_forecast, tag_forecast
 from rivers.storage.records import IN_FLIGHT_STATUSES, RunStatus
@@ -68,12 +69,18 @@ async def explain_run(storage: StorageBackend, run_id: str) -> str:
             f"run {run_id} is QUEUED, {where}: repository {record.repository!r} has "
             "no run queue; the daemon serving it starts it within a second"
         )
+    if config.get("paused") is True:
+        return (
+            f"run {run_id} is QUEUED, {where}: {paused_reason(record.repository)}; "
+            "expected start unknown"
+        )
     in_flight = await storage.runs.count_runs(IN_FLIGHT_STATUSES)
     limit = int(config.get("max_concurrent_runs", 0))
     if in_flight >= limit:
         expected = await queue_forecast(storage, position, limit)
+        source = " (override)" if is_overridden(config, "max_concurrent_runs") else ""
         return (
-            f"run {run_id} is QUEUED, {where}: max_concurrent_runs "
+            f"run {run_id} is QUEUED, {where}: max_concurrent_runs{source} "
             f"{in_flight}/{limit} in flight; {expected.describe()}"
         )
     binding = binding_tag_limit(
@@ -82,9 +89,12 @@ async def explain_run(storage: StorageBackend, run_id: str) -> str:
     if binding is not None:
         rule, bucket, used = binding
         expected = await tag_forecast(storage, record, position, rule, bucket)
+        source = (
+            " (override)" if is_overridden(config, "tag_concurrency_limits") else ""
+        )
         return (
-            f"run {run_id} is QUEUED, {where}: {rule.blocked_reason(bucket, used)}; "
-            f"{expected.describe()}"
+            f"run {run_id} is QUEUED, {where}: {rule.blocked_reason(bucket, used)}"
+            f"{source}; {expected.describe()}"
         )
     return f"run {run_id} is QUEUED, {where}: waiting for the next dequeue tick"
 

@@ -51,7 +51,6 @@ OVERSIZED: dict[str, int] = {
     "rivers/actors/run_executor.py": 496,
     "rivers/actors/triggers.py": 585,
     "rivers/dashboard/render.py": 511,
-    "rivers/dashboard/snapshot.py": 505,
     "rivers/definitions/triggers.py": 474,
     "rivers/executors/kubernetes.py": 558,
     "rivers/runtime.py": 705,
@@ -367,9 +366,11 @@ def test_the_core_rule_sees_effects_directly_and_through_a_pure_node() -> None:
     def imp(importer: str, target: str) -> Import:
         return Import(importer, target, target, 1, type_checking=False)
 
-    assert _core_effects([*IMPORTS, imp("rivers.core.queue", "anyio")]) == [
-        "rivers.core.queue -> anyio (rivers.core.queue:1)"
-    ]
+    # Reported once, by the first chain that reaches rivers.core.queue (directly,
+    # or through a core module importing it).
+    (effect,) = _core_effects([*IMPORTS, imp("rivers.core.queue", "anyio")])
+    assert effect.endswith("rivers.core.queue:1)")
+    assert "-> anyio (rivers.core.queue:1)" in effect
     (chain,) = _core_effects([*IMPORTS, imp("rivers.errors", "rivers.storage.sqlite")])
     assert chain.endswith("-> rivers.storage.sqlite (rivers.errors:1)")
     typing_only = Import("rivers.core.queue", "anyio", "anyio", 1, type_checking=True)

@@ -10,18 +10,31 @@ why blocked runs wait (RUN_BLOCKED when the reason changes). Exactly one
 coordinator per definition admits: the others stand by and take over when the
 leader's lease (renewed every tick) runs out. A repository without a run queue
 gets a coordinator without limits, so runs submitted from other processes start
-at once (within ``NO_QUEUE_POLL_S``).
+at once (within ``NO_QUEUE_POLL_S``). The leader reads the repository's stored queue
+controls (``rivers queue pause|resume|set``) every ``CONTROLS_CHECK_S``: a paused
+queue admits nothing, and an override replaces ``max_concurrent_runs`` or the tag
+limits, without a restart.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, final
 
 import anyio
 
 from rivers.core.ownership import queue_config_key, queue_leader_key
 from rivers.core.queue import LimitRule, QueuedRun, QueueState
+from rivers.core.queue_controls import (
+    CONTROLS_CHECK_S,
+    InForce,
+    QueueControls,
+    controls_key,
+    in_force,
+    paused_reason,
+    rule_to_stored,
+)
 from rivers.errors import StorageUnavailable
 from rivers.messages import RunBlocked, RunDequeued
 
@@ -75,18 +88,22 @@ class QueueCoordinator:
         self._fingerprint = fingerprint
         self._leader_key = queue_leader_key(repository, fingerprint)
         self._start_run = start_run
-        self._max_runs = UNLIMITED if config is None else config.max_concurrent_runs
         self._interval = (
             NO_QUEUE_POLL_S if config is None else config.dequeue_interval_s
         )
-        self._state = QueueState(
-            max_concurrent_runs=self._max_runs,
-            rules=()
+        self._base_rules: tuple[LimitRule, ...] = (
+            ()
             if config is None
             else tuple(
                 LimitRule(t.key, t.value, t.limit or 0, t.per_unique_value)
                 for t in config.tag_concurrency_limits
-            ),
+            )
+        )
+        self._controls = QueueControls()
+        self._controls_read_at = -math.inf
+        self._in_force = self._limits_in_force()
+        self._state = QueueState(
+            max_concurrent_runs=self._max_runs, rules=self._in_force.rules
         )
         self._queued: dict[str, QueuedRun] = {}
         self._created: dict[str, float] = {}
@@ -104,10 +121,20 @@ class QueueCoordinator:
         if self._config is not None:
             self._wake.set()
 
-    async def run(
-        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Tick until cancelled; give the leadership up on the way out."""
+    @property
+    def _max_runs(self) -> int:
+        return self._in_force.max_concurrent_runs
+
+    def _limits_in_force(self) -> InForce:
+        if self._config is None:
+            return in_force(UNLIMITED, (), QueueControls())
+        return in_force(
+            self._config.max_concurrent_runs, self._base_rules, self._controls
+        )
+
+    async def _publish_config(self) -> None:
+        """Store the settings in force, which ``runs why`` and ``top`` read."""
+        force = self._in_force
         await self._kv.put_state(
             queue_config_key(self._repository, self._fingerprint),
             {
@@ -117,19 +144,45 @@ class QueueCoordinator:
             }
             if self._config is None
             else {
-                "max_concurrent_runs": self._config.max_concurrent_runs,
+                "max_concurrent_runs": force.max_concurrent_runs,
+                "max_concurrent_runs_source": force.max_concurrent_runs_source,
                 "dequeue_interval_s": self._config.dequeue_interval_s,
-                "tag_concurrency_limits": [
-                    {
-                        "key": r.key,
-                        "value": r.value,
-                        "limit": r.limit,
-                        "per_unique_value": r.per_unique_value,
-                    }
-                    for r in self._state.rules
-                ],
+                "tag_concurrency_limits": [rule_to_stored(r) for r in force.rules],
+                "tag_concurrency_limits_source": force.rules_source,
+                "paused": force.paused,
             },
         )
+
+    async def refresh_controls(self, *, force: bool = False) -> bool:
+        """Read the stored queue controls (at most every ``CONTROLS_CHECK_S``
+        unless ``force``); apply and publish them if they changed. Return whether
+        they did."""
+        now = self._clock.monotonic()
+        if self._config is None or (
+            not force and now - self._controls_read_at < CONTROLS_CHECK_S
+        ):
+            return False
+        self._controls_read_at = now
+        stored = await self._kv.get_state(controls_key(self._repository))
+        controls = QueueControls.from_stored(stored)
+        if controls == self._controls:
+            return False
+        self._controls = controls
+        self._in_force = self._limits_in_force()
+        self._state = QueueState(
+            max_concurrent_runs=self._max_runs, rules=self._in_force.rules
+        )
+        for run in self._queued.values():
+            self._state.add(run)
+        await self._publish_config()
+        return True
+
+    async def run(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Tick until cancelled; give the leadership up on the way out."""
+        if not await self.refresh_controls(force=True):
+            await self._publish_config()
         task_status.started()
         interval = self._interval
         try:
@@ -143,6 +196,7 @@ class QueueCoordinator:
                         self._leader_key, self._owner, max(LEADER_LEASE_S, 3 * interval)
                     )
                     if self.is_leader:
+                        await self.refresh_controls()
                         await self.tick()
                 except StorageUnavailable as exc:
                     logger.warning("queue coordinator: %s", exc)
@@ -168,6 +222,10 @@ class QueueCoordinator:
             self._created[run_id] = created_at
             self._state.add(run)
         if not len(self._state):
+            return 0
+        if self._in_force.paused:
+            reason = paused_reason(self._repository)
+            await self._record_reasons(dict.fromkeys(self._queued, reason))
             return 0
         in_flight_tags = await self._storage.get_in_flight_tags()
         counts: dict[tuple[str, str, str | None], int] = {}

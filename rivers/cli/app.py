@@ -16,6 +16,7 @@ from rivers._error_groups import rivers_errors_line
 from rivers._signals import EXIT_SIGTERM, Terminated
 from rivers.cli import (
     pools as pools_commands,
+    queue_controls as queue_commands,
     runs as runs_commands,
     top as top_command,
     triggers as triggers_commands,
@@ -44,6 +45,7 @@ app = typer.Typer(
 )
 app.add_typer(runs_commands.app, name="runs")
 app.add_typer(pools_commands.app, name="pools")
+app.add_typer(queue_commands.app, name="queue")
 app.add_typer(triggers_commands.app, name="triggers")
 app.command("top")(top_command.top)
 

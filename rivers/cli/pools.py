@@ -309,10 +309,11 @@ def set_default_limit(
         typer.Argument(metavar="LIMIT", help="Slots, 0..10000 (0 pauses such pools)."),
     ],
 ) -> None:
-    """Set the limit of every pool with no override and no declared limit.
+    """Set the limit of every pool nobody configured.
 
-    Storage-wide and stored (running runtimes pick it up within a second); it wins
-    over a repository's default_pool_limit. rivers pools reset-default removes it.
+    That is every pool with no override and no declared limit, in the whole
+    storage; running runtimes pick it up at once. It wins over a repository's
+    default_pool_limit; rivers pools reset-default removes it.
 
     Example: rivers pools set-default 4
     """
@@ -329,7 +330,9 @@ def set_default_limit(
 
 @app.command("reset-default")
 def reset_default_limit(ctx: typer.Context) -> None:
-    """Remove the stored default pool limit (repositories' own defaults apply again).
+    """Remove the stored default pool limit.
+
+    Repositories' own default_pool_limit apply again.
 
     Example: rivers pools reset-default
     """

@@ -3,12 +3,11 @@
 ``render(snapshot, width)`` returns panels for the run queue, tag limits, pools,
 runs and recent events. At 120 columns and more the queue and tag-limit panels sit
 side by side and tables show every column; narrower, panels stack and the widest
-columns shrink. Given a height (``rivers top`` on a terminal), the frame fits it
-with every border: the panels are measured, and the lists cut ("+N more"), the
-queue and tag-limit panels folded into a summary, then the events panel folded,
-until they fit. Every piece of user text (tags, step names, reasons, errors) goes
-through ``rivers._text.safe()``, so nothing stored can drive the terminal.
-"""
+columns shrink. Given a height (``rivers top`` on a terminal), the measured frame
+fits it, borders and all: lists are cut ("+N more"), then the queue and tag-limit
+panels fold into a summary, then the events panel folds. All user text (tags, step
+names, reasons, errors) goes through ``rivers._text.safe()``: nothing stored can
+drive the terminal."""
 
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ from rich.text import Text
 
 from rivers._text import format_seconds, safe
 from rivers.dashboard._widgets import bar, short_run_id, sparkline, status_markup
-from rivers.dashboard.snapshot import ADMISSION_WINDOW_MIN
+from rivers.dashboard.views import ADMISSION_WINDOW_MIN
 from rivers.explain import ordinal
 from rivers.storage.records import RunStatus
 
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
 
     from rich.console import RenderableType
 
-    from rivers.dashboard.snapshot import (
+    from rivers.dashboard.views import (
         DashboardSnapshot,
         PoolView,
         QueueView,
@@ -187,10 +186,11 @@ def _queue_panel(queue: QueueView, now: datetime, bar_width: int) -> Panel:
             "in flight", f"{queue.in_flight} (no daemon with a run queue is running)"
         )
     else:
+        controls = f" [bold yellow]({queue.controls})[/]" if queue.controls else ""
         grid.add_row(
             "in flight",
             bar(queue.in_flight, queue.max_concurrent_runs, bar_width)
-            + " max_concurrent_runs",
+            + f" max_concurrent_runs{controls}",
         )
     oldest = (
         f", oldest waiting {_age(queue.oldest_queued_at, now)}" if queue.queued else ""

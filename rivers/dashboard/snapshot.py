@@ -8,25 +8,31 @@ renderers in ``dashboard/render.py`` are pure functions of it.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
-
-import msgspec
 
 from rivers._liveness import live_served
 from rivers.core.ownership import queue_config_key, serves, unserved_reason
 from rivers.core.queue import stored_rules
+from rivers.core.queue_controls import controls_note
 from rivers.dashboard.reasons import (
     bucket_usage,
     pool_wait_reason,
     queued_reason,
     step_wait_reason,
 )
+from rivers.dashboard.views import (
+    ADMISSION_WINDOW_MIN,
+    DashboardSnapshot,
+    PoolView,
+    QueueView,
+    RunView,
+    TagBucketView,
+    TagLimitView,
+)
 from rivers.explain import run_assets
 from rivers.storage.records import (
     FINISHED_STATUSES,
     IN_FLIGHT_STATUSES,
-    Event,
     PendingStep,
     RunRecord,
     RunStatus,
@@ -36,6 +42,7 @@ from rivers.storage.records import (
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
 
     from rivers.core.ownership import Served
     from rivers.core.queue import LimitRule
@@ -53,8 +60,6 @@ __all__ = (
     "read_snapshot",
 )
 
-ADMISSION_WINDOW_MIN = 15
-"""Minutes of admissions the run-queue sparkline covers."""
 RECENT_WINDOW_S = 3600.0
 """How far back the finished-run counts look."""
 MAX_IN_FLIGHT_ROWS = 40
@@ -81,91 +86,6 @@ EVENT_KINDS = (
     "TRIGGER_FAILURE",
 )
 """The events the recent-events panel lists: gate decisions, failures, reclaims."""
-
-
-class QueueView(msgspec.Struct, frozen=True, kw_only=True):
-    """The run queue: capacity, backlog and admission rate."""
-
-    configured: bool
-    """Whether a live runtime serves a repository with a run queue (whose settings
-    these are)."""
-    max_concurrent_runs: int | None
-    dequeue_interval_s: float | None
-    in_flight: int
-    queued: int
-    oldest_queued_at: datetime | None
-    admitted_per_minute: tuple[int, ...]
-    """Admissions per minute over the last ``ADMISSION_WINDOW_MIN``, oldest first."""
-    finished_last_hour: dict[str, int]
-    """Runs created in the last hour that finished, by status."""
-
-
-class TagBucketView(msgspec.Struct, frozen=True, kw_only=True):
-    """One bucket of a tag limit: ``env=prod``, or one value under per-value limits."""
-
-    label: str
-    used: int
-
-
-class TagLimitView(msgspec.Struct, frozen=True, kw_only=True):
-    """A tag concurrency limit and what in-flight runs use of it."""
-
-    label: str
-    """``env=prod`` (key and value), ``team`` (key only), ``team=*`` (per value)."""
-    limit: int
-    per_unique_value: bool
-    buckets: tuple[TagBucketView, ...]
-
-
-class PoolView(msgspec.Struct, frozen=True, kw_only=True):
-    """A pool: its limit and source, use, waiters and nearest lease expiry."""
-
-    name: str
-    limit: int | None
-    limit_source: str | None
-    claimed: int
-    holders: int
-    pending: int
-    oldest_pending_at: datetime | None
-    next_lease_expiry_at: datetime | None
-
-
-class RunView(msgspec.Struct, frozen=True, kw_only=True):
-    """A run as the runs panel lists it, with what it waits for."""
-
-    run_id: str
-    status: RunStatus
-    tags: dict[str, str]
-    priority: int
-    created_at: datetime
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    position: int | None = None
-    """1-based place in the queue (queued runs)."""
-    waiting_on: str | None = None
-    """What holds a waiting run back (``tag env=prod 3/3``, ``load: pool warehouse
-    4/4, 2nd in line``), or why a finished run failed or was canceled."""
-    steps_total: int | None = None
-    steps_done: int = 0
-    steps_running: int = 0
-    running_steps: tuple[str, ...] = ()
-    """The keys of its running steps (in-flight runs), in key order."""
-    steps_waiting: int = 0
-    steps_failed: int = 0
-
-
-class DashboardSnapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything one frame of ``rivers top`` shows."""
-
-    taken_at: datetime
-    storage: str
-    queue: QueueView
-    tag_limits: tuple[TagLimitView, ...]
-    pools: tuple[PoolView, ...]
-    runs: tuple[RunView, ...]
-    """In-flight runs (newest first), queued runs (queue order), recent finished."""
-    recent_events: tuple[Event, ...]
-    """Newest first."""
 
 
 async def read_snapshot(
@@ -202,6 +122,7 @@ async def read_snapshot(
         configured=isinstance(config, dict),
         max_concurrent_runs=_int(config, "max_concurrent_runs"),
         dequeue_interval_s=_float(config, "dequeue_interval_s"),
+        controls=controls_note(config),
         in_flight=in_flight_count,
         queued=counts[RunStatus.QUEUED],
         oldest_queued_at=from_timestamp(oldest),
@@ -259,8 +180,8 @@ def _at(epoch_s: float) -> datetime:
 
 
 def _int(config: Any, key: str) -> int | None:
-    value = config.get(key) if isinstance(config, dict) else None
-    return int(value) if isinstance(value, int | float) else None
+    value = _float(config, key)
+    return None if value is None else int(value)
 
 
 def _float(config: Any, key: str) -> float | None:
@@ -471,6 +392,8 @@ def _queued_view(
         waiting_on = unserved
     elif isinstance(config, dict) and config.get("max_concurrent_runs") is None:
         waiting_on = "no run queue: starts within a second"
+    elif isinstance(config, dict) and config.get("paused") is True:
+        waiting_on = "queue paused: rivers queue resume"
     else:
         waiting_on = queued_reason(
             run.tags,

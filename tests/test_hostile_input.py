@@ -1043,6 +1043,10 @@ VALIDATORS: dict[str, tuple[Callable[[Any], object], str]] = {
         lambda v: rs.Executor.parallel(max_async_concurrent=v),
         "max_async_concurrent",
     ),
+    "Executor.parallel tag_concurrency_limits": (
+        lambda v: rs.Executor.parallel(tag_concurrency_limits=v),
+        "tag_concurrency_limits",
+    ),
     **{
         f"Executor.kubernetes {field}": (
             _kube_field(field),
@@ -1061,6 +1065,7 @@ VALIDATORS: dict[str, tuple[Callable[[Any], object], str]] = {
             "image_pull_policy",
             "ttl_seconds_after_finished",
             "step_overrides",
+            "tag_concurrency_limits",
         )
     },
     "Executor.kubernetes image": (lambda v: _kube(image=v), "image"),

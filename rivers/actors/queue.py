@@ -94,10 +94,7 @@ class QueueCoordinator:
         self._base_rules: tuple[LimitRule, ...] = (
             ()
             if config is None
-            else tuple(
-                LimitRule(t.key, t.value, t.limit or 0, t.per_unique_value)
-                for t in config.tag_concurrency_limits
-            )
+            else tuple(t.rule() for t in config.tag_concurrency_limits)
         )
         self._controls = QueueControls()
         self._controls_read_at = -math.inf

@@ -284,7 +284,9 @@ class RunExecutor:
         policy = asset.retry_policy
         attempt = 1
         while True:
-            error, trace, ran_s = await self._attempt(asset, attempt)
+            priority = self._priority + asset.priority
+            async with self._launcher.tag_gates.hold(asset.tags, priority):
+                error, trace, ran_s = await self._attempt(asset, attempt)
             if error is None:
                 return StepOutcome.SUCCEEDED
             if attempt <= policy.max_retries:
@@ -445,9 +447,7 @@ class RunExecutor:
         return 0.0 if began is None else self._clock.monotonic() - began
 
     async def _enter_gate(self, gate: StepGate, asset: Asset[Any, Any]) -> None:
-        # A free slot is taken without yielding to the loop: a wide level
-        # reaches its pool claims before its waiters' bookkeeping.
-        if gate.try_acquire():
+        if gate.try_acquire():  # no yield: a wide level reaches its pool claims first
             return
         self._events.emit(
             StepWaiting(

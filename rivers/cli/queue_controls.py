@@ -72,13 +72,12 @@ def parse_tag_limit(text: str) -> LimitRule:
         ) from None
     key, has_value, value = spec.partition("=")
     each = bool(has_value) and value == "*"
-    config = TagConcurrencyLimit(
+    return TagConcurrencyLimit(
         key=key,
         value=value if has_value and not each else None,
         limit=limit,
         per_unique_value=each,
-    )
-    return LimitRule(config.key, config.value, limit, config.per_unique_value)
+    ).rule()
 
 
 async def _write(

@@ -22,6 +22,7 @@ from rivers._validate import (
     check_int,
     check_tags,
 )
+from rivers.core.queue import LimitRule
 from rivers.definitions.durations import (
     MAX_DEQUEUE_INTERVAL_S,
     MAX_LEASE_S,
@@ -38,6 +39,7 @@ __all__ = (
     "RunBackendConfig",
     "RunQueueConfig",
     "TagConcurrencyLimit",
+    "check_tag_limits",
 )
 
 
@@ -133,6 +135,11 @@ class TagConcurrencyLimit(msgspec.Struct, frozen=True):
                 "per_unique_value caps each value"
             )
 
+    def rule(self) -> LimitRule:
+        """The limit as the pure cores count it (``rivers.core.queue.LimitRule``)."""
+        assert self.limit is not None
+        return LimitRule(self.key, self.value, self.limit, self.per_unique_value)
+
     def describe(self) -> str:
         """Return a short label such as ``env=prod`` or ``team=*``."""
         if self.value is not None:
@@ -175,21 +182,13 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
                 maximum=MAX_DEQUEUE_INTERVAL_S,
             ),
         )
-        limits: object = self.tag_concurrency_limits  # callers may pass anything
-        if isinstance(limits, TagConcurrencyLimit) or not isinstance(
-            limits, list | tuple
-        ):
-            raise ConfigError(
-                "RunQueueConfig.tag_concurrency_limits must be a list of "
-                "TagConcurrencyLimit"
-            )
-        for limit in limits:
-            if not isinstance(limit, TagConcurrencyLimit):
-                raise ConfigError(
-                    "RunQueueConfig.tag_concurrency_limits must hold TagConcurrencyLimit "
-                    f"objects, got {short_repr(limit)}"
-                )
-        force_setattr(self, "tag_concurrency_limits", tuple(limits))
+        force_setattr(
+            self,
+            "tag_concurrency_limits",
+            check_tag_limits(
+                self.tag_concurrency_limits, "RunQueueConfig.tag_concurrency_limits"
+            ),
+        )
 
     @property
     def dequeue_interval_s(self) -> float:
@@ -260,3 +259,27 @@ class RunBackendConfig(msgspec.Struct, frozen=True):
         """The lease GC interval in seconds."""
         assert isinstance(self.lease_gc_interval, float)
         return self.lease_gc_interval
+
+
+def check_tag_limits(
+    limits: object, field: str, *, minimum: int = 0
+) -> tuple[TagConcurrencyLimit, ...]:
+    """Return ``limits`` as a tuple of ``TagConcurrencyLimit`` (each ``limit`` at least
+    ``minimum``).
+
+    Raises:
+        ConfigError: not a list of TagConcurrencyLimit, or a limit below ``minimum``.
+    """
+    if isinstance(limits, TagConcurrencyLimit) or not isinstance(limits, list | tuple):
+        raise ConfigError(f"{field} must be a list of TagConcurrencyLimit")
+    for limit in limits:
+        if not isinstance(limit, TagConcurrencyLimit):
+            raise ConfigError(
+                f"{field} must hold TagConcurrencyLimit objects, got {short_repr(limit)}"
+            )
+        if limit.limit is not None and limit.limit < minimum:
+            raise ConfigError(
+                f"{field}: a limit of {limit.limit} on {limit.key!r} would never run the "
+                f"steps it covers; use limit >= {minimum}"
+            )
+    return tuple(limits)

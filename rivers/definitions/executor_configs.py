@@ -9,12 +9,14 @@ kind (``rivers.executors.configs``).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import final
 
 import msgspec
 from msgspec.structs import force_setattr
 
 from rivers._validate import MAX_LIMIT, check_int
+from rivers.definitions.configs import TagConcurrencyLimit, check_tag_limits
 
 __all__ = (
     "ExecutorConfig",
@@ -51,10 +53,16 @@ class ParallelExecutor(ExecutorConfig, frozen=True, tag="parallel"):
             int in 1..1024.
         max_async_concurrent: async steps of one run running at once on the event
             loop (default unbounded). Accepts: None or an int in 1..100,000.
+        tag_concurrency_limits: ceilings on the steps of one run running at once
+            by asset tag (``@rs.Asset(tags=...)``), as the run queue's limits do for
+            runs: ``rs.TagConcurrencyLimit(key="database", value="redshift",
+            limit=2)``. A waiting step holds no worker. Accepts: a list of
+            TagConcurrencyLimit with limits >= 1.
     """
 
     max_workers: int | None = None
     max_async_concurrent: int | None = None
+    tag_concurrency_limits: Sequence[TagConcurrencyLimit] = ()
 
     def __post_init__(self) -> None:
         if self.max_workers is None:
@@ -69,6 +77,15 @@ class ParallelExecutor(ExecutorConfig, frozen=True, tag="parallel"):
                 minimum=1,
                 maximum=MAX_LIMIT * 10,
             )
+        force_setattr(
+            self,
+            "tag_concurrency_limits",
+            check_tag_limits(
+                self.tag_concurrency_limits,
+                "Executor.parallel tag_concurrency_limits",
+                minimum=1,
+            ),
+        )
 
     @property
     def workers(self) -> int:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from rivers.definitions.asset import Asset
-    from rivers.executors.gate import StepGate
+    from rivers.executors.gate import StepGate, TagGates
     from rivers.io import IOManager
     from rivers.messages import EventBody
 
@@ -62,6 +62,9 @@ class LaunchResult:
 
 class StepLauncher(Protocol):
     """Runs steps for one run of one executor configuration."""
+
+    tag_gates: TagGates
+    """The executor's tag limits over asset tags (held around each attempt)."""
 
     def gate(self, asset: Asset[Any, Any]) -> StepGate:
         """Return the executor slot limiter the step must hold while it runs."""

@@ -15,6 +15,8 @@ from rivers.executors.kubernetes_config import (
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from rivers.definitions.configs import TagConcurrencyLimit
+
 __all__ = ("Executor",)
 
 
@@ -35,11 +37,15 @@ class Executor:
 
     @staticmethod
     def parallel(
-        max_workers: int | None = None, max_async_concurrent: int | None = None
+        max_workers: int | None = None,
+        max_async_concurrent: int | None = None,
+        tag_concurrency_limits: Sequence[TagConcurrencyLimit] = (),
     ) -> ParallelExecutor:
         """Run sync steps in worker processes and async steps on the event loop."""
         return ParallelExecutor(
-            max_workers=max_workers, max_async_concurrent=max_async_concurrent
+            max_workers=max_workers,
+            max_async_concurrent=max_async_concurrent,
+            tag_concurrency_limits=tag_concurrency_limits,
         )
 
     @staticmethod
@@ -59,6 +65,7 @@ class Executor:
         ttl_seconds_after_finished: int | None = 300,
         step_overrides: Mapping[str, KubernetesStepOverride | Mapping[str, Any]]
         | None = None,
+        tag_concurrency_limits: Sequence[TagConcurrencyLimit] = (),
     ) -> KubernetesExecutor:
         """Run each step as a Kubernetes Job (see ``KubernetesExecutor``)."""
         return KubernetesExecutor(
@@ -75,4 +82,5 @@ class Executor:
             image_pull_policy=image_pull_policy,
             ttl_seconds_after_finished=ttl_seconds_after_finished,
             step_overrides=check_overrides(step_overrides),
+            tag_concurrency_limits=tag_concurrency_limits,
         )

@@ -1,4 +1,5 @@
-"""``StepGate``: an executor's slots, handed to waiting steps by priority, then arrival.
+"""``StepGate``: an executor's slots, handed to waiting steps by priority, then arrival;
+``TagGates``: the executor's tag limits of one run, a ``StepGate`` per tag bucket.
 
 Like ``anyio.CapacityLimiter`` (which serves waiters first come, first served), but a
 freed slot goes to the waiting step of highest priority, and among equals to the one
@@ -9,12 +10,18 @@ refuses while anyone waits.
 from __future__ import annotations
 
 import heapq
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import anyio
 
-__all__ = ("StepGate",)
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping, Sequence
+
+    from rivers.core.queue import Bucket, LimitRule
+
+__all__ = ("StepGate", "TagGates")
 
 
 @dataclass(order=True, slots=True)
@@ -107,3 +114,58 @@ class StepGate:
             return
         self._held -= 1
         assert self._held >= 0, "StepGate released more often than acquired"
+
+
+@final
+class TagGates:
+    """Executor tag limits of one run: one ``StepGate`` per tag bucket.
+
+    A step takes a slot of every bucket its asset's tags count against (in one
+    order, so two steps never hold one each of two they both need), before it
+    takes an executor slot; it holds them until its attempt ends.
+
+    Args:
+        rules: the executor's ``tag_concurrency_limits``, as limit rules.
+    """
+
+    __slots__ = ("_gates", "_rules")
+
+    def __init__(self, rules: Sequence[LimitRule] = ()) -> None:
+        self._rules = tuple(rules)
+        self._gates: dict[Bucket, StepGate] = {}
+
+    def hold(
+        self, tags: Mapping[str, str], priority: int
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold a slot of each bucket ``tags`` count against (nothing if none)."""
+        if not self._rules:
+            return _NOTHING
+        buckets = sorted(
+            {(i, b) for i, rule in enumerate(self._rules) if (b := rule.bucket(tags))}
+        )
+        if not buckets:
+            return _NOTHING
+        gates = [self._gate(index, bucket) for index, bucket in buckets]
+        return _hold_all(gates, priority)
+
+    def _gate(self, index: int, bucket: Bucket) -> StepGate:
+        gate = self._gates.get(bucket)
+        if gate is None:
+            gate = self._gates[bucket] = StepGate(self._rules[index].limit)
+        return gate
+
+
+_NOTHING: AbstractAsyncContextManager[None] = nullcontext()
+
+
+@asynccontextmanager
+async def _hold_all(gates: list[StepGate], priority: int) -> AsyncIterator[None]:
+    held: list[StepGate] = []
+    try:
+        for gate in gates:
+            await gate.acquire(priority)
+            held.append(gate)
+        yield
+    finally:
+        for gate in reversed(held):
+            gate.release()

@@ -11,7 +11,7 @@ import anyio.from_thread
 import anyio.to_thread
 
 from rivers.executors.base import LaunchResult, StepRequest, call_step, load_inputs
-from rivers.executors.gate import StepGate
+from rivers.executors.gate import StepGate, TagGates
 from rivers.io import FilesystemIOManager
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ class InProcessLauncher:
         self._slot = StepGate(1)
         self._threads = ThreadStepRunner()
         self._tasks = AsyncStepRunner()
+        self.tag_gates = TagGates()  # one step at a time: no tag limit applies
 
     async def warm(self, levels: Sequence[Sequence[Asset[Any, Any]]]) -> None:
         """Nothing to start: steps run in this process."""

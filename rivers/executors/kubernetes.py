@@ -55,7 +55,7 @@ from rivers.executors._kube_jobs import (
     pod_waiting_problem,
 )
 from rivers.executors.base import LaunchResult, StepRequest
-from rivers.executors.gate import StepGate
+from rivers.executors.gate import StepGate, TagGates
 from rivers.executors.parallel import _rebuild_exception
 from rivers.messages import StepLogged
 
@@ -149,8 +149,7 @@ def step_job_manifest(
 class KubernetesLauncher:
     """Launches one run's steps as Kubernetes Jobs.
 
-    Steps share one API connection while any of them runs; it is closed when the
-    last running step ends.
+    Steps share one API connection while any runs; the last one to end closes it.
 
     Args:
         config: the executor configuration.
@@ -160,6 +159,7 @@ class KubernetesLauncher:
         self._config = config
         self._gate = StepGate(config.max_concurrent_steps or math.inf)  # None: no cap
         self._locations: dict[str, CodeLocation] = {}
+        self.tag_gates = TagGates([t.rule() for t in config.tag_concurrency_limits])
         self._api: KubeApi | None = None
         self._api_users = 0
         self._api_lock = anyio.Lock()

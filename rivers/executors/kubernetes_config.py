@@ -24,6 +24,7 @@ from rivers._validate import (
     check_name,
     check_tags,
 )
+from rivers.definitions.configs import TagConcurrencyLimit, check_tag_limits
 from rivers.definitions.executor_configs import ExecutorConfig
 from rivers.errors import ConfigError
 
@@ -214,6 +215,9 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
             image_pull_policy) over the executor's.
             Accepts: None or a dict of asset name to a ``KubernetesStepOverride``
             or a dict of its fields.
+        tag_concurrency_limits: ceilings on the step Jobs of one run existing at
+            once by asset tag, as for ``Executor.parallel``. Accepts: a list of
+            TagConcurrencyLimit with limits >= 1.
     """
 
     max_concurrent_steps: int | None = None
@@ -229,8 +233,18 @@ class KubernetesExecutor(ExecutorConfig, frozen=True, tag="kubernetes"):
     image_pull_policy: ImagePullPolicy | None = None
     ttl_seconds_after_finished: int | None = 300
     step_overrides: dict[str, KubernetesStepOverride] | None = None
+    tag_concurrency_limits: Sequence[TagConcurrencyLimit] = ()
 
     def __post_init__(self) -> None:
+        force_setattr(
+            self,
+            "tag_concurrency_limits",
+            check_tag_limits(
+                self.tag_concurrency_limits,
+                "Executor.kubernetes tag_concurrency_limits",
+                minimum=1,
+            ),
+        )
         if self.max_concurrent_steps is not None:
             check_int(
                 self.max_concurrent_steps,

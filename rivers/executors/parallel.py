@@ -20,7 +20,7 @@ from rivers.context import echo_step_log
 from rivers.errors import LaunchFailed, WorkerCrashed
 from rivers.executors._protocol import TaskLog, TaskRequest
 from rivers.executors.base import LaunchResult, StepRequest
-from rivers.executors.gate import StepGate
+from rivers.executors.gate import StepGate, TagGates
 from rivers.executors.in_process import AsyncStepRunner
 from rivers.executors.process_pool import WorkerDied, WorkerPool
 from rivers.messages import StepLogged
@@ -57,6 +57,7 @@ class ParallelLauncher:
             else config.max_async_concurrent
         )
         self._tasks = AsyncStepRunner()
+        self.tag_gates = TagGates([t.rule() for t in config.tag_concurrency_limits])
         self._io_manager: bytes | None = None
 
     async def warm(self, levels: Sequence[Sequence[Asset[Any, Any]]]) -> None:

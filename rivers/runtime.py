@@ -257,9 +257,8 @@ class Runtime:
                 events=self._events,
                 owner=self.owner,
                 clock=self.clock,
-                config=repository.run_queue,
-                repository=repository.name,
-                fingerprint=repository.fingerprint,
+                pools=self._backend.pools,
+                repository=repository,
                 start_run=self._start_run,
             )
             self._coordinators[repository.name] = coordinator

@@ -174,7 +174,19 @@ def check_kubernetes_dry_run(ran: Ran) -> None:
     _leaves_rivers_home_alone(ran)
 
 
+def check_pool_aware_admission(ran: Ran) -> None:
+    assert ran.find(r"report: (SUCCESS) while the load still runs")
+    assert ran.find(
+        r"QUEUED, 1st in the queue: its first steps all wait on full pools: "
+        r"warehouse 1/1"
+    )
+    assert ran.find(r"queries: (\w+)\n") == [("SUCCESS",)]
+    assert ran.find(r"queries started one at a time: (True)")
+    _leaves_rivers_home_alone(ran)
+
+
 CHECKS: dict[str, Callable[[Ran], None]] = {
+    "pool_aware_admission.py": check_pool_aware_admission,
     "quickstart.py": check_quickstart,
     "run_queue.py": check_run_queue,
     "tag_limits.py": check_tag_limits,

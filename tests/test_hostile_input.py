@@ -993,6 +993,14 @@ VALIDATORS: dict[str, tuple[Callable[[Any], object], str]] = {
         lambda v: rs.RunQueueConfig(max_concurrent_runs=v),
         "RunQueueConfig.max_concurrent_runs",
     ),
+    "RunQueueConfig block_pool_limited_runs": (
+        lambda v: rs.RunQueueConfig(block_pool_limited_runs=v),
+        "RunQueueConfig.block_pool_limited_runs",
+    ),
+    "RunQueueConfig pool_slot_buffer": (
+        lambda v: rs.RunQueueConfig(pool_slot_buffer=v),
+        "RunQueueConfig.pool_slot_buffer",
+    ),
     "RunQueueConfig dequeue_interval": (
         lambda v: rs.RunQueueConfig(dequeue_interval=v),
         "RunQueueConfig.dequeue_interval",

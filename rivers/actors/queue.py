@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, final
 import anyio
 
 from rivers.core.ownership import queue_config_key, queue_leader_key
-from rivers.core.queue import LimitRule, QueuedRun, QueueState
+from rivers.core.pool_admission import ROOTS_TAG, RootsIndex, pools_blocked_reason
+from rivers.core.queue import Bucket, LimitRule, QueuedRun, QueueState
 from rivers.core.queue_controls import (
     CONTROLS_CHECK_S,
     InForce,
@@ -45,8 +46,8 @@ if TYPE_CHECKING:
 
     from rivers._clock import Clock
     from rivers.actors.events import EventWriter
-    from rivers.definitions.configs import RunQueueConfig
-    from rivers.storage.base import QueueStore, RunStore, StateStore
+    from rivers.definitions.repository import CodeRepository
+    from rivers.storage.base import PoolStore, QueueStore, RunStore, StateStore
 
 __all__ = ("LEADER_LEASE_S", "NO_QUEUE_POLL_S", "QueueCoordinator")
 
@@ -72,21 +73,28 @@ class QueueCoordinator:
         events: EventWriter,
         owner: str,
         clock: Clock,
-        config: RunQueueConfig | None,
-        repository: str,
-        fingerprint: str,
+        pools: PoolStore,
+        repository: CodeRepository,
         start_run: Callable[[str], None],
     ) -> None:
         self._storage = storage
         self._kv = kv
         self._runs = runs
+        self._pools = pools
         self._events = events
         self._owner = owner
         self._clock = clock
-        self._config = config
-        self._repository = repository
-        self._fingerprint = fingerprint
-        self._leader_key = queue_leader_key(repository, fingerprint)
+        self._config = config = repository.run_queue
+        self._repository = repository.name
+        self._fingerprint = repository.fingerprint
+        self._leader_key = queue_leader_key(repository.name, repository.fingerprint)
+        # Pool-aware admission: runs grouped by the pools their first steps claim.
+        self._roots = (
+            RootsIndex(repository.root_pools, config.pool_slot_buffer)
+            if config is not None and config.block_pool_limited_runs
+            else None
+        )
+        self._run_roots: dict[str, str] = {}  # run id -> its roots key
         self._start_run = start_run
         self._interval = (
             NO_QUEUE_POLL_S if config is None else config.dequeue_interval_s
@@ -166,8 +174,9 @@ class QueueCoordinator:
             return False
         self._controls = controls
         self._in_force = self._limits_in_force()
+        pseudo = tuple(r for r in self._state.rules if r.key == ROOTS_TAG)
         self._state = QueueState(
-            max_concurrent_runs=self._max_runs, rules=self._in_force.rules
+            max_concurrent_runs=self._max_runs, rules=self._in_force.rules + pseudo
         )
         for run in self._queued.values():
             self._state.add(run)
@@ -210,10 +219,12 @@ class QueueCoordinator:
             priority,
             created_at,
             tags,
+            selection,
         ) in await self._storage.get_queued_since(
             self._last_rowid, self._repository, self._fingerprint
         ):
             self._last_rowid = max(self._last_rowid, rowid)
+            tags = self._with_roots(run_id, selection, tags)
             run = QueuedRun(-priority, created_at, run_id, tuple(sorted(tags.items())))
             self._queued[run_id] = run
             self._created[run_id] = created_at
@@ -229,13 +240,18 @@ class QueueCoordinator:
         for tags in in_flight_tags:
             for bucket in self._state.signature(tags):
                 counts[bucket] = counts.get(bucket, 0) + 1
+        views = await self._pool_views(counts)
         result = self._state.tick(len(in_flight_tags), counts)
         admitted = 0
         rules = {rule.ident: rule for rule in self._state.rules}
         candidates = [
             (
                 admission.run_id,
-                [(b[1], b[2], rules[b[0]].limit) for b in admission.buckets],
+                [
+                    (b[1], b[2], rules[b[0]].limit)
+                    for b in admission.buckets
+                    if b[1] != ROOTS_TAG  # not a tag: re-checked when its steps claim
+                ],
             )
             for admission in result.admitted
         ]
@@ -249,6 +265,7 @@ class QueueCoordinator:
             else []
         )
         for admission, ok in zip(result.admitted, outcomes, strict=True):
+            self._run_roots.pop(admission.run_id, None)
             entry = self._queued.pop(admission.run_id, None)
             created = self._created.pop(admission.run_id, self._clock.time())
             self._reasons.pop(admission.run_id, None)
@@ -265,8 +282,52 @@ class QueueCoordinator:
                 self._queued[admission.run_id] = entry
                 self._created[admission.run_id] = created
                 self._state.add(entry)
-        await self._record_reasons(result.blocked)
+        await self._record_reasons(self._explain_roots(result.blocked, views))
         return admitted
+
+    def _with_roots(
+        self, run_id: str, selection: list[str] | None, tags: dict[str, str]
+    ) -> dict[str, str]:
+        """Add the pseudo tag of the run's roots (pool-aware admission only)."""
+        key = None if self._roots is None else self._roots.key_of(selection)
+        if key is None or self._roots is None:
+            return tags
+        rule = self._roots.rule(key)
+        if rule not in self._state.rules:
+            self._state.rules = (*self._state.rules, rule)
+        self._run_roots[run_id] = key
+        return {**tags, ROOTS_TAG: key}
+
+    async def _pool_views(
+        self, counts: dict[Bucket, int]
+    ) -> dict[str, tuple[int | None, int]]:
+        """Read the pools of the queued runs' roots; count each roots' room."""
+        if self._roots is None or not self._run_roots:
+            return {}
+        views = {
+            v.pool: (v.limit, v.claimed)
+            for v in await self._pools.get_pool_views(self._roots.pools())
+        }
+        counts.update(self._roots.counts(views))
+        return views
+
+    def _explain_roots(
+        self, blocked: dict[str, str], views: dict[str, tuple[int | None, int]]
+    ) -> dict[str, str]:
+        """Say which pools hold a run back, where the pseudo tag limit did."""
+        if self._roots is None:
+            return blocked
+        prefix = f"tag limit {ROOTS_TAG}="
+        return {
+            run_id: pools_blocked_reason(
+                self._roots.by_key[self._run_roots[run_id]],
+                views,
+                self._roots.buffer,
+            )
+            if reason.startswith(prefix) and run_id in self._run_roots
+            else reason
+            for run_id, reason in blocked.items()
+        }
 
     async def _still_queued(self, run_id: str) -> bool:
         record = await self._runs.get_run(run_id)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rivers._liveness import live_served
 from rivers.core.ownership import queue_config_key, serves, unserved_reason
+from rivers.core.pool_admission import POOLS_BLOCKED
 from rivers.core.queue import stored_rules
 from rivers.core.queue_controls import controls_note
 from rivers.dashboard.reasons import (
@@ -394,6 +395,8 @@ def _queued_view(
         waiting_on = "no run queue: starts within a second"
     elif isinstance(config, dict) and config.get("paused") is True:
         waiting_on = "queue paused: rivers queue resume"
+    elif run.reason is not None and run.reason.startswith(POOLS_BLOCKED):
+        waiting_on = run.reason
     else:
         waiting_on = queued_reason(
             run.tags,

@@ -159,11 +159,21 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
             submit wakes it sooner). Accepts: a duration from 10ms to 1h.
         tag_concurrency_limits: finer ceilings per tag; a run is admitted only if
             it fits all of them. Accepts: a list or tuple of TagConcurrencyLimit.
+        block_pool_limited_runs: keep a run QUEUED while its first steps (those
+            with no upstream step in the run) all wait on full pools, so it takes
+            no run slot; runs behind it that can start are admitted. Accepts: True
+            or False.
+        pool_slot_buffer: with ``block_pool_limited_runs``, a pool counts as full
+            for admission when claimed slots + this buffer reach its limit, so that
+            many slots stay for the later steps of runs already admitted. Accepts:
+            an int in 0..10,000.
     """
 
     max_concurrent_runs: int = 10
     dequeue_interval: Duration = 1.0
     tag_concurrency_limits: Sequence[TagConcurrencyLimit] = ()
+    block_pool_limited_runs: bool = False
+    pool_slot_buffer: int = 0
 
     def __post_init__(self) -> None:
         check_int(
@@ -188,6 +198,17 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
             check_tag_limits(
                 self.tag_concurrency_limits, "RunQueueConfig.tag_concurrency_limits"
             ),
+        )
+        if not isinstance(self.block_pool_limited_runs, bool):
+            raise ConfigError(
+                "RunQueueConfig.block_pool_limited_runs must be True or False, got "
+                f"{short_repr(self.block_pool_limited_runs)}"
+            )
+        check_int(
+            self.pool_slot_buffer,
+            "RunQueueConfig.pool_slot_buffer",
+            minimum=0,
+            maximum=MAX_LIMIT,
         )
 
     @property

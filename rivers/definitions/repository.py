@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar, final
 
 from rivers._repr import short_repr
 from rivers._validate import MAX_LIMIT, REPOSITORY_NAME, check_int, check_name
+from rivers.core.pool_admission import Roots, roots_of
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
     RunBackendConfig,
@@ -347,6 +348,16 @@ class CodeRepository:
                 raise AssetNotFound(str(name), tuple(self.assets))
             wanted.add(name)
         return [name for name in self.order if name in wanted]
+
+    def root_pools(self, selection: Sequence[str] | None) -> Roots | None:
+        """Return the pools each first step of a run claims (pool-aware admission),
+        or None when one claims none or the selection is no longer valid here."""
+        try:
+            steps = self.resolve_selection(selection)
+        except AssetNotFound:
+            return None
+        pools = {name: self.assets[name].pools for name in steps}
+        return roots_of(steps, self.upstream, pools)
 
     def materialize(
         self,

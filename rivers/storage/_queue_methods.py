@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from rivers.storage._rows import decode_tags
+from rivers.storage._rows import decode_list, decode_tags
 from rivers.storage.records import IN_FLIGHT_STATUSES, RunStatus
 
 if TYPE_CHECKING:
@@ -15,16 +15,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from rivers._clock import Clock
+    from rivers.storage.base import QueuedRow
 
-__all__ = ("QueueMethods", "QueuedRow")
+__all__ = ("QueueMethods",)
 
 T = TypeVar("T")
 
 _IN_FLIGHT = tuple(s.value for s in IN_FLIGHT_STATUSES)
 _IN_FLIGHT_SQL = f"status IN {_IN_FLIGHT}"
-
-QueuedRow = tuple[int, str, int, float, dict[str, str]]
-"""(rowid, run id, priority, created_at, tags)."""
 
 
 class QueueMethods:
@@ -49,14 +47,24 @@ class QueueMethods:
 
         def read(conn: sqlite3.Connection) -> list[QueuedRow]:
             rows = conn.execute(
-                "SELECT rowid, run_id, priority, created_at, tags FROM runs "
+                "SELECT rowid, run_id, priority, created_at, tags, selection FROM runs "
                 # '+status' keeps SQLite on the rowid range, not the status index.
                 "WHERE rowid > ? AND +status = 'QUEUED' AND repository = ? "
                 "AND (fingerprint = ? OR fingerprint IS NULL) "
                 "ORDER BY rowid LIMIT ?",
                 (rowid, repository, fingerprint, limit),
             )
-            return [(r[0], r[1], r[2], r[3], decode_tags(r[4])) for r in rows]
+            return [
+                (
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    decode_tags(r[4]),
+                    None if r[5] is None else decode_list(r[5]),
+                )
+                for r in rows
+            ]
 
         return await self._call(read)
 

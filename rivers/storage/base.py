@@ -61,8 +61,9 @@ __all__ = (
     "WantedClaim",
 )
 
-QueuedRow = tuple[int, str, int, float, dict[str, str]]
-"""(rowid, run id, priority, created_at, tags) of a queued run."""
+QueuedRow = tuple[int, str, int, float, dict[str, str], "list[str] | None"]
+"""(rowid, run id, priority, created_at, tags, selection or None: all) of a queued
+run."""
 Definition = tuple[str, str, "Sequence[str]"]
 """(repository name, fingerprint, asset names)."""
 Released = tuple[str, str, str, int, float]

@@ -15,12 +15,14 @@ async def test_queued_runs_of_one_definition_are_read_after_a_rowid(
     await storage.runs.create_run(new_run("a", fingerprint="f1", tags={"t": "1"}))
     await storage.runs.create_run(new_run("other", fingerprint="f2"))
     await storage.runs.create_run(new_run("old"))  # no fingerprint: any definition
-    await storage.runs.create_run(new_run("b", priority=2, fingerprint="f1"))
+    await storage.runs.create_run(
+        new_run("b", priority=2, fingerprint="f1", selection=["x", "y"])
+    )
     rows = await storage.queue.get_queued_since(0, "default", "f1")
-    assert [(row[1], row[2], row[4]) for row in rows] == [
-        ("a", 0, {"t": "1"}),
-        ("old", 0, {}),
-        ("b", 2, {}),
+    assert [(row[1], row[2], row[4], row[5]) for row in rows] == [
+        ("a", 0, {"t": "1"}, None),
+        ("old", 0, {}, None),
+        ("b", 2, {}, ["x", "y"]),
     ]
     later = await storage.queue.get_queued_since(rows[1][0], "default", "f1")
     assert [row[1] for row in later] == ["b"]

@@ -79,7 +79,8 @@ async def explain_run(storage: StorageBackend, run_id: str) -> str:
     limit = int(config.get("max_concurrent_runs", 0))
     if in_flight >= limit:
         expected = await queue_forecast(storage, position, limit)
-        source = " (override)" if is_overridden(config, "max_concurrent_runs") else ""
+        source = config.get("max_concurrent_runs_source")
+        source = f" ({source})" if source not in (None, "repository") else ""
         return (
             f"run {run_id} is QUEUED, {where}: max_concurrent_runs{source} "
             f"{in_flight}/{limit} in flight; {expected.describe()}"

@@ -50,7 +50,7 @@ OVERSIZED: dict[str, int] = {
     "rivers/actors/pools.py": 598,
     "rivers/actors/run_executor.py": 496,
     "rivers/actors/triggers.py": 585,
-    "rivers/dashboard/render.py": 511,
+    "rivers/dashboard/render.py": 506,
     "rivers/definitions/triggers.py": 474,
     "rivers/executors/kubernetes.py": 558,
     "rivers/runtime.py": 705,

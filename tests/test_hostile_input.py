@@ -1001,6 +1001,14 @@ VALIDATORS: dict[str, tuple[Callable[[Any], object], str]] = {
         lambda v: rs.RunQueueConfig(pool_slot_buffer=v),
         "RunQueueConfig.pool_slot_buffer",
     ),
+    "RunQueueConfig windows": (
+        lambda v: rs.RunQueueConfig(windows=v),
+        "RunQueueConfig.windows",
+    ),
+    "RunQueueConfig timezone": (
+        lambda v: rs.RunQueueConfig(timezone=v),
+        "RunQueueConfig.timezone",
+    ),
     "RunQueueConfig dequeue_interval": (
         lambda v: rs.RunQueueConfig(dequeue_interval=v),
         "RunQueueConfig.dequeue_interval",

@@ -7,6 +7,7 @@ timed. The storage is a real SQLite file.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+from rich.console import Console
 
 import rivers as rs
 from rivers._clock import ManualClock
@@ -274,3 +276,59 @@ async def test_the_actor_changes_the_limit_on_its_own_at_the_edge() -> None:
         with anyio.fail_after(5):  # no tick_now(): the actor's own sleep ends
             while (await rt.storage.get_pool_info("api")).limit != 3:
                 await anyio.sleep(0.02)
+
+
+async def test_max_concurrent_runs_follows_its_windows_without_a_restart() -> None:
+    running: list[int] = []
+    peak: list[int] = [0]
+
+    @rs.Asset
+    async def work() -> None:
+        running.append(1)
+        peak[0] = max(peak[0], len(running))
+        await anyio.sleep(0.15)
+        running.pop()
+
+    queue = rs.RunQueueConfig(
+        max_concurrent_runs=3, dequeue_interval="20ms", windows={OFFICE_HOURS: 1}
+    )
+    repo = rs.CodeRepository([work], run_queue=queue)
+    clock = ManualClock(_at(8, 0) + JUST_BEFORE)
+    async with rs.Runtime(repo, clock=clock) as rt:
+        handles = [await rt.submit(rs.RunRequest()) for _ in range(3)]
+        with anyio.fail_after(10):
+            for handle in handles:
+                await rt.wait_for(handle.run_id)
+        before = peak[0]
+        clock.set(_at(8, 0))  # the window: 1 run at a time
+        peak[0] = 0
+        handles = [await rt.submit(rs.RunRequest()) for _ in range(3)]
+        with anyio.fail_after(10):
+            while "1/1 in flight" not in (why := await rt.explain(handles[2].run_id)):
+                await anyio.sleep(0.02)
+            for handle in handles:
+                await rt.wait_for(handle.run_id)
+    assert before == 3
+    assert peak[0] == 1
+    assert f"max_concurrent_runs (window '{OFFICE_HOURS}') 1/1 in flight" in why
+
+
+async def test_top_shows_the_limit_in_force_and_its_next_change() -> None:
+    from rivers.dashboard.render import render
+    from rivers.dashboard.snapshot import read_snapshot
+
+    @rs.Asset(pool="api")
+    def call() -> int:
+        return 1
+
+    limit = rs.PoolLimit(3, windows={OFFICE_HOURS: 1})
+    repo = rs.CodeRepository([call], pool_limits={"api": limit})
+    clock = ManualClock(_at(9, 30))
+    async with rs.Runtime(repo, clock=clock) as rt:
+        snapshot = await read_snapshot(rt._roles)
+    (pool,) = snapshot.pools
+    assert (pool.limit, pool.limit_source) == (1, "repository")
+    assert pool.next_change == "3 at Mon 18:00 UTC"
+    console = Console(width=160, record=True, color_system=None, file=io.StringIO())
+    console.print(render(snapshot, 160))
+    assert "1 repository, 3 at Mon 18:00 UTC" in console.export_text()

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from rivers._clock import Clock
     from rivers.actors.events import EventWriter
+    from rivers.core.limit_windows import LimitWindow
     from rivers.definitions.repository import CodeRepository
     from rivers.storage.base import PoolStore, QueueStore, RunStore, StateStore
 
@@ -106,6 +107,10 @@ class QueueCoordinator:
         )
         self._controls = QueueControls()
         self._controls_read_at = -math.inf
+        # max_concurrent_runs windows: the window in force and when it may change.
+        self._schedule = None if not config or not config.windows else config.schedule()
+        self._window: LimitWindow | None = None
+        self._window_until = -math.inf
         self._in_force = self._limits_in_force()
         self._state = QueueState(
             max_concurrent_runs=self._max_runs, rules=self._in_force.rules
@@ -133,9 +138,28 @@ class QueueCoordinator:
     def _limits_in_force(self) -> InForce:
         if self._config is None:
             return in_force(UNLIMITED, (), QueueControls())
+        window = self._window
         return in_force(
-            self._config.max_concurrent_runs, self._base_rules, self._controls
+            self._config.max_concurrent_runs if window is None else window.limit,
+            self._base_rules,
+            self._controls,
+            "repository" if window is None else f"window {window.cron!r}",
         )
+
+    async def _follow_windows(self) -> None:
+        """At a window edge, put the ``max_concurrent_runs`` it brings in force."""
+        now = self._clock.time()
+        if self._schedule is None or now < self._window_until:
+            return
+        change = self._schedule.next_change(now)
+        self._window_until = math.inf if change is None else change.at
+        window = self._schedule.window_at(now)
+        if window == self._window:
+            return
+        self._window = window
+        self._in_force = self._limits_in_force()
+        self._state.max_concurrent_runs = self._max_runs
+        await self._publish_config()
 
     async def _publish_config(self) -> None:
         """Store the settings in force, which ``runs why`` and ``top`` read."""
@@ -187,6 +211,7 @@ class QueueCoordinator:
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Tick until cancelled; give the leadership up on the way out."""
+        await self._follow_windows()
         if not await self.refresh_controls(force=True):
             await self._publish_config()
         task_status.started()
@@ -213,6 +238,7 @@ class QueueCoordinator:
 
     async def tick(self) -> int:
         """Admit what fits now; return how many runs were admitted."""
+        await self._follow_windows()
         for (
             rowid,
             run_id,

@@ -98,6 +98,14 @@ class LimitSchedule:
                 return WindowChange(at=hour.timestamp(), limit=limit, window=window)
         return None
 
+    def describe_next_change(self, now: float) -> str:
+        """``"10 at Fri 19:00 Europe/Paris"``; empty when the limit never changes."""
+        change = self.next_change(now)
+        if change is None:
+            return ""
+        at = datetime.fromtimestamp(change.at, ZoneInfo(self.timezone))
+        return f"{change.limit} at {at:%a %H:%M} {self.timezone}"
+
     def _hour_start(self, at: float) -> datetime:
         local = datetime.fromtimestamp(at, ZoneInfo(self.timezone))
         return local.replace(minute=0, second=0, microsecond=0)

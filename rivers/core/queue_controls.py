@@ -105,15 +105,20 @@ class InForce:
 
 
 def in_force(
-    max_concurrent_runs: int, rules: Iterable[LimitRule], controls: QueueControls
+    max_concurrent_runs: int,
+    rules: Iterable[LimitRule],
+    controls: QueueControls,
+    max_source: str = "repository",
 ) -> InForce:
-    """Return the limits in force: each override wins over the repository's own."""
+    """Return the limits in force: each override wins over the repository's own
+    (``max_source`` says where the repository's ``max_concurrent_runs`` comes from:
+    ``"repository"``, or a time window)."""
     return InForce(
         paused=controls.paused,
         max_concurrent_runs=max_concurrent_runs
         if controls.max_concurrent_runs is None
         else controls.max_concurrent_runs,
-        max_concurrent_runs_source="repository"
+        max_concurrent_runs_source=max_source
         if controls.max_concurrent_runs is None
         else "override",
         rules=tuple(rules)
@@ -136,6 +141,9 @@ def controls_note(config: object) -> str:
     if not isinstance(config, Mapping):
         return ""
     notes = ["paused"] if config.get("paused") is True else []
+    source = config.get("max_concurrent_runs_source")
+    if isinstance(source, str) and source.startswith("window"):
+        notes.append(f"max_concurrent_runs of {source}")
     notes += [
         f"{field} override"
         for field in ("max_concurrent_runs", "tag_concurrency_limits")

@@ -310,14 +310,9 @@ def _pools_panel(
         else:
             source = pool.limit_source or ""
             limit = f"{pool.limit} {source if wide else source[:4]}".rstrip()
-        lease = (
-            "-"
-            if pool.next_lease_expiry_at is None
-            else "in "
-            + format_seconds(
-                max(0.0, (pool.next_lease_expiry_at - now).total_seconds())
-            )
-        )
+            limit += f", {pool.next_change}" if wide and pool.next_change else ""
+        expiry = pool.next_lease_expiry_at
+        lease = "-" if expiry is None else "in " + _age(now, expiry)
         row = [
             safe(pool.name),
             limit,

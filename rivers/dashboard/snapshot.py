@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rivers._liveness import live_served
+from rivers.core.limit_windows import WINDOWS_KEY, schedules_from_state
 from rivers.core.ownership import queue_config_key, serves, unserved_reason
 from rivers.core.pool_admission import POOLS_BLOCKED
 from rivers.core.queue import stored_rules
@@ -233,6 +234,7 @@ async def _read_pools(
 ) -> tuple[dict[str, PoolView], dict[str, list[PendingStep]]]:
     pools: dict[str, PoolView] = {}
     pending: dict[str, list[PendingStep]] = {}
+    windows = schedules_from_state(await storage.state.get_state(WINDOWS_KEY))
     for info in await storage.pools.get_all_pool_infos():
         waiting = await storage.pools.get_pending_steps(info.name)
         holders = await storage.pools.get_pool_slot_holders(info.name)
@@ -249,6 +251,9 @@ async def _read_pools(
             next_lease_expiry_at=min(
                 (h.lease_expires_at for h in holders), default=None
             ),
+            next_change=""
+            if info.name not in windows or info.limit_source != "repository"
+            else windows[info.name].describe_next_change(storage.clock.time()),
         )
     return pools, pending
 

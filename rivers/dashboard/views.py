@@ -70,6 +70,8 @@ class PoolView(msgspec.Struct, frozen=True, kw_only=True):
     pending: int
     oldest_pending_at: datetime | None
     next_lease_expiry_at: datetime | None
+    next_change: str = ""
+    """For a pool with time windows: the limit it changes to and when."""
 
 
 class RunView(msgspec.Struct, frozen=True, kw_only=True):

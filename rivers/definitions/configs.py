@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import final
 
 import msgspec
@@ -22,7 +22,9 @@ from rivers._validate import (
     check_int,
     check_tags,
 )
+from rivers.core.limit_windows import LimitSchedule, LimitWindow
 from rivers.core.queue import LimitRule
+from rivers.core.triggers import check_timezone
 from rivers.definitions.durations import (
     MAX_DEQUEUE_INTERVAL_S,
     MAX_LEASE_S,
@@ -32,6 +34,7 @@ from rivers.definitions.durations import (
     Duration,
     parse_duration,
 )
+from rivers.definitions.pool_limit import check_windows
 from rivers.errors import ConfigError
 
 __all__ = (
@@ -167,6 +170,13 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
             for admission when claimed slots + this buffer reach its limit, so that
             many slots stay for the later steps of runs already admitted. Accepts:
             an int in 0..10,000.
+        windows: other ``max_concurrent_runs`` in force during time windows, as
+            for ``rs.PoolLimit``: ``{"0 8-18 * * 1-5": 2}`` admits 2 runs at once
+            08:00-18:59 on weekdays. Read per whole hour; overlaps take the lowest.
+            Accepts: None or a dict of 5-field cron expressions (minute field 0
+            or *) to ints in 0..10,000.
+        timezone: the IANA timezone ``windows`` are read in. Accepts: a known
+            IANA name such as ``"UTC"`` or ``"Europe/Paris"``.
     """
 
     max_concurrent_runs: int = 10
@@ -174,6 +184,8 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
     tag_concurrency_limits: Sequence[TagConcurrencyLimit] = ()
     block_pool_limited_runs: bool = False
     pool_slot_buffer: int = 0
+    windows: Mapping[str, int] | None = None
+    timezone: str = "UTC"
 
     def __post_init__(self) -> None:
         check_int(
@@ -209,6 +221,18 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
             "RunQueueConfig.pool_slot_buffer",
             minimum=0,
             maximum=MAX_LIMIT,
+        )
+        force_setattr(
+            self, "windows", check_windows(self.windows, "RunQueueConfig.windows")
+        )
+        check_timezone(self.timezone, "RunQueueConfig.timezone")
+
+    def schedule(self) -> LimitSchedule:
+        """The ``max_concurrent_runs`` in force at each hour (windows included)."""
+        return LimitSchedule(
+            self.max_concurrent_runs,
+            tuple(LimitWindow(c, n) for c, n in (self.windows or {}).items()),
+            self.timezone,
         )
 
     @property

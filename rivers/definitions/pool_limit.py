@@ -19,7 +19,7 @@ from rivers.core.limit_windows import LimitSchedule, LimitWindow, hour_cron
 from rivers.core.triggers import check_timezone
 from rivers.errors import ConfigError
 
-__all__ = ("PoolLimit", "check_pool_limits")
+__all__ = ("PoolLimit", "check_pool_limits", "check_windows")
 
 
 @final
@@ -59,7 +59,7 @@ class PoolLimit(msgspec.Struct, frozen=True):
                 "version of rivers; remove rate= and limit the pool with slots"
             )
         check_timezone(self.timezone, "PoolLimit.timezone")
-        force_setattr(self, "windows", _check_windows(self.windows))
+        force_setattr(self, "windows", check_windows(self.windows, "PoolLimit.windows"))
 
     def schedule(self) -> LimitSchedule:
         """Return the pure schedule that says which limit is in force when."""
@@ -69,24 +69,29 @@ class PoolLimit(msgspec.Struct, frozen=True):
         return LimitSchedule(self.slots, windows, self.timezone)
 
 
-def _check_windows(windows: object) -> dict[str, int] | None:
+def check_windows(windows: object, field: str) -> dict[str, int] | None:
+    """Return ``windows`` checked: cron expressions (whole hours) to limits.
+
+    Raises:
+        ConfigError: not a dict, a key that is not a window, or a bad limit.
+    """
     if windows is None:
         return None
     if not isinstance(windows, Mapping):
         raise ConfigError(
-            "PoolLimit.windows must be a dict of cron expression to slots, got "
+            f"{field} must be a dict of cron expression to limit, got "
             f"{short_repr(windows)}"
         )
     checked: dict[str, int] = {}
     for cron, limit in windows.items():
         if not isinstance(cron, str) or hour_cron(cron) is None:
             raise ConfigError(
-                f"PoolLimit.windows key {short_repr(cron)} is not a window; use a "
+                f"{field} key {short_repr(cron)} is not a window; use a "
                 "5-field cron expression whose minute field is 0 or *, such as "
                 "'0 8-18 * * 1-5'"
             )
         checked[cron] = check_int(
-            limit, f"PoolLimit.windows[{cron!r}]", minimum=0, maximum=MAX_LIMIT
+            limit, f"{field}[{cron!r}]", minimum=0, maximum=MAX_LIMIT
         )
     return checked
 

@@ -15,6 +15,7 @@ WORKLOADS = (
     "run_queue",
     "footprint",
     "forecast",
+    "advisor",
 )
 """The workload modules, in the order the suite runs them."""
 UVLOOP_WORKLOADS = ("inprocess_dag", "pools", "run_queue")

@@ -1,4 +1,5 @@
-"""Expected starts for ``runs why`` and ``rt.explain()``: gates read from storage.
+"""Expected starts for ``runs why``, ``rt.explain()`` and ``rivers top``: gates read
+from storage.
 
 Each function reads what one gate looks like right now (who holds it, who waits
 ahead, how long recent holders held it) and hands it to the pure forecast in
@@ -13,11 +14,19 @@ from rivers.core.forecast import HISTORY, Forecast, Gate, forecast
 from rivers.storage.records import IN_FLIGHT_STATUSES
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from rivers.core.queue import Bucket, LimitRule
     from rivers.storage.base import StorageBackend
-    from rivers.storage.records import RunRecord
+    from rivers.storage.records import PendingStep, RunRecord, SlotHolder
 
-__all__ = ("pool_forecast", "queue_forecast", "tag_forecast")
+__all__ = (
+    "pool_forecast",
+    "pool_forecasts",
+    "queue_forecast",
+    "queue_forecasts",
+    "tag_forecast",
+)
 
 _RELEASED = "POOL_SLOTS_RELEASED"  # PoolSlotsReleased
 
@@ -26,17 +35,7 @@ async def queue_forecast(
     storage: StorageBackend, position: int, limit: int
 ) -> Forecast:
     """When does the ``position``-th queued run get one of ``limit`` run slots?"""
-    holding = await _running(storage)
-    return forecast(
-        Gate(
-            label="the run queue",
-            capacity=limit,
-            holding=[(1, held) for _, held in holding],
-            ahead=[1] * (position - 1),
-            need=1,
-            holds=await _run_durations(storage),
-        )
-    )
+    return (await queue_forecasts(storage, [position], limit))[position]
 
 
 async def tag_forecast(
@@ -72,31 +71,64 @@ async def pool_forecast(
 ) -> Forecast | None:
     """When does a step waiting in ``pool``'s line get its slots? None: not in line."""
     line = await storage.pools.get_pending_steps(pool)
-    index = next(
-        (i for i, p in enumerate(line) if (p.run_id, p.step_key) == (run_id, step_key)),
-        None,
-    )
-    if index is None:
+    if not any((p.run_id, p.step_key) == (run_id, step_key) for p in line):
         return None
-    now = storage.clock.time()
     holders = await storage.pools.get_pool_slot_holders(pool)
+    forecasts = await pool_forecasts(storage, pool, limit, line, holders)
+    return forecasts[(run_id, step_key)]
+
+
+async def pool_forecasts(
+    storage: StorageBackend,
+    pool: str,
+    limit: int,
+    line: Sequence[PendingStep],
+    holders: Sequence[SlotHolder],
+) -> dict[tuple[str, str], Forecast]:
+    """The expected start of every step in ``pool``'s line (one read of history)."""
+    now = storage.clock.time()
     released = await storage.dashboard.get_recent_events([_RELEASED], HISTORY * 4)
     holds = [
         float(event.data["held_s"])
         for event in released
         if pool in event.data.get("pools", ())
     ][:HISTORY]
-    return forecast(
-        Gate(
-            label=f"pool {pool}",
-            capacity=limit,
-            holding=[(h.slots, now - h.claimed_at.timestamp()) for h in holders],
-            ahead=[p.slots for p in line[:index]],
-            need=line[index].slots,
-            holds=holds,
-            noun="step",
+    holding = [(h.slots, now - h.claimed_at.timestamp()) for h in holders]
+    return {
+        (step.run_id, step.step_key): forecast(
+            Gate(
+                label=f"pool {pool}",
+                capacity=limit,
+                holding=holding,
+                ahead=[p.slots for p in line[:index]],
+                need=step.slots,
+                holds=holds,
+                noun="step",
+            )
         )
-    )
+        for index, step in enumerate(line)
+    }
+
+
+async def queue_forecasts(
+    storage: StorageBackend, positions: Sequence[int], limit: int
+) -> dict[int, Forecast]:
+    """``queue_forecast`` for several queue positions, reading the history once."""
+    holding = [(1, held) for _, held in await _running(storage)]
+    holds = await _run_durations(storage)
+    return {
+        position: forecast(
+            Gate(
+                label="the run queue",
+                capacity=limit,
+                holding=holding,
+                ahead=[1] * (position - 1),
+                need=1,
+                holds=holds,
+            )
+        )
+        for position in positions
+    }
 
 
 async def _running(storage: StorageBackend) -> list[tuple[dict[str, str], float]]:

@@ -96,3 +96,36 @@ async def test_a_step_waiting_in_a_pool_line_gets_an_expected_start() -> None:
     assert all(matches), why
     ahead = sorted(int(m[3]) for m in matches if m is not None)
     assert ahead == [0, 1], why
+
+
+async def test_top_shows_the_expected_starts_of_queued_runs_and_pooled_steps() -> None:
+    from rivers.dashboard.snapshot import read_snapshot
+
+    queue = rs.RunQueueConfig(max_concurrent_runs=1, dequeue_interval="20ms")
+    repo = rs.CodeRepository(
+        [nap, first, second, third],
+        pool_limits={"p": 1},
+        run_queue=queue,
+        executor=rs.Executor.parallel(max_workers=1, max_async_concurrent=3),
+    )
+    async with rs.Runtime(repo) as rt:
+        for _ in range(2):  # the history: runs and pool holds of ~HOLD_S
+            await (await rt.submit(rs.RunRequest())).wait()
+        pooled = await rt.submit(rs.RunRequest(selection=["first", "second", "third"]))
+        queued = await rt.submit(rs.RunRequest(selection=["nap"]))
+        with anyio.fail_after(10):
+            while len(await rt.storage.get_pending_steps("p")) < 2:
+                await anyio.sleep(0.005)
+        snapshot = await read_snapshot(rt._roles)
+        for handle in (pooled, queued):
+            await handle.wait()
+    views = {view.run_id: view for view in snapshot.runs}
+    in_flight, waiting = views[pooled.run_id], views[queued.run_id]
+    assert in_flight.waiting_on is not None
+    assert re.search(
+        r": pool p 1/1, \d\w\w in line, expected in ~\d\.\d s", in_flight.waiting_on
+    ), in_flight.waiting_on
+    assert waiting.waiting_on is not None
+    assert re.fullmatch(
+        r"queue 1/1 in flight, expected in ~\d\.\d s", waiting.waiting_on
+    ), waiting.waiting_on

@@ -10,18 +10,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rivers._text import format_seconds
+from rivers.core.forecast import approx_seconds
 from rivers.explain import ordinal
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime
 
+    from rivers.core.forecast import Forecast
     from rivers.core.queue import LimitRule
-    from rivers.dashboard.snapshot import PoolView
+    from rivers.dashboard.views import PoolView
     from rivers.storage.records import Event
 
 __all__ = (
     "bucket_usage",
+    "expected_suffix",
     "pool_wait_reason",
     "queued_reason",
     "step_wait_reason",
@@ -123,3 +126,10 @@ def step_wait_reason(event: Event, now: datetime) -> tuple[int, str]:
             return 2, f"retry {attempt + 1} in {format_seconds(remaining)}"
         return 2, f"retry {attempt + 1} starting"
     return 3, "starting"
+
+
+def expected_suffix(expected: Forecast | None) -> str:
+    """``", expected in ~40 s"`` for a known forecast; empty otherwise."""
+    if expected is None or expected.seconds is None:
+        return ""
+    return f", expected in {approx_seconds(expected.seconds)}"

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from rivers._liveness import live_served
 from rivers.core.limit_windows import WINDOWS_KEY, schedules_from_state
-from rivers.core.ownership import queue_config_key, serves, unserved_reason
 from rivers.core.pool_admission import POOLS_BLOCKED
 from rivers.core.queue import stored_rules
 from rivers.core.queue_controls import controls_note
+from rivers.dashboard.queue_gates import QueueGates
 from rivers.dashboard.reasons import (
     bucket_usage,
+    expected_suffix,
     pool_wait_reason,
     queued_reason,
     step_wait_reason,
@@ -31,7 +32,7 @@ from rivers.dashboard.views import (
     TagBucketView,
     TagLimitView,
 )
-from rivers.explain import run_assets
+from rivers.forecasts import pool_forecasts, queue_forecasts
 from rivers.storage.records import (
     FINISHED_STATUSES,
     IN_FLIGHT_STATUSES,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
-    from rivers.core.ownership import Served
+    from rivers.core.forecast import Forecast
     from rivers.core.queue import LimitRule
     from rivers.storage.base import StorageBackend
 
@@ -62,6 +63,8 @@ __all__ = (
     "read_snapshot",
 )
 
+Expected = dict[tuple[str, str], "Forecast"]
+"""(run id, step key) -> when a step waiting in a pool's line is expected to start."""
 RECENT_WINDOW_S = 3600.0
 """How far back the finished-run counts look."""
 MAX_IN_FLIGHT_ROWS = 40
@@ -105,7 +108,7 @@ async def read_snapshot(
     """
     now_s = storage.clock.time()
     now = _at(now_s)
-    gates = _Gates(storage, await live_served(storage))
+    gates = QueueGates(storage, await live_served(storage))
     config: Any = await gates.shown_config()
     limits = stored_rules(config)
     counts = await storage.dashboard.count_runs_by_status(
@@ -134,13 +137,19 @@ async def read_snapshot(
             for s in (RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.CANCELED)
         },
     )
-    pools, pending = await _read_pools(storage)
+    pools, pending, expected = await _read_pools(storage)
     in_flight_runs = await storage.runs.get_runs(
         status=IN_FLIGHT_STATUSES, limit=max_in_flight
     )
     queued_runs = await storage.dashboard.get_queued_runs(max_queued)
     finished_runs = await storage.dashboard.get_recent_finished_runs(max_finished)
     queued_views = []
+    positions = range(1, len(queued_runs) + 1)
+    queue_expected = (
+        await queue_forecasts(storage, positions, queue.max_concurrent_runs)
+        if queue.max_concurrent_runs and queued_runs
+        else {}
+    )
     for position, run in enumerate(queued_runs, start=1):
         unserved, run_config = await gates.of(run)
         run_limits = stored_rules(run_config)
@@ -153,10 +162,11 @@ async def read_snapshot(
                 bucket_usage(run_limits, in_flight_tags),
                 unserved=unserved,
                 config=run_config,
+                expected=queue_expected.get(position),
             )
         )
     runs = [
-        *await _in_flight_views(storage, in_flight_runs, pools, pending, now),
+        *await _in_flight_views(storage, in_flight_runs, pools, pending, expected, now),
         *queued_views,
         *(_finished_view(run) for run in finished_runs),
     ]
@@ -231,14 +241,20 @@ def _tag_views(
 
 async def _read_pools(
     storage: StorageBackend,
-) -> tuple[dict[str, PoolView], dict[str, list[PendingStep]]]:
+) -> tuple[dict[str, PoolView], dict[str, list[PendingStep]], Expected]:
     pools: dict[str, PoolView] = {}
     pending: dict[str, list[PendingStep]] = {}
+    expected: Expected = {}  # (run, step) -> its expected start in its first pool
     windows = schedules_from_state(await storage.state.get_state(WINDOWS_KEY))
     for info in await storage.pools.get_all_pool_infos():
         waiting = await storage.pools.get_pending_steps(info.name)
         holders = await storage.pools.get_pool_slot_holders(info.name)
         pending[info.name] = waiting
+        if waiting and info.limit:
+            for key, forecast in (
+                await pool_forecasts(storage, info.name, info.limit, waiting, holders)
+            ).items():
+                expected.setdefault(key, forecast)
         pools[info.name] = PoolView(
             name=info.name,
             limit=info.limit,
@@ -255,7 +271,7 @@ async def _read_pools(
             if info.name not in windows or info.limit_source != "repository"
             else windows[info.name].describe_next_change(storage.clock.time()),
         )
-    return pools, pending
+    return pools, pending, expected
 
 
 async def _in_flight_views(
@@ -263,6 +279,7 @@ async def _in_flight_views(
     runs: list[RunRecord],
     pools: Mapping[str, PoolView],
     pending: Mapping[str, list[PendingStep]],
+    expected: Expected,
     now: datetime,
 ) -> list[RunView]:
     run_ids = [run.run_id for run in runs]
@@ -287,7 +304,9 @@ async def _in_flight_views(
         for step in waiting_keys:
             in_line = lines.get((run.run_id, step))
             if in_line:
-                reasons.append((0, f"{step}: {pool_wait_reason(in_line, pools)}"))
+                why = pool_wait_reason(in_line, pools)
+                soon = expected_suffix(expected.get((run.run_id, step)))
+                reasons.append((0, f"{step}: {why}{soon}"))
                 continue
             event = latest.get(step)
             if event is not None:
@@ -331,59 +350,6 @@ async def _in_flight_views(
     return views
 
 
-class _Gates:
-    """What serves each queued run's definition, and its queue settings (cached)."""
-
-    def __init__(self, storage: StorageBackend, live: list[Served]) -> None:
-        self._storage = storage
-        self._live = live
-        self._configs: dict[tuple[str, str], Any] = {}
-        # (repository, fingerprint, selection) -> why no runtime serves such runs
-        self._unserved: dict[tuple[str, str | None, tuple[str, ...] | None], str | None]
-        self._unserved = {}
-
-    async def _config(self, repository: str, fingerprint: str) -> Any:
-        key = (repository, fingerprint)
-        if key not in self._configs:
-            self._configs[key] = await self._storage.state.get_state(
-                queue_config_key(repository, fingerprint)
-            )
-        return self._configs[key]
-
-    async def shown_config(self) -> Any:
-        """The queue settings the queue panel shows: those of a served run queue."""
-        configs = [await self._config(s.repository, s.fingerprint) for s in self._live]
-        with_queue = [c for c in configs if _int(c, "max_concurrent_runs") is not None]
-        return with_queue[0] if with_queue else None
-
-    async def of(self, run: RunRecord) -> tuple[str | None, Any]:
-        """Return (why no runtime serves ``run``, or None; its definition's settings)."""
-        key = (
-            run.repository,
-            run.fingerprint,
-            None if run.selection is None else tuple(run.selection),
-        )
-        if key not in self._unserved:
-            served = any(serves(s, run.repository, run.fingerprint) for s in self._live)
-            self._unserved[key] = (
-                None
-                if served
-                else unserved_reason(
-                    run.repository,
-                    run.fingerprint,
-                    await run_assets(self._storage, run),
-                    self._live,
-                )
-            )
-        unserved = self._unserved[key]
-        if unserved is not None:
-            return unserved, None
-        fingerprint = run.fingerprint or next(
-            s.fingerprint for s in self._live if s.repository == run.repository
-        )
-        return None, await self._config(run.repository, fingerprint)
-
-
 def _queued_view(
     run: RunRecord,
     position: int,
@@ -393,6 +359,7 @@ def _queued_view(
     *,
     unserved: str | None,
     config: Any,
+    expected: Forecast | None,
 ) -> RunView:
     if unserved is not None:
         waiting_on = unserved
@@ -411,6 +378,8 @@ def _queued_view(
             limits=limits,
             usage=usage,
         )
+        if waiting_on.startswith("queue "):  # max_concurrent_runs holds it back
+            waiting_on += expected_suffix(expected)
     return RunView(
         run_id=run.run_id,
         status=run.status,

@@ -185,7 +185,24 @@ def check_pool_aware_admission(ran: Ran) -> None:
     _leaves_rivers_home_alone(ran)
 
 
+def check_observability(ran: Ran) -> None:
+    ((limit, window),) = ran.find(
+        r"warehouse limit now: (\d) \((no window|window '[^']+')"
+    )
+    assert (limit, window) in {("1", "window '0 8-18 * * 1-5'"), ("4", "no window")}
+    assert ran.find(
+        r"step query_\d waits for pool warehouse \(\d/\d slots\): expected in ~"
+    )
+    found = ran.find(r'scraped: (rivers_pool_\w+)\{pool="warehouse"\} (\S+)')
+    scraped = {pair[0]: pair[1] for pair in found}
+    assert scraped["rivers_pool_limit_slots"] == f"{limit}.0"
+    assert float(scraped["rivers_pool_claimed_slots"]) >= 1
+    assert ran.find(r"raising warehouse \d -> \d would have cut p95 wait from")
+    _leaves_rivers_home_alone(ran)
+
+
 CHECKS: dict[str, Callable[[Ran], None]] = {
+    "observability.py": check_observability,
     "pool_aware_admission.py": check_pool_aware_admission,
     "quickstart.py": check_quickstart,
     "run_queue.py": check_run_queue,

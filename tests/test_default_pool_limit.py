@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 
 import rivers as rs
 from rivers.storage import open_backend
+from tests._overlap import logged_intervals, peak_overlap, pool_script
 
 
 class Overlap:
@@ -123,45 +123,6 @@ async def test_raising_the_stored_default_starts_the_waiting_steps(
     assert overlap.peak == 3
 
 
-def _script(tmp_path: Path, name: str, storage: Path) -> Path:
-    script = tmp_path / f"{name}.py"
-    log = tmp_path / f"{name}.log"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import json, time
-            import anyio
-            import rivers as rs
-
-            def make(i):
-                async def body() -> None:
-                    began = time.time()
-                    await anyio.sleep(0.25)
-                    with open({str(log)!r}, "a") as f:
-                        f.write(json.dumps([began, time.time()]) + "\\n")
-                body.__name__ = f"{name}_{{i}}"
-                return rs.Asset(body, pool="shared")
-
-            repo = rs.CodeRepository(
-                [make(i) for i in range(4)],
-                backend=rs.RunBackendConfig(storage={str(storage)!r}),
-            )
-            print(repo.materialize().status.value, flush=True)
-            """
-        )
-    )
-    return script
-
-
-def _peak(intervals: list[tuple[float, float]]) -> int:
-    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    peak = current = 0
-    for _, delta in points:
-        current += delta
-        peak = max(peak, current)
-    return peak
-
-
 def test_the_stored_default_holds_across_processes(tmp_path: Path) -> None:
     storage = tmp_path / "shared.db"
     env = {**os.environ, "RIVERS_HOME": str(tmp_path / "home")}
@@ -173,7 +134,10 @@ def test_the_stored_default_holds_across_processes(tmp_path: Path) -> None:
     assert done.stdout.strip() == "default pool limit: 2"
     processes = [
         subprocess.Popen(
-            [sys.executable, str(_script(tmp_path, name, storage))],
+            [
+                sys.executable,
+                str(pool_script(tmp_path, name, storage, hold_s=0.25, count=4)),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             text=True,
@@ -182,13 +146,9 @@ def test_the_stored_default_holds_across_processes(tmp_path: Path) -> None:
     ]
     outputs = [p.communicate(timeout=60)[0].strip() for p in processes]
     assert outputs == ["SUCCESS", "SUCCESS"]
-    intervals = [
-        tuple(json.loads(line))
-        for name in ("left", "right")
-        for line in (tmp_path / f"{name}.log").read_text().splitlines()
-    ]
+    intervals = logged_intervals(tmp_path, "left", "right")
     assert len(intervals) == 8
-    assert _peak(intervals) == 2
+    assert peak_overlap(intervals) == 2
     listed = subprocess.run(
         [*cli, "list", "--json"], env=env, capture_output=True, text=True, timeout=60
     )

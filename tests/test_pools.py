@@ -17,6 +17,7 @@ import pytest
 
 import rivers as rs
 from rivers.storage import open_backend
+from tests._overlap import logged_intervals, peak_overlap, pool_script
 
 
 class Overlap:
@@ -249,55 +250,16 @@ async def test_freed_slots_fail_the_holder_with_lease_lost() -> None:
     assert "lost its lease on pool 'db'" in str(result.error)
 
 
-def _pool_script(
-    tmp_path: Path, name: str, storage: Path, hold_s: float, count: int
-) -> Path:
-    script = tmp_path / f"{name}.py"
-    log = tmp_path / f"{name}.log"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import json, os, time
-            import anyio
-            import rivers as rs
-
-            def make(i):
-                async def body() -> None:
-                    began = time.time()
-                    await anyio.sleep({hold_s})
-                    with open({str(log)!r}, "a") as f:
-                        f.write(json.dumps([began, time.time()]) + "\\n")
-                body.__name__ = f"{name}_{{i}}"
-                return rs.Asset(body, pool="shared")
-
-            repo = rs.CodeRepository(
-                [make(i) for i in range({count})],
-                pool_limits={{"shared": 2}},
-                backend=rs.RunBackendConfig(
-                    storage={str(storage)!r}, lease_duration="2s", lease_gc_interval="0.2s"
-                ),
-            )
-            result = repo.materialize()
-            print(result.status.value, flush=True)
-            """
-        )
-    )
-    return script
-
-
-def _peak(intervals: list[tuple[float, float]]) -> int:
-    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    peak = current = 0
-    for _, delta in points:
-        current += delta
-        peak = max(peak, current)
-    return peak
-
-
 def test_two_processes_sharing_one_storage_share_the_limit(tmp_path: Path) -> None:
     storage = tmp_path / "shared.db"
     env = {**os.environ, "RIVERS_HOME": str(tmp_path / "home")}
-    scripts = [_pool_script(tmp_path, n, storage, 0.25, 4) for n in ("left", "right")]
+    limits = 'pool_limits={"shared": 2},'
+    scripts = [
+        pool_script(
+            tmp_path, n, storage, hold_s=0.25, count=4, repository_options=limits
+        )
+        for n in ("left", "right")
+    ]
     processes = [
         subprocess.Popen(
             [sys.executable, str(s)], env=env, stdout=subprocess.PIPE, text=True
@@ -306,13 +268,9 @@ def test_two_processes_sharing_one_storage_share_the_limit(tmp_path: Path) -> No
     ]
     outputs = [p.communicate(timeout=60)[0].strip() for p in processes]
     assert outputs == ["SUCCESS", "SUCCESS"]
-    intervals = [
-        tuple(json.loads(line))
-        for name in ("left", "right")
-        for line in (tmp_path / f"{name}.log").read_text().splitlines()
-    ]
+    intervals = logged_intervals(tmp_path, "left", "right")
     assert len(intervals) == 8
-    assert _peak(intervals) == 2
+    assert peak_overlap(intervals) == 2
 
 
 async def test_slots_of_a_killed_process_are_reclaimed_after_the_lease(
@@ -413,5 +371,5 @@ async def test_pool_wins_but_other_steps_fill_the_remaining_workers(
     records = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
     everything = [(r["start"], r["end"]) for r in records]
     pooled = [(r["start"], r["end"]) for r in records if r["pool"]]
-    assert _peak(pooled) == 2
-    assert _peak(everything) == 8
+    assert peak_overlap(pooled) == 2
+    assert peak_overlap(everything) == 8

@@ -18,6 +18,7 @@ import psutil
 
 import rivers as rs
 from rivers.storage import open_backend
+from tests._overlap import peak_overlap
 
 
 def _record_step(log_dir: Path, name: str, seconds: float) -> rs.Asset[Any, Any]:
@@ -39,15 +40,6 @@ def _intervals(log_dir: Path) -> dict[str, dict[str, float]]:
     return {p.stem: json.loads(p.read_text()) for p in log_dir.glob("*.json")}
 
 
-def _peak_overlap(intervals: list[tuple[float, float]]) -> int:
-    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    peak = current = 0
-    for _, delta in points:
-        current += delta
-        peak = max(peak, current)
-    return peak
-
-
 def _alive(pid: int) -> bool:
     try:
         status: str = psutil.Process(pid).status()
@@ -65,7 +57,7 @@ async def test_max_workers_two_runs_exactly_two_sync_steps_at_once(
     assert result.success, result.error
     records = _intervals(tmp_path)
     assert len(records) == 6
-    assert _peak_overlap([(r["start"], r["end"]) for r in records.values()]) == 2
+    assert peak_overlap([(r["start"], r["end"]) for r in records.values()]) == 2
     pids = {int(r["pid"]) for r in records.values()}
     assert os.getpid() not in pids
     assert len(pids) == 2  # two warm workers reused for six steps

@@ -138,9 +138,8 @@ class Runtime:
             )
             stack.push_async_callback(backend.aclose)
             self._storage = Storage(backend)
-            self._task_group = await stack.enter_async_context(
-                anyio.create_task_group()
-            )
+            self._task_group = tg = anyio.create_task_group()
+            await stack.enter_async_context(tg)
             stack.push_async_callback(self._shutdown)
             self._events = EventWriter(backend.events, self.clock)
             await self._task_group.start(self._events.run, name="rivers.events")
@@ -173,8 +172,9 @@ class Runtime:
                 interval_s=self.backend.lease_gc_interval_s,
             )
             await self._task_group.start(gc.run, name="rivers.lease_gc")
-            self._limit_windows = LimitWindows(backend.pools, backend.state, self.clock)
-            await self._task_group.start(self._limit_windows.run, name="rivers.windows")
+            self._limit_windows = LimitWindows(
+                backend.pools, backend.state, self.clock, tg
+            )
             for repository in self._repositories.values():
                 await self._register(repository)
             if self._long_lived:

@@ -2,8 +2,9 @@
 
 A repository's ``pool_limits`` may hold ``rs.PoolLimit``s with time windows. This actor
 declares every pool of the repositories its runtime registers at the limit in force
-now, then sleeps until the next window edge (at most ``RECHECK_S``, so a clock jump or
-a DST change is seen) and declares the pools whose limit changed. ``declare_pools``
+now; from the first windowed pool on, its task sleeps until the next window edge
+(at most ``RECHECK_S``, so a clock jump or a DST change is seen) and declares the
+pools whose limit changed. ``declare_pools``
 wakes every runtime with a step waiting for a changed pool: a raised limit lets them
 in, a lowered one lets the holders finish and admits nobody until the pool is under it.
 
@@ -23,7 +24,7 @@ from rivers.core.limit_windows import WINDOWS_KEY
 from rivers.errors import StorageUnavailable
 
 if TYPE_CHECKING:
-    from anyio.abc import TaskStatus
+    from anyio.abc import TaskGroup
 
     from rivers._clock import Clock
     from rivers.definitions.pool_limit import PoolLimit
@@ -42,15 +43,18 @@ RECHECK_S = 300.0
 class LimitWindows:
     """Owns the declared limits of the windowed pools of its runtime's repositories."""
 
-    def __init__(self, pools: PoolStore, state: StateStore, clock: Clock) -> None:
+    def __init__(
+        self, pools: PoolStore, state: StateStore, clock: Clock, task_group: TaskGroup
+    ) -> None:
         self._pools = pools
         self._state = state
         self._clock = clock
+        self._task_group = task_group
         # pool -> (the repository declaring it, its limit)
         self._windowed: dict[str, tuple[CodeRepository, PoolLimit]] = {}
         self._applied: dict[str, int] = {}
         self._declared: set[str] = set()  # repository names
-        self._woken = anyio.Event()
+        self._woken: anyio.Event | None = None  # set once its task runs
 
     async def declare(self, repository: CodeRepository) -> bool:
         """Declare ``repository``'s pools at the limits in force now (and its
@@ -70,9 +74,14 @@ class LimitWindows:
                 declared_by=repository.name,
                 default_limit=repository.default_pool_limit,
             )
-        await self._publish(repository)
+        if limits:  # a repository naming no pool has nothing to show or clear
+            await self._publish(repository)
         self._declared.add(repository.name)
-        self._woken.set()
+        if self._woken is not None:
+            self._woken.set()
+        elif self._windowed:  # the first windowed pool: the task starts
+            self._woken = anyio.Event()
+            self._task_group.start_soon(self.run, name="rivers.windows")
         return True
 
     async def _publish(self, repository: CodeRepository) -> None:
@@ -124,17 +133,13 @@ class LimitWindows:
         ]
         return min([RECHECK_S, *(max(0.0, at - now) for at in edges)])
 
-    async def run(
-        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Change windowed limits at their edges until cancelled."""
-        task_status.started()
+    async def run(self) -> None:
+        """Change windowed limits at their edges until cancelled (started by the
+        first ``declare`` of a windowed pool)."""
         while True:
-            if not self._windowed:
-                await self._woken.wait()
-            self._woken = anyio.Event()
+            woken = self._woken = anyio.Event()
             with anyio.move_on_after(self._sleep_s()):
-                await self._woken.wait()
+                await woken.wait()
             try:
                 await self.tick_now()
             except StorageUnavailable as exc:

@@ -11,6 +11,10 @@ tag limits (``tenant=t0..t19`` with limit 1 each; every run carries one tenant
 tag), ``max_concurrent_runs=10``; after the coordinator has indexed them, the
 cost of one tick (read new rows, count in flight, decide, admit what fits) is
 timed, 2 x ``--repeat`` ticks.
+Workload C: 10,000 QUEUED runs of an asset in pool ``db`` (limit 1, held by a claim
+of the test), ``RunQueueConfig(block_pool_limited_runs=True)``: the cost of one
+steady-state tick, in which pool-aware admission reads the pool and keeps every run
+queued (2 x ``--repeat`` ticks).
 ``--quick``: 30 runs, and a tick over 2,000 queued runs.
 
 Run: ``python -m benchmarks.run_queue [--repeat 5] [--quick]``.
@@ -26,7 +30,7 @@ import anyio
 import msgspec
 
 import rivers as rs
-from benchmarks.figures import Figure, module_main, percentile
+from benchmarks.figures import Figure, module_main, percentile, temporary_home
 from rivers._ids import new_run_id
 from rivers.materialize import run_sync
 from rivers.storage import default_storage_path
@@ -93,6 +97,48 @@ async def tick_cost(queued: int, ticks: int, tenants: int = TENANTS) -> list[flo
     return times
 
 
+@rs.Asset(pool="db")
+async def pooled() -> int:
+    return 1
+
+
+async def pool_aware_tick_cost(queued: int, ticks: int) -> list[float]:
+    """Return the seconds of steady-state ticks over ``queued`` runs whose only step
+    waits on a full pool, with ``block_pool_limited_runs`` on (workload C)."""
+    repo = rs.CodeRepository(
+        [pooled],
+        pool_limits={"db": 1},
+        run_queue=rs.RunQueueConfig(
+            max_concurrent_runs=10, dequeue_interval="1h", block_pool_limited_runs=True
+        ),
+    )
+    async with rs.open_storage():
+        pass  # creates and migrates the file
+    last_rowid = _bulk_insert(default_storage_path(), queued, TENANTS)
+    async with rs.Runtime(repo) as rt:
+        claim = await rt._roles.pools.claim_pool_slots(  # the pool is full
+            run_id="holder",
+            step_key="pooled",
+            pools=("db",),
+            slots=1,
+            owner=rt.owner,
+            lease_s=3600,
+        )
+        assert claim.granted
+        coordinator = rt._coordinators[repo.name]
+        while coordinator._last_rowid < last_rowid:  # index every queued run first
+            await coordinator.tick()
+        times = []
+        for _ in range(ticks):
+            began = time.perf_counter()
+            admitted = await coordinator.tick()
+            times.append(time.perf_counter() - began)
+            assert admitted == 0, "a run was admitted past a full pool"
+        await rt._roles.pools.release_pool_slots("holder", "pooled")
+        await rt.drain(0)
+    return times
+
+
 def _bulk_insert(path: Path, queued: int, tenants: int) -> int:
     """Write ``queued`` QUEUED runs in one transaction; return the last rowid."""
     now = time.time()
@@ -142,6 +188,10 @@ def collect(repeat: int, quick: bool) -> list[Figure]:
         p50s.append(percentile(waited, 0.5) * 1000)
         p99s.append(percentile(waited, 0.99) * 1000)
     ticks: list[float] = run_sync(tick_cost, queued, 2 * repeat)
+    with temporary_home():
+        pool_ticks: list[float] = run_sync(
+            pool_aware_tick_cost, queued // 10, 2 * repeat
+        )
     return [
         Figure(
             "run_queue",
@@ -157,6 +207,12 @@ def collect(repeat: int, quick: bool) -> list[Figure]:
             "one tick, 100,000 queued runs, 20 tag limits",
             "ms",
             [tick * 1000 for tick in ticks],
+        ),
+        Figure(
+            "run_queue",
+            f"one tick, {queued // 10:,} queued runs on a full pool, pool-aware",
+            "ms",
+            [tick * 1000 for tick in pool_ticks],
         ),
     ]
 

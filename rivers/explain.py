@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from rivers._liveness import live_served
 from rivers.core.ownership import queue_config_key, unserved_reason
-from rivers.core.pool_admission import POOLS_BLOCKED
+from rivers.core.pool_admission import POOLS_REASONS
 from rivers.core.queue import binding_tag_limit, stored_rules
 from rivers.core.queue_controls import is_overridden, paused_reason
 from rivers.errors import RunNotFound
@@ -98,7 +98,7 @@ async def explain_run(storage: StorageBackend, run_id: str) -> str:
             f"run {run_id} is QUEUED, {where}: {rule.blocked_reason(bucket, used)}"
             f"{source}; {expected.describe()}"
         )
-    if record.reason is not None and record.reason.startswith(POOLS_BLOCKED):
+    if record.reason is not None and record.reason.startswith(POOLS_REASONS):
         return f"run {run_id} is QUEUED, {where}: {record.reason}"
     return f"run {run_id} is QUEUED, {where}: waiting for the next dequeue tick"
 

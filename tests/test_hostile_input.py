@@ -968,6 +968,10 @@ VALIDATORS: dict[str, tuple[Callable[[Any], object], str]] = {
         lambda v: _repo_with(default_pool_limit=v),
         "default_pool_limit",
     ),
+    "CodeRepository pool_granularity": (
+        lambda v: _repo_with(pool_granularity=v),
+        "pool_granularity",
+    ),
     "CodeRepository run_queue": (lambda v: _repo_with(run_queue=v), "run_queue"),
     "CodeRepository executor": (lambda v: _repo_with(executor=v), "executor"),
     "CodeRepository backend": (lambda v: _repo_with(backend=v), "backend"),

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, final
 import anyio
 
 from rivers.core.ownership import queue_config_key, queue_leader_key
-from rivers.core.pool_admission import ROOTS_TAG, RootsIndex, pools_blocked_reason
+from rivers.core.pool_admission import ROOTS_TAG, RootsIndex
 from rivers.core.queue import Bucket, LimitRule, QueuedRun, QueueState
 from rivers.core.queue_controls import (
     CONTROLS_CHECK_S,
@@ -90,9 +90,10 @@ class QueueCoordinator:
         self._fingerprint = repository.fingerprint
         self._leader_key = queue_leader_key(repository.name, repository.fingerprint)
         # Pool-aware admission: runs grouped by the pools their first steps claim.
+        per_run = repository.pool_granularity == "run"
         self._roots = (
-            RootsIndex(repository.root_pools, config.pool_slot_buffer)
-            if config is not None and config.block_pool_limited_runs
+            RootsIndex(repository.root_pools, config.pool_slot_buffer, per_run)
+            if config is not None and (config.block_pool_limited_runs or per_run)
             else None
         )
         self._run_roots: dict[str, str] = {}  # run id -> its roots key
@@ -345,11 +346,7 @@ class QueueCoordinator:
             return blocked
         prefix = f"tag limit {ROOTS_TAG}="
         return {
-            run_id: pools_blocked_reason(
-                self._roots.by_key[self._run_roots[run_id]],
-                views,
-                self._roots.buffer,
-            )
+            run_id: self._roots.reason(self._run_roots[run_id], views)
             if reason.startswith(prefix) and run_id in self._run_roots
             else reason
             for run_id, reason in blocked.items()

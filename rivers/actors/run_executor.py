@@ -19,6 +19,7 @@ import anyio
 from rivers._error_groups import one_storage_error
 from rivers._tracebacks import remote_traceback, step_traceback
 from rivers._user_code import describe, is_runtime_cancellation
+from rivers.actors.run_pools import hold_run_pools
 from rivers.core.plan import PlanState, StepOutcome
 from rivers.errors import ExecutionError, LeaseLost, StepError, StepTimeout
 from rivers.executors.base import LaunchResult, StepLauncher, StepRequest
@@ -96,6 +97,7 @@ class RunExecutor:
     ) -> None:
         self.run_id = run_id
         self._priority = priority  # the run's: added to each step's own
+        self._run_pools = repository.run_pools(selection)  # pool_granularity="run"
         self._repository = repository
         self._selection = selection
         self._tags = dict(tags)
@@ -121,14 +123,10 @@ class RunExecutor:
     async def run(self) -> MaterializeResult:
         """Run every selected step; return the result once the run is recorded.
 
-        The run must be STARTING in storage. On cancellation from outside, the run
-        is recorded CANCELED before the cancellation propagates.
-        """
+        The run must be STARTING in storage. Cancelled from outside, it is recorded
+        CANCELED before the cancellation propagates."""
         started = self._clock.monotonic()
-        repository = self._repository
-        plan = PlanState.build(
-            self._selection, repository.upstream, repository.priority
-        )
+        plan = self._repository.plan(self._selection)
         await self._warm(plan)
         await self._storage.transition_run(
             self.run_id, RunStatus.STARTED, expected=(RunStatus.STARTING,)
@@ -141,9 +139,17 @@ class RunExecutor:
                 owner=self._owner,
             )
         )
+        hold = hold_run_pools(
+            self._pools,
+            self.run_id,
+            self._run_pools,
+            self._priority,
+            self._cancel_scope,
+        )
         try:
             with self._cancel_scope:
-                await self._execute(plan)
+                async with hold:
+                    await self._execute(plan)
         except BaseExceptionGroup as group:
             # Several steps failing on one storage fault: raise it once.
             single = one_storage_error(group)
@@ -158,12 +164,7 @@ class RunExecutor:
         return await self._finish(plan, started)
 
     async def _warm(self, plan: PlanState) -> None:
-        """Launch the worker processes the run will need, without waiting for them.
-
-        They boot (import Python and rivers) while the run is recorded and its
-        first steps claim their pools. Only a help: a failure is logged, and the
-        step that needs a worker starts one (and says why if it cannot).
-        """
+        """Start the run's worker processes without waiting (failures are logged)."""
         assets = self._repository.assets
         levels = [[assets[step] for step in level] for level in plan.levels()]
         try:
@@ -326,10 +327,9 @@ class RunExecutor:
     ) -> tuple[ExecutionError | None, str | None, float]:
         """Run one attempt through the executor gate, then the pool gate.
 
-        A step takes an executor slot first, then tries its pools at once; when
-        they are full it gives the slot back while it waits (so other steps fill
-        the workers) and takes a slot again once its pools are claimed. Slots and
-        claims are released when the attempt ends, however it ends.
+        A step takes an executor slot, then tries its pools at once; while they are
+        full it gives the slot back (other steps fill the workers) and takes one
+        again once its pools are claimed. All is released when the attempt ends.
 
         Returns:
             (the attempt's error or None, a traceback when the user's code raised,
@@ -368,7 +368,7 @@ class RunExecutor:
         holding_gate = True
         claim: Claim | None = None
         try:
-            if asset.pools:
+            if asset.pools and not self._run_pools:
                 waiting_since = self._clock.monotonic()
                 try:
                     claim = await self._claim(asset, wait=False)

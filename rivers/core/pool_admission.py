@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = (
     "POOLS_BLOCKED",
+    "POOLS_REASONS",
+    "RUN_POOLS_BLOCKED",
     "ROOTS_TAG",
     "UNBOUNDED",
     "Roots",
@@ -44,7 +46,9 @@ Roots = tuple[tuple[str, ...], ...]
 UNBOUNDED = 1 << 30
 
 POOLS_BLOCKED = "its first steps all wait on full pools"
-"""How a reason of pool-aware admission begins (``runs why`` looks for it)."""
+RUN_POOLS_BLOCKED = "it holds a slot of each of its pools, and one is full"
+POOLS_REASONS = (POOLS_BLOCKED, RUN_POOLS_BLOCKED)
+"""How the reasons of pool-aware admission begin (``runs why`` and ``top`` look)."""
 
 
 def roots_of(
@@ -93,9 +97,14 @@ def pool_room(
 
 
 def pools_blocked_reason(
-    roots: Roots, views: Mapping[str, tuple[int | None, int]], buffer: int
+    roots: Roots,
+    views: Mapping[str, tuple[int | None, int]],
+    buffer: int,
+    *,
+    per_run: bool = False,
 ) -> str:
-    """Why a run with ``roots`` waits in the queue (its fullest pools, with numbers)."""
+    """Why a run with ``roots`` waits in the queue (its fullest pools, with numbers);
+    ``per_run``: the run claims the pools itself (``pool_granularity="run"``)."""
     full = sorted(
         {
             pool
@@ -108,7 +117,7 @@ def pools_blocked_reason(
     )
     shown = ", ".join(f"{pool} {views[pool][1]}/{views[pool][0]}" for pool in full)
     extra = f" (with pool_slot_buffer {buffer})" if buffer else ""
-    return f"{POOLS_BLOCKED}: {shown}{extra}"
+    return f"{RUN_POOLS_BLOCKED if per_run else POOLS_BLOCKED}: {shown}{extra}"
 
 
 @dataclass(slots=True)
@@ -128,6 +137,8 @@ class RootsIndex:
 
     roots_of: Callable[[Sequence[str] | None], Roots | None]
     buffer: int
+    per_run: bool = False
+    """Whether the runs claim their pools themselves (``pool_granularity="run"``)."""
     by_key: dict[str, Roots] = field(default_factory=dict)
     _keys: dict[tuple[str, ...] | None, str | None] = field(default_factory=dict)
 
@@ -142,6 +153,12 @@ class RootsIndex:
                 self.by_key[key] = roots
             self._keys[cache] = key
         return self._keys[cache]
+
+    def reason(self, key: str, views: Mapping[str, tuple[int | None, int]]) -> str:
+        """Why a run whose roots are ``key`` waits now."""
+        return pools_blocked_reason(
+            self.by_key[key], views, self.buffer, per_run=self.per_run
+        )
 
     def rule(self, key: str) -> LimitRule:
         """The pseudo tag limit of ``key``."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rivers._liveness import live_served
 from rivers.core.limit_windows import WINDOWS_KEY, schedules_from_state
-from rivers.core.pool_admission import POOLS_BLOCKED
+from rivers.core.pool_admission import POOLS_REASONS
 from rivers.core.queue import stored_rules
 from rivers.core.queue_controls import controls_note
 from rivers.dashboard.queue_gates import QueueGates
@@ -367,7 +367,7 @@ def _queued_view(
         waiting_on = "no run queue: starts within a second"
     elif isinstance(config, dict) and config.get("paused") is True:
         waiting_on = "queue paused: rivers queue resume"
-    elif run.reason is not None and run.reason.startswith(POOLS_BLOCKED):
+    elif run.reason is not None and run.reason.startswith(POOLS_REASONS):
         waiting_on = run.reason
     else:
         waiting_on = queued_reason(

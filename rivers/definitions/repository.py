@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar, final
 
 from rivers._repr import short_repr
 from rivers._validate import MAX_LIMIT, REPOSITORY_NAME, check_int, check_name
+from rivers.core.plan import PlanState
 from rivers.core.pool_admission import Roots, roots_of
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
@@ -82,6 +83,11 @@ class CodeRepository:
         run_queue: the run queue; None means submitted runs start at once.
         pool_limits: the declared limit of each pool: an int, or an
             ``rs.PoolLimit`` whose windows change the limit at set hours.
+        pool_granularity: ``"step"`` (each step claims its pools while it runs)
+            or ``"run"`` (a run claims one slot of each pool its selection uses,
+            before its first step, and holds it to its end; steps claim nothing;
+            with a run queue, a run waits QUEUED until every such pool has a free
+            slot). Accepts: "step" or "run".
         default_pool_limit: the limit of every pool an asset names that
             ``pool_limits`` does not (a stored ``rivers pools set-default`` wins over
             it); None leaves such pools unlimited. Accepts: None or an int in
@@ -113,6 +119,7 @@ class CodeRepository:
         run_queue: RunQueueConfig | None = None,
         pool_limits: Mapping[str, int | PoolLimit] | None = None,
         default_pool_limit: int | None = None,
+        pool_granularity: str = "step",
         executor: ExecutorConfig | None = None,
         schedules: Sequence[Schedule] = (),
         sensors: Sequence[Sensor] = (),
@@ -160,6 +167,11 @@ class CodeRepository:
         self.pool_limits: dict[str, int] = {
             name: config.slots for name, config in self.pool_limit_configs.items()
         }
+        if pool_granularity not in ("step", "run"):
+            raise ConfigError(
+                f"pool_granularity must be 'step' or 'run', got {short_repr(pool_granularity)}"
+            )
+        self.pool_granularity: str = pool_granularity
         self.default_pool_limit: int | None = (
             None
             if default_pool_limit is None
@@ -351,13 +363,30 @@ class CodeRepository:
 
     def root_pools(self, selection: Sequence[str] | None) -> Roots | None:
         """Return the pools each first step of a run claims (pool-aware admission),
-        or None when one claims none or the selection is no longer valid here."""
+        or None when one claims none or the selection is no longer valid here.
+        With ``pool_granularity="run"``: the run's own claim, one root of every pool
+        its selection uses."""
         try:
             steps = self.resolve_selection(selection)
         except AssetNotFound:
             return None
+        if self.pool_granularity == "run":
+            return (self.run_pools(steps),) if self.run_pools(steps) else None
         pools = {name: self.assets[name].pools for name in steps}
         return roots_of(steps, self.upstream, pools)
+
+    def plan(self, steps: Sequence[str]) -> PlanState:
+        """The dependency state of a run of ``steps`` (ready steps by priority)."""
+        return PlanState.build(steps, self.upstream, self.priority)
+
+    def run_pools(self, steps: Iterable[str]) -> tuple[str, ...]:
+        """The pools a run of ``steps`` claims one slot of, before its first step
+        (``pool_granularity="run"``; none with ``"step"``)."""
+        if self.pool_granularity != "run":
+            return ()
+        return tuple(
+            sorted({pool for step in steps for pool in self.assets[step].pools})
+        )
 
     def materialize(
         self,

@@ -48,7 +48,7 @@ MAX_LINES = 450
 # list was made. Lower a cap when a module shrinks; delete the entry once it fits.
 OVERSIZED: dict[str, int] = {
     "rivers/actors/pools.py": 598,
-    "rivers/actors/run_executor.py": 496,
+    "rivers/actors/run_executor.py": 486,
     "rivers/actors/triggers.py": 585,
     "rivers/dashboard/render.py": 506,
     "rivers/definitions/triggers.py": 474,

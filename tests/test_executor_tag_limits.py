@@ -138,3 +138,15 @@ def test_bad_executor_tag_limits_are_named(limits: Any, message: str) -> None:
         rs.Executor.parallel(tag_concurrency_limits=limits)
     with pytest.raises(rs.ConfigError, match=message):
         rs.Executor.kubernetes(image="img:1", tag_concurrency_limits=limits)
+
+
+async def test_two_limits_on_one_tag_are_one_gate_at_the_lower_limit() -> None:
+    overlap = Overlap()
+    assets = [overlap.asset(f"q{i}", ("db",), {"db": "x"}, 0.05) for i in range(4)]
+    executor = rs.Executor.parallel(
+        tag_concurrency_limits=[_limit("db", limit=3), _limit("db", limit=1)]
+    )
+    with anyio.fail_after(10):  # one gate held twice would never start a step
+        result = await rs.CodeRepository(assets, executor=executor).materialize()
+    assert result.success
+    assert overlap.peak["db"] == 1

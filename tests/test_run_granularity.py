@@ -108,3 +108,30 @@ def test_pool_granularity_is_checked() -> None:
     assert _repo(recorder).run_pools(["a", "b"]) == ("db",)
     step = rs.CodeRepository([recorder.asset("c", 0.1)], pool_limits={"db": 1})
     assert step.run_pools(["c"]) == ()
+
+
+async def test_a_run_whose_claim_is_freed_fails_with_lease_lost() -> None:
+    recorder = Recorder()
+    recorder.gate = anyio.Event()  # the steps hold until the test is done
+    repo = _repo(recorder)
+    async with rs.Runtime(repo) as rt, anyio.create_task_group() as tg:
+        results: list[rs.MaterializeResult] = []
+        tg.start_soon(lambda: _collect(rt, results))
+        with anyio.fail_after(10):
+            while not (holders := await rt.storage.get_pool_slot_holders("db")):
+                await anyio.sleep(0.01)
+        assert await rt.storage.free_pool_slots(holders[0].run_id) == 1
+    (result,) = results
+    assert result.status is rs.RunStatus.FAILURE
+    assert isinstance(result.error, rs.LeaseLost)
+    record = await _record(repo, result.run_id)
+    assert record.reason is not None
+    assert "(run)" in record.reason
+    assert recorder.intervals == {}  # the steps were stopped, none finished
+
+
+async def _record(repo: rs.CodeRepository, run_id: str) -> rs.RunRecord:
+    async with rs.open_storage() as storage:
+        record = await storage.get_run(run_id)
+    assert record is not None
+    return record

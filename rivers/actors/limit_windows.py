@@ -88,7 +88,13 @@ class LimitWindows:
         """Keep ``pools.windows`` true for ``repository``'s pools (one read)."""
         stored = await self._state.get_state(WINDOWS_KEY)
         current: dict[str, Any] = dict(stored) if isinstance(stored, dict) else {}
-        wanted = dict(current)
+        wanted = {  # without the pools this repository declared but names no more
+            name: entry
+            for name, entry in current.items()
+            if name in repository.pools
+            or not isinstance(entry, dict)
+            or entry.get("declared_by") != repository.name
+        }
         for name in repository.pools:
             config = repository.pool_limit_configs.get(name)
             if config is not None and config.windows:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, final
 
 import anyio
 
+from rivers.actors.limit_windows import RECHECK_S
 from rivers.core.ownership import queue_config_key, queue_leader_key
 from rivers.core.pool_admission import ROOTS_TAG, RootsIndex
 from rivers.core.queue import Bucket, LimitRule, QueuedRun, QueueState
@@ -147,13 +148,17 @@ class QueueCoordinator:
             "repository" if window is None else f"window {window.cron!r}",
         )
 
+    def _window_due(self) -> bool:
+        return self._schedule is not None and self._clock.time() >= self._window_until
+
     async def _follow_windows(self) -> None:
         """At a window edge, put the ``max_concurrent_runs`` it brings in force."""
         now = self._clock.time()
         if self._schedule is None or now < self._window_until:
             return
         change = self._schedule.next_change(now)
-        self._window_until = math.inf if change is None else change.at
+        # No change within the horizon: look again later (a monthly window).
+        self._window_until = now + RECHECK_S if change is None else change.at
         window = self._schedule.window_at(now)
         if window == self._window:
             return
@@ -217,18 +222,28 @@ class QueueCoordinator:
             await self._publish_config()
         task_status.started()
         interval = self._interval
+        next_tick = 0.0  # loop time of the next dequeue tick
         try:
             while True:
                 wait = interval if self.is_leader else min(interval, MAX_LEADER_CHECK_S)
+                if self._config is not None:  # controls and window edges: ~1 s
+                    wait = min(wait, CONTROLS_CHECK_S)
+                woken = False
                 with anyio.move_on_after(wait):
                     await self._wake.wait()
+                    woken = True
                 self._wake = anyio.Event()
                 try:
                     self.is_leader = await self._kv.acquire_leadership(
                         self._leader_key, self._owner, max(LEADER_LEASE_S, 3 * interval)
                     )
-                    if self.is_leader:
+                    if self.is_leader and (
                         await self.refresh_controls()
+                        or woken
+                        or anyio.current_time() >= next_tick
+                        or self._window_due()
+                    ):
+                        next_tick = anyio.current_time() + interval
                         await self.tick()
                 except StorageUnavailable as exc:
                     logger.warning("queue coordinator: %s", exc)
@@ -292,7 +307,7 @@ class QueueCoordinator:
             else []
         )
         for admission, ok in zip(result.admitted, outcomes, strict=True):
-            self._run_roots.pop(admission.run_id, None)
+            roots = self._run_roots.pop(admission.run_id, None)
             entry = self._queued.pop(admission.run_id, None)
             created = self._created.pop(admission.run_id, self._clock.time())
             self._reasons.pop(admission.run_id, None)
@@ -308,6 +323,8 @@ class QueueCoordinator:
                 # Another process took the capacity meanwhile: back in line.
                 self._queued[admission.run_id] = entry
                 self._created[admission.run_id] = created
+                if roots is not None:
+                    self._run_roots[admission.run_id] = roots
                 self._state.add(entry)
         await self._record_reasons(self._explain_roots(result.blocked, views))
         return admitted
@@ -331,10 +348,10 @@ class QueueCoordinator:
         """Read the pools of the queued runs' roots; count each roots' room."""
         if self._roots is None or not self._run_roots:
             return {}
-        views = {
-            v.pool: (v.limit, v.claimed)
-            for v in await self._pools.get_pool_views(self._roots.pools())
-        }
+        views = {}  # claimed slots and waiting steps: runs already admitted count
+        for pool in self._roots.pools():
+            info = await self._pools.get_pool_info(pool)
+            views[pool] = (info.limit, info.claimed_slots + info.pending_steps)
         counts.update(self._roots.counts(views))
         return views
 

@@ -19,6 +19,7 @@ import anyio
 from rivers._error_groups import one_storage_error
 from rivers._tracebacks import remote_traceback, step_traceback
 from rivers._user_code import describe, is_runtime_cancellation
+from rivers.actors.deadlines import overrun
 from rivers.actors.run_pools import hold_run_pools
 from rivers.core.plan import PlanState, StepOutcome
 from rivers.errors import ExecutionError, LeaseLost, StepError, StepTimeout
@@ -140,11 +141,7 @@ class RunExecutor:
             )
         )
         hold = hold_run_pools(
-            self._pools,
-            self.run_id,
-            self._run_pools,
-            self._priority,
-            self._cancel_scope,
+            self._pools, self.run_id, self._run_pools, self._priority, self._lost
         )
         try:
             with self._cancel_scope:
@@ -231,8 +228,13 @@ class RunExecutor:
             io_manager=self._repository.io_manager,
         )
 
+    def _lost(self, error: LeaseLost) -> None:
+        self._first_error = self._first_error or error  # the run's own pool claim
+
     def _failure_reason(self) -> str:
         failed = [s for s, t in self._tracks.items() if t.status is StepStatus.FAILURE]
+        if not failed and self._first_error is not None:
+            return str(self._first_error)
         if len(failed) == 1:
             return self._tracks[failed[0]].error or f"step {failed[0]!r} failed"
         return f"{len(failed)} steps failed: {', '.join(failed)}"
@@ -404,7 +406,7 @@ class RunExecutor:
                 with timeout:
                     result = await self._launch(request, claim)
                 if asset.timeout_s is not None:
-                    overran_s = _overrun(timeout, asset.timeout_s)
+                    overran_s = overrun(timeout, asset.timeout_s)
             except ExecutionError as exc:
                 return exc, remote_traceback(exc), self._since(began)
             except BaseException as exc:
@@ -482,15 +484,3 @@ class RunExecutor:
                 self.run_id, claim.step_key, claim.pools[0], revoked=claim.revoked
             )
         return result
-
-
-def _overrun(deadline: anyio.CancelScope, timeout_s: float) -> float | None:
-    """Seconds an attempt took when it returned past its deadline, else None.
-
-    An async step that blocks the event loop returns before the deadline's timer
-    can fire; the scope then never cancelled it, and this tells it overran.
-    """
-    now = anyio.current_time()
-    if deadline.cancelled_caught or now < deadline.deadline:
-        return None
-    return now - (deadline.deadline - timeout_s)

@@ -7,10 +7,12 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+import anyio
 
-    import anyio
+from rivers.errors import LeaseLost
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
 
     from rivers.actors.pools import PoolManager
 
@@ -26,12 +28,13 @@ async def hold_run_pools(
     run_id: str,
     names: tuple[str, ...],
     priority: int,
-    on_loss: anyio.CancelScope,
+    on_lost: Callable[[LeaseLost], None],
 ) -> AsyncIterator[None]:
     """Hold one slot of each of ``names`` for the block (nothing when empty).
 
-    The run waits in each pool's line like a step (by its priority, then arrival);
-    if its claim is lost (lease reclaimed, freed by hand), ``on_loss`` is cancelled.
+    The run waits in each pool's line like a step (by its priority, then arrival).
+    If its claim is lost (lease reclaimed, freed by hand), the block is cancelled and
+    ``on_lost`` gets the ``LeaseLost`` that fails the run.
     """
     if not names:
         yield
@@ -45,8 +48,11 @@ async def hold_run_pools(
         wait=True,
     )
     assert claim is not None  # waited for
-    claim.cancel_on_loss(on_loss)
-    try:
-        yield
-    finally:
-        await pools.release(claim)
+    with anyio.CancelScope() as guarded:
+        claim.cancel_on_loss(guarded)
+        try:
+            yield
+        finally:
+            await pools.release(claim)
+    if claim.lost:
+        on_lost(LeaseLost(run_id, RUN_CLAIM_KEY, names[0], revoked=claim.revoked))

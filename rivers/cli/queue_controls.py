@@ -88,7 +88,13 @@ async def _write(
         key = controls_key(repository)
         controls = change(QueueControls.from_stored(await storage.state.get_state(key)))
         await storage.state.put_state(key, controls.to_stored())
-        return controls
+        report = await _status(storage, repository)
+    if report["served"] and not report["run_queue"]:
+        console().print(
+            f"note: repository {safe(repository)!r} has no run_queue: its runs start at "
+            "once and these controls do not apply to them"
+        )
+    return controls
 
 
 def _describe_rules(rules: tuple[LimitRule, ...]) -> str:

@@ -167,9 +167,9 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
             no run slot; runs behind it that can start are admitted. Accepts: True
             or False.
         pool_slot_buffer: with ``block_pool_limited_runs``, a pool counts as full
-            for admission when claimed slots + this buffer reach its limit, so that
-            many slots stay for the later steps of runs already admitted. Accepts:
-            an int in 0..10,000.
+            for admission when its claimed slots + the steps already waiting in its
+            line + this buffer reach its limit, so that many slots stay for the
+            later steps of runs already admitted. Accepts: an int in 0..10,000.
         windows: other ``max_concurrent_runs`` in force during time windows, as
             for ``rs.PoolLimit``: ``{"0 8-18 * * 1-5": 2}`` admits 2 runs at once
             08:00-18:59 on weekdays. Read per whole hour; overlaps take the lowest.

@@ -254,10 +254,10 @@ class CodeRepository:
                 limits = [(config.slots, "")] + [
                     (slots, f" during window {cron!r}")
                     for cron, slots in (config.windows or {}).items()
-                    if slots > 0  # 0 pauses the pool; it does not make a step too big
                 ]
                 for limit, when in limits:
-                    if asset.pool_slots > limit:
+                    # 0 pauses the pool; it does not make a step too big.
+                    if 0 < limit < asset.pool_slots:
                         raise ConfigError(
                             f"asset {asset.name!r} claims pool_slots={asset.pool_slots} "
                             f"of pool {pool!r}, whose limit is {limit}{when}; lower "

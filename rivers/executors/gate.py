@@ -128,10 +128,15 @@ class TagGates:
         rules: the executor's ``tag_concurrency_limits``, as limit rules.
     """
 
-    __slots__ = ("_gates", "_rules")
+    __slots__ = ("_gates", "_limits", "_rules")
 
     def __init__(self, rules: Sequence[LimitRule] = ()) -> None:
         self._rules = tuple(rules)
+        self._limits: dict[str, int] = {}  # a bucket's rule -> the lowest limit given
+        for rule in self._rules:
+            self._limits[rule.ident] = min(
+                rule.limit, self._limits.get(rule.ident, rule.limit)
+            )
         self._gates: dict[Bucket, StepGate] = {}
 
     def hold(
@@ -140,18 +145,20 @@ class TagGates:
         """Hold a slot of each bucket ``tags`` count against (nothing if none)."""
         if not self._rules:
             return _NOTHING
+        # One gate per bucket, taken in one order: two rules naming the same bucket
+        # are one gate (at the lower limit), never two holds of one gate.
         buckets = sorted(
-            {(i, b) for i, rule in enumerate(self._rules) if (b := rule.bucket(tags))}
+            {b for rule in self._rules if (b := rule.bucket(tags))},
+            key=lambda b: (b[0], b[1], b[2] or ""),
         )
         if not buckets:
             return _NOTHING
-        gates = [self._gate(index, bucket) for index, bucket in buckets]
-        return _hold_all(gates, priority)
+        return _hold_all([self._gate(bucket) for bucket in buckets], priority)
 
-    def _gate(self, index: int, bucket: Bucket) -> StepGate:
+    def _gate(self, bucket: Bucket) -> StepGate:
         gate = self._gates.get(bucket)
         if gate is None:
-            gate = self._gates[bucket] = StepGate(self._rules[index].limit)
+            gate = self._gates[bucket] = StepGate(self._limits[bucket[0]])
         return gate
 
 

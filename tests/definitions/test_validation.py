@@ -747,6 +747,10 @@ def test_pool_slots_above_a_window_limit_name_the_window() -> None:
     assert rs.CodeRepository([heavy], pool_limits={"db": paused}).pool_limits == {
         "db": 5
     }
+    night_only = rs.PoolLimit(0, windows={"0 22-23 * * *": 4})  # closed by day
+    assert rs.CodeRepository([heavy], pool_limits={"db": night_only}).pool_limits == {
+        "db": 0
+    }
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,20 @@ async def _until(condition: Any) -> None:
             await anyio.sleep(0.05)
 
 
+async def _published(
+    rt: rs.Runtime, repo: rs.CodeRepository, **expected: object
+) -> None:
+    """Wait until the queue's leader publishes these settings (it reads the stored
+    controls every second)."""
+    key = queue_config_key(repo.name, repo.fingerprint)
+
+    async def applied() -> bool:
+        published = await rt._roles.state.get_state(key)
+        return all(published.get(k) == v for k, v in expected.items())
+
+    await _until(applied)
+
+
 async def test_a_paused_queue_admits_nothing_until_resumed(tmp_path: Path) -> None:
     overlap = Overlap(0.05)
     repo = _repo(tmp_path, overlap)
@@ -94,7 +108,7 @@ async def test_an_override_of_max_concurrent_runs_holds_until_reset(
     repo = _repo(tmp_path, overlap, max_concurrent_runs=3)
     async with rs.Runtime(repo) as rt:
         await _queue_cli(tmp_path, "set", "--max-concurrent-runs", "1")
-        await anyio.sleep(1.2)  # the leader reads controls every second
+        await _published(rt, repo, max_concurrent_runs=1)
         handles = [await rt.submit(rs.RunRequest()) for _ in range(4)]
         with anyio.fail_after(20):
             for handle in handles:
@@ -109,7 +123,7 @@ async def test_an_override_of_max_concurrent_runs_holds_until_reset(
             "override",
         )
         await _queue_cli(tmp_path, "set", "--reset")
-        await anyio.sleep(1.2)
+        await _published(rt, repo, max_concurrent_runs=3)
         overlap.peak = 0
         handles = [await rt.submit(rs.RunRequest()) for _ in range(4)]
         with anyio.fail_after(20):
@@ -129,7 +143,7 @@ async def test_a_tag_limit_override_replaces_the_repositorys(tmp_path: Path) -> 
     )
     async with rs.Runtime(repo) as rt:
         await _queue_cli(tmp_path, "set", "--tag-limit", "env=prod:1")
-        await anyio.sleep(1.2)
+        await _published(rt, repo, tag_concurrency_limits_source="override")
         handles = [
             await rt.submit(rs.RunRequest(tags={"env": "prod"})) for _ in range(3)
         ]

@@ -303,11 +303,11 @@ async def test_standby_daemon_takes_over_without_double_admission(
     first = _daemon(tmp_path, pipeline)
     second = _daemon(tmp_path, pipeline)
     try:
-        with anyio.fail_after(20):
-            while not (tmp_path / "admitted.log").exists():
+        log = tmp_path / "admitted.log"
+        with anyio.fail_after(20):  # a whole first line: the file exists before it
+            while not (log.exists() and "\n" in log.read_text()):
                 await anyio.sleep(0.05)
-        lines = (tmp_path / "admitted.log").read_text().split("\n")
-        leader_pid = int(lines[0].split()[1])
+        leader_pid = int(log.read_text().split("\n")[0].split()[1])
         leader = first if first.pid == leader_pid else second
         standby = second if leader is first else first
         leader.send_signal(signal.SIGKILL)

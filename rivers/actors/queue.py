@@ -160,10 +160,21 @@ class QueueCoordinator:
         # No change within the horizon: look again later (a monthly window).
         self._window_until = now + RECHECK_S if change is None else change.at
         window = self._schedule.window_at(now)
-        if window == self._window:
-            return
-        self._window = window
+        if window != self._window:
+            self._window = window
+            await self._apply_in_force()
+
+    async def _apply_in_force(self) -> None:
+        """Put the limits in force (windows and controls applied) into the queue
+        core and publish them: the one place either of them changes the queue."""
         self._in_force = self._limits_in_force()
+        pseudo = tuple(r for r in self._state.rules if r.key == ROOTS_TAG)
+        if self._in_force.rules + pseudo != self._state.rules:
+            self._state = QueueState(
+                max_concurrent_runs=self._max_runs, rules=self._in_force.rules + pseudo
+            )
+            for run in self._queued.values():
+                self._state.add(run)
         self._state.max_concurrent_runs = self._max_runs
         await self._publish_config()
 
@@ -203,14 +214,7 @@ class QueueCoordinator:
         if controls == self._controls:
             return False
         self._controls = controls
-        self._in_force = self._limits_in_force()
-        pseudo = tuple(r for r in self._state.rules if r.key == ROOTS_TAG)
-        self._state = QueueState(
-            max_concurrent_runs=self._max_runs, rules=self._in_force.rules + pseudo
-        )
-        for run in self._queued.values():
-            self._state.add(run)
-        await self._publish_config()
+        await self._apply_in_force()
         return True
 
     async def run(
@@ -348,10 +352,12 @@ class QueueCoordinator:
         """Read the pools of the queued runs' roots; count each roots' room."""
         if self._roots is None or not self._run_roots:
             return {}
-        views = {}  # claimed slots and waiting steps: runs already admitted count
-        for pool in self._roots.pools():
-            info = await self._pools.get_pool_info(pool)
-            views[pool] = (info.limit, info.claimed_slots + info.pending_steps)
+        wanted = set(self._roots.pools())
+        views = {  # claimed slots and waiting steps: runs already admitted count
+            info.name: (info.limit, info.claimed_slots + info.pending_steps)
+            for info in await self._pools.get_all_pool_infos()  # one read
+            if info.name in wanted
+        }
         counts.update(self._roots.counts(views))
         return views
 

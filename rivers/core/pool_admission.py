@@ -175,7 +175,5 @@ class RootsIndex:
         counts: dict[Bucket, int] = {}
         for key, roots in self.by_key.items():
             room = min(pool_room(roots, views, self.buffer), UNBOUNDED)
-            counts[self.rule(key).bucket({ROOTS_TAG: key}) or ("", "", None)] = (
-                UNBOUNDED - room
-            )
+            counts[(self.rule(key).ident, ROOTS_TAG, key)] = UNBOUNDED - room
         return counts

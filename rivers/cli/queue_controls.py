@@ -88,8 +88,8 @@ async def _write(
         key = controls_key(repository)
         controls = change(QueueControls.from_stored(await storage.state.get_state(key)))
         await storage.state.put_state(key, controls.to_stored())
-        report = await _status(storage, repository)
-    if report["served"] and not report["run_queue"]:
+        served, config = await _served_queue(storage, repository)
+    if served and config is None:
         console().print(
             f"note: repository {safe(repository)!r} has no run_queue: its runs start at "
             "once and these controls do not apply to them"
@@ -215,10 +215,9 @@ def set_limits(
     )
 
 
-async def _status(storage: StorageBackend, name: str) -> dict[str, Any]:
-    controls = QueueControls.from_stored(
-        await storage.state.get_state(controls_key(name))
-    )
+async def _served_queue(storage: StorageBackend, name: str) -> tuple[bool, Any]:
+    """Whether a live daemon serves ``name``, and the queue settings its leader
+    publishes (in force, with their sources; None without a run queue)."""
     served = [s for s in await live_served(storage) if s.repository == name]
     config: Any = None
     for definition in served:
@@ -227,21 +226,28 @@ async def _status(storage: StorageBackend, name: str) -> dict[str, Any]:
         )
         if isinstance(stored, dict) and stored.get("max_concurrent_runs") is not None:
             config = stored
-    max_runs, max_source = (
-        (controls.max_concurrent_runs, "override")
-        if controls.max_concurrent_runs is not None
-        else (None, None)
-        if config is None
-        else (int(config["max_concurrent_runs"]), "repository")
+    return bool(served), config
+
+
+async def _status(storage: StorageBackend, name: str) -> dict[str, Any]:
+    controls = QueueControls.from_stored(
+        await storage.state.get_state(controls_key(name))
     )
-    rules, rules_source = (
-        (controls.tag_concurrency_limits, "override")
-        if controls.tag_concurrency_limits is not None
-        else (stored_rules(config), "repository")
-    )
+    served, config = await _served_queue(storage, name)
+    if config is not None:  # what the leader has in force, with its sources
+        max_runs: int | None = int(config["max_concurrent_runs"])
+        max_source = config.get("max_concurrent_runs_source", "repository")
+        rules = stored_rules(config)
+        rules_source = config.get("tag_concurrency_limits_source", "repository")
+    else:  # no daemon with a run queue: only what is stored
+        max_runs = controls.max_concurrent_runs
+        max_source = None if max_runs is None else "override"
+        rules = controls.tag_concurrency_limits or ()
+        overridden = controls.tag_concurrency_limits is not None
+        rules_source = "override" if overridden else "repository"
     return {
         "repository": name,
-        "served": bool(served),
+        "served": served,
         "run_queue": config is not None,
         "paused": controls.paused,
         "max_concurrent_runs": max_runs,

@@ -11,11 +11,16 @@ Pure: times are epoch seconds passed in; nothing here reads a clock.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = (
     "HORIZON_HOURS",
@@ -35,6 +40,7 @@ HORIZON_HOURS = 8 * 24
 """How far ahead ``next_change`` looks: a week and a day covers every weekly window."""
 
 
+@functools.lru_cache(maxsize=256)
 def hour_cron(expression: str) -> str | None:
     """Return ``expression`` with its minute field as ``0``, or None if it is not a
     window (not five fields, or a minute field other than ``0``/``*``)."""
@@ -73,6 +79,15 @@ class LimitSchedule:
     base: int
     windows: tuple[LimitWindow, ...]
     timezone: str = "UTC"
+
+    @classmethod
+    def of(
+        cls, base: int, windows: Mapping[str, int] | None, timezone: str
+    ) -> LimitSchedule:
+        """The schedule of a base limit and ``{cron: limit}`` windows."""
+        return cls(
+            base, tuple(LimitWindow(c, n) for c, n in (windows or {}).items()), timezone
+        )
 
     def window_at(self, at: float) -> LimitWindow | None:
         """Return the window in force at ``at`` (the lowest limit of those matching)."""
@@ -153,7 +168,5 @@ def schedules_from_state(value: object) -> dict[str, LimitSchedule]:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
             continue
-        schedules[str(pool)] = LimitSchedule(
-            base, tuple(LimitWindow(c, n) for c, n in windows.items()), timezone
-        )
+        schedules[str(pool)] = LimitSchedule.of(base, windows, timezone)
     return schedules

@@ -22,7 +22,7 @@ from rivers._validate import (
     check_int,
     check_tags,
 )
-from rivers.core.limit_windows import LimitSchedule, LimitWindow
+from rivers.core.limit_windows import LimitSchedule
 from rivers.core.queue import LimitRule
 from rivers.core.triggers import check_timezone
 from rivers.definitions.durations import (
@@ -229,11 +229,7 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
 
     def schedule(self) -> LimitSchedule:
         """The ``max_concurrent_runs`` in force at each hour (windows included)."""
-        return LimitSchedule(
-            self.max_concurrent_runs,
-            tuple(LimitWindow(c, n) for c, n in (self.windows or {}).items()),
-            self.timezone,
-        )
+        return LimitSchedule.of(self.max_concurrent_runs, self.windows, self.timezone)
 
     @property
     def dequeue_interval_s(self) -> float:

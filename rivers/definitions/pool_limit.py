@@ -15,7 +15,7 @@ from msgspec.structs import force_setattr
 
 from rivers._repr import short_repr
 from rivers._validate import MAX_LIMIT, check_int, check_pool_name
-from rivers.core.limit_windows import LimitSchedule, LimitWindow, hour_cron
+from rivers.core.limit_windows import LimitSchedule, hour_cron
 from rivers.core.triggers import check_timezone
 from rivers.errors import ConfigError
 
@@ -63,10 +63,7 @@ class PoolLimit(msgspec.Struct, frozen=True):
 
     def schedule(self) -> LimitSchedule:
         """Return the pure schedule that says which limit is in force when."""
-        windows = tuple(
-            LimitWindow(cron, limit) for cron, limit in (self.windows or {}).items()
-        )
-        return LimitSchedule(self.slots, windows, self.timezone)
+        return LimitSchedule.of(self.slots, self.windows, self.timezone)
 
 
 def check_windows(windows: object, field: str) -> dict[str, int] | None:

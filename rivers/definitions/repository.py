@@ -371,7 +371,8 @@ class CodeRepository:
         except AssetNotFound:
             return None
         if self.pool_granularity == "run":
-            return (self.run_pools(steps),) if self.run_pools(steps) else None
+            run_pools = self.run_pools(steps)
+            return (run_pools,) if run_pools else None
         pools = {name: self.assets[name].pools for name in steps}
         return roots_of(steps, self.upstream, pools)
 

@@ -18,12 +18,13 @@ if TYPE_CHECKING:
 
     from rivers.core.queue import Bucket, LimitRule
     from rivers.storage.base import StorageBackend
-    from rivers.storage.records import PendingStep, RunRecord, SlotHolder
+    from rivers.storage.records import Event, PendingStep, RunRecord, SlotHolder
 
 __all__ = (
     "pool_forecast",
     "pool_forecasts",
     "queue_forecast",
+    "recent_releases",
     "queue_forecasts",
     "tag_forecast",
 )
@@ -74,20 +75,27 @@ async def pool_forecast(
     if not any((p.run_id, p.step_key) == (run_id, step_key) for p in line):
         return None
     holders = await storage.pools.get_pool_slot_holders(pool)
-    forecasts = await pool_forecasts(storage, pool, limit, line, holders)
+    released = await recent_releases(storage)
+    now = storage.clock.time()
+    forecasts = pool_forecasts(pool, limit, line, holders, released, now)
     return forecasts[(run_id, step_key)]
 
 
-async def pool_forecasts(
-    storage: StorageBackend,
+async def recent_releases(storage: StorageBackend) -> list[Event]:
+    """The recent releases of every pool: the history of ``pool_forecasts``."""
+    return await storage.dashboard.get_recent_events([_RELEASED], HISTORY * 4)
+
+
+def pool_forecasts(
     pool: str,
     limit: int,
     line: Sequence[PendingStep],
     holders: Sequence[SlotHolder],
+    released: Sequence[Event],
+    now: float,
 ) -> dict[tuple[str, str], Forecast]:
-    """The expected start of every step in ``pool``'s line (one read of history)."""
-    now = storage.clock.time()
-    released = await storage.dashboard.get_recent_events([_RELEASED], HISTORY * 4)
+    """The expected start of every step in ``pool``'s line, learning from
+    ``released`` (``recent_releases``, read once for every pool of a frame)."""
     holds = [
         float(event.data["held_s"])
         for event in released

@@ -32,10 +32,11 @@ from rivers.dashboard.views import (
     TagBucketView,
     TagLimitView,
 )
-from rivers.forecasts import pool_forecasts, queue_forecasts
+from rivers.forecasts import pool_forecasts, queue_forecasts, recent_releases
 from rivers.storage.records import (
     FINISHED_STATUSES,
     IN_FLIGHT_STATUSES,
+    Event,
     PendingStep,
     RunRecord,
     RunStatus,
@@ -246,14 +247,19 @@ async def _read_pools(
     pending: dict[str, list[PendingStep]] = {}
     expected: Expected = {}  # (run, step) -> its expected start in its first pool
     windows = schedules_from_state(await storage.state.get_state(WINDOWS_KEY))
+    released: list[Event] | None = None  # read once, for the first pool with waiters
+    now = storage.clock.time()
     for info in await storage.pools.get_all_pool_infos():
         waiting = await storage.pools.get_pending_steps(info.name)
         holders = await storage.pools.get_pool_slot_holders(info.name)
         pending[info.name] = waiting
         if waiting and info.limit:
-            for key, forecast in (
-                await pool_forecasts(storage, info.name, info.limit, waiting, holders)
-            ).items():
+            if released is None:
+                released = await recent_releases(storage)
+            forecasts = pool_forecasts(
+                info.name, info.limit, waiting, holders, released, now
+            )
+            for key, forecast in forecasts.items():
                 expected.setdefault(key, forecast)
         pools[info.name] = PoolView(
             name=info.name,
@@ -269,7 +275,7 @@ async def _read_pools(
             ),
             next_change=""
             if info.name not in windows or info.limit_source != "repository"
-            else windows[info.name].describe_next_change(storage.clock.time()),
+            else windows[info.name].describe_next_change(now),
         )
     return pools, pending, expected
 

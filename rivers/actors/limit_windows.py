@@ -20,23 +20,29 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from rivers.core.limit_windows import WINDOWS_KEY
+from rivers.core.limit_windows import WINDOWS_KEY, schedules_from_state, stored_window
 from rivers.errors import StorageUnavailable
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from rivers._clock import Clock
+    from rivers.core.limit_windows import LimitSchedule
     from rivers.definitions.pool_limit import PoolLimit
     from rivers.definitions.repository import CodeRepository
     from rivers.storage.base import PoolStore, StateStore
 
-__all__ = ("RECHECK_S", "LimitWindows")
+__all__ = ("RECHECK_S", "LimitWindows", "stored_schedules")
 
 logger = logging.getLogger(__name__)
 
 RECHECK_S = 300.0
 """The longest the actor sleeps between looks at the clock."""
+
+
+async def stored_schedules(state: StateStore) -> dict[str, LimitSchedule]:
+    """Every windowed pool's schedule, as the runtimes declaring them stored it."""
+    return schedules_from_state(await state.get_state(WINDOWS_KEY))
 
 
 @final
@@ -68,13 +74,12 @@ class LimitWindows:
             if config.windows:
                 self._windowed[name] = (repository, config)
                 self._applied[name] = limit
-        if limits:
+        if limits:  # a repository naming no pool has nothing to declare or show
             await self._pools.declare_pools(
                 limits,
                 declared_by=repository.name,
                 default_limit=repository.default_pool_limit,
             )
-        if limits:  # a repository naming no pool has nothing to show or clear
             await self._publish(repository)
         self._declared.add(repository.name)
         if self._woken is not None:
@@ -98,12 +103,7 @@ class LimitWindows:
         for name in repository.pools:
             config = repository.pool_limit_configs.get(name)
             if config is not None and config.windows:
-                wanted[name] = {
-                    "slots": config.slots,
-                    "windows": dict(config.windows),
-                    "timezone": config.timezone,
-                    "declared_by": repository.name,
-                }
+                wanted[name] = stored_window(config.schedule(), repository.name)
             else:
                 wanted.pop(name, None)
         if wanted != current:
@@ -113,19 +113,17 @@ class LimitWindows:
         """Declare every windowed pool whose limit in force changed; return them."""
         now = self._clock.time()
         changed: dict[str, int] = {}
-        by_repository: dict[str, dict[str, int | None]] = {}
-        declarers: dict[str, CodeRepository] = {}
+        by_repository: dict[CodeRepository, dict[str, int | None]] = {}
         for name, (repository, config) in self._windowed.items():
             limit = config.schedule().limit_at(now)
             if self._applied.get(name) != limit:
-                declarers[repository.name] = repository
-                limits = by_repository.setdefault(repository.name, {})
+                limits = by_repository.setdefault(repository, {})
                 changed[name] = limits[name] = limit
-        for declared_by, limits in by_repository.items():
+        for repository, limits in by_repository.items():
             await self._pools.declare_pools(
                 limits,
-                declared_by=declared_by,
-                default_limit=declarers[declared_by].default_pool_limit,
+                declared_by=repository.name,
+                default_limit=repository.default_pool_limit,
             )
         self._applied.update(changed)
         return changed

@@ -13,20 +13,17 @@ from rich.table import Table
 from rivers._suggest import did_you_mean
 from rivers._text import format_seconds, safe
 from rivers._validate import MAX_LIMIT, check_pool_name
+from rivers.actors.limit_windows import stored_schedules
 from rivers.cli._help import RiversGroup
 from rivers.cli._storage import existing_storage, resolve_run_id
 from rivers.cli.output import console, print_json
-from rivers.core.limit_windows import (
-    WINDOWS_KEY,
-    LimitSchedule,
-    schedules_from_state,
-)
 from rivers.errors import ConfigError, NotFoundError
 from rivers.materialize import run_sync
 from rivers.storage import open_backend
 
 if TYPE_CHECKING:
     from rivers.cli._common import CliState
+    from rivers.core.limit_windows import LimitSchedule
     from rivers.storage.records import PendingStep, PoolInfo, SlotHolder
 
 __all__ = ("app", "bar")
@@ -115,7 +112,7 @@ def list_pools(
     ]:
         async with existing_storage(state.storage) as storage:
             infos = await storage.pools.get_all_pool_infos()
-            windows = schedules_from_state(await storage.state.get_state(WINDOWS_KEY))
+            windows = await stored_schedules(storage.state)
             default = await storage.pools.get_default_pool_limit()
             return (
                 [
@@ -176,7 +173,7 @@ def pool_info(
         PoolInfo, list[SlotHolder], list[PendingStep], LimitSchedule | None
     ]:
         async with existing_storage(state.storage) as storage:
-            windows = schedules_from_state(await storage.state.get_state(WINDOWS_KEY))
+            windows = await stored_schedules(storage.state)
             return (
                 await storage.pools.get_pool_info(name),
                 await storage.pools.get_pool_slot_holders(name),

@@ -30,6 +30,7 @@ __all__ = (
     "WindowChange",
     "hour_cron",
     "schedules_from_state",
+    "stored_window",
 )
 
 WINDOWS_KEY = "pools.windows"
@@ -141,6 +142,16 @@ class LimitSchedule:
         except StopIteration:
             return False
         return tick == hour
+
+
+def stored_window(schedule: LimitSchedule, declared_by: str) -> dict[str, object]:
+    """The stored form of one pool's schedule (``schedules_from_state`` reads it)."""
+    return {
+        "slots": schedule.base,
+        "windows": {window.cron: window.limit for window in schedule.windows},
+        "timezone": schedule.timezone,
+        "declared_by": declared_by,
+    }
 
 
 def schedules_from_state(value: object) -> dict[str, LimitSchedule]:

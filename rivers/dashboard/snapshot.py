@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rivers._liveness import live_served
-from rivers.core.limit_windows import WINDOWS_KEY, schedules_from_state
+from rivers.actors.limit_windows import stored_schedules
 from rivers.core.pool_admission import POOLS_REASONS
 from rivers.core.queue import stored_rules
 from rivers.core.queue_controls import controls_note
@@ -246,7 +246,7 @@ async def _read_pools(
     pools: dict[str, PoolView] = {}
     pending: dict[str, list[PendingStep]] = {}
     expected: Expected = {}  # (run, step) -> its expected start in its first pool
-    windows = schedules_from_state(await storage.state.get_state(WINDOWS_KEY))
+    windows = await stored_schedules(storage.state)
     released: list[Event] | None = None  # read once, for the first pool with waiters
     now = storage.clock.time()
     for info in await storage.pools.get_all_pool_infos():

@@ -81,20 +81,35 @@ async def tick_cost(queued: int, ticks: int, tenants: int = TENANTS) -> list[flo
             max_concurrent_runs=10, dequeue_interval="1h", tag_concurrency_limits=limits
         ),
     )
-    async with rs.open_storage():
-        pass  # creates and migrates the file
-    last_rowid = _bulk_insert(default_storage_path(), queued, tenants)
+    last_rowid = await _queue_up(queued, tenants)
     async with rs.Runtime(repo) as rt:
-        coordinator = rt._coordinators[repo.name]
-        while coordinator._last_rowid < last_rowid:  # index every queued run first
-            await coordinator.tick()
-        times = []
-        for _ in range(ticks):
-            began = time.perf_counter()
-            await coordinator.tick()
-            times.append(time.perf_counter() - began)
+        times = [
+            seconds for seconds, _ in await _steady_ticks(rt, repo, last_rowid, ticks)
+        ]
         await rt.drain(0)
     return times
+
+
+async def _queue_up(queued: int, tenants: int) -> int:
+    """Write ``queued`` QUEUED runs into the default storage; return the last rowid."""
+    async with rs.open_storage():
+        pass  # creates and migrates the file
+    return _bulk_insert(default_storage_path(), queued, tenants)
+
+
+async def _steady_ticks(
+    rt: rs.Runtime, repo: rs.CodeRepository, last_rowid: int, ticks: int
+) -> list[tuple[float, int]]:
+    """Index every queued run, then time ``ticks`` ticks: (seconds, runs admitted)."""
+    coordinator = rt._coordinators[repo.name]
+    while coordinator._last_rowid < last_rowid:
+        await coordinator.tick()
+    measured = []
+    for _ in range(ticks):
+        began = time.perf_counter()
+        admitted = await coordinator.tick()
+        measured.append((time.perf_counter() - began, admitted))
+    return measured
 
 
 @rs.Asset(pool="db")
@@ -112,9 +127,7 @@ async def pool_aware_tick_cost(queued: int, ticks: int) -> list[float]:
             max_concurrent_runs=10, dequeue_interval="1h", block_pool_limited_runs=True
         ),
     )
-    async with rs.open_storage():
-        pass  # creates and migrates the file
-    last_rowid = _bulk_insert(default_storage_path(), queued, TENANTS)
+    last_rowid = await _queue_up(queued, TENANTS)
     async with rs.Runtime(repo) as rt:
         claim = await rt._roles.pools.claim_pool_slots(  # the pool is full
             run_id="holder",
@@ -125,18 +138,11 @@ async def pool_aware_tick_cost(queued: int, ticks: int) -> list[float]:
             lease_s=3600,
         )
         assert claim.granted
-        coordinator = rt._coordinators[repo.name]
-        while coordinator._last_rowid < last_rowid:  # index every queued run first
-            await coordinator.tick()
-        times = []
-        for _ in range(ticks):
-            began = time.perf_counter()
-            admitted = await coordinator.tick()
-            times.append(time.perf_counter() - began)
-            assert admitted == 0, "a run was admitted past a full pool"
+        measured = await _steady_ticks(rt, repo, last_rowid, ticks)
+        assert all(n == 0 for _, n in measured), "a run was admitted past a full pool"
         await rt._roles.pools.release_pool_slots("holder", "pooled")
         await rt.drain(0)
-    return times
+    return [seconds for seconds, _ in measured]
 
 
 def _bulk_insert(path: Path, queued: int, tenants: int) -> int:

@@ -124,14 +124,12 @@ async def test_a_run_whose_claim_is_freed_fails_with_lease_lost() -> None:
     (result,) = results
     assert result.status is rs.RunStatus.FAILURE
     assert isinstance(result.error, rs.LeaseLost)
-    record = await _record(repo, result.run_id)
+    async with rs.open_storage() as storage:
+        record = await storage.get_run(result.run_id)
+        held = await storage.get_pool_slot_holders("db")
+        waiting = await storage.get_pending_steps("db")
+    assert record is not None
     assert record.reason is not None
     assert "(run)" in record.reason
     assert recorder.intervals == {}  # the steps were stopped, none finished
-
-
-async def _record(repo: rs.CodeRepository, run_id: str) -> rs.RunRecord:
-    async with rs.open_storage() as storage:
-        record = await storage.get_run(run_id)
-    assert record is not None
-    return record
+    assert (held, waiting) == ([], [])  # nothing of the pool is left held

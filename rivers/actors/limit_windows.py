@@ -69,6 +69,10 @@ class LimitWindows:
             return False
         now = self._clock.time()
         limits: dict[str, int | None] = dict.fromkeys(repository.pools)
+        rates = {
+            name: config.declared_rate
+            for name, config in repository.pool_limit_configs.items()
+        }
         for name, config in repository.pool_limit_configs.items():
             limit = limits[name] = config.schedule().limit_at(now)
             if config.windows:
@@ -79,6 +83,7 @@ class LimitWindows:
                 limits,
                 declared_by=repository.name,
                 default_limit=repository.default_pool_limit,
+                rates=rates,
             )
             await self._publish(repository)
         self._declared.add(repository.name)

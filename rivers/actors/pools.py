@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, final
 import anyio
 
 from rivers._wakeups import listen
-from rivers.context import PoolLease
+from rivers.actors.pool_claim import Claim
 from rivers.core.pools import PoolState, Waiter
 from rivers.errors import PoolTooSmall, StorageError, StorageUnavailable
 from rivers.messages import (
@@ -58,81 +58,6 @@ logger = logging.getLogger(__name__)
 POLL_INTERVAL_S = 0.2
 REVOKE_CHECK_S = 1.0
 CLEANUP_TIMEOUT_S = 10.0
-
-
-@final
-class Claim:
-    """Slots a step holds in each of its pools until it releases them."""
-
-    __slots__ = (
-        "_expires_at",
-        "_on_lost",
-        "_token",
-        "claimed_at",
-        "lost",
-        "lost_reason",
-        "pools",
-        "revoked",
-        "run_id",
-        "slots",
-        "step_key",
-    )
-
-    def __init__(
-        self,
-        run_id: str,
-        step_key: str,
-        pools: tuple[str, ...],
-        slots: int,
-        at: float,
-        token: int | None = None,
-        expires_at: float | None = None,
-    ) -> None:
-        self.run_id = run_id
-        self.step_key = step_key
-        self.pools = pools
-        self.slots = slots
-        self.claimed_at = at
-        self._token = token
-        self._expires_at = expires_at
-        self.lost = False
-        self.lost_reason: str | None = None
-        self.revoked = False
-        self._on_lost: anyio.CancelScope | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        """(run id, step key)."""
-        return (self.run_id, self.step_key)
-
-    @property
-    def lease(self) -> PoolLease | None:
-        """The first pool's grant: its fencing token and lease end (at the grant)."""
-        if self._token is None or self._expires_at is None:
-            return None
-        return PoolLease.from_wire(
-            (self._token, self.pools[0], self.slots, self._expires_at)
-        )
-
-    def cancel_on_loss(self, scope: anyio.CancelScope) -> None:
-        """Cancel ``scope`` when the claim is lost (at once if it already is).
-
-        A callback, not a watcher task: guarding a step costs no task and no
-        loop turn.
-        """
-        self._on_lost = scope
-        if self.lost:
-            scope.cancel()
-
-    def mark_lost(self, reason: str, *, revoked: bool = False) -> None:
-        """Record that the claim's slots are gone and stop whoever it guards."""
-        if self.lost:
-            return
-        self.lost_reason = reason
-        self.lost = True
-        self.revoked = revoked
-        if self._on_lost is not None:
-            self._on_lost.cancel()
 
 
 @final
@@ -216,6 +141,8 @@ class PoolManager:
             # A retry of a step whose last release is not written yet: write it
             # first, or it would later delete this attempt's claim.
             await self._retry_release(key)
+        if self._state.rate_until:
+            self._state.rates_due(self._clock.monotonic())
         if self._state.may_claim_now(pools, slots, priority):
             self._state.begin_claim(pools, slots)
             try:
@@ -359,6 +286,8 @@ class PoolManager:
             self._state.observe(view.pool, view.claimed, view.limit)
         for pool, priority in result.behind:
             self._state.observe_behind(pool, priority)
+        for pool, wait_s in result.rate_wait:
+            self._state.observe_rate(pool, self._clock.monotonic() + wait_s)
         if result.reclaimed:
             self.report_reclaimed(list(result.reclaimed))
         self._fail_impossible()
@@ -511,12 +440,18 @@ class PoolManager:
             timeout = max(0.0, min(next_renew, next_check) - now)
             if self._state.waiters or self._unreleased:
                 timeout = min(timeout, POLL_INTERVAL_S)
+            due = min(self._state.rate_until.values(), default=None)
+            if due is not None:  # wake when a rate token is due, to the millisecond
+                timeout = min(timeout, max(0.0, due - now))
             woken = False
             with anyio.move_on_after(timeout):
                 await self._wake.wait()
                 woken = True
             self._wake = anyio.Event()
             stale, self._stale = self._stale, False
+            if stale:  # a limit or rate may have changed: claims say anew
+                self._state.rate_until.clear()
+            self._state.rates_due(self._clock.monotonic())
             try:
                 if self._unreleased:
                     await self._retry_releases()

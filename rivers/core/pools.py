@@ -8,6 +8,11 @@ pool is never starved by a stream of small ones, and a step never holds one pool
 while waiting for another (all or nothing). A limit of 0 pauses the pool; a pool
 with no limit is unlimited.
 
+A pool with a rate may also be out of tokens (``rate_until``): it counts as full
+until the time its bucket holds a token again, which the owner of this state
+learns from the refused claim and watches (``rates_due``), so waiters start when a
+token is due, neither polling storage nor waiting for a release.
+
 The state mirrors what the storage holds (claimed slots per pool, limits) as last
 seen; the storage transaction that performs a claim re-checks it, so a stale view
 costs a retry, never an exceeded limit. Immediate claims still being written count
@@ -57,6 +62,8 @@ class PoolState:
     behind: dict[str, int] = field(default_factory=dict)
     """Pools whose line in storage is led by another process's waiter, with that
     waiter's priority: nobody here at or below it claims until the view is refreshed."""
+    rate_until: dict[str, float] = field(default_factory=dict)
+    """Pools out of rate tokens, with the (monotonic) time the next one is due."""
     _seq: int = 0
     _resized: set[str] = field(default_factory=set)
     _order: list[tuple[int, int]] = field(default_factory=list)
@@ -91,9 +98,12 @@ class PoolState:
     def fits(self, pools: tuple[str, ...], slots: int) -> bool:
         """Whether ``slots`` more fit in every pool now (ignoring waiters).
 
-        Slots of immediate claims being written count as taken.
+        Slots of immediate claims being written count as taken; a pool out of
+        rate tokens is full.
         """
         for pool in pools:
+            if pool in self.rate_until:
+                return False
             limit = self.limits.get(pool)
             if limit is not None and (
                 self.claimed.get(pool, 0) + self.writing.get(pool, 0) + slots > limit
@@ -211,6 +221,17 @@ class PoolState:
         self.limits[pool] = limit
         if self.behind:
             self.behind.pop(pool, None)
+
+    def observe_rate(self, pool: str, due_at: float) -> None:
+        """Record that ``pool``'s bucket holds no token until ``due_at``."""
+        self.rate_until[pool] = due_at
+
+    def rates_due(self, now: float) -> None:
+        """Forget the pools whose next token is due by ``now``."""
+        if self.rate_until:
+            for pool, due_at in list(self.rate_until.items()):
+                if due_at <= now:
+                    del self.rate_until[pool]
 
     def observe_behind(self, pool: str, priority: int) -> None:
         """Record that another process's waiter of ``priority`` leads ``pool``'s line."""

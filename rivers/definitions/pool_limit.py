@@ -1,4 +1,5 @@
-"""``rs.PoolLimit``: a pool's limit with time windows, and ``pool_limits`` checked.
+"""``rs.PoolLimit``: a pool's limit with time windows and a rate, and ``pool_limits``
+checked.
 
 ``pool_limits`` values are an int (the slots) or a ``PoolLimit`` whose ``windows`` map
 cron expressions to the slots in force during them (``rivers.core.limit_windows``
@@ -16,6 +17,7 @@ from msgspec.structs import force_setattr
 from rivers._repr import short_repr
 from rivers._validate import MAX_LIMIT, check_int, check_pool_name
 from rivers.core.limit_windows import LimitSchedule, hour_cron
+from rivers.core.rates import MAX_BURST, parse_rate
 from rivers.core.triggers import check_timezone
 from rivers.errors import ConfigError
 
@@ -34,9 +36,15 @@ class PoolLimit(msgspec.Struct, frozen=True):
 
     Args:
         slots: the limit outside every window. Accepts: an int in 0..10,000.
-        rate: starts per time window (a token bucket), reserved: this version of
-            rivers limits pools by slots only. Accepts: None only (anything else
-            raises ConfigError).
+        rate: how many steps may start per period, across every process sharing
+            the storage (a token bucket kept in storage), beside how many may run
+            at once. Accepts: None (no rate) or COUNT/PERIOD such as ``"100/min"``,
+            ``"5/s"``, ``"1/30s"``, ``"1000/hour"``, ``"10/day"`` (COUNT
+            1..1,000,000; a period of 1 ms..366 days).
+        burst: how many steps may start at once after a quiet spell (the
+            bucket's size). With 1, starts are spaced evenly and no period ever
+            holds more than COUNT starts; with B, at most B - 1 + COUNT. Accepts:
+            an int in 1..10,000, only with a rate.
         windows: cron expression to the slots in force during it. A window is read
             per whole hour: it is in force during every hour whose hour, day and month
             fields match (minute field ``0`` or ``*``). Where windows overlap, the
@@ -50,16 +58,37 @@ class PoolLimit(msgspec.Struct, frozen=True):
     rate: str | None = None
     windows: Mapping[str, int] | None = None
     timezone: str = "UTC"
+    burst: int | None = None
 
     def __post_init__(self) -> None:
         check_int(self.slots, "PoolLimit.slots", minimum=0, maximum=MAX_LIMIT)
         if self.rate is not None:
+            if not isinstance(self.rate, str):
+                raise ConfigError(
+                    f"PoolLimit.rate must be a string such as '100/min', got "
+                    f"{short_repr(self.rate)}"
+                )
+            force_setattr(self, "rate", parse_rate(self.rate, "PoolLimit.rate").text)
+            burst = 1 if self.burst is None else self.burst
+            force_setattr(
+                self,
+                "burst",
+                check_int(burst, "PoolLimit.burst", minimum=1, maximum=MAX_BURST),
+            )
+        elif self.burst is not None:
             raise ConfigError(
-                f"PoolLimit(rate={short_repr(self.rate)}) is not supported by this "
-                "version of rivers; remove rate= and limit the pool with slots"
+                f"PoolLimit(burst={short_repr(self.burst)}) needs a rate; pass "
+                "rate='COUNT/PERIOD' too, or drop burst"
             )
         check_timezone(self.timezone, "PoolLimit.timezone")
         force_setattr(self, "windows", check_windows(self.windows, "PoolLimit.windows"))
+
+    @property
+    def declared_rate(self) -> tuple[str, int] | None:
+        """The rate and burst storage records for this pool (None: no rate)."""
+        if self.rate is None:
+            return None
+        return (self.rate, self.burst or 1)
 
     def schedule(self) -> LimitSchedule:
         """Return the pure schedule that says which limit is in force when."""

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from rivers._validate import MAX_LIMIT, check_int, check_pool_name
 from rivers._wakeups import WakeSender
+from rivers.core.rates import MAX_BURST, parse_rate
+from rivers.errors import ConfigError
 from rivers.storage import _pool_limits_sql as limits_sql
 from rivers.storage._pools_sql import all_waiting_owners, waiting_owners
 
@@ -18,9 +20,32 @@ if TYPE_CHECKING:
     from rivers._clock import Clock
     from rivers.storage.records import PoolInfo
 
-__all__ = ("PoolLimitMethods",)
+__all__ = ("PoolLimitMethods", "check_rate_override")
 
 T = TypeVar("T")
+
+
+def check_rate_override(
+    rate: str | None, burst: int | None, field: str
+) -> tuple[str | None, int | None]:
+    """Return the stored form of an override's rate and burst (canonical text).
+
+    Raises:
+        ConfigError: not a rate (nor ``"none"``), or a bad burst, or a burst
+            without a rate.
+    """
+    if rate is None:
+        if burst is not None:
+            raise ConfigError(f"{field}: a burst needs a rate; pass a rate too")
+        return None, None
+    if rate.strip().lower() == limits_sql.NO_RATE:
+        if burst is not None:
+            raise ConfigError(f"{field}: rate 'none' takes no burst; drop the burst")
+        return limits_sql.NO_RATE, None
+    text = parse_rate(rate, field).text
+    if burst is None:
+        return text, 1
+    return text, check_int(burst, f"burst of {field}", minimum=1, maximum=MAX_BURST)
 
 
 class PoolLimitMethods:
@@ -60,14 +85,17 @@ class PoolLimitMethods:
         limits: dict[str, int | None],
         declared_by: str,
         default_limit: int | None = None,
+        rates: dict[str, tuple[str, int] | None] | None = None,
     ) -> None:
         """Record the pools a repository names, their declared limits and the
-        repository's ``default_pool_limit``; wake the runtimes waiting for a pool
-        whose limit in force changed (a time window's edge, a new default)."""
+        repository's ``default_pool_limit`` (and, when ``rates`` is given, each
+        pool's declared rate and burst: None for none); wake the runtimes waiting
+        for a pool whose limit or rate in force changed (a time window's edge, a
+        new default)."""
         now = self.clock.time()
 
         def write(conn: sqlite3.Connection) -> frozenset[str]:
-            before = {name: limits_sql.effective_limit(conn, name) for name in limits}
+            before = {name: limits_sql.limits_in_force(conn, name) for name in limits}
             conn.executemany(
                 "INSERT INTO pools (name, declared_limit, declared_by, default_limit, "
                 "updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
@@ -79,10 +107,16 @@ class PoolLimitMethods:
                     for name, limit in limits.items()
                 ],
             )
+            if rates is not None:
+                conn.executemany(
+                    "UPDATE pools SET declared_rate = ?, declared_burst = ? "
+                    "WHERE name = ?",
+                    [(*(rates.get(name) or (None, None)), name) for name in limits],
+                )
             changed = [
                 name
-                for name, limit in before.items()
-                if limits_sql.effective_limit(conn, name) != limit
+                for name, in_force in before.items()
+                if limits_sql.limits_in_force(conn, name) != in_force
             ]
             return frozenset().union(*(waiting_owners(conn, name) for name in changed))
 
@@ -100,22 +134,38 @@ class PoolLimitMethods:
         infos = await self._call(lambda conn: limits_sql.pool_infos(conn, name, now))
         return infos[0]
 
-    async def set_pool_limit(self, name: str, limit: int) -> None:
+    async def set_pool_limit(
+        self,
+        name: str,
+        limit: int,
+        *,
+        rate: str | None = None,
+        burst: int | None = None,
+    ) -> None:
         """Override a pool's limit (wins over the declared one; survives restarts).
 
+        With ``rate`` the override also limits starts (``"100/min"``; ``"none"``
+        lifts a declared rate), ``burst`` at most at once (default 1); without it
+        the declared rate, if any, applies.
+
         Raises:
-            ConfigError: the name is invalid or the limit is not in 0..10,000.
+            ConfigError: the name is invalid, the limit is not in 0..10,000, the
+                rate is not a rate, or the burst is not in 1..10,000 or has no rate.
         """
         check_pool_name(name)
         check_int(limit, f"limit of pool {name!r}", minimum=0, maximum=MAX_LIMIT)
+        stored_rate = check_rate_override(rate, burst, f"rate of pool {name!r}")
         now = self.clock.time()
 
         def write(conn: sqlite3.Connection) -> frozenset[str]:
             conn.execute(
-                "INSERT INTO pools (name, override_limit, updated_at) VALUES (?, ?, ?) "
+                "INSERT INTO pools (name, override_limit, override_rate, "
+                "override_burst, updated_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET override_limit = excluded.override_limit, "
+                "override_rate = excluded.override_rate, "
+                "override_burst = excluded.override_burst, "
                 "updated_at = excluded.updated_at",
-                (name, limit, now),
+                (name, limit, *stored_rate, now),
             )
             return waiting_owners(conn, name)
 
@@ -124,12 +174,14 @@ class PoolLimitMethods:
         self._wake(await self._write(write))
 
     async def clear_pool_limit(self, name: str) -> None:
-        """Remove a pool's override; its declared limit (or none) applies again."""
+        """Remove a pool's override (limit and rate); its declared limit and rate
+        (or none) apply again."""
         now = self.clock.time()
 
         def write(conn: sqlite3.Connection) -> frozenset[str]:
             conn.execute(
-                "UPDATE pools SET override_limit = NULL, updated_at = ? WHERE name = ?",
+                "UPDATE pools SET override_limit = NULL, override_rate = NULL, "
+                "override_burst = NULL, updated_at = ? WHERE name = ?",
                 (now, name),
             )
             return waiting_owners(conn, name)

@@ -9,25 +9,68 @@ In order, the first that is set wins:
    ``storage.set_default_pool_limit`` (every pool, storage-wide);
 4. ``default``: the ``default_pool_limit`` of a repository naming the pool;
 5. none: the pool is unlimited.
+
+A pool's rate (``rivers.core.rates``) comes from its override if one sets a rate
+(``rivers pools set NAME LIMIT --rate R``; ``--rate none`` lifts a declared rate),
+else from the repository's ``PoolLimit(rate=)``; no default rate exists.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rivers.core.rates import Rate, available, parse_rate, wait_s
 from rivers.storage.records import PoolInfo
 
 if TYPE_CHECKING:
     import sqlite3
 
 __all__ = (
+    "NO_RATE",
+    "RATE_COLUMNS",
+    "RateInForce",
     "clear_stored_default",
     "effective_limit",
     "limit_of",
+    "limits_in_force",
     "pool_infos",
+    "rate_of",
     "set_stored_default",
     "stored_default",
 )
+
+
+NO_RATE = "none"
+"""The stored override rate that lifts a declared rate."""
+
+RATE_COLUMNS = "override_rate, override_burst, declared_rate, declared_burst"
+"""The ``pools`` columns ``rate_of`` reads, in its argument order."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateInForce:
+    """A pool's rate, its bucket's size, and where the rate comes from."""
+
+    rate: Rate
+    burst: int
+    source: str
+
+
+def rate_of(
+    override_rate: str | None,
+    override_burst: int | None,
+    declared_rate: str | None,
+    declared_burst: int | None,
+) -> RateInForce | None:
+    """Return a pool's rate in force from its row (None: starts are not limited)."""
+    if override_rate is not None:
+        if override_rate == NO_RATE:
+            return None
+        return RateInForce(parse_rate(override_rate), override_burst or 1, "override")
+    if declared_rate is not None:
+        return RateInForce(parse_rate(declared_rate), declared_burst or 1, "repository")
+    return None
 
 
 def stored_default(conn: sqlite3.Connection) -> int | None:
@@ -78,6 +121,20 @@ def effective_limit(conn: sqlite3.Connection, pool: str) -> int | None:
     return limit_of(conn, *(row or (None, None, None)))[0]
 
 
+def limits_in_force(
+    conn: sqlite3.Connection, pool: str
+) -> tuple[int | None, RateInForce | None]:
+    """Return ``pool``'s limit and rate now (a change wakes its waiters)."""
+    row = conn.execute(
+        "SELECT override_limit, declared_limit, default_limit, "
+        f"{RATE_COLUMNS} FROM pools WHERE name = ?",
+        (pool,),
+    ).fetchone()
+    if row is None:
+        return limit_of(conn, None, None, None)[0], None
+    return limit_of(conn, *row[:3])[0], rate_of(*row[3:])
+
+
 def pool_infos(
     conn: sqlite3.Connection, name: str | None, now: float
 ) -> list[PoolInfo]:
@@ -89,6 +146,7 @@ def pool_infos(
         params.append(name)
     rows = conn.execute(
         "SELECT p.name, p.override_limit, p.declared_limit, p.default_limit, "
+        f"{RATE_COLUMNS}, p.tokens, p.tokens_at, "
         "(SELECT COALESCE(SUM(c.slots), 0) FROM pool_claims c "
         " WHERE c.pool = p.name AND c.lease_expires_at > ?), "
         "(SELECT COUNT(*) FROM pending_steps s WHERE s.pool = p.name) "
@@ -96,17 +154,31 @@ def pool_infos(
         params,
     ).fetchall()
     if not rows and name is not None:
-        rows = [(name, None, None, None, 0, 0)]
+        rows = [(name, None, None, None, None, None, None, None, None, None, 0, 0)]
     infos = []
-    for pool, override, declared, default, claimed, pending in rows:
+    for row in rows:
+        pool, override, declared, default = row[:4]
         limit, source = limit_of(conn, override, declared, default)
+        in_force = rate_of(*row[4:8])
+        tokens = None
+        if in_force is not None:
+            tokens = available(row[8], row[9], now, in_force.rate, in_force.burst)
         infos.append(
             PoolInfo(
                 name=pool,
                 limit=limit,
                 limit_source=source,
-                claimed_slots=claimed,
-                pending_steps=pending,
+                claimed_slots=row[10],
+                pending_steps=row[11],
+                rate=None if in_force is None else in_force.rate.text,
+                rate_source=None if in_force is None else in_force.source,
+                burst=None if in_force is None else in_force.burst,
+                tokens=None if tokens is None else round(tokens, 3),
+                next_token_in_s=(
+                    None
+                    if in_force is None or tokens is None
+                    else round(wait_s(tokens, in_force.rate), 3)
+                ),
             )
         )
     return infos

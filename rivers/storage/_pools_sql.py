@@ -14,6 +14,12 @@ claim is never renewed).
 
 Transactions that may let another process's waiter in return that process's
 owner id (``wake``): the caller wakes it once the transaction committed.
+
+A pool with a rate also keeps a token bucket in its row (``rivers.core.rates``): a
+claim that fits and leads the line is refused while the bucket holds no whole
+token, saying when one is due (``rate_wait``); a grant takes one token of each
+rate-limited pool in the same transaction, so processes sharing the file share
+one bucket and never start more than it allows.
 """
 
 from __future__ import annotations
@@ -22,7 +28,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rivers._liveness import STALE_AFTER_S, owner_is_alive
-from rivers.storage._pool_limits_sql import effective_limit, limit_of
+from rivers.core.rates import available, wait_s
+from rivers.storage._pool_limits_sql import (
+    RATE_COLUMNS,
+    RateInForce,
+    effective_limit,
+    limit_of,
+    rate_of,
+)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -65,6 +78,8 @@ class ClaimResult:
     """Granted: the fencing token of each pool, in the order of ``views``."""
     wake: frozenset[str] = frozenset()
     """Owners (other processes) whose waiters may claim now."""
+    rate_wait: tuple[tuple[str, float], ...] = ()
+    """Refused for a rate: (pool, seconds until its bucket holds a token)."""
 
 
 def pool_views(
@@ -99,15 +114,21 @@ def claim(
     # pool seen for the first time.
     tokens: list[int] = []
     limits: list[int | None] = []
+    buckets: list[tuple[str, RateInForce, float]] = []
     for pool in pools:
-        token, override, declared, default = conn.execute(
+        row = conn.execute(
             "INSERT INTO pools (name, updated_at, last_token) VALUES (?, ?, 1) "
             "ON CONFLICT (name) DO UPDATE SET last_token = last_token + 1 "
-            "RETURNING last_token, override_limit, declared_limit, default_limit",
+            "RETURNING last_token, override_limit, declared_limit, default_limit, "
+            f"{RATE_COLUMNS}, tokens, tokens_at",
             (pool, now),
         ).fetchone()
-        tokens.append(token)
-        limits.append(limit_of(conn, override, declared, default)[0])
+        tokens.append(row[0])
+        limits.append(limit_of(conn, row[1], row[2], row[3])[0])
+        in_force = rate_of(row[4], row[5], row[6], row[7])
+        if in_force is not None:
+            left = available(row[8], row[9], now, in_force.rate, in_force.burst)
+            buckets.append((pool, in_force, left))
     marks = ", ".join("?" * len(pools))
     # One read per pool gives its live claimed slots and whether a lease ran
     # out; the expired claims are deleted only when there are some (a DELETE
@@ -138,6 +159,13 @@ def claim(
             view.limit == 0 or view.claimed + slots > view.limit
         ):
             return ClaimResult(False, tuple(views), None, reclaimed)
+    rate_wait = tuple(
+        (pool, wait_s(left, in_force.rate))
+        for pool, in_force, left in buckets
+        if left < 1.0
+    )
+    if rate_wait:
+        return ClaimResult(False, tuple(views), None, reclaimed, rate_wait=rate_wait)
     # The common case, nobody waiting for these pools, costs one lookup.
     waiting = (
         conn.execute(
@@ -159,6 +187,11 @@ def claim(
             for pool, token in zip(pools, tokens, strict=True)
         ],
     )
+    if buckets:
+        conn.executemany(
+            "UPDATE pools SET tokens = ?, tokens_at = ? WHERE name = ?",
+            [(left - 1.0, now, pool) for pool, _, left in buckets],
+        )
     granted = tuple(PoolView(v.pool, v.limit, v.claimed + slots) for v in views)
     wake: frozenset[str] = frozenset()
     if waiting:

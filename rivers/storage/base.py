@@ -150,6 +150,7 @@ class PoolStore(Protocol):
         limits: dict[str, int | None],
         declared_by: str,
         default_limit: int | None = None,
+        rates: dict[str, tuple[str, int] | None] | None = None,
     ) -> None: ...
 
     async def claim_pool_slots(
@@ -221,7 +222,14 @@ class PoolStore(Protocol):
 
     async def get_pending_steps(self, name: str) -> list[PendingStep]: ...
 
-    async def set_pool_limit(self, name: str, limit: int) -> None: ...
+    async def set_pool_limit(
+        self,
+        name: str,
+        limit: int,
+        *,
+        rate: str | None = None,
+        burst: int | None = None,
+    ) -> None: ...
 
     async def clear_pool_limit(self, name: str) -> None: ...
 
@@ -366,7 +374,14 @@ class StorageInspection(Protocol):
 
     async def get_pending_steps(self, name: str) -> list[PendingStep]: ...
 
-    async def set_pool_limit(self, name: str, limit: int) -> None: ...
+    async def set_pool_limit(
+        self,
+        name: str,
+        limit: int,
+        *,
+        rate: str | None = None,
+        burst: int | None = None,
+    ) -> None: ...
 
     async def clear_pool_limit(self, name: str) -> None: ...
 

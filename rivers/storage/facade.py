@@ -51,16 +51,29 @@ class Storage:
         """Return the steps waiting for a pool, in line order (priority, arrival)."""
         return await self._backend.pools.get_pending_steps(name)
 
-    async def set_pool_limit(self, name: str, limit: int) -> None:
+    async def set_pool_limit(
+        self,
+        name: str,
+        limit: int,
+        *,
+        rate: str | None = None,
+        burst: int | None = None,
+    ) -> None:
         """Override a pool's limit (wins over the declared one; survives restarts).
 
+        With ``rate`` (``"100/min"``) the override also limits how many steps start
+        per period, ``burst`` (default 1) at most at once; ``rate="none"`` lifts a
+        declared rate; without ``rate`` the declared rate, if any, applies.
+
         Raises:
-            ConfigError: the name is invalid or the limit is not in 0..10,000.
+            ConfigError: the name is invalid, the limit is not in 0..10,000, the
+                rate is not a rate, or the burst is not in 1..10,000.
         """
-        await self._backend.pools.set_pool_limit(name, limit)
+        await self._backend.pools.set_pool_limit(name, limit, rate=rate, burst=burst)
 
     async def clear_pool_limit(self, name: str) -> None:
-        """Remove a pool's override; its declared limit (or none) applies again."""
+        """Remove a pool's override (limit and rate); its declared limit and rate
+        (or none) apply again."""
         await self._backend.pools.clear_pool_limit(name)
 
     async def set_default_pool_limit(self, limit: int) -> None:

@@ -137,14 +137,25 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     data: dict[str, Any]
 
 
-class PoolInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """A pool's limit (None: unlimited), where it came from, and its use."""
+class PoolInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A pool's limit (None: unlimited), where it came from, and its use; for a
+    rate-limited pool also its rate and bucket (JSON omits them for other pools)."""
 
     name: str
     limit: int | None
     limit_source: str | None
     claimed_slots: int
     pending_steps: int
+    rate: str | None = None
+    """Starts allowed per period (``"100/min"``); None: not rate limited."""
+    rate_source: str | None = None
+    """``"override"`` or ``"repository"`` (None without a rate)."""
+    burst: int | None = None
+    """The most steps that may start at once after a quiet spell (the bucket size)."""
+    tokens: float | None = None
+    """Starts the bucket allows now (fractional: the next is on its way)."""
+    next_token_in_s: float | None = None
+    """Seconds until the bucket allows a start (0: now)."""
 
 
 class SlotHolder(msgspec.Struct, frozen=True, kw_only=True):

@@ -167,6 +167,18 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at     REAL NOT NULL
     );
     """,
+    # 6: rate limits. A pool's declared rate (a repository's ``PoolLimit(rate=,
+    # burst=)``) and its override (``rivers pools set --rate``) as canonical text
+    # (``"100/min"``) with a burst; its token bucket: the tokens left when last
+    # counted, and when.
+    """
+    ALTER TABLE pools ADD COLUMN declared_rate TEXT;
+    ALTER TABLE pools ADD COLUMN declared_burst INTEGER;
+    ALTER TABLE pools ADD COLUMN override_rate TEXT;
+    ALTER TABLE pools ADD COLUMN override_burst INTEGER;
+    ALTER TABLE pools ADD COLUMN tokens REAL;
+    ALTER TABLE pools ADD COLUMN tokens_at REAL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

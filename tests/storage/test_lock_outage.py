@@ -24,7 +24,8 @@ import pytest
 import rivers as rs
 from rivers._clock import SYSTEM_CLOCK
 from rivers.actors.events import EventWriter
-from rivers.actors.pools import Claim, PoolManager
+from rivers.actors.pool_claim import Claim
+from rivers.actors.pools import PoolManager
 from rivers.storage import open_backend, sqlite as sqlite_storage
 
 _HOLD_LOCK = textwrap.dedent(

@@ -112,13 +112,16 @@ async def _pool_waits(storage: StorageBackend, run_id: str) -> list[str]:
         for pending in await storage.pools.get_pending_steps(info.name):
             if pending.run_id != run_id:
                 continue
+            rate = None if info.rate is None else (info.rate, info.tokens or 0.0)
             expected = await pool_forecast(
-                storage, info.name, info.limit, run_id, pending.step_key
+                storage, info.name, info.limit, run_id, pending.step_key, rate
             )
+            rate_text = "" if info.rate is None else f", rate {info.rate}"
             if expected is not None:
                 lines.append(
                     f"  step {pending.step_key} waits for pool {info.name} "
-                    f"({info.claimed_slots}/{info.limit} slots): {expected.describe()}"
+                    f"({info.claimed_slots}/{info.limit} slots{rate_text}): "
+                    f"{expected.describe()}"
                 )
     return lines
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rivers.core.forecast import HISTORY, Forecast, Gate, forecast
+from rivers.core.rates import parse_rate, start_in_s
 from rivers.storage.records import IN_FLIGHT_STATUSES
 
 if TYPE_CHECKING:
@@ -68,16 +69,23 @@ async def tag_forecast(
 
 
 async def pool_forecast(
-    storage: StorageBackend, pool: str, limit: int, run_id: str, step_key: str
+    storage: StorageBackend,
+    pool: str,
+    limit: int,
+    run_id: str,
+    step_key: str,
+    rate: tuple[str, float] | None = None,
 ) -> Forecast | None:
-    """When does a step waiting in ``pool``'s line get its slots? None: not in line."""
+    """When does a step waiting in ``pool``'s line get its slots? None: not in line.
+
+    ``rate``: the pool's rate and the tokens its bucket holds now, if it has one."""
     line = await storage.pools.get_pending_steps(pool)
     if not any((p.run_id, p.step_key) == (run_id, step_key) for p in line):
         return None
     holders = await storage.pools.get_pool_slot_holders(pool)
     released = await recent_releases(storage)
     now = storage.clock.time()
-    forecasts = pool_forecasts(pool, limit, line, holders, released, now)
+    forecasts = pool_forecasts(pool, limit, line, holders, released, now, rate)
     return forecasts[(run_id, step_key)]
 
 
@@ -93,9 +101,13 @@ def pool_forecasts(
     holders: Sequence[SlotHolder],
     released: Sequence[Event],
     now: float,
+    rate: tuple[str, float] | None = None,
 ) -> dict[tuple[str, str], Forecast]:
     """The expected start of every step in ``pool``'s line, learning from
-    ``released`` (``recent_releases``, read once for every pool of a frame)."""
+    ``released`` (``recent_releases``, read once for every pool of a frame).
+
+    For a rate-limited pool (``rate``: its rate and the tokens its bucket holds
+    now) no step is expected before its bucket allows its start."""
     holds = [
         float(event.data["held_s"])
         for event in released
@@ -103,19 +115,36 @@ def pool_forecasts(
     ][:HISTORY]
     holding = [(h.slots, now - h.claimed_at.timestamp()) for h in holders]
     return {
-        (step.run_id, step.step_key): forecast(
-            Gate(
-                label=f"pool {pool}",
-                capacity=limit,
-                holding=holding,
-                ahead=[p.slots for p in line[:index]],
-                need=step.slots,
-                holds=holds,
-                noun="step",
-            )
+        (step.run_id, step.step_key): _no_sooner_than_rate(
+            forecast(
+                Gate(
+                    label=f"pool {pool}",
+                    capacity=limit,
+                    holding=holding,
+                    ahead=[p.slots for p in line[:index]],
+                    need=step.slots,
+                    holds=holds,
+                    noun="step",
+                )
+            ),
+            rate,
+            index + 1,
         )
         for index, step in enumerate(line)
     }
+
+
+def _no_sooner_than_rate(
+    expected: Forecast, rate: tuple[str, float] | None, place: int
+) -> Forecast:
+    """``expected``, or later if the pool's rate allows the ``place``-th start later."""
+    if rate is None:
+        return expected
+    text, tokens = rate
+    by_rate = start_in_s(tokens, parse_rate(text), place)
+    if expected.seconds is not None and expected.seconds >= by_rate:
+        return expected
+    return Forecast(by_rate, f"rate {text}: start {place} from now")
 
 
 async def queue_forecasts(

@@ -5,7 +5,7 @@
   finished, step durations, pool waits, admission waits, lease expirations): what
   *this* process did, so a sum over daemons is the whole;
 - gauges read from storage at each scrape (pool limits, claimed slots, waiting steps
-  and the oldest wait, the run queue and its tag buckets): the state of the whole
+  and the oldest wait, rate tokens, the run queue and its tag buckets): the state of the whole
   storage, the same from every daemon sharing it (use ``max`` across instances).
 
 It serves the Prometheus text format through the standard client library
@@ -122,9 +122,17 @@ class _StorageGauges:
             "How long the longest-waiting step of a pool has waited (0 when none)",
             labels=labels,
         )
+        tokens = GaugeMetricFamily(
+            "rivers_pool_rate_tokens",
+            "Starts a rate-limited pool's token bucket allows now (fractional: the "
+            "next is on its way; absent for a pool without a rate)",
+            labels=labels,
+        )
         for pool in snapshot.pools:
             if pool.limit is not None:
                 limit.add_metric([pool.name], pool.limit)
+            if pool.rate_tokens is not None:
+                tokens.add_metric([pool.name], pool.rate_tokens)
             claimed.add_metric([pool.name], pool.claimed)
             pending.add_metric([pool.name], pool.pending)
             waited = (
@@ -133,7 +141,7 @@ class _StorageGauges:
                 else 0.0
             )
             oldest.add_metric([pool.name], max(waited, 0.0))
-        yield from (limit, claimed, pending, oldest)
+        yield from (limit, claimed, pending, oldest, tokens)
         queue = snapshot.queue
         yield GaugeMetricFamily(
             "rivers_queue_queued_runs",

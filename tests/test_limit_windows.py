@@ -196,7 +196,7 @@ async def test_the_window_schedule_is_stored_for_every_reader(tmp_path: Path) ->
 async def test_pools_list_names_the_window_in_force_and_the_next_change(
     hour: int,
 ) -> None:
-    from rivers.cli.pools import window_text
+    from rivers.cli.pool_text import window_text
     from rivers.core.limit_windows import LimitSchedule, LimitWindow
 
     schedule = LimitSchedule(4, (LimitWindow(OFFICE_HOURS, 1),))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
@@ -17,6 +16,8 @@ from rivers.actors.limit_windows import stored_schedules
 from rivers.cli._help import RiversGroup
 from rivers.cli._storage import existing_storage, resolve_run_id
 from rivers.cli.output import console, print_json
+from rivers.cli.pool_text import limit_text, rate_text, window_text, windows_document
+from rivers.core.rates import MAX_BURST, check_rate_override
 from rivers.errors import ConfigError, NotFoundError
 from rivers.materialize import run_sync
 from rivers.storage import open_backend
@@ -44,46 +45,6 @@ def bar(used: int, limit: int | None, width: int = BAR_WIDTH) -> str:
     return f"[{style}]{'#' * filled}[/]{'.' * (width - filled)} {used}/{limit}"
 
 
-def _limit_text(info: PoolInfo) -> str:
-    if info.limit is None:
-        return "unlimited"
-    return f"{info.limit} ({info.limit_source})"
-
-
-def window_text(schedule: LimitSchedule, info: PoolInfo, now: float) -> str:
-    """Say which time window of a pool is in force and when its limit next changes."""
-    window = schedule.window_at(now)
-    in_force = (
-        f"base limit {schedule.base} (no window in force)"
-        if window is None
-        else f"window {safe(repr(window.cron))} in force ({window.limit} slots)"
-    )
-    if info.limit_source == "override":
-        return f"{in_force}; the override {info.limit} wins (rivers pools reset)"
-    change = schedule.next_change(now)
-    if change is None:
-        return in_force
-    at = datetime.fromtimestamp(change.at, ZoneInfo(schedule.timezone))
-    return (
-        f"{in_force}; {change.limit} from {at:%a %Y-%m-%d %H:%M} {schedule.timezone} "
-        f"(in {format_seconds(change.at - now)})"
-    )
-
-
-def _windows_document(schedule: LimitSchedule, now: float) -> dict[str, Any]:
-    window = schedule.window_at(now)
-    change = schedule.next_change(now)
-    return {
-        "base": schedule.base,
-        "timezone": schedule.timezone,
-        "windows": {w.cron: w.limit for w in schedule.windows},
-        "in_force": None if window is None else window.cron,
-        "limit_in_force": schedule.limit_at(now),
-        "next_change_at": None if change is None else change.at,
-        "next_limit": None if change is None else change.limit,
-    }
-
-
 def _parse_limit(text: str) -> int:
     try:
         value = int(text)
@@ -94,6 +55,16 @@ def _parse_limit(text: str) -> int:
     if not 0 <= value <= MAX_LIMIT:
         raise ConfigError(f"pool limit {value} is out of range; use 0..{MAX_LIMIT}")
     return value
+
+
+def _parse_burst(text: str) -> int:
+    """Return ``--burst`` as an int (its range is checked with the rate)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(
+            f"--burst {text!r} is not an integer; use a whole number in 1..{MAX_BURST}"
+        ) from None
 
 
 @app.command("list")
@@ -135,7 +106,7 @@ def list_pools(
         oldest = min((p.enqueued_at for p in pending), default=None)
         table.add_row(
             safe(info.name),
-            _limit_text(info),
+            limit_text(info),
             bar(info.claimed_slots, info.limit),
             str(info.pending_steps),
             "-" if oldest is None else format_seconds((now - oldest).total_seconds()),
@@ -154,6 +125,9 @@ def list_pools(
         if info.name in windows:
             text = window_text(windows[info.name], info, now.timestamp())
             console().print(f"{safe(info.name)}: {text}")
+        rate = rate_text(info)
+        if rate is not None:
+            console().print(f"{safe(info.name)}: {rate}")
 
 
 @app.command("info")
@@ -190,16 +164,19 @@ def pool_info(
             "pending": pending,
         }
         if schedule is not None:
-            document["windows"] = _windows_document(schedule, now.timestamp())
+            document["windows"] = windows_document(schedule, now.timestamp())
         print_json(document)
         return
     out = console()
     out.print(
-        f"pool {safe(info.name)}: limit {_limit_text(info)}, claimed "
+        f"pool {safe(info.name)}: limit {limit_text(info)}, claimed "
         f"{bar(info.claimed_slots, info.limit)}, {info.pending_steps} pending"
     )
     if schedule is not None:
         out.print(window_text(schedule, info, now.timestamp()))
+    rate = rate_text(info)
+    if rate is not None:
+        out.print(rate)
     holder_table = Table(title="holders", box=None, header_style="bold", pad_edge=False)
     for column in ("RUN", "STEP", "SLOTS", "HELD FOR", "LEASE EXPIRES IN"):
         holder_table.add_column(column, no_wrap=True)
@@ -245,22 +222,45 @@ def set_limit(
             "(and create the storage if needed).",
         ),
     ] = False,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            "--rate",
+            metavar="RATE",
+            help="Also limit starts per period, across every process: COUNT/PERIOD "
+            "such as 100/min, 5/s, 1/30s ('none' lifts a declared rate).",
+        ),
+    ] = None,
+    burst: Annotated[
+        str | None,
+        typer.Option(
+            "--burst",
+            metavar="N",
+            help="With --rate: how many steps may start at once after a quiet "
+            "spell (default 1: starts evenly spaced).",
+        ),
+    ] = None,
 ) -> None:
-    """Override a pool's limit; running runtimes pick it up within a second.
+    """Override a pool's limit (and rate); running runtimes pick it up at once.
 
     The pool must be one a repository that ran in this storage names (or one set
-    before); a new name needs --create, so a typo is not a new pool.
+    before); a new name needs --create, so a typo is not a new pool. Without
+    --rate the declared rate, if any, applies.
 
-    Example: rivers pools set warehouse 8
+    Example: rivers pools set api 4 --rate 100/min
     """
     state: CliState = ctx.obj
     check_pool_name(name)
     value = _parse_limit(limit)
+    burst_value = None if burst is None else _parse_burst(burst)
+    check_rate_override(rate, burst_value, "--rate")
 
     async def write() -> PoolInfo:
         if create:
             async with open_backend(state.storage) as storage:
-                await storage.pools.set_pool_limit(name, value)
+                await storage.pools.set_pool_limit(
+                    name, value, rate=rate, burst=burst_value
+                )
                 return await storage.pools.get_pool_info(name)
         async with existing_storage(state.storage, write=True) as storage:
             known = [info.name for info in await storage.pools.get_all_pool_infos()]
@@ -270,11 +270,13 @@ def set_limit(
                     f"{did_you_mean(name, known)}: no repository that ran here "
                     "names it; pass --create to set a limit for a new pool"
                 )
-            await storage.pools.set_pool_limit(name, value)
+            await storage.pools.set_pool_limit(
+                name, value, rate=rate, burst=burst_value
+            )
             return await storage.pools.get_pool_info(name)
 
     info = run_sync(write)
-    console().print(f"pool {safe(name)}: limit {_limit_text(info)}")
+    console().print(f"pool {safe(name)}: limit {limit_text(info)}")
 
 
 @app.command("reset")
@@ -295,7 +297,7 @@ def reset_limit(
             return await storage.pools.get_pool_info(name)
 
     info = run_sync(write)
-    console().print(f"pool {safe(name)}: limit {_limit_text(info)}")
+    console().print(f"pool {safe(name)}: limit {limit_text(info)}")
 
 
 @app.command("set-default", context_settings={"ignore_unknown_options": True})

@@ -26,7 +26,19 @@ from dataclasses import dataclass
 
 from rivers.errors import ConfigError
 
-__all__ = ("MAX_BURST", "Rate", "available", "parse_rate", "wait_s")
+__all__ = (
+    "MAX_BURST",
+    "NO_RATE",
+    "Rate",
+    "available",
+    "check_rate_override",
+    "parse_rate",
+    "start_in_s",
+    "wait_s",
+)
+
+NO_RATE = "none"
+"""An override's rate that lifts a declared rate (``rivers pools set --rate none``)."""
 
 MAX_COUNT = 1_000_000
 MAX_BURST = 10_000
@@ -50,7 +62,7 @@ _UNITS = {
     "days": ("day", 86_400.0),
 }
 _SPELLING = re.compile(
-    r"\s*(?P<count>[0-9]+)\s*/\s*(?P<amount>[0-9]+(?:\.[0-9]+)?)?\s*(?P<unit>[a-z]+)\s*"
+    r" *(?P<count>[0-9]+) */ *(?P<amount>[0-9]+(?:\.[0-9]+)?)? *(?P<unit>[a-z]+) *"
 )
 _ACCEPTS = (
     "use COUNT/PERIOD such as '100/min', '5/s', '1/30s', '1000/hour' or '10/day' "
@@ -112,8 +124,48 @@ def available(
     return min(float(burst), tokens + elapsed * rate.per_second)
 
 
+def start_in_s(tokens: float, rate: Rate, place: int) -> float:
+    """Seconds until the bucket (holding ``tokens`` now) allows the ``place``-th
+    start from now (1: the next), if nobody else takes a token first."""
+    return max(0.0, (place - tokens) / rate.per_second)
+
+
 def wait_s(tokens: float, rate: Rate) -> float:
     """Seconds until the bucket holds a whole token (0 when it does)."""
     if tokens >= 1.0:
         return 0.0
     return (1.0 - tokens) / rate.per_second
+
+
+def check_rate_override(
+    rate: str | None, burst: int | None, field: str
+) -> tuple[str | None, int | None]:
+    """Return the stored form of an override's rate and burst (canonical text).
+
+    Raises:
+        ConfigError: not a rate (nor ``"none"``), or a bad burst, or a burst
+            without a rate.
+    """
+    if rate is None:
+        if burst is not None:
+            raise ConfigError(f"a burst needs a rate; pass {field} too")
+        return None, None
+    if rate.strip().lower() == NO_RATE:
+        if burst is not None:
+            raise ConfigError(f"{field} 'none' takes no burst; drop the burst")
+        return NO_RATE, None
+    text = parse_rate(rate, field).text
+    if burst is None:
+        return text, 1
+    return text, _check_burst(burst)
+
+
+def _check_burst(burst: object) -> int:
+    if isinstance(burst, bool) or not isinstance(burst, int):
+        raise ConfigError(f"burst must be an int in 1..{MAX_BURST}, got {burst!r}")
+    if not 1 <= burst <= MAX_BURST:
+        raise ConfigError(
+            f"burst {burst} is out of range; use 1..{MAX_BURST} (1: starts evenly "
+            "spaced)"
+        )
+    return burst

@@ -93,13 +93,16 @@ def pool_wait_reason(
         if view is not None and view.limit is not None and view.claimed >= view.limit:
             chosen = (pool, place)
             break
+        if view is not None and "next start" in view.rate:  # out of rate tokens
+            chosen = (pool, place)
     pool, place = chosen
     view = pools.get(pool)
     if view is None or view.limit is None:
         counts = "" if view is None else f" {view.claimed}/∞"
     else:
         counts = f" {view.claimed}/{view.limit}"
-    return f"pool {pool}{counts}, {ordinal(place)} in line"
+    rate = f", rate {view.rate}" if view is not None and view.rate else ""
+    return f"pool {pool}{counts}{rate}, {ordinal(place)} in line"
 
 
 def step_wait_reason(event: Event, now: datetime) -> tuple[int, str]:

@@ -305,12 +305,12 @@ def _pools_panel(
     table.add_column("OLDEST WAIT" if wide else "WAIT", no_wrap=True)
     table.add_column("NEXT LEASE EXPIRY" if wide else "LEASE", no_wrap=True)
     for pool in _cut(pools, rows):
-        if pool.limit is None:
-            limit = "unlimited"
-        else:
-            source = pool.limit_source or ""
-            limit = f"{pool.limit} {source if wide else source[:4]}".rstrip()
-            limit += f", {pool.next_change}" if wide and pool.next_change else ""
+        source = pool.limit_source or ""
+        limit = f"{pool.limit} {source if wide else source[:4]}".rstrip()
+        limit = "unlimited" if pool.limit is None else limit
+        limit += f", {pool.next_change}" if wide and pool.next_change else ""
+        if pool.rate:  # the rate alone when narrow, with what its bucket allows wide
+            limit += f", {pool.rate if wide else pool.rate.split(':')[0]}"
         expiry = pool.next_lease_expiry_at
         lease = "-" if expiry is None else "in " + _age(now, expiry)
         row = [

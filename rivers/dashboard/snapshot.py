@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rivers._liveness import live_served
+from rivers._text import format_seconds
 from rivers.actors.limit_windows import stored_schedules
 from rivers.core.pool_admission import POOLS_REASONS
 from rivers.core.queue import stored_rules
@@ -38,6 +39,7 @@ from rivers.storage.records import (
     IN_FLIGHT_STATUSES,
     Event,
     PendingStep,
+    PoolInfo,
     RunRecord,
     RunStatus,
     StepStatus,
@@ -256,8 +258,9 @@ async def _read_pools(
         if waiting and info.limit:
             if released is None:
                 released = await recent_releases(storage)
+            rate = None if info.rate is None else (info.rate, info.tokens or 0.0)
             forecasts = pool_forecasts(
-                info.name, info.limit, waiting, holders, released, now
+                info.name, info.limit, waiting, holders, released, now, rate
             )
             for key, forecast in forecasts.items():
                 expected.setdefault(key, forecast)
@@ -276,8 +279,19 @@ async def _read_pools(
             next_change=""
             if info.name not in windows or info.limit_source != "repository"
             else windows[info.name].describe_next_change(now),
+            rate=_rate_text(info),
+            rate_tokens=info.tokens,
         )
     return pools, pending, expected
+
+
+def _rate_text(info: PoolInfo) -> str:
+    """``20/s: next start in 30 ms`` (``""`` for a pool without a rate)."""
+    if info.rate is None or info.next_token_in_s is None:
+        return ""
+    if info.next_token_in_s <= 0:
+        return f"{info.rate}: may start now"
+    return f"{info.rate}: next start in {format_seconds(info.next_token_in_s)}"
 
 
 async def _in_flight_views(

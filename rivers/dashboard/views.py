@@ -72,6 +72,10 @@ class PoolView(msgspec.Struct, frozen=True, kw_only=True):
     next_lease_expiry_at: datetime | None
     next_change: str = ""
     """For a pool with time windows: the limit it changes to and when."""
+    rate: str = ""
+    """For a rate-limited pool: its rate (``20/s``), then what its bucket allows."""
+    rate_tokens: float | None = None
+    """For a rate-limited pool: the starts its bucket allows now (fractional)."""
 
 
 class RunView(msgspec.Struct, frozen=True, kw_only=True):

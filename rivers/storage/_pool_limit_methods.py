@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from rivers._validate import MAX_LIMIT, check_int, check_pool_name
 from rivers._wakeups import WakeSender
-from rivers.core.rates import MAX_BURST, parse_rate
-from rivers.errors import ConfigError
+from rivers.core.rates import check_rate_override
 from rivers.storage import _pool_limits_sql as limits_sql
 from rivers.storage._pools_sql import all_waiting_owners, waiting_owners
 
@@ -20,32 +19,9 @@ if TYPE_CHECKING:
     from rivers._clock import Clock
     from rivers.storage.records import PoolInfo
 
-__all__ = ("PoolLimitMethods", "check_rate_override")
+__all__ = ("PoolLimitMethods",)
 
 T = TypeVar("T")
-
-
-def check_rate_override(
-    rate: str | None, burst: int | None, field: str
-) -> tuple[str | None, int | None]:
-    """Return the stored form of an override's rate and burst (canonical text).
-
-    Raises:
-        ConfigError: not a rate (nor ``"none"``), or a bad burst, or a burst
-            without a rate.
-    """
-    if rate is None:
-        if burst is not None:
-            raise ConfigError(f"{field}: a burst needs a rate; pass a rate too")
-        return None, None
-    if rate.strip().lower() == limits_sql.NO_RATE:
-        if burst is not None:
-            raise ConfigError(f"{field}: rate 'none' takes no burst; drop the burst")
-        return limits_sql.NO_RATE, None
-    text = parse_rate(rate, field).text
-    if burst is None:
-        return text, 1
-    return text, check_int(burst, f"burst of {field}", minimum=1, maximum=MAX_BURST)
 
 
 class PoolLimitMethods:

@@ -20,14 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rivers.core.rates import Rate, available, parse_rate, wait_s
+from rivers.core.rates import NO_RATE, Rate, available, parse_rate, wait_s
 from rivers.storage.records import PoolInfo
 
 if TYPE_CHECKING:
     import sqlite3
 
 __all__ = (
-    "NO_RATE",
     "RATE_COLUMNS",
     "RateInForce",
     "clear_stored_default",
@@ -40,9 +39,6 @@ __all__ = (
     "stored_default",
 )
 
-
-NO_RATE = "none"
-"""The stored override rate that lifts a declared rate."""
 
 RATE_COLUMNS = "override_rate, override_burst, declared_rate, declared_burst"
 """The ``pools`` columns ``rate_of`` reads, in its argument order."""

@@ -137,6 +137,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     data: dict[str, Any]
 
 
+_RATE_FIELDS = frozenset({"rate", "rate_source", "burst", "tokens", "next_token_in_s"})
+
+
 class PoolInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A pool's limit (None: unlimited), where it came from, and its use; for a
     rate-limited pool also its rate and bucket (JSON omits them for other pools)."""
@@ -156,6 +159,16 @@ class PoolInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Starts the bucket allows now (fractional: the next is on its way)."""
     next_token_in_s: float | None = None
     """Seconds until the bucket allows a start (0: now)."""
+
+    def __repr__(self) -> str:
+        """The fields, without the rate's when the pool has none (as in JSON)."""
+        fields = [
+            f"{name}={getattr(self, name)!r}"
+            for name in self.__struct_fields__
+            if self.rate is not None
+            or not name.startswith(("rate", "burst", "tok", "next"))
+        ]
+        return f"PoolInfo({', '.join(fields)})"
 
 
 class SlotHolder(msgspec.Struct, frozen=True, kw_only=True):

@@ -980,6 +980,7 @@ VALIDATORS: dict[str, tuple[Callable[[Any], object], str]] = {
     "CodeRepository io_manager": (lambda v: _repo_with(io_manager=v), "io_manager"),
     "PoolLimit slots": (lambda v: rs.PoolLimit(v), "PoolLimit.slots"),
     "PoolLimit rate": (lambda v: rs.PoolLimit(1, rate=v), "rate"),
+    "PoolLimit burst": (lambda v: rs.PoolLimit(1, rate="1/s", burst=v), "burst"),
     "PoolLimit windows": (lambda v: rs.PoolLimit(1, windows=v), "PoolLimit.windows"),
     "PoolLimit windows key": (
         lambda v: rs.PoolLimit(1, windows={v: 1} if isinstance(v, Hashable) else v),  # type: ignore[dict-item]
@@ -1214,6 +1215,17 @@ CLI_OPTIONS: dict[str, Callable[[str], list[str]]] = {
     "pools info": lambda v: ["pools", "info", v],
     "pools set NAME": lambda v: ["pools", "set", v, "3"],
     "pools set LIMIT": lambda v: ["pools", "set", "db", v],
+    "pools set --rate": lambda v: ["pools", "set", "db", "3", "--rate", v],
+    "pools set --burst": lambda v: [
+        "pools",
+        "set",
+        "db",
+        "3",
+        "--rate",
+        "1/s",
+        "--burst",
+        v,
+    ],
     "pools reset": lambda v: ["pools", "reset", v],
     "pools free": lambda v: ["pools", "free", v],
     "pools free STEP": lambda v: ["pools", "free", "run", v],

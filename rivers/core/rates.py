@@ -24,6 +24,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from rivers._repr import short_repr
 from rivers.errors import ConfigError
 
 __all__ = (
@@ -94,17 +95,20 @@ def parse_rate(text: str, field: str = "rate") -> Rate:
     """
     match = _SPELLING.fullmatch(text.lower()) if isinstance(text, str) else None
     if match is None or match["unit"] not in _UNITS:
-        raise ConfigError(f"{field} {text!r} is not a rate; {_ACCEPTS}")
+        raise ConfigError(f"{field} {short_repr(text)} is not a rate; {_ACCEPTS}")
     count = int(match["count"])
     amount_text = match["amount"] or "1"
     amount = float(amount_text)
     unit, unit_s = _UNITS[match["unit"]]
     period_s = amount * unit_s
     if not 1 <= count <= MAX_COUNT:
-        raise ConfigError(f"{field} {text!r} has a count of {count}; {_ACCEPTS}")
+        raise ConfigError(
+            f"{field} {short_repr(text)} has a count of {count}; {_ACCEPTS}"
+        )
     if not _MIN_PERIOD_S <= period_s <= _MAX_PERIOD_S:
         raise ConfigError(
-            f"{field} {text!r} has a period outside 1 ms..366 days; {_ACCEPTS}"
+            f"{field} {short_repr(text)} has a period outside 1 ms..366 days; "
+            f"{_ACCEPTS}"
         )
     amount_part = "" if amount == 1 else f"{amount:g}"
     return Rate(count, period_s, f"{count}/{amount_part}{unit}")
@@ -162,7 +166,9 @@ def check_rate_override(
 
 def _check_burst(burst: object) -> int:
     if isinstance(burst, bool) or not isinstance(burst, int):
-        raise ConfigError(f"burst must be an int in 1..{MAX_BURST}, got {burst!r}")
+        raise ConfigError(
+            f"burst must be an int in 1..{MAX_BURST}, got {short_repr(burst)}"
+        )
     if not 1 <= burst <= MAX_BURST:
         raise ConfigError(
             f"burst {burst} is out of range; use 1..{MAX_BURST} (1: starts evenly "

@@ -16,6 +16,7 @@ WORKLOADS = (
     "footprint",
     "forecast",
     "advisor",
+    "rate_limits",
 )
 """The workload modules, in the order the suite runs them."""
 UVLOOP_WORKLOADS = ("inprocess_dag", "pools", "run_queue")

@@ -201,8 +201,33 @@ def check_observability(ran: Ran) -> None:
     _leaves_rivers_home_alone(ran)
 
 
+def check_rate_limits(ran: Ran) -> None:
+    assert ran.find(r"run \w+: (\w+), 12 calls") == [("SUCCESS",)]
+    offsets = [float(o) for (o,) in ran.find(r"call started at \+([\d.]+) s")]
+    gaps = [float(g) for (g,) in ran.find(r"\(gap ([\d.]+) s\)")]
+    assert len(offsets) == 12
+    assert len(gaps) == 11
+    # 4 slots would let 4 start at once; the rate spaces them a token (0.1 s)
+    # apart, with a little slack for the time from a claim to the step's first line.
+    assert min(gaps) > 0.09, gaps
+    ((achieved, rate),) = ran.find(r"achieved ([\d.]+) starts/s at rate (\d+)/s")
+    # Woken when each token is due, not at the next poll (0.2 s).
+    assert 7.5 < float(achieved) <= int(rate) == 10
+    ((peak, limit),) = ran.find(r"most starts in any 1 s window: (\d+) <= rate (\d+)")
+    assert 1 <= int(peak) <= int(limit) == 10
+    ((tokens, next_in),) = ran.find(
+        r"pool api: limit 4 \(repository\), rate 10/s \(repository\), burst 1: "
+        r"([\d.]+) token\(s\) now, next token in ([\d.]+) s"
+    )
+    # The bucket was just drained: under one token, the next one due when it fills.
+    assert 0 <= float(tokens) <= 1
+    assert abs(float(next_in) - (1 - float(tokens)) / 10) < 0.002
+    _leaves_rivers_home_alone(ran)
+
+
 CHECKS: dict[str, Callable[[Ran], None]] = {
     "observability.py": check_observability,
+    "rate_limits.py": check_rate_limits,
     "pool_aware_admission.py": check_pool_aware_admission,
     "quickstart.py": check_quickstart,
     "run_queue.py": check_run_queue,

@@ -2,9 +2,9 @@
 
 A repository's ``pool_limits`` may hold ``rs.PoolLimit``s with time windows. This actor
 declares every pool of the repositories its runtime registers at the limit in force
-now (with its rate and burst, if it has one); from the first windowed pool on, its task sleeps until the next window edge
-(at most ``RECHECK_S``, so a clock jump or a DST change is seen) and declares the
-pools whose limit changed. ``declare_pools``
+now (with its rate and burst, if it has one); from the first windowed pool on, its
+task sleeps until the next window edge (at most ``RECHECK_S``, so a clock jump or a
+DST change is seen) and declares the pools whose limit changed. ``declare_pools``
 wakes every runtime with a step waiting for a changed pool: a raised limit lets them
 in, a lowered one lets the holders finish and admits nobody until the pool is under it.
 

@@ -763,7 +763,10 @@ def test_pool_slots_above_a_window_limit_name_the_window() -> None:
         ({"windows": {"0 8 * * *": -1}}, r"windows\['0 8 \* \* \*'\] must be in 0"),
         ({"windows": [("0 8 * * *", 1)]}, "windows must be a dict"),
         ({"timezone": "Mars/Base"}, "PoolLimit.timezone 'Mars/Base' is not a known"),
-        ({"rate": "100/min"}, r"PoolLimit\(rate='100/min'\) is not supported"),
+        ({"rate": "100 a minute"}, r"PoolLimit\.rate '100 a minute' is not a rate"),
+        ({"rate": "0/min"}, r"PoolLimit\.rate '0/min' has a count of 0"),
+        ({"rate": "1/s", "burst": 0}, r"PoolLimit\.burst must be in 1"),
+        ({"burst": 2}, r"PoolLimit\(burst=2\) needs a rate"),
     ],
 )
 def test_a_bad_pool_limit_is_named_in_one_line(

@@ -53,12 +53,14 @@ from rivers.io import FilesystemIOManager, IOManager, ValueNotFound
 from rivers.io_upath import UPathIOManager
 from rivers.materialize import materialize as _materialize
 from rivers.results import MaterializeResult
-from rivers.runtime import RunHandle, Runtime
+from rivers.run_handle import RunHandle
+from rivers.runtime import Runtime
 from rivers.storage import open_storage
 from rivers.storage.records import (
     Event,
     PendingStep,
     PoolInfo,
+    PruneResult,
     RunRecord,
     RunStatus,
     SlotHolder,
@@ -89,6 +91,7 @@ __all__ = (
     "PoolLease",
     "PoolLimit",
     "PoolTooSmall",
+    "PruneResult",
     "RetryPolicy",
     "RiversError",
     "RunBackendConfig",

@@ -25,6 +25,7 @@ from rivers.actors.limit_windows import LimitWindows
 from rivers.actors.liveness import ProcessMonitor
 from rivers.actors.pools import PoolManager
 from rivers.actors.queue import QueueCoordinator
+from rivers.actors.retention import Retention
 from rivers.actors.run_executor import CLEANUP_TIMEOUT_S, RunExecutor
 from rivers.actors.run_failure import record_run_failure
 from rivers.actors.triggers import TriggerRunner
@@ -37,6 +38,7 @@ from rivers.executors.process_pool import WorkerPool
 from rivers.explain import explain_run
 from rivers.messages import RunCanceling, RunEnqueued
 from rivers.metrics import MetricsServer, parse_metrics_addr
+from rivers.run_handle import RunHandle
 from rivers.storage import Storage, StorageBackend, connect_backend
 from rivers.storage.records import Event, NewRun, RunRecord, RunStatus
 
@@ -181,6 +183,11 @@ class Runtime:
                 await self._task_group.start(
                     self._run_coordinators, name="rivers.queue"
                 )
+            if self._long_lived and self.backend.retention_s is not None:
+                retention = Retention(
+                    backend.runs, self.clock, self.backend.retention_s
+                )
+                await self._task_group.start(retention.run, name="rivers.retention")
             # Schedules, sensors and automation conditions, submitting through
             # self.submit. Started last; stopped first (the stack unwinds LIFO).
             # A one-off runtime runs none of them.
@@ -677,28 +684,3 @@ def _raise_one_storage_error(group: BaseExceptionGroup[Any]) -> None:
     single = one_storage_error(group)
     if single is not None:
         raise single
-
-
-@final
-class RunHandle:
-    """A submitted run: its id, and a way to wait for its end."""
-
-    __slots__ = ("_runtime", "run_id")
-
-    def __init__(self, runtime: Runtime, run_id: str) -> None:
-        self._runtime = runtime
-        self.run_id = run_id
-
-    async def wait(self) -> RunRecord:
-        """Wait until the run has finished (SUCCESS, FAILURE or CANCELED)."""
-        return await self._runtime.wait_for(self.run_id)
-
-    async def status(self) -> RunStatus:
-        """Return the run's current status."""
-        record = await self._runtime.storage.get_run(self.run_id)
-        if record is None:
-            raise RunNotFound(self.run_id)
-        return record.status
-
-    def __repr__(self) -> str:
-        return f"RunHandle({self.run_id!r})"

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import rivers as rs
+from rivers._durations import parse_duration
 from rivers.cli.app import run as cli_run
-from rivers.definitions.durations import parse_duration
 from rivers.storage import open_backend
 
 SCALE = 20 if os.environ.get("RIVERS_HYPOTHESIS_PROFILE") == "long" else 1

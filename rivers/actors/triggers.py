@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from rivers._clock import Clock
     from rivers.actors.events import EventWriter
     from rivers.definitions.repository import CodeRepository
-    from rivers.runtime import RunHandle
+    from rivers.run_handle import RunHandle
     from rivers.storage.base import RunStore, StateStore
 
 __all__ = (

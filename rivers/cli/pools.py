@@ -398,8 +398,8 @@ def advise_limit(
 
     Example: rivers pools advise warehouse --since 24h
     """
+    from rivers._durations import parse_duration
     from rivers.cli.advise import advise_command
-    from rivers.definitions.durations import parse_duration
 
     state: CliState = ctx.obj
     check_pool_name(name)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 
+from rivers._durations import parse_duration
 from rivers._ids import new_run_id
 from rivers._liveness import live_served
 from rivers._signals import exit_for_signal
@@ -16,7 +17,6 @@ from rivers.cli.loading import load_repository
 from rivers.cli.output import console
 from rivers.core.ownership import clash_warning, unserved_reason
 from rivers.definitions.configs import RunBackendConfig
-from rivers.definitions.durations import parse_duration
 from rivers.definitions.requests import RunRequest
 from rivers.materialize import run_sync
 from rivers.messages import RunEnqueued

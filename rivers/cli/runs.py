@@ -1,4 +1,5 @@
-"""``rivers runs list|show|logs|why|cancel``: inspect and control runs in the storage."""
+"""``rivers runs list|show|logs|why|cancel|prune``: inspect and control runs in the
+storage, and delete old finished ones."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import anyio
 import typer
 
+from rivers._durations import MAX_RETENTION_S, parse_duration
 from rivers._text import format_seconds, safe
 from rivers.cli._common import CliState, parse_tag_filter
 from rivers.cli._help import RiversGroup
@@ -23,7 +25,8 @@ from rivers.cli.output import (
 )
 from rivers.errors import ConfigError
 from rivers.materialize import run_sync
-from rivers.storage.records import Event, RunRecord, RunStatus, StepRecord
+from rivers.storage.facade import Storage
+from rivers.storage.records import Event, PruneResult, RunRecord, RunStatus, StepRecord
 
 if TYPE_CHECKING:
     from rivers.storage.base import StorageBackend
@@ -327,3 +330,60 @@ async def _cancel(
             f"still stopping after {format_seconds(wait_s)}; "
             f"'rivers runs show {run_id}' tells how it ends"
         )
+
+
+@app.command("prune")
+def prune_runs(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            metavar="AGE",
+            help="Delete the finished runs created and ended more than AGE ago, "
+            "such as 30d, 12h or 90m.",
+            show_default=False,
+        ),
+    ],
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Only say what would be deleted."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Delete old finished runs with their events and steps (each asset's latest
+    materialization is kept); queued and running runs are never touched.
+
+    It deletes a few hundred runs per transaction, so it can run beside a busy
+    daemon. RunBackendConfig(retention="30d") makes a daemon do it every hour.
+
+    Example: rivers runs prune --older-than 30d --dry-run
+    """
+    state: CliState = ctx.obj
+    age_s = parse_duration(older_than, "--older-than", maximum=MAX_RETENTION_S)
+
+    async def prune() -> PruneResult:
+        async with existing_storage(state.storage, write=not dry_run) as backend:
+            return await Storage(backend).prune(older_than=age_s, dry_run=dry_run)
+
+    result = run_sync(prune)
+    if as_json:
+        print_json(result)
+        return
+    what = (
+        f"{result.runs} finished run(s) created and ended before "
+        f"{result.cutoff:%Y-%m-%d %H:%M:%S} UTC: {result.events} event(s), "
+        f"{result.steps} step(s), {result.materializations} superseded "
+        "materialization(s)"
+    )
+    if result.dry_run:
+        console().print(f"would prune {what}; nothing deleted (--dry-run)")
+        return
+    console().print(
+        f"pruned {what}; database {_mib(result.bytes_before)} -> "
+        f"{_mib(result.bytes_after)}"
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"

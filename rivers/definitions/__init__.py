@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rivers._durations import parse_duration
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
     RetryPolicy,
@@ -9,7 +10,6 @@ from rivers.definitions.configs import (
     RunQueueConfig,
     TagConcurrencyLimit,
 )
-from rivers.definitions.durations import parse_duration
 from rivers.definitions.executor_configs import (
     ExecutorConfig,
     InProcessExecutor,

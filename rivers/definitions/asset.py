@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, final, overload
 
+from rivers._durations import Duration, parse_duration
 from rivers._repr import short_repr
 from rivers._validate import (
     check_asset_name,
@@ -17,7 +18,6 @@ from rivers._validate import (
     check_tags,
 )
 from rivers.definitions.configs import RetryPolicy
-from rivers.definitions.durations import Duration, parse_duration
 from rivers.errors import ConfigError
 
 __all__ = ("CONTEXT_PARAMETER", "Asset")

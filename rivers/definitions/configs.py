@@ -16,6 +16,17 @@ from typing import final
 import msgspec
 from msgspec.structs import force_setattr
 
+from rivers._durations import (
+    MAX_DEQUEUE_INTERVAL_S,
+    MAX_LEASE_S,
+    MAX_RETENTION_S,
+    MAX_RETRY_DELAY_S,
+    MIN_INTERVAL_S,
+    MIN_LEASE_S,
+    MIN_RETENTION_S,
+    Duration,
+    parse_duration,
+)
 from rivers._repr import short_repr
 from rivers._validate import (
     MAX_LIMIT,
@@ -25,15 +36,6 @@ from rivers._validate import (
 from rivers.core.limit_windows import LimitSchedule
 from rivers.core.queue import LimitRule
 from rivers.core.triggers import check_timezone
-from rivers.definitions.durations import (
-    MAX_DEQUEUE_INTERVAL_S,
-    MAX_LEASE_S,
-    MAX_RETRY_DELAY_S,
-    MIN_INTERVAL_S,
-    MIN_LEASE_S,
-    Duration,
-    parse_duration,
-)
 from rivers.definitions.pool_limit import check_windows
 from rivers.errors import ConfigError
 
@@ -251,11 +253,17 @@ class RunBackendConfig(msgspec.Struct, frozen=True):
         lease_gc_interval: how often expired claims are looked for (default: a
             quarter of ``lease_duration``, at most 5 s). Accepts: None or a
             duration from 10ms to ``lease_duration``.
+        retention: how long finished runs are kept: a long-lived runtime (a
+            daemon) deletes the finished runs older than this, with their events
+            and steps, at start and every hour (``rivers runs prune`` does it by
+            hand). None keeps every run. Accepts: None or a duration from 1m to
+            36500d.
     """
 
     storage: str | None = None
     lease_duration: Duration = 60.0
     lease_gc_interval: Duration | None = None
+    retention: Duration | None = None
 
     def __post_init__(self) -> None:
         if self.storage is not None and (
@@ -288,6 +296,20 @@ class RunBackendConfig(msgspec.Struct, frozen=True):
                     maximum_name="lease_duration",
                 ),
             )
+        if self.retention is not None:
+            retention = parse_duration(
+                self.retention,
+                "RunBackendConfig.retention",
+                minimum=MIN_RETENTION_S,
+                maximum=MAX_RETENTION_S,
+            )
+            force_setattr(self, "retention", retention)
+
+    @property
+    def retention_s(self) -> float | None:
+        """The retention in seconds (None: keep every run)."""
+        assert self.retention is None or isinstance(self.retention, float)
+        return self.retention
 
     @property
     def lease_s(self) -> float:

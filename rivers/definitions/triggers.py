@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 import msgspec
 from msgspec.structs import force_setattr
 
+from rivers._durations import MIN_INTERVAL_S, Duration, parse_duration
 from rivers._repr import short_repr
 from rivers._validate import check_asset_name, check_tags
 from rivers.core.triggers import check_cron, check_timezone, next_tick
 from rivers.definitions.asset import Asset
-from rivers.definitions.durations import MIN_INTERVAL_S, Duration, parse_duration
 from rivers.errors import ConfigError
 
 __all__ = (

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         NewRun,
         PendingStep,
         PoolInfo,
+        PruneResult,
         RunRecord,
         RunStatus,
         SlotHolder,
@@ -57,7 +58,6 @@ __all__ = (
     "RunStore",
     "StateStore",
     "StorageBackend",
-    "StorageInspection",
     "WantedClaim",
 )
 
@@ -113,6 +113,10 @@ class RunStore(Protocol):
     ) -> list[RunRecord]: ...
 
     async def count_runs(self, statuses: Iterable[RunStatus]) -> int: ...
+
+    async def prune_runs(
+        self, cutoff: float, *, dry_run: bool = False
+    ) -> PruneResult: ...
 
     async def get_step_records(self, run_id: str) -> list[StepRecord]: ...
 
@@ -361,56 +365,6 @@ class DashboardReads(Protocol):
     async def get_waiting_step_events(
         self, run_id: str, step_keys: Iterable[str]
     ) -> dict[str, Event]: ...
-
-
-class StorageInspection(Protocol):
-    """API.md §4: what ``rt.storage`` and ``rs.open_storage`` give users."""
-
-    async def get_all_pool_infos(self) -> list[PoolInfo]: ...
-
-    async def get_pool_info(self, name: str) -> PoolInfo: ...
-
-    async def get_pool_slot_holders(self, name: str) -> list[SlotHolder]: ...
-
-    async def get_pending_steps(self, name: str) -> list[PendingStep]: ...
-
-    async def set_pool_limit(
-        self,
-        name: str,
-        limit: int,
-        *,
-        rate: str | None = None,
-        burst: int | None = None,
-    ) -> None: ...
-
-    async def clear_pool_limit(self, name: str) -> None: ...
-
-    async def set_default_pool_limit(self, limit: int) -> None: ...
-
-    async def clear_default_pool_limit(self) -> None: ...
-
-    async def get_default_pool_limit(self) -> int | None: ...
-
-    async def free_pool_slots(
-        self, run_id: str, step_key: str | None = None
-    ) -> int: ...
-
-    async def get_run(self, run_id: str) -> RunRecord | None: ...
-
-    async def get_runs(
-        self,
-        status: RunStatus | str | Iterable[RunStatus | str] | None = None,
-        tags: Mapping[str, str | Sequence[str]] | None = None,
-        limit: int | None = 100,
-    ) -> list[RunRecord]: ...
-
-    async def get_events(
-        self,
-        run_id: str | None = None,
-        after: int | None = None,
-        limit: int | None = None,
-        kinds: Iterable[str] | None = None,
-    ) -> list[Event]: ...
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rivers._durations import MAX_RETENTION_S, parse_duration
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+    from datetime import timedelta
 
     from rivers.storage.base import StorageBackend
     from rivers.storage.records import (
         Event,
         PendingStep,
         PoolInfo,
+        PruneResult,
         RunRecord,
         RunStatus,
         SlotHolder,
@@ -127,6 +131,24 @@ class Storage:
     ) -> list[Event]:
         """Return events oldest first: of one run, after an event id, of some kinds."""
         return await self._backend.events.get_events(run_id, after, limit, kinds)
+
+    async def prune(
+        self, *, older_than: float | str | timedelta, dry_run: bool = False
+    ) -> PruneResult:
+        """Delete the finished runs (SUCCESS, FAILURE, CANCELED) created and ended
+        more than ``older_than`` ago (``"30d"``, seconds or a ``timedelta``), with
+        their events and steps, a few hundred runs per transaction so live runs
+        are never held up; each asset's latest materialization is kept. A file
+        created by this rivers then gives the freed pages back to the disk.
+
+        With ``dry_run`` nothing is deleted: the result says what would be.
+
+        Raises:
+            ConfigError: ``older_than`` is not a duration from 0 to 100 years.
+        """
+        seconds = parse_duration(older_than, "older_than", maximum=MAX_RETENTION_S)
+        cutoff = self._backend.clock.time() - seconds
+        return await self._backend.runs.prune_runs(cutoff, dry_run=dry_run)
 
 
 def backend_of(storage: Storage) -> StorageBackend:

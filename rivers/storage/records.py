@@ -14,6 +14,7 @@ __all__ = (
     "NewRun",
     "PendingStep",
     "PoolInfo",
+    "PruneResult",
     "RunRecord",
     "RunStatus",
     "SlotHolder",
@@ -169,6 +170,23 @@ class PoolInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             or not name.startswith(("rate", "burst", "tok", "next"))
         ]
         return f"PoolInfo({', '.join(fields)})"
+
+
+class PruneResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``storage.prune`` deleted (or, with ``dry_run``, would delete)."""
+
+    cutoff: datetime
+    """Finished runs created and ended before this went."""
+    dry_run: bool
+    runs: int
+    steps: int
+    events: int
+    materializations: int
+    """History entries superseded by a later materialization of the same asset
+    (each asset's latest is kept)."""
+    bytes_before: int
+    bytes_after: int
+    """The database file's size after the prune gave its free pages back."""
 
 
 class SlotHolder(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,7 +8,15 @@ two processes opening a new file at once apply it exactly once.
 
 from __future__ import annotations
 
-__all__ = ("APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION")
+from typing import TYPE_CHECKING
+
+from rivers.errors import MigrationError
+from rivers.storage import _errors
+
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = ("APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "check_marks", "migrate")
 
 APPLICATION_ID = 0x72697673  # "rivs"
 
@@ -182,3 +190,46 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def check_marks(conn: sqlite3.Connection) -> int:
+    """Return the schema version of a rivers (or empty) file.
+
+    Raises:
+        Foreign: the file is another application's SQLite database.
+        MigrationError: the file was written by a newer rivers.
+    """
+    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if application_id not in (0, APPLICATION_ID) or (
+        application_id == 0
+        and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+    ):
+        raise _errors.Foreign()
+    if version > SCHEMA_VERSION:
+        raise MigrationError(
+            f"the storage was written by a newer rivers (schema {version}, this rivers "
+            f"knows {SCHEMA_VERSION}); upgrade rivers"
+        )
+    return version
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the file to ``SCHEMA_VERSION`` in one ``BEGIN IMMEDIATE`` transaction
+    (re-reading the version: another process may have migrated meanwhile)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = check_marks(conn)
+        for number in range(version, SCHEMA_VERSION):
+            for statement in _statements(MIGRATIONS[number]):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

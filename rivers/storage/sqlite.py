@@ -42,6 +42,7 @@ from rivers.storage import _errors, _rows
 from rivers.storage._dashboard_methods import DashboardMethods
 from rivers.storage._pool_methods import PoolMethods
 from rivers.storage._queue_methods import QueueMethods
+from rivers.storage._retention_methods import RetentionMethods
 from rivers.storage._serving_methods import ServingMethods
 from rivers.storage.base import StorageBackend
 from rivers.storage.records import (
@@ -56,7 +57,7 @@ from rivers.storage.records import (
     StepStatus,
     from_timestamp,
 )
-from rivers.storage.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from rivers.storage.schema import SCHEMA_VERSION, check_marks, migrate
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -100,7 +101,9 @@ _TERMINAL_STEP = ("SUCCESS", "FAILURE", "SKIPPED", "CANCELED")
 
 
 @final
-class SqliteStorage(PoolMethods, QueueMethods, ServingMethods, DashboardMethods):
+class SqliteStorage(
+    PoolMethods, QueueMethods, ServingMethods, DashboardMethods, RetentionMethods
+):
     """Runs, events, steps, materializations, pools and claims in one SQLite file.
 
     Open it with ``rs.open_storage(...)`` (or ``SqliteStorage.open``) and close it
@@ -967,12 +970,14 @@ def _initialize(conn: sqlite3.Connection) -> _FileIdentity:
     # meanwhile is seen whole or not at all (never tables without the marks).
     conn.execute("BEGIN")
     try:
-        version = _check_marks(conn)
+        version = check_marks(conn)
         if version > 0 and info.st_size <= QUICK_CHECK_MAX_BYTES:
             _quick_check(conn)
     finally:
         if conn.in_transaction:
             conn.execute("ROLLBACK")  # read only
+    if version == 0:  # before WAL: a new file gives the pages a prune frees back
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     _use_wal(conn)
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA temp_store = MEMORY")
@@ -980,18 +985,7 @@ def _initialize(conn: sqlite3.Connection) -> _FileIdentity:
     identity = _FileIdentity(path, info.st_dev, info.st_ino)
     if version == SCHEMA_VERSION:
         return identity
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = _check_marks(conn)  # another process may have migrated meanwhile
-        for number in range(version, SCHEMA_VERSION):
-            for statement in _statements(MIGRATIONS[number]):
-                conn.execute(statement)
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    migrate(conn)
     return identity
 
 
@@ -1005,28 +999,6 @@ def _quick_check(conn: sqlite3.Connection) -> None:
     found = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
     if found != "ok":
         raise _errors.Damaged(f"PRAGMA quick_check: {found}")
-
-
-def _check_marks(conn: sqlite3.Connection) -> int:
-    """Return the schema version of a rivers (or empty) file.
-
-    Raises:
-        Foreign: the file is another application's SQLite database.
-        MigrationError: the file was written by a newer rivers.
-    """
-    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-    if application_id not in (0, APPLICATION_ID) or (
-        application_id == 0
-        and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
-    ):
-        raise _errors.Foreign()
-    if version > SCHEMA_VERSION:
-        raise MigrationError(
-            f"the storage was written by a newer rivers (schema {version}, this rivers "
-            f"knows {SCHEMA_VERSION}); upgrade rivers"
-        )
-    return version
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:
@@ -1049,10 +1021,6 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             delay = min(delay * 2, 0.05)
     if str(mode).lower() != "wal":  # pragma: no cover - e.g. a network filesystem
         raise StorageUnavailable(f"storage cannot use WAL mode (got {mode!r})")
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
 
 
 def _translate(exc: BaseException, path: Path) -> StorageError:

@@ -18,9 +18,11 @@ __all__ = (
     "MAX_DEQUEUE_INTERVAL_S",
     "MAX_DURATION_S",
     "MAX_LEASE_S",
+    "MAX_RETENTION_S",
     "MAX_RETRY_DELAY_S",
     "MIN_INTERVAL_S",
     "MIN_LEASE_S",
+    "MIN_RETENTION_S",
     "Duration",
     "describe_range",
     "format_duration",
@@ -39,6 +41,10 @@ MAX_LEASE_S = 86400.0
 """The longest pool lease: 1 day (a dead holder's slots come back within it)."""
 MAX_DEQUEUE_INTERVAL_S = 3600.0
 """The longest dequeue interval: 1 hour."""
+MAX_RETENTION_S = 36500 * 86400.0
+"""The longest retention of finished runs: 100 years."""
+MIN_RETENTION_S = 60.0
+"""The shortest retention a daemon applies on its own: 1 minute."""
 MAX_RETRY_DELAY_S = 7 * 86400.0
 """The longest retry delay, and the cap of a delay grown by backoff: 7 days."""
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from rivers.errors import RiversError, StorageError
 
-__all__ = ("leaves", "one_storage_error", "rivers_errors_line")
+__all__ = (
+    "leaves",
+    "one_storage_error",
+    "raise_one_storage_error",
+    "rivers_errors_line",
+)
 
 
 def rivers_errors_line(exc: BaseException) -> str | None:
@@ -44,3 +49,14 @@ def leaves(exc: BaseException) -> list[BaseException]:
     if not isinstance(exc, BaseExceptionGroup):
         return [exc]
     return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
+
+
+def raise_one_storage_error(group: BaseException) -> None:
+    """Raise the one storage error ``group`` stands for, if it holds only those.
+
+    A storage fault fails every run and actor writing at the time; the caller
+    gets one ``rs.StorageError``, never an exception group.
+    """
+    single = one_storage_error(group)
+    if single is not None:
+        raise single

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from rivers._clock import SYSTEM_CLOCK, Clock
-from rivers._error_groups import leaves, one_storage_error, rivers_errors_line
+from rivers._error_groups import leaves, raise_one_storage_error, rivers_errors_line
 from rivers._ids import new_run_id, this_owner
 from rivers._validate import check_tags
 from rivers.actors.events import EventWriter
@@ -31,16 +31,16 @@ from rivers.actors.run_failure import record_run_failure
 from rivers.actors.triggers import TriggerRunner
 from rivers.definitions import ExecutorConfig, RunBackendConfig
 from rivers.definitions.repository import CodeRepository
-from rivers.definitions.requests import RunRequest
 from rivers.errors import ConfigError, RiversError, RunNotFound
 from rivers.executors.factory import describe_executor, make_launcher
 from rivers.executors.process_pool import WorkerPool
 from rivers.explain import explain_run
-from rivers.messages import RunCanceling, RunEnqueued
+from rivers.messages import RunCanceling
 from rivers.metrics import MetricsServer, parse_metrics_addr
 from rivers.run_handle import RunHandle
 from rivers.storage import Storage, StorageBackend, connect_backend
 from rivers.storage.records import Event, NewRun, RunRecord, RunStatus
+from rivers.submission import enqueued, queued_run
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Mapping
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
 
     from rivers.definitions.asset import Asset
+    from rivers.definitions.requests import RunRequest
     from rivers.results import MaterializeResult
 
 __all__ = ("RunHandle", "Runtime", "current_runtime", "one_off_runtime")
@@ -211,7 +212,7 @@ class Runtime:
             except BaseExceptionGroup as group:
                 if leaves(group) == [exc]:
                     raise exc from None
-                _raise_one_storage_error(group)
+                raise_one_storage_error(group)
                 raise
             raise
         self._stack = stack
@@ -236,12 +237,12 @@ class Runtime:
             # exception back when it is the only one.
             if exc is not None and leaves(group) == [exc]:
                 raise exc.with_traceback(tb) from exc.__cause__
-            _raise_one_storage_error(group)
+            raise_one_storage_error(group)
             raise
         finally:
             self._stack = None
         if not suppress and isinstance(exc, BaseExceptionGroup):
-            _raise_one_storage_error(exc)
+            raise_one_storage_error(exc)
         return suppress
 
     async def _serve(self, repositories: Iterable[CodeRepository]) -> None:
@@ -495,45 +496,50 @@ class Runtime:
         Raises:
             AssetNotFound: a selected asset is not in the repository.
         """
-        if not isinstance(request, RunRequest):
-            raise ConfigError(f"submit() takes a rs.RunRequest, got {request!r}")
+        (handle,) = await self.submit_many([request], repository)
+        return handle
+
+    async def submit_many(
+        self, requests: Iterable[RunRequest], repository: CodeRepository | None = None
+    ) -> list[RunHandle]:
+        """Queue many runs in one transaction; return their handles, in order.
+
+        Each request is checked before anything is written (one bad request
+        writes none); then every run is written QUEUED at once and admitted as
+        ``submit`` admits one. A ``run_key`` used before (or earlier in
+        ``requests``) gives the handle of the run it named.
+
+        Raises:
+            ConfigError: an item is not a ``rs.RunRequest``.
+            AssetNotFound: a selected asset is not in the repository.
+        """
         repo = self._repository(repository)
-        steps = repo.resolve_selection(
-            None if request.selection is None else list(request.selection)
-        )
+        runs = [queued_run(repo, request) for request in requests]
         await self._register(repo)
-        run_id = new_run_id()
-        tags = dict(request.tags or {})
-        record = await self._roles.runs.create_run(
-            NewRun(
-                run_id=run_id,
-                status=RunStatus.QUEUED,
-                repository=repo.name,
-                tags=tags,
-                selection=None if request.selection is None else steps,
-                priority=request.priority,
-                run_key=request.run_key,
-                fingerprint=repo.fingerprint,
-            )
-        )
-        if record is None:
-            existing = await self._roles.runs.get_run_by_key(request.run_key or "")
-            assert existing is not None
-            return RunHandle(self, existing.run_id)
-        self._writer().emit(
-            RunEnqueued(run_id=run_id, priority=request.priority, tags=tags)
-        )
+        records = await self._roles.runs.create_runs(runs)
+        handles, written = [], []
+        for run, record in zip(runs, records, strict=True):
+            if record is None:  # its run key named an earlier run
+                existing = await self._roles.runs.get_run_by_key(run.run_key or "")
+                assert existing is not None
+                handles.append(RunHandle(self, existing.run_id))
+                continue
+            self._writer().emit(enqueued(run))
+            handles.append(RunHandle(self, run.run_id))
+            written.append(run.run_id)
         coordinator = self._coordinators.get(repo.name)
         if repo.run_queue is not None:
-            if coordinator is not None:
+            if coordinator is not None and written:
                 coordinator.wake()
-        elif self._closing:
-            raise RiversError("the runtime is stopping; the run stays queued")
-        elif await self._roles.queue.admit_run(
-            run_id, owner=self.owner, max_concurrent_runs=2**31, tag_guards=()
-        ):
-            self._start_run(run_id)
-        return RunHandle(self, run_id)
+        elif written and self._closing:
+            raise RiversError("the runtime is stopping; the runs stay queued")
+        else:
+            for run_id in written:
+                if await self._roles.queue.admit_run(
+                    run_id, owner=self.owner, max_concurrent_runs=2**31, tag_guards=()
+                ):
+                    self._start_run(run_id)
+        return handles
 
     def _start_run(self, run_id: str) -> None:
         assert self._task_group is not None
@@ -673,14 +679,3 @@ def one_off_runtime(
     runtime = Runtime(repository, backend=backend)
     runtime._long_lived = False
     return runtime
-
-
-def _raise_one_storage_error(group: BaseExceptionGroup[Any]) -> None:
-    """Raise the one storage error ``group`` stands for, if it holds only those.
-
-    A storage fault fails every run and actor writing at the time; the caller
-    gets one ``rs.StorageError``, never an exception group.
-    """
-    single = one_storage_error(group)
-    if single is not None:
-        raise single

@@ -116,8 +116,18 @@ def submit(
     priority: Annotated[
         int, typer.Option("--priority", metavar="N", help="Higher goes first.")
     ] = 0,
+    count: Annotated[
+        int,
+        typer.Option(
+            "--count",
+            metavar="N",
+            min=1,
+            max=1_000_000,
+            help="Queue N identical runs at once (one transaction).",
+        ),
+    ] = 1,
 ) -> None:
-    """Queue a run for the daemon (`rivers daemon`) to admit.
+    """Queue a run (or --count N runs) for the daemon (`rivers daemon`) to admit.
 
     Example: rivers submit -f pipeline.py --select report --tag team=core --priority 5
     """
@@ -126,7 +136,14 @@ def submit(
     state: CliState = ctx.obj
     selection = [s.strip() for s in select.split(",") if s.strip()] if select else None
     submit_command(
-        state, file, module, attribute, selection, parse_tags(tag or []), priority
+        state,
+        file,
+        module,
+        attribute,
+        selection,
+        parse_tags(tag or []),
+        priority,
+        count,
     )
 
 

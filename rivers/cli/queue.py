@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, NoReturn
 import anyio
 
 from rivers._durations import parse_duration
-from rivers._ids import new_run_id
 from rivers._liveness import live_served
 from rivers._signals import exit_for_signal
 from rivers._text import safe
@@ -19,12 +18,11 @@ from rivers.core.ownership import clash_warning, unserved_reason
 from rivers.definitions.configs import RunBackendConfig
 from rivers.definitions.requests import RunRequest
 from rivers.materialize import run_sync
-from rivers.messages import RunEnqueued
 from rivers.metrics import parse_metrics_addr
 from rivers.runtime import Runtime
 from rivers.storage import open_backend, resolve_storage_path
 from rivers.storage.facade import backend_of
-from rivers.storage.records import NewRun, RunStatus
+from rivers.submission import enqueued, queued_run
 
 if TYPE_CHECKING:
     from rivers.cli._common import CliState
@@ -52,61 +50,45 @@ def submit_command(
     selection: list[str] | None,
     tags: dict[str, str],
     priority: int,
-) -> str:
-    """Write a QUEUED run for the daemon to admit; return its id."""
+    count: int = 1,
+) -> list[str]:
+    """Write ``count`` QUEUED runs (one transaction) for the daemon to admit;
+    return their ids."""
     repository = load_repository(file, module, attribute)
-    steps = repository.resolve_selection(selection)
     request = RunRequest(
-        selection=None if selection is None else tuple(steps),
+        selection=None if selection is None else tuple(selection),
         tags=tags,
         priority=priority,
     )
+    runs = [queued_run(repository, request) for _ in range(count)]
+    steps = runs[0].selection or list(repository.assets)
     path = resolve_storage_path(_backend(state, repository).storage)
 
-    async def write() -> tuple[str, list[str]]:
+    async def write() -> list[str]:
         async with open_backend(path) as storage:
-            run_id = new_run_id()
             await storage.processes.record_definitions(
                 [(repository.name, repository.fingerprint, list(repository.assets))]
             )
-            await storage.runs.create_run(
-                NewRun(
-                    run_id=run_id,
-                    status=RunStatus.QUEUED,
-                    repository=repository.name,
-                    tags=dict(request.tags or {}),
-                    selection=None
-                    if request.selection is None
-                    else list(request.selection),
-                    priority=priority,
-                    fingerprint=repository.fingerprint,
-                )
-            )
-            await storage.events.append_events(
-                [
-                    (
-                        RunEnqueued(
-                            run_id=run_id,
-                            priority=priority,
-                            tags=dict(request.tags or {}),
-                        ),
-                        storage.clock.time(),
-                    )
-                ]
-            )
+            await storage.runs.create_runs(runs)
+            now = storage.clock.time()
+            await storage.events.append_events([(enqueued(run), now) for run in runs])
             live = await live_served(storage)
             notes = [
                 clash_warning("", repository.name, repository.fingerprint, live),
                 unserved_reason(repository.name, repository.fingerprint, steps, live),
             ]
-            return run_id, [note for note in notes if note is not None]
+            return [note for note in notes if note is not None]
 
-    written: tuple[str, list[str]] = run_sync(write)
-    run_id, notes = written
-    console().print(f"submitted run {run_id} (QUEUED)")
+    notes: list[str] = run_sync(write)
+    if count == 1:
+        console().print(f"submitted run {runs[0].run_id} (QUEUED)")
+    else:
+        console().print(
+            f"submitted {count} runs (QUEUED), {runs[0].run_id} .. {runs[-1].run_id}"
+        )
     for note in notes:
         console(stderr=True).print(safe(note))
-    return run_id
+    return [run.run_id for run in runs]
 
 
 def daemon_command(

@@ -79,6 +79,8 @@ class RunStore(Protocol):
 
     async def create_run(self, run: NewRun) -> RunRecord | None: ...
 
+    async def create_runs(self, runs: Sequence[NewRun]) -> list[RunRecord | None]: ...
+
     async def transition_run(
         self,
         run_id: str,

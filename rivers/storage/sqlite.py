@@ -308,57 +308,19 @@ class SqliteStorage(
 
     async def create_run(self, run: NewRun) -> RunRecord | None:
         """Write a new run; return None if its ``run_key`` was already used."""
+        return (await self.create_runs([run]))[0]
+
+    async def create_runs(self, runs: Sequence[NewRun]) -> list[RunRecord | None]:
+        """Write new runs in one transaction; None for each whose ``run_key`` was
+        already used (by an earlier run or one earlier in ``runs``)."""
         now = self.clock.time()
-
-        def write(conn: sqlite3.Connection) -> bool:
-            try:
-                conn.execute(
-                    "INSERT INTO runs (run_id, status, repository, location, selection, "
-                    "tags, priority, run_key, created_at, started_at, owner, "
-                    "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        run.run_id,
-                        run.status.value,
-                        run.repository,
-                        None if run.location is None else _encode(run.location),
-                        None if run.selection is None else _encode(run.selection),
-                        _encode(run.tags),
-                        run.priority,
-                        run.run_key,
-                        now,
-                        now if run.status is RunStatus.STARTING else None,
-                        run.owner,
-                        run.fingerprint,
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                if run.run_key is not None:
-                    return False
-                raise
-            if run.tags:
-                conn.executemany(
-                    "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)",
-                    [(run.run_id, k, v) for k, v in run.tags.items()],
-                )
-            return True
-
-        if not await self._write(write):
-            return None
-        return RunRecord(
-            run_id=run.run_id,
-            status=run.status,
-            tags=dict(run.tags),
-            selection=None if run.selection is None else list(run.selection),
-            priority=run.priority,
-            created_at=from_timestamp(now),  # type: ignore[arg-type]  # never None
-            started_at=from_timestamp(
-                now if run.status is RunStatus.STARTING else None
-            ),
-            repository=run.repository,
-            run_key=run.run_key,
-            owner=run.owner,
-            fingerprint=run.fingerprint,
+        written = await self._write(
+            lambda conn: [_insert_run(conn, r, now) for r in runs]
         )
+        return [
+            _new_record(run, now) if ok else None
+            for run, ok in zip(runs, written, strict=True)
+        ]
 
     async def transition_run(
         self,
@@ -747,6 +709,57 @@ class SqliteStorage(
 
 
 _Prepared = tuple[str, str, str | None, float, dict[str, Any]]
+
+
+def _insert_run(conn: sqlite3.Connection, run: NewRun, now: float) -> bool:
+    """Insert one run and its tags; return False if its ``run_key`` was used."""
+    try:
+        conn.execute(
+            "INSERT INTO runs (run_id, status, repository, location, selection, "
+            "tags, priority, run_key, created_at, started_at, owner, "
+            "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run.run_id,
+                run.status.value,
+                run.repository,
+                None if run.location is None else _encode(run.location),
+                None if run.selection is None else _encode(run.selection),
+                _encode(run.tags),
+                run.priority,
+                run.run_key,
+                now,
+                now if run.status is RunStatus.STARTING else None,
+                run.owner,
+                run.fingerprint,
+            ),
+        )
+    except sqlite3.IntegrityError:
+        if run.run_key is not None:
+            return False
+        raise
+    if run.tags:
+        conn.executemany(
+            "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)",
+            [(run.run_id, k, v) for k, v in run.tags.items()],
+        )
+    return True
+
+
+def _new_record(run: NewRun, now: float) -> RunRecord:
+    """The record of a run just written at ``now``."""
+    return RunRecord(
+        run_id=run.run_id,
+        status=run.status,
+        tags=dict(run.tags),
+        selection=None if run.selection is None else list(run.selection),
+        priority=run.priority,
+        created_at=from_timestamp(now),  # type: ignore[arg-type]  # never None
+        started_at=from_timestamp(now if run.status is RunStatus.STARTING else None),
+        repository=run.repository,
+        run_key=run.run_key,
+        owner=run.owner,
+        fingerprint=run.fingerprint,
+    )
 
 
 def _prepare_events(batch: Iterable[tuple[EventBody, float]]) -> list[_Prepared]:

@@ -27,9 +27,11 @@ def anyio_backend() -> str:
 
 @pytest.fixture(autouse=True)
 def rivers_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point RIVERS_HOME at a fresh directory so no test touches ~/.rivers."""
+    """Point RIVERS_HOME at a fresh directory so no test touches ~/.rivers (nor a
+    storage the environment names in RIVERS_STORAGE)."""
     home = tmp_path / "rivers-home"
     monkeypatch.setenv("RIVERS_HOME", str(home))
+    monkeypatch.delenv("RIVERS_STORAGE", raising=False)
     return home
 
 

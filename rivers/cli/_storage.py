@@ -47,7 +47,8 @@ def existing_storage_path(where: str | os.PathLike[str] | None) -> Path:
     if not path.is_file():
         raise StorageUnavailable(
             f"no rivers storage at {str(path)!r}: nothing has run there yet; pass "
-            "--storage PATH or set RIVERS_HOME to the storage your runs use"
+            "--storage PATH or set RIVERS_STORAGE (or RIVERS_HOME) to the storage "
+            "your runs use"
         )
     return path
 

@@ -66,7 +66,8 @@ def _root(
         typer.Option(
             "--storage",
             metavar="PATH",
-            help="SQLite file or sqlite:///path URL (default: $RIVERS_HOME/rivers.db).",
+            help="SQLite file or sqlite:///path URL (default: $RIVERS_STORAGE, else "
+            "$RIVERS_HOME/rivers.db).",
         ),
     ] = None,
     version: Annotated[

@@ -245,7 +245,8 @@ class RunBackendConfig(msgspec.Struct, frozen=True):
     """Where runs, events and claims are stored, and how long a lease lasts.
 
     Args:
-        storage: the SQLite file (default ``$RIVERS_HOME/rivers.db``). Accepts:
+        storage: the SQLite file (default ``$RIVERS_STORAGE``, else
+            ``$RIVERS_HOME/rivers.db``). Accepts:
             None, a path, or a ``sqlite:///relative`` / ``sqlite:////absolute`` URL.
         lease_duration: an unrenewed pool claim is reclaimed after this long;
             live holders renew every third of it. Accepts: a duration from 100ms

@@ -37,6 +37,7 @@ __all__ = (
     "StepRecord",
     "StepStatus",
     "Storage",
+    "STORAGE_VARIABLE",
     "StorageBackend",
     "default_storage_path",
     "open_backend",
@@ -51,31 +52,52 @@ def rivers_home() -> Path:
     return Path(os.environ.get("RIVERS_HOME") or "~/.rivers").expanduser()
 
 
+STORAGE_VARIABLE = "RIVERS_STORAGE"
+"""The environment variable naming the default storage of every entry point."""
+
+
 def default_storage_path() -> Path:
-    """Return ``$RIVERS_HOME/rivers.db``."""
+    """Return the default storage: the path or ``sqlite:///path`` URL in
+    ``$RIVERS_STORAGE`` if set, else ``$RIVERS_HOME/rivers.db``.
+
+    Raises:
+        ConfigError: ``RIVERS_STORAGE`` holds a URL rivers does not support.
+    """
+    configured = os.environ.get(STORAGE_VARIABLE)
+    if configured:
+        return _storage_file(configured, f"{STORAGE_VARIABLE}={configured!r}")
     return rivers_home() / "rivers.db"
 
 
 def resolve_storage_path(path_or_url: str | os.PathLike[str] | None) -> Path:
-    """Return the file a path or ``sqlite:///path`` URL names (None: the default).
+    """Return the file a path or ``sqlite:///path`` URL names (None: the default,
+    ``default_storage_path``).
 
     Raises:
         ConfigError: the URL has another scheme.
     """
     if path_or_url is None:
         return default_storage_path()
-    text = os.fspath(path_or_url)
+    return _storage_file(os.fspath(path_or_url), f"storage URL {path_or_url!r}")
+
+
+def _storage_file(text: str, named: str) -> Path:
     if "://" in text:
         scheme, _, rest = text.partition("://")
+        if scheme in ("postgresql", "postgres"):
+            raise ConfigError(
+                f"{named} has scheme {scheme!r}, a PostgreSQL database, which this "
+                "version of rivers cannot use yet; use a path or sqlite:///path"
+            )
         if scheme != "sqlite":
             raise ConfigError(
-                f"storage URL {text!r} has scheme {scheme!r}; rivers supports "
+                f"{named} has scheme {scheme!r}; rivers supports "
                 "sqlite:///path or a plain file path"
             )
         # As SQLAlchemy: sqlite:///relative.db and sqlite:////absolute/path.db.
         text = rest[1:] if rest.startswith("/") else rest
         if not text:
-            raise ConfigError(f"storage URL {path_or_url!r} names no file")
+            raise ConfigError(f"{named} names no file")
     return Path(text).expanduser()
 
 

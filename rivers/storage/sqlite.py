@@ -405,30 +405,7 @@ class SqliteStorage(
         Every tag key must match; a key mapped to a list of values matches any of
         them (``{"env": ["dev", "prod"], "team": "core"}``), as in Dagster.
         """
-        where: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            statuses = [status] if isinstance(status, str) else list(status)
-            values = [RunStatus(s).value for s in statuses]
-            where.append(f"status IN ({', '.join('?' * len(values))})")
-            params.extend(values)
-        for key, value in (tags or {}).items():
-            values = [value] if isinstance(value, str) else list(value)
-            if not values:
-                where.append("0")  # no value is allowed: nothing matches
-                continue
-            where.append(
-                "run_id IN (SELECT run_id FROM run_tags WHERE key = ? AND value IN "
-                f"({', '.join('?' * len(values))}))"
-            )
-            params.extend([key, *values])
-        sql = f"SELECT {_rows.RUN_COLUMNS} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, run_id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        sql, params = runs_query(status, tags, limit)
 
         def read(conn: sqlite3.Connection) -> list[RunRecord]:
             return [_rows.run_record(row) for row in conn.execute(sql, params)]
@@ -709,6 +686,40 @@ class SqliteStorage(
 
 
 _Prepared = tuple[str, str, str | None, float, dict[str, Any]]
+
+
+def runs_query(
+    status: RunStatus | str | Iterable[RunStatus | str] | None,
+    tags: Mapping[str, str | Sequence[str]] | None,
+    limit: int | None,
+) -> tuple[str, list[Any]]:
+    """The query of ``get_runs`` (newest first; ``runs_by_status_created`` serves a
+    status filter without sorting every run of that status)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        values = [RunStatus(s).value for s in statuses]
+        where.append(f"status IN ({', '.join('?' * len(values))})")
+        params.extend(values)
+    for key, value in (tags or {}).items():
+        values = [value] if isinstance(value, str) else list(value)
+        if not values:
+            where.append("0")  # no value is allowed: nothing matches
+            continue
+        where.append(
+            "run_id IN (SELECT run_id FROM run_tags WHERE key = ? AND value IN "
+            f"({', '.join('?' * len(values))}))"
+        )
+        params.extend([key, *values])
+    sql = f"SELECT {_rows.RUN_COLUMNS} FROM runs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY created_at DESC, run_id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return sql, params
 
 
 def _insert_run(conn: sqlite3.Connection, run: NewRun, now: float) -> bool:

@@ -27,7 +27,13 @@ import anyio
 from rivers.actors.limit_windows import RECHECK_S
 from rivers.core.ownership import queue_config_key, queue_leader_key
 from rivers.core.pool_admission import ROOTS_TAG, RootsIndex
-from rivers.core.queue import Bucket, LimitRule, QueuedRun, QueueState
+from rivers.core.queue import (
+    SHARED_TAGS_MAX,
+    Bucket,
+    LimitRule,
+    QueuedRun,
+    QueueState,
+)
 from rivers.core.queue_controls import (
     CONTROLS_CHECK_S,
     InForce,
@@ -41,7 +47,7 @@ from rivers.errors import StorageUnavailable
 from rivers.messages import RunBlocked, RunDequeued
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from anyio.abc import TaskStatus
 
@@ -118,7 +124,10 @@ class QueueCoordinator:
             max_concurrent_runs=self._max_runs, rules=self._in_force.rules
         )
         self._queued: dict[str, QueuedRun] = {}
-        self._created: dict[str, float] = {}
+        self._tag_sets: dict[
+            tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]
+        ] = {}
+        """One shared tuple per distinct tags of queued runs (bounded)."""
         self._last_rowid = 0
         self._reasons: dict[str, str] = {}
         self._wake = anyio.Event()
@@ -271,9 +280,8 @@ class QueueCoordinator:
         ):
             self._last_rowid = max(self._last_rowid, rowid)
             tags = self._with_roots(run_id, selection, tags)
-            run = QueuedRun(-priority, created_at, run_id, tuple(sorted(tags.items())))
+            run = QueuedRun(-priority, created_at, run_id, self._shared(tags))
             self._queued[run_id] = run
-            self._created[run_id] = created_at
             self._state.add(run)
         if not len(self._state):
             return 0
@@ -313,7 +321,7 @@ class QueueCoordinator:
         for admission, ok in zip(result.admitted, outcomes, strict=True):
             roots = self._run_roots.pop(admission.run_id, None)
             entry = self._queued.pop(admission.run_id, None)
-            created = self._created.pop(admission.run_id, self._clock.time())
+            created = self._clock.time() if entry is None else entry.created_at
             self._reasons.pop(admission.run_id, None)
             if ok:
                 admitted += 1
@@ -326,12 +334,21 @@ class QueueCoordinator:
             elif entry is not None and await self._still_queued(admission.run_id):
                 # Another process took the capacity meanwhile: back in line.
                 self._queued[admission.run_id] = entry
-                self._created[admission.run_id] = created
                 if roots is not None:
                     self._run_roots[admission.run_id] = roots
                 self._state.add(entry)
         await self._record_reasons(self._explain_roots(result.blocked, views))
         return admitted
+
+    def _shared(self, tags: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        """``tags`` as one tuple shared by every queued run with the same tags."""
+        key = tuple(sorted(tags.items()))
+        shared = self._tag_sets.get(key)
+        if shared is None:
+            if len(self._tag_sets) >= SHARED_TAGS_MAX:
+                self._tag_sets.clear()
+            shared = self._tag_sets[key] = key
+        return shared
 
     def _with_roots(
         self, run_id: str, selection: list[str] | None, tags: dict[str, str]

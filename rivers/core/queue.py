@@ -158,6 +158,9 @@ class TickResult:
     """Why every other queued run waits, when the run queue itself is full."""
 
 
+SHARED_TAGS_MAX = 4096
+"""Distinct tag sets whose signature is kept to be shared (then it starts over)."""
+
 READY_SLACK = 1024
 """Stale ``ready`` entries tolerated beyond four per group before a rebuild."""
 
@@ -199,6 +202,9 @@ class QueueState:
     released: dict[Bucket, tuple[int, list[_Entry]]] = field(default_factory=dict)
     """Bucket -> (the sequence number of its live token, its released groups)."""
     _seq: int = 0
+    _signatures: dict[tuple[tuple[str, str], ...], Signature] = field(
+        default_factory=dict
+    )
 
     def __len__(self) -> int:
         return len(self.members)
@@ -208,11 +214,21 @@ class QueueState:
         buckets = (rule.bucket(tags) for rule in self.rules)
         return tuple(b for b in buckets if b is not None)
 
+    def _signature_of(self, tags: tuple[tuple[str, str], ...]) -> Signature:
+        """``signature``, one shared object per distinct tags: a million queued runs
+        of a few tenants hold a few signatures, not a million."""
+        signature = self._signatures.get(tags)
+        if signature is None:
+            if len(self._signatures) >= SHARED_TAGS_MAX:  # runs with unique tags
+                self._signatures.clear()
+            signature = self._signatures[tags] = self.signature(dict(tags))
+        return signature
+
     def add(self, run: QueuedRun) -> None:
         """Index a queued run (ignored if already indexed)."""
         if run.run_id in self.members:
             return
-        signature = self.signature(dict(run.tags))
+        signature = self._signature_of(run.tags)
         self.members[run.run_id] = signature
         heap = self.groups.setdefault(signature, [])
         key = (run.neg_priority, run.created_at, run.run_id)

@@ -220,6 +220,19 @@ _LIVE = (
 )
 
 
+_OTHERS_AHEAD = (
+    "SELECT s.priority FROM pending_steps s WHERE s.pool = ? AND s.owner {} ? "
+    "AND (s.priority > ? OR (s.priority = ? AND s.enqueued_at < ?)) "
+    f"AND {_LIVE}"
+)
+_AHEAD = (
+    f"SELECT MAX(priority) FROM ({_OTHERS_AHEAD.format('<')} UNION ALL "
+    f"{_OTHERS_AHEAD.format('>')})"
+)
+"""The highest priority of another live owner's waiter ahead in a pool's line: two
+ranges of ``pending_steps_by_owner`` around this owner, never this owner's rows."""
+
+
 def _ahead_elsewhere(
     conn: sqlite3.Connection,
     pools: tuple[str, ...],
@@ -242,15 +255,13 @@ def _ahead_elsewhere(
     ).fetchone()
     mine, arrived = (priority, now) if row is None else (row[0], row[1])
     behind = []
+    live_since = now - STALE_AFTER_S
     for pool in pools:
         ahead = conn.execute(
-            "SELECT s.priority FROM pending_steps s WHERE s.pool = ? AND s.owner != ? "
-            "AND (s.priority > ? OR (s.priority = ? AND s.enqueued_at < ?)) "
-            f"AND {_LIVE} ORDER BY s.priority DESC LIMIT 1",
-            (pool, owner, mine, mine, arrived, now - STALE_AFTER_S),
-        ).fetchone()
+            _AHEAD, (pool, owner, mine, mine, arrived, live_since) * 2
+        ).fetchone()[0]
         if ahead is not None:
-            behind.append((pool, ahead[0]))
+            behind.append((pool, ahead))
     return tuple(behind)
 
 

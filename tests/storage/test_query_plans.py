@@ -67,3 +67,13 @@ def test_a_prune_finds_old_runs_by_keyset_over_the_creation_index(
         )
     assert "runs_by_created" in plan, plan
     assert "TEMP B-TREE" not in plan, plan
+
+
+def test_a_claim_reads_only_other_owners_rows_of_a_pools_line(database: Path) -> None:
+    # One run of 10,000 steps waiting in its own line made every claim scan all of
+    # them: quadratic in the width of a run.
+    from rivers.storage._pools_sql import _AHEAD
+
+    plan = _plan(database, _AHEAD, ("db", "me", 0, 0, 1.0, 0.0) * 2)
+    assert "pending_steps_by_owner (pool=? AND owner<?)" in plan, plan
+    assert "pending_steps_by_owner (pool=? AND owner>?)" in plan, plan

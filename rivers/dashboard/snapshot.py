@@ -68,6 +68,8 @@ __all__ = (
 
 Expected = dict[tuple[str, str], "Forecast"]
 """(run id, step key) -> when a step waiting in a pool's line is expected to start."""
+FINISHED = (RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.CANCELED)
+"""The finished statuses, in the order the dashboard counts them."""
 RECENT_WINDOW_S = 3600.0
 """How far back the finished-run counts look."""
 MAX_IN_FLIGHT_ROWS = 40
@@ -125,7 +127,9 @@ async def read_snapshot(
     admitted = _per_minute(
         await storage.dashboard.dequeue_times(now_s - window_s), now_s
     )
-    finished = await storage.dashboard.count_runs_created_since(now_s - RECENT_WINDOW_S)
+    finished = await storage.dashboard.count_runs_created_since(
+        now_s - RECENT_WINDOW_S, FINISHED
+    )
     queue = QueueView(
         configured=isinstance(config, dict),
         max_concurrent_runs=_int(config, "max_concurrent_runs"),
@@ -135,10 +139,7 @@ async def read_snapshot(
         queued=counts[RunStatus.QUEUED],
         oldest_queued_at=from_timestamp(oldest),
         admitted_per_minute=admitted,
-        finished_last_hour={
-            s.value: finished.get(s, 0)
-            for s in (RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.CANCELED)
-        },
+        finished_last_hour={s.value: finished[s] for s in FINISHED},
     )
     pools, pending, expected = await _read_pools(storage)
     in_flight_runs = await storage.runs.get_runs(

@@ -48,9 +48,9 @@ class DashboardMethods:
     ) -> dict[RunStatus, int]:
         """Return how many runs are in each of ``statuses`` (zero included)."""
         wanted = [s.value for s in statuses]
-        sql = (
-            "SELECT status, COUNT(*) FROM runs "
-            f"WHERE status IN ({', '.join('?' * len(wanted))}) GROUP BY status"
+        sql = (  # kept by triggers (schema 9): no count over the runs themselves
+            "SELECT status, runs FROM run_counts "
+            f"WHERE status IN ({', '.join('?' * len(wanted))})"
         )
 
         def read(conn: sqlite3.Connection) -> dict[RunStatus, int]:
@@ -192,30 +192,31 @@ class DashboardMethods:
         """Return the newest ``limit`` finished runs (SUCCESS, FAILURE, CANCELED)."""
 
         def read(conn: sqlite3.Connection) -> list[RunRecord]:
-            # '+status' keeps SQLite walking the creation index backwards, stopping
-            # after ``limit`` finished runs, instead of sorting every finished run.
-            rows = conn.execute(
-                f"SELECT {_rows.RUN_COLUMNS} FROM runs "
-                "WHERE +status IN ('SUCCESS', 'FAILURE', 'CANCELED') "
-                "ORDER BY created_at DESC, run_id DESC LIMIT ?",
-                (limit,),
-            )
+            # The newest of each finished status from runs_by_status_created, then
+            # merged: walking the creation index instead passed every newer queued
+            # run first (a million queued runs: 511 ms).
+            rows = conn.execute(_RECENT_FINISHED, (limit,) * 4)
             return [_rows.run_record(row) for row in rows]
 
         return await self._call(read)
 
-    async def count_runs_created_since(self, since: float) -> dict[RunStatus, int]:
-        """Return how many runs created since ``since`` are in each status."""
+    async def count_runs_created_since(
+        self, since: float, statuses: Iterable[RunStatus] = tuple(RunStatus)
+    ) -> dict[RunStatus, int]:
+        """Return how many runs created since ``since`` are in each of ``statuses``
+        (default: every status; zero included)."""
+        wanted = [status.value for status in statuses]
 
         def read(conn: sqlite3.Connection) -> dict[RunStatus, int]:
-            rows = conn.execute(
-                # The creation index bounds this to the recent runs; unguided,
-                # SQLite may prefer scanning the whole (covering) status index.
-                "SELECT status, COUNT(*) FROM runs INDEXED BY runs_by_created "
-                "WHERE created_at >= ? GROUP BY status",
-                (since,),
-            )
-            return {RunStatus(status): count for status, count in rows}
+            # One range of runs_by_status_created per status: the recent runs of
+            # other statuses (a million queued ones) are never read.
+            return {
+                RunStatus(value): conn.execute(
+                    "SELECT COUNT(*) FROM runs WHERE status = ? AND created_at >= ?",
+                    (value, since),
+                ).fetchone()[0]
+                for value in wanted
+            }
 
         return await self._call(read)
 
@@ -272,3 +273,13 @@ class DashboardMethods:
             return latest
 
         return await self._call(read)
+
+
+_NEWEST_OF = (
+    f"SELECT * FROM (SELECT {_rows.RUN_COLUMNS} FROM runs WHERE status = '{{}}' "
+    "ORDER BY created_at DESC, run_id DESC LIMIT ?)"
+)
+_RECENT_FINISHED = (
+    " UNION ALL ".join(_NEWEST_OF.format(s) for s in ("SUCCESS", "FAILURE", "CANCELED"))
+    + " ORDER BY created_at DESC, run_id DESC LIMIT ?"
+)

@@ -8,13 +8,10 @@ two processes opening a new file at once apply it exactly once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sqlite3
 
 from rivers.errors import MigrationError
 from rivers.storage import _errors
-
-if TYPE_CHECKING:
-    import sqlite3
 
 __all__ = ("APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "check_marks", "migrate")
 
@@ -203,6 +200,30 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX pending_steps_by_owner ON pending_steps (pool, owner, priority DESC,
         enqueued_at);
     """,
+    # 9: how many runs are in each status, kept by triggers in the transaction that
+    # writes the run, so ``top``, ``queue status`` and ``runs why`` never count a
+    # million queued runs (97 ms) to show the number.
+    """
+    CREATE TABLE run_counts (
+        status  TEXT PRIMARY KEY,
+        runs    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO run_counts (status, runs) SELECT status, COUNT(*) FROM runs
+        GROUP BY status;
+    CREATE TRIGGER run_counts_insert AFTER INSERT ON runs BEGIN
+        INSERT INTO run_counts (status, runs) VALUES (NEW.status, 1)
+            ON CONFLICT (status) DO UPDATE SET runs = runs + 1;
+    END;
+    CREATE TRIGGER run_counts_update AFTER UPDATE OF status ON runs
+        WHEN OLD.status IS NOT NEW.status BEGIN
+        UPDATE run_counts SET runs = runs - 1 WHERE status = OLD.status;
+        INSERT INTO run_counts (status, runs) VALUES (NEW.status, 1)
+            ON CONFLICT (status) DO UPDATE SET runs = runs + 1;
+    END;
+    CREATE TRIGGER run_counts_delete AFTER DELETE ON runs BEGIN
+        UPDATE run_counts SET runs = runs - 1 WHERE status = OLD.status;
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -248,4 +269,13 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 
 def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """The statements of a migration, a trigger's body kept whole."""
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements

@@ -415,7 +415,10 @@ class SqliteStorage(
     async def count_runs(self, statuses: Iterable[RunStatus]) -> int:
         """Return how many runs have one of ``statuses``."""
         values = [s.value for s in statuses]
-        sql = f"SELECT COUNT(*) FROM runs WHERE status IN ({', '.join('?' * len(values))})"
+        sql = (  # kept by triggers (schema 9): no count over the runs themselves
+            "SELECT COALESCE(SUM(runs), 0) FROM run_counts "
+            f"WHERE status IN ({', '.join('?' * len(values))})"
+        )
 
         def read(conn: sqlite3.Connection) -> int:
             count: int = conn.execute(sql, values).fetchone()[0]

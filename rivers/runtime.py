@@ -502,12 +502,10 @@ class Runtime:
     async def submit_many(
         self, requests: Iterable[RunRequest], repository: CodeRepository | None = None
     ) -> list[RunHandle]:
-        """Queue many runs in one transaction; return their handles, in order.
-
-        Each request is checked before anything is written (one bad request
-        writes none); then every run is written QUEUED at once and admitted as
-        ``submit`` admits one. A ``run_key`` used before (or earlier in
-        ``requests``) gives the handle of the run it named.
+        """Queue many runs at once; return their handles, in order. Every request is
+        checked before any is written (one bad request writes none); each run is
+        admitted as ``submit`` admits one, and a ``run_key`` used before (or earlier
+        in ``requests``) gives the handle of the run it named.
 
         Raises:
             ConfigError: an item is not a ``rs.RunRequest``.
@@ -519,17 +517,19 @@ class Runtime:
         records = await self._roles.runs.create_runs(runs)
         handles, written = [], []
         for run, record in zip(runs, records, strict=True):
-            if record is None:  # its run key named an earlier run
+            existing = None
+            while record is None and existing is None:  # its key named another run
                 existing = await self._roles.runs.get_run_by_key(run.run_key or "")
-                assert existing is not None
+                if existing is None:  # pruned meanwhile: write this one after all
+                    (record,) = await self._roles.runs.create_runs([run])
+            if existing is not None:
                 handles.append(RunHandle(self, existing.run_id))
                 continue
             self._writer().emit(enqueued(run))
             handles.append(RunHandle(self, run.run_id))
             written.append(run.run_id)
-        coordinator = self._coordinators.get(repo.name)
         if repo.run_queue is not None:
-            if coordinator is not None and written:
+            if written and (coordinator := self._coordinators.get(repo.name)):
                 coordinator.wake()
         elif written and self._closing:
             raise RiversError("the runtime is stopping; the runs stay queued")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rivers._ids import new_run_id
+from rivers._repr import short_repr
 from rivers.definitions.requests import RunRequest
 from rivers.errors import ConfigError
 from rivers.messages import RunEnqueued
@@ -31,7 +32,9 @@ def queued_run(repository: CodeRepository, request: object) -> NewRun:
         AssetNotFound: a selected asset is not in the repository.
     """
     if not isinstance(request, RunRequest):
-        raise ConfigError(f"submit takes rs.RunRequest values, got {request!r}")
+        raise ConfigError(
+            f"submit takes rs.RunRequest values, got {short_repr(request)}"
+        )
     selection = None if request.selection is None else list(request.selection)
     steps = repository.resolve_selection(selection)
     return NewRun(

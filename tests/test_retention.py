@@ -88,13 +88,34 @@ async def test_each_assets_latest_materialization_outlives_its_run(
 ) -> None:
     clock = ManualClock()
     async with rs.Runtime(_repo(tmp_path), clock=clock) as rt:
-        only = (await rt.materialize()).run_id
+        old = (await rt.materialize()).run_id
         clock.advance(2 * DAY)
+        recent = (await rt.materialize(["raw"])).run_id
         pruned = await rt.storage.prune(older_than="1d")
-    assert (pruned.runs, pruned.materializations) == (1, 0)
+    assert (pruned.runs, pruned.materializations) == (1, 1)  # raw's old entry
     with sqlite3.connect(tmp_path / "rivers.db") as conn:
         rows = conn.execute("SELECT asset_key, run_id FROM materializations").fetchall()
-    assert sorted(rows) == [("clean", only), ("raw", only), ("report", only)]
+    assert sorted(rows) == [("clean", old), ("raw", recent), ("report", old)]
+
+
+async def test_the_newest_run_and_event_stay_so_no_id_is_used_twice(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock()
+    async with rs.Runtime(_repo(tmp_path), clock=clock) as rt:
+        first = (await rt.materialize()).run_id
+        newest = (await rt.materialize()).run_id
+        clock.advance(2 * DAY)
+        pruned = await rt.storage.prune(older_than="1d")
+        left = [r.run_id for r in await rt.storage.get_runs(limit=None)]
+        again = await rt.materialize()  # would reuse the pruned rowids and event ids
+        events = await rt.storage.get_events()
+    assert pruned.runs == 1
+    assert left == [newest]
+    assert first != newest
+    assert again.success
+    ids = [event.event_id for event in events]
+    assert ids == sorted(set(ids))
 
 
 async def test_pruning_gives_the_space_back_to_the_disk(tmp_path: Path) -> None:
@@ -109,7 +130,7 @@ async def test_pruning_gives_the_space_back_to_the_disk(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "rivers.db") as conn:
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
         assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
-    assert pruned.runs == 300
+    assert pruned.runs == 299  # the newest run stays (its rowid is never reused)
     assert pruned.bytes_after < pruned.bytes_before / 4, pruned
     assert (tmp_path / "rivers.db").stat().st_size < grown / 4
 
@@ -156,6 +177,9 @@ async def test_pruning_during_a_busy_run_loses_no_live_state_and_holds_its_pool(
                 pruned.append(await rt.storage.prune(older_than="1d"))
 
             tg.start_soon(work)
+            with anyio.fail_after(10):  # the live run is written: it is the newest
+                while not await rt.storage.get_runs(status="STARTED"):
+                    await anyio.sleep(0.005)
             tg.start_soon(prune)
         live = results[0]
         steps = await rt.storage.get_run(live.run_id)
@@ -203,6 +227,7 @@ def test_retention_is_checked() -> None:
 
 def test_rivers_runs_prune(tmp_path: Path) -> None:
     _repo(tmp_path).materialize()
+    _repo(tmp_path).materialize()  # the newest run always stays
     env = {**os.environ, "RIVERS_HOME": str(tmp_path / "home")}
     cli = [sys.executable, "-m", "rivers", "--storage", str(tmp_path / "rivers.db")]
 
@@ -219,12 +244,12 @@ def test_rivers_runs_prune(tmp_path: Path) -> None:
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.startswith("would prune 1 finished run(s) created and ended")
     assert "nothing deleted (--dry-run)" in dry.stdout
-    assert _count(tmp_path, "runs") == 1
+    assert _count(tmp_path, "runs") == 2
     done = rivers("--older-than", "0s", "--json")
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     assert (document["runs"], document["steps"], document["dry_run"]) == (1, 3, False)
-    assert _count(tmp_path, "runs") == 0
+    assert _count(tmp_path, "runs") == 1
     bad = rivers("--older-than", "soon")
     assert bad.returncode == 2
     (line,) = bad.stderr.strip().splitlines()

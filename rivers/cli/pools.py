@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from rivers._repr import short_repr
 from rivers._suggest import did_you_mean
 from rivers._text import format_seconds, safe
 from rivers._validate import MAX_LIMIT, check_pool_name
@@ -63,7 +64,8 @@ def _parse_burst(text: str) -> int:
         return int(text)
     except ValueError:
         raise ConfigError(
-            f"--burst {text!r} is not an integer; use a whole number in 1..{MAX_BURST}"
+            f"--burst {short_repr(text)} is not an integer; use a whole number in "
+            f"1..{MAX_BURST}"
         ) from None
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 from rivers._repr import short_repr
 from rivers.errors import ConfigError
@@ -63,7 +64,8 @@ _UNITS = {
     "days": ("day", 86_400.0),
 }
 _SPELLING = re.compile(
-    r" *(?P<count>[0-9]+) */ *(?P<amount>[0-9]+(?:\.[0-9]+)?)? *(?P<unit>[a-z]+) *"
+    r" *(?P<count>[0-9]{1,9}) */ *(?P<amount>[0-9]{1,12}(?:\.[0-9]{1,12})?)?"
+    r" *(?P<unit>[a-z]+) *"
 )
 _ACCEPTS = (
     "use COUNT/PERIOD such as '100/min', '5/s', '1/30s', '1000/hour' or '10/day' "
@@ -110,7 +112,8 @@ def parse_rate(text: str, field: str = "rate") -> Rate:
             f"{field} {short_repr(text)} has a period outside 1 ms..366 days; "
             f"{_ACCEPTS}"
         )
-    amount_part = "" if amount == 1 else f"{amount:g}"
+    # Plain decimals, never an exponent, so the canonical text reads back.
+    amount_part = "" if amount == 1 else format(Decimal(amount_text).normalize(), "f")
     return Rate(count, period_s, f"{count}/{amount_part}{unit}")
 
 

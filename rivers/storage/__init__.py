@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,7 +66,7 @@ def default_storage_path() -> Path:
     """
     configured = os.environ.get(STORAGE_VARIABLE)
     if configured:
-        return _storage_file(configured, f"{STORAGE_VARIABLE}={configured!r}")
+        return _storage_file(configured, f"{STORAGE_VARIABLE}={_shown(configured)!r}")
     return rivers_home() / "rivers.db"
 
 
@@ -78,7 +79,14 @@ def resolve_storage_path(path_or_url: str | os.PathLike[str] | None) -> Path:
     """
     if path_or_url is None:
         return default_storage_path()
-    return _storage_file(os.fspath(path_or_url), f"storage URL {path_or_url!r}")
+    text = os.fspath(path_or_url)
+    return _storage_file(text, f"storage URL {_shown(text)!r}")
+
+
+def _shown(url: str) -> str:
+    """``url`` as an error may show it: without a password, at most 200 chars."""
+    shown = re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", url)
+    return shown if len(shown) <= 200 else shown[:199] + "…"
 
 
 def _storage_file(text: str, named: str) -> Path:

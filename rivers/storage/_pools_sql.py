@@ -114,7 +114,7 @@ def claim(
     # pool seen for the first time.
     tokens: list[int] = []
     limits: list[int | None] = []
-    buckets: list[tuple[str, RateInForce, float]] = []
+    buckets: list[tuple[str, RateInForce, float, float]] = []
     for pool in pools:
         row = conn.execute(
             "INSERT INTO pools (name, updated_at, last_token) VALUES (?, ?, 1) "
@@ -128,7 +128,10 @@ def claim(
         in_force = rate_of(row[4], row[5], row[6], row[7])
         if in_force is not None:
             left = available(row[8], row[9], now, in_force.rate, in_force.burst)
-            buckets.append((pool, in_force, left))
+            # Counted at the later of now and the last count: a claim whose clock
+            # was read before another process's later claim committed must not
+            # move the count back (and credit that time twice).
+            buckets.append((pool, in_force, left, max(now, row[9] or now)))
     marks = ", ".join("?" * len(pools))
     # One read per pool gives its live claimed slots and whether a lease ran
     # out; the expired claims are deleted only when there are some (a DELETE
@@ -161,7 +164,7 @@ def claim(
             return ClaimResult(False, tuple(views), None, reclaimed)
     rate_wait = tuple(
         (pool, wait_s(left, in_force.rate))
-        for pool, in_force, left in buckets
+        for pool, in_force, left, _ in buckets
         if left < 1.0
     )
     if rate_wait:
@@ -190,7 +193,7 @@ def claim(
     if buckets:
         conn.executemany(
             "UPDATE pools SET tokens = ?, tokens_at = ? WHERE name = ?",
-            [(left - 1.0, now, pool) for pool, _, left in buckets],
+            [(left - 1.0, counted_at, pool) for pool, _, left, counted_at in buckets],
         )
     granted = tuple(PoolView(v.pool, v.limit, v.claimed + slots) for v in views)
     wake: frozenset[str] = frozenset()

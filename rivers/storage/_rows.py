@@ -1,12 +1,16 @@
-"""Decoding stored rows into records: one place for every storage module."""
+"""Decoding stored rows into records, and the query that reads runs: one place for
+every storage module."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from rivers.storage.records import Event, RunRecord, RunStatus, from_timestamp
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = (
     "RUN_COLUMNS",
@@ -15,6 +19,7 @@ __all__ = (
     "decode_tags",
     "event",
     "run_record",
+    "runs_query",
 )
 
 RUN_COLUMNS = (
@@ -57,3 +62,37 @@ def run_record(row: tuple[Any, ...]) -> RunRecord:
         owner=row[11],
         fingerprint=row[12],
     )
+
+
+def runs_query(
+    status: RunStatus | str | Iterable[RunStatus | str] | None,
+    tags: Mapping[str, str | Sequence[str]] | None,
+    limit: int | None,
+) -> tuple[str, list[Any]]:
+    """The query of ``get_runs`` (newest first; ``runs_by_status_created`` serves a
+    status filter without sorting every run of that status)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        values = [RunStatus(s).value for s in statuses]
+        where.append(f"status IN ({', '.join('?' * len(values))})")
+        params.extend(values)
+    for key, value in (tags or {}).items():
+        values = [value] if isinstance(value, str) else list(value)
+        if not values:
+            where.append("0")  # no value is allowed: nothing matches
+            continue
+        where.append(
+            "run_id IN (SELECT run_id FROM run_tags WHERE key = ? AND value IN "
+            f"({', '.join('?' * len(values))}))"
+        )
+        params.extend([key, *values])
+    sql = f"SELECT {RUN_COLUMNS} FROM runs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY created_at DESC, run_id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return sql, params

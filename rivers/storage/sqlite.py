@@ -21,6 +21,7 @@ import sqlite3
 import stat
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, final
 
@@ -72,6 +73,8 @@ __all__ = (
 
 T = TypeVar("T")
 
+CREATE_BATCH = 5000
+"""Runs written per transaction by ``create_runs`` (about 0.2 s of write lock)."""
 INLINE_CHECKPOINT_EVERY = 200
 """Commits on the loop's connection between two WAL checkpoints on the SQLite thread."""
 BUSY_TIMEOUT_S = 5.0
@@ -311,16 +314,23 @@ class SqliteStorage(
         return (await self.create_runs([run]))[0]
 
     async def create_runs(self, runs: Sequence[NewRun]) -> list[RunRecord | None]:
-        """Write new runs in one transaction; None for each whose ``run_key`` was
-        already used (by an earlier run or one earlier in ``runs``)."""
+        """Write new runs, ``CREATE_BATCH`` per transaction (a million runs never
+        hold the write lock for long), each created a microsecond after the one
+        before it, so queue order is submission order; None for each whose
+        ``run_key`` was already used (by an earlier run or one earlier in ``runs``)."""
         now = self.clock.time()
-        written = await self._write(
-            lambda conn: [_insert_run(conn, r, now) for r in runs]
-        )
-        return [
-            _new_record(run, now) if ok else None
-            for run, ok in zip(runs, written, strict=True)
-        ]
+        records: list[RunRecord | None] = []
+        for start in range(0, len(runs), CREATE_BATCH):
+            batch = [
+                (run, now + (start + i) * 1e-6)
+                for i, run in enumerate(runs[start : start + CREATE_BATCH])
+            ]
+            written = await self._write(partial(_insert_runs, batch=batch))
+            records += [
+                _new_record(run, at) if ok else None
+                for (run, at), ok in zip(batch, written, strict=True)
+            ]
+        return records
 
     async def transition_run(
         self,
@@ -405,7 +415,7 @@ class SqliteStorage(
         Every tag key must match; a key mapped to a list of values matches any of
         them (``{"env": ["dev", "prod"], "team": "core"}``), as in Dagster.
         """
-        sql, params = runs_query(status, tags, limit)
+        sql, params = _rows.runs_query(status, tags, limit)
 
         def read(conn: sqlite3.Connection) -> list[RunRecord]:
             return [_rows.run_record(row) for row in conn.execute(sql, params)]
@@ -691,38 +701,10 @@ class SqliteStorage(
 _Prepared = tuple[str, str, str | None, float, dict[str, Any]]
 
 
-def runs_query(
-    status: RunStatus | str | Iterable[RunStatus | str] | None,
-    tags: Mapping[str, str | Sequence[str]] | None,
-    limit: int | None,
-) -> tuple[str, list[Any]]:
-    """The query of ``get_runs`` (newest first; ``runs_by_status_created`` serves a
-    status filter without sorting every run of that status)."""
-    where: list[str] = []
-    params: list[Any] = []
-    if status is not None:
-        statuses = [status] if isinstance(status, str) else list(status)
-        values = [RunStatus(s).value for s in statuses]
-        where.append(f"status IN ({', '.join('?' * len(values))})")
-        params.extend(values)
-    for key, value in (tags or {}).items():
-        values = [value] if isinstance(value, str) else list(value)
-        if not values:
-            where.append("0")  # no value is allowed: nothing matches
-            continue
-        where.append(
-            "run_id IN (SELECT run_id FROM run_tags WHERE key = ? AND value IN "
-            f"({', '.join('?' * len(values))}))"
-        )
-        params.extend([key, *values])
-    sql = f"SELECT {_rows.RUN_COLUMNS} FROM runs"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY created_at DESC, run_id DESC"
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(limit)
-    return sql, params
+def _insert_runs(
+    conn: sqlite3.Connection, *, batch: list[tuple[NewRun, float]]
+) -> list[bool]:
+    return [_insert_run(conn, run, at) for run, at in batch]
 
 
 def _insert_run(conn: sqlite3.Connection, run: NewRun, now: float) -> bool:

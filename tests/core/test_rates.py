@@ -128,3 +128,15 @@ def test_a_pool_out_of_tokens_is_full_until_its_token_is_due() -> None:
     state.rates_due(10.0)
     assert state.rate_until == {}
     assert [w.key for w in state.grants()] == [("r", "a")]
+
+
+@pytest.mark.parametrize("text", ["7/1234567s", "1/1000000ms", "5/1.50min", "1/0.001s"])
+def test_the_canonical_spelling_never_uses_an_exponent(text: str) -> None:
+    rate = parse_rate(text)
+    assert "e" not in rate.text.split("/")[1].rstrip("abcdfghijklmnopqrstuvwxyz")
+    assert parse_rate(rate.text) == rate
+
+
+def test_a_count_of_thousands_of_digits_is_a_config_error() -> None:
+    with pytest.raises(rs.ConfigError, match="is not a rate"):
+        parse_rate("9" * 5000 + "/s")

@@ -12,7 +12,7 @@ import pytest
 
 from rivers.storage import open_backend
 from rivers.storage._retention_sql import old_runs
-from rivers.storage.sqlite import runs_query
+from rivers.storage._rows import runs_query
 
 
 def _plan(path: Path, sql: str, params: list[object] | tuple[object, ...]) -> str:

@@ -123,7 +123,6 @@ class QueueCoordinator:
         self._state = QueueState(
             max_concurrent_runs=self._max_runs, rules=self._in_force.rules
         )
-        self._queued: dict[str, QueuedRun] = {}
         self._tag_sets: dict[
             tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]
         ] = {}
@@ -182,8 +181,7 @@ class QueueCoordinator:
             self._state = QueueState(
                 max_concurrent_runs=self._max_runs, rules=self._in_force.rules + pseudo
             )
-            for run in self._queued.values():
-                self._state.add(run)
+            self._last_rowid = 0  # index the queue again under the new rules
         self._state.max_concurrent_runs = self._max_runs
         await self._publish_config()
 
@@ -280,14 +278,14 @@ class QueueCoordinator:
         ):
             self._last_rowid = max(self._last_rowid, rowid)
             tags = self._with_roots(run_id, selection, tags)
-            run = QueuedRun(-priority, created_at, run_id, self._shared(tags))
-            self._queued[run_id] = run
-            self._state.add(run)
+            self._state.add(
+                QueuedRun(-priority, created_at, run_id, self._shared(tags))
+            )
         if not len(self._state):
             return 0
         if self._in_force.paused:
             reason = paused_reason(self._repository)
-            await self._record_reasons(dict.fromkeys(self._queued, reason))
+            await self._record_reasons(dict.fromkeys(self._state.queued_ids(), reason))
             return 0
         in_flight_tags = await self._storage.get_in_flight_tags()
         counts: dict[tuple[str, str, str | None], int] = {}
@@ -320,8 +318,7 @@ class QueueCoordinator:
         )
         for admission, ok in zip(result.admitted, outcomes, strict=True):
             roots = self._run_roots.pop(admission.run_id, None)
-            entry = self._queued.pop(admission.run_id, None)
-            created = self._clock.time() if entry is None else entry.created_at
+            created = admission.created_at
             self._reasons.pop(admission.run_id, None)
             if ok:
                 admitted += 1
@@ -331,12 +328,11 @@ class QueueCoordinator:
                     )
                 )
                 self._start_run(admission.run_id)
-            elif entry is not None and await self._still_queued(admission.run_id):
+            elif await self._still_queued(admission.run_id):
                 # Another process took the capacity meanwhile: back in line.
-                self._queued[admission.run_id] = entry
+                self._state.readd(admission)
                 if roots is not None:
                     self._run_roots[admission.run_id] = roots
-                self._state.add(entry)
         await self._record_reasons(self._explain_roots(result.blocked, views))
         return admitted
 

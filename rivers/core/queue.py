@@ -141,10 +141,17 @@ class QueuedRun:
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """A run to start now."""
+    """A run to start now, with its place in the queue (to put it back)."""
 
     run_id: str
     buckets: Signature
+    key: tuple[int, float, str] = (0, 0.0, "")
+    """(-priority, submitted at, run id)."""
+
+    @property
+    def created_at(self) -> float:
+        """When the run was submitted."""
+        return self.key[1]
 
 
 @dataclass(slots=True)
@@ -237,6 +244,16 @@ class QueueState:
             # A new head is checked on the next tick even if its group is parked,
             # so its reason to wait is reported.
             self._push_group(key, signature)
+
+    def readd(self, admission: Admission) -> None:
+        """Put back an admitted run whose admission did not go through (same place)."""
+        if admission.run_id in self.members:
+            return
+        self.members[admission.run_id] = admission.buckets
+        heap = self.groups.setdefault(admission.buckets, [])
+        heapq.heappush(heap, admission.key)
+        if heap[0] is admission.key:
+            self._push_group(admission.key, admission.buckets)
 
     def discard(self, run_id: str) -> None:
         """Forget a run (canceled, or admitted elsewhere); lazily removed from heaps."""
@@ -372,11 +389,11 @@ class QueueState:
                 blocked[run_id] = reason
                 self._park(bucket, counts.get(bucket, 0), entry)
                 continue
-            heapq.heappop(self.groups[signature])
+            key = heapq.heappop(self.groups[signature])
             del self.members[run_id]
             for bucket in signature:
                 counts[bucket] = counts.get(bucket, 0) + 1
-            admitted.append(Admission(run_id=run_id, buckets=signature))
+            admitted.append(Admission(run_id=run_id, buckets=signature, key=key))
             capacity -= 1
             following = self._head(signature)
             if following is not None:

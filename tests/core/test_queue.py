@@ -279,3 +279,24 @@ def test_a_paused_queue_taking_submissions_and_cancellations_stays_bounded() -> 
     state.max_concurrent_runs = 3
     admitted = [a.run_id for a in state.tick(0, {}).admitted]
     assert admitted == ["r19998", "r19996", "r19994"]
+
+
+def test_a_run_put_back_after_a_lost_admission_keeps_its_place() -> None:
+    state = QueueState(max_concurrent_runs=1)
+    for index, run_id in enumerate(["a", "b", "c"]):
+        state.add(QueuedRun(0, float(index), run_id))
+    (first,) = state.tick(0, {}).admitted
+    assert (first.run_id, first.created_at) == ("a", 0.0)
+    state.readd(first)  # another process took the capacity: back in line
+    assert [a.run_id for a in state.tick(0, {}).admitted] == ["a"]
+    assert [a.run_id for a in state.tick(0, {}).admitted] == ["b"]
+
+
+def test_many_runs_with_few_tag_sets_share_their_signatures() -> None:
+    rules = (LimitRule("tenant", None, 1, True),)
+    state = QueueState(max_concurrent_runs=10, rules=rules)
+    for index in range(1000):
+        state.add(
+            QueuedRun(0, float(index), f"r{index}", (("tenant", f"t{index % 3}"),))
+        )
+    assert len({id(signature) for signature in state.members.values()}) == 3

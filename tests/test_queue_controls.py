@@ -91,6 +91,8 @@ async def test_a_paused_queue_admits_nothing_until_resumed(tmp_path: Path) -> No
         assert overlap.started == 0
         why = await rt.explain(handles[0].run_id)
         assert "the run queue of repository 'default' is paused" in why
+        # A gate for the whole queue: no reason nor RUN_BLOCKED event per run.
+        assert await rt.storage.get_events(kinds=["RUN_BLOCKED"]) == []
         assert "rivers queue resume --repository default" in why
         status = json.loads(await _queue_cli(tmp_path, "status", "--json"))
         assert (status["paused"], status["served"], status["queued"]) == (True, True, 3)

@@ -40,7 +40,6 @@ from rivers.core.queue_controls import (
     QueueControls,
     controls_key,
     in_force,
-    paused_reason,
     rule_to_stored,
 )
 from rivers.errors import StorageUnavailable
@@ -284,8 +283,9 @@ class QueueCoordinator:
         if not len(self._state):
             return 0
         if self._in_force.paused:
-            reason = paused_reason(self._repository)
-            await self._record_reasons(dict.fromkeys(self._state.queued_ids(), reason))
+            # A gate for the whole queue, as max_concurrent_runs is: `runs why`, `top`
+            # and `queue status` read it from the published controls, so pausing a
+            # million queued runs writes no million reasons and RUN_BLOCKED events.
             return 0
         in_flight_tags = await self._storage.get_in_flight_tags()
         counts: dict[tuple[str, str, str | None], int] = {}

@@ -166,8 +166,7 @@ class PoolInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         fields = [
             f"{name}={getattr(self, name)!r}"
             for name in self.__struct_fields__
-            if self.rate is not None
-            or not name.startswith(("rate", "burst", "tok", "next"))
+            if self.rate is not None or name not in _RATE_FIELDS
         ]
         return f"PoolInfo({', '.join(fields)})"
 

@@ -233,27 +233,23 @@ class QueueState:
 
     def add(self, run: QueuedRun) -> None:
         """Index a queued run (ignored if already indexed)."""
-        if run.run_id in self.members:
-            return
-        signature = self._signature_of(run.tags)
-        self.members[run.run_id] = signature
+        if run.run_id not in self.members:
+            key = (run.neg_priority, run.created_at, run.run_id)
+            self._insert(key, self._signature_of(run.tags))
+
+    def readd(self, admission: Admission) -> None:
+        """Put back an admitted run whose admission did not go through (same place)."""
+        if admission.run_id not in self.members:
+            self._insert(admission.key, admission.buckets)
+
+    def _insert(self, key: _Key, signature: Signature) -> None:
+        self.members[key[2]] = signature
         heap = self.groups.setdefault(signature, [])
-        key = (run.neg_priority, run.created_at, run.run_id)
         heapq.heappush(heap, key)
         if heap[0] is key:
             # A new head is checked on the next tick even if its group is parked,
             # so its reason to wait is reported.
             self._push_group(key, signature)
-
-    def readd(self, admission: Admission) -> None:
-        """Put back an admitted run whose admission did not go through (same place)."""
-        if admission.run_id in self.members:
-            return
-        self.members[admission.run_id] = admission.buckets
-        heap = self.groups.setdefault(admission.buckets, [])
-        heapq.heappush(heap, admission.key)
-        if heap[0] is admission.key:
-            self._push_group(admission.key, admission.buckets)
 
     def discard(self, run_id: str) -> None:
         """Forget a run (canceled, or admitted elsewhere); lazily removed from heaps."""

@@ -27,13 +27,7 @@ import anyio
 from rivers.actors.limit_windows import RECHECK_S
 from rivers.core.ownership import queue_config_key, queue_leader_key
 from rivers.core.pool_admission import ROOTS_TAG, RootsIndex
-from rivers.core.queue import (
-    SHARED_TAGS_MAX,
-    Bucket,
-    LimitRule,
-    QueuedRun,
-    QueueState,
-)
+from rivers.core.queue import Bucket, LimitRule, QueuedRun, QueueState
 from rivers.core.queue_controls import (
     CONTROLS_CHECK_S,
     InForce,
@@ -46,7 +40,7 @@ from rivers.errors import StorageUnavailable
 from rivers.messages import RunBlocked, RunDequeued
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
     from anyio.abc import TaskStatus
 
@@ -122,10 +116,6 @@ class QueueCoordinator:
         self._state = QueueState(
             max_concurrent_runs=self._max_runs, rules=self._in_force.rules
         )
-        self._tag_sets: dict[
-            tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]
-        ] = {}
-        """One shared tuple per distinct tags of queued runs (bounded)."""
         self._last_rowid = 0
         self._reasons: dict[str, str] = {}
         self._wake = anyio.Event()
@@ -278,7 +268,7 @@ class QueueCoordinator:
             self._last_rowid = max(self._last_rowid, rowid)
             tags = self._with_roots(run_id, selection, tags)
             self._state.add(
-                QueuedRun(-priority, created_at, run_id, self._shared(tags))
+                QueuedRun(-priority, created_at, run_id, tuple(sorted(tags.items())))
             )
         if not len(self._state):
             return 0
@@ -335,16 +325,6 @@ class QueueCoordinator:
                     self._run_roots[admission.run_id] = roots
         await self._record_reasons(self._explain_roots(result.blocked, views))
         return admitted
-
-    def _shared(self, tags: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-        """``tags`` as one tuple shared by every queued run with the same tags."""
-        key = tuple(sorted(tags.items()))
-        shared = self._tag_sets.get(key)
-        if shared is None:
-            if len(self._tag_sets) >= SHARED_TAGS_MAX:
-                self._tag_sets.clear()
-            shared = self._tag_sets[key] = key
-        return shared
 
     def _with_roots(
         self, run_id: str, selection: list[str] | None, tags: dict[str, str]

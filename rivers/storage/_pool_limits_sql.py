@@ -30,7 +30,6 @@ __all__ = (
     "RATE_COLUMNS",
     "RateInForce",
     "clear_stored_default",
-    "effective_limit",
     "limit_of",
     "limits_in_force",
     "pool_infos",
@@ -105,16 +104,6 @@ def limit_of(
     if default is None:
         default = repository_default
     return (None, None) if default is None else (default, "default")
-
-
-def effective_limit(conn: sqlite3.Connection, pool: str) -> int | None:
-    """Return ``pool``'s limit now (None: unlimited)."""
-    row = conn.execute(
-        "SELECT override_limit, declared_limit, default_limit FROM pools "
-        "WHERE name = ?",
-        (pool,),
-    ).fetchone()
-    return limit_of(conn, *(row or (None, None, None)))[0]
 
 
 def limits_in_force(

@@ -32,8 +32,8 @@ from rivers.core.rates import available, wait_s
 from rivers.storage._pool_limits_sql import (
     RATE_COLUMNS,
     RateInForce,
-    effective_limit,
     limit_of,
+    limits_in_force,
     rate_of,
 )
 
@@ -87,7 +87,7 @@ def pool_views(
 ) -> tuple[PoolView, ...]:
     """Return each pool's limit and unexpired claimed slots."""
     return tuple(
-        PoolView(pool, effective_limit(conn, pool), _claimed(conn, pool, now))
+        PoolView(pool, limits_in_force(conn, pool)[0], _claimed(conn, pool, now))
         for pool in pools
     )
 

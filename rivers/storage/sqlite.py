@@ -423,18 +423,8 @@ class SqliteStorage(
         return await self._call(read)
 
     async def count_runs(self, statuses: Iterable[RunStatus]) -> int:
-        """Return how many runs have one of ``statuses``."""
-        values = [s.value for s in statuses]
-        sql = (  # kept by triggers (schema 9): no count over the runs themselves
-            "SELECT COALESCE(SUM(runs), 0) FROM run_counts "
-            f"WHERE status IN ({', '.join('?' * len(values))})"
-        )
-
-        def read(conn: sqlite3.Connection) -> int:
-            count: int = conn.execute(sql, values).fetchone()[0]
-            return count
-
-        return await self._call(read)
+        """Return how many runs have one of ``statuses`` (from the kept counts)."""
+        return sum((await self.count_runs_by_status(statuses)).values())
 
     # -------------------------------------------------------------------- events
 

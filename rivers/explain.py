@@ -10,7 +10,7 @@ from rivers.core.pool_admission import POOLS_REASONS
 from rivers.core.queue import binding_tag_limit, stored_rules
 from rivers.core.queue_controls import is_overridden, paused_reason
 from rivers.errors import RunNotFound
-from rivers.forecasts import pool_forecast, queue_forecast, tag_forecast
+from rivers.forecasts import bucket_of, pool_forecast, queue_forecast, tag_forecast
 from rivers.storage.records import IN_FLIGHT_STATUSES, RunStatus
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ async def _pool_waits(storage: StorageBackend, run_id: str) -> list[str]:
         for pending in await storage.pools.get_pending_steps(info.name):
             if pending.run_id != run_id:
                 continue
-            rate = None if info.rate is None else (info.rate, info.tokens or 0.0)
+            rate = bucket_of(info)
             expected = await pool_forecast(
                 storage, info.name, info.limit, run_id, pending.step_key, rate
             )

@@ -19,9 +19,16 @@ if TYPE_CHECKING:
 
     from rivers.core.queue import Bucket, LimitRule
     from rivers.storage.base import StorageBackend
-    from rivers.storage.records import Event, PendingStep, RunRecord, SlotHolder
+    from rivers.storage.records import (
+        Event,
+        PendingStep,
+        PoolInfo,
+        RunRecord,
+        SlotHolder,
+    )
 
 __all__ = (
+    "bucket_of",
     "pool_forecast",
     "pool_forecasts",
     "queue_forecast",
@@ -132,6 +139,12 @@ def pool_forecasts(
         )
         for index, step in enumerate(line)
     }
+
+
+def bucket_of(info: PoolInfo) -> tuple[str, float] | None:
+    """A pool's rate and the tokens its bucket holds now, as the forecasts take them
+    (None: the pool has no rate)."""
+    return None if info.rate is None else (info.rate, info.tokens or 0.0)
 
 
 def _no_sooner_than_rate(

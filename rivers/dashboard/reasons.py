@@ -93,7 +93,7 @@ def pool_wait_reason(
         if view is not None and view.limit is not None and view.claimed >= view.limit:
             chosen = (pool, place)
             break
-        if view is not None and "next start" in view.rate:  # out of rate tokens
+        if view is not None and view.rate_tokens is not None and view.rate_tokens < 1:
             chosen = (pool, place)
     pool, place = chosen
     view = pools.get(pool)

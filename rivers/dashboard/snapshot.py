@@ -33,7 +33,12 @@ from rivers.dashboard.views import (
     TagBucketView,
     TagLimitView,
 )
-from rivers.forecasts import pool_forecasts, queue_forecasts, recent_releases
+from rivers.forecasts import (
+    bucket_of,
+    pool_forecasts,
+    queue_forecasts,
+    recent_releases,
+)
 from rivers.storage.records import (
     FINISHED_STATUSES,
     IN_FLIGHT_STATUSES,
@@ -259,7 +264,7 @@ async def _read_pools(
         if waiting and info.limit:
             if released is None:
                 released = await recent_releases(storage)
-            rate = None if info.rate is None else (info.rate, info.tokens or 0.0)
+            rate = bucket_of(info)
             forecasts = pool_forecasts(
                 info.name, info.limit, waiting, holders, released, now, rate
             )

@@ -124,7 +124,7 @@ def submit(
             metavar="N",
             min=1,
             max=1_000_000,
-            help="Queue N identical runs at once (one transaction).",
+            help="Queue N identical runs at once (5,000 per transaction).",
         ),
     ] = 1,
 ) -> None:

@@ -52,7 +52,7 @@ def submit_command(
     priority: int,
     count: int = 1,
 ) -> list[str]:
-    """Write ``count`` QUEUED runs (one transaction) for the daemon to admit;
+    """Write ``count`` QUEUED runs (5,000 per transaction) for the daemon to admit;
     return their ids."""
     repository = load_repository(file, module, attribute)
     request = RunRequest(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
+from functools import partial
 from typing import TYPE_CHECKING, Any, final
 
-import anyio
-import anyio.from_thread
-import anyio.to_thread
-
+from rivers._threads import call_from_thread, run_sync
 from rivers.executors.base import LaunchResult, StepRequest, call_step, load_inputs
 from rivers.executors.gate import StepGate, TagGates
 from rivers.io import FilesystemIOManager
@@ -34,11 +33,12 @@ class ThreadStepRunner:
     async def run(self, request: StepRequest) -> LaunchResult:
         """Run the sync step in a thread, store its value, return it."""
         abandoned = threading.Event()
+        loop = asyncio.get_running_loop()
 
         def emit_from_thread(body: EventBody) -> None:
             # RuntimeError: the loop is gone because the run was abandoned.
             with contextlib.suppress(RuntimeError):
-                anyio.from_thread.run_sync(request.emit, body)
+                call_from_thread(loop, request.emit, body)
 
         def work() -> object:
             inputs = load_inputs(
@@ -51,7 +51,7 @@ class ThreadStepRunner:
 
         request.on_start("thread")
         try:
-            value = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+            value = await run_sync(work, abandon_on_cancel=True)
         except BaseException:
             abandoned.set()
             raise
@@ -69,14 +69,14 @@ class AsyncStepRunner:
         if all(name in request.known_values for name in asset.params):
             inputs = {name: request.known_values[name] for name in asset.params}
         else:
-            inputs = await anyio.to_thread.run_sync(
-                load_inputs, asset, request.known_values, request.io_manager
+            inputs = await run_sync(
+                partial(load_inputs, asset, request.known_values, request.io_manager)
             )
         value = await call_step(request, inputs, request.emit)  # type: ignore[misc]
         if stores_quickly(request.io_manager, value):
             request.io_manager.store(asset.name, value)
         else:
-            await anyio.to_thread.run_sync(request.io_manager.store, asset.name, value)
+            await run_sync(partial(request.io_manager.store, asset.name, value))
         return LaunchResult(value=value, has_value=True)
 
 

@@ -1,7 +1,7 @@
 """The SQLite storage: WAL mode, one writer connection, whole transactions per call.
 
-Every call runs one function on aiosqlite's connection thread, so a transaction of
-many statements costs one thread hop. A call, once sent, always finishes: it runs
+Every call runs one function on the connection's own thread (a ``Lane``), so a
+transaction of many statements costs one thread hop. A call, once sent, always finishes: it runs
 shielded from cancellation (bounded by SQLite's busy timeout), so a cancelled caller
 never leaves a half-known write behind.
 
@@ -15,22 +15,18 @@ fails at open, or the file was truncated, deleted or replaced under us) raises
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sqlite3
-import stat
 import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, final
+from typing import TYPE_CHECKING, Any, TypeVar, final
 
-import aiosqlite
 import anyio
 import msgspec
 
 from rivers._clock import SYSTEM_CLOCK, Clock
-from rivers._files import make_private_dirs
+from rivers._threads import Lane
 from rivers.errors import (
     MigrationError,
     StorageCorrupted,
@@ -45,6 +41,16 @@ from rivers.storage._pool_methods import PoolMethods
 from rivers.storage._queue_methods import QueueMethods
 from rivers.storage._retention_methods import RetentionMethods
 from rivers.storage._serving_methods import ServingMethods
+from rivers.storage._sqlite_files import (
+    FileIdentity,
+    check_same_file,
+    checkpoint,
+    closing_cursors,
+    finish_transaction,
+    open_inline,
+    prepare_file,
+    quick_check,
+)
 from rivers.storage.base import StorageBackend
 from rivers.storage.records import (
     FINISHED_STATUSES,
@@ -116,20 +122,21 @@ class SqliteStorage(
     def __init__(
         self,
         path: Path,
-        db: aiosqlite.Connection,
+        lane: Lane,
         raw: sqlite3.Connection,
         clock: Clock,
     ) -> None:
         self.path = path
         self.clock = clock
-        self._db = db
+        self._lane = lane
         self._raw = raw
         self._closed = False
         self._inline: sqlite3.Connection | None = None
+        self._inline_failed = False
         self._inline_thread = threading.get_ident()  # the loop that opened it
         self._inline_commits = 0
         self._opened = False  # the file is known to be a rivers database
-        self._identity: _FileIdentity | None = None  # the file opened
+        self._identity: FileIdentity | None = None  # the file opened
         self._broken: StorageCorrupted | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -145,22 +152,18 @@ class SqliteStorage(
                 quick_check`` (checked for files up to ``QUICK_CHECK_MAX_BYTES``).
             MigrationError: the file was written by a newer rivers.
         """
-        path = await anyio.to_thread.run_sync(_prepare_file, path)
+        lane = Lane()
         try:
-            db = await aiosqlite.connect(
-                str(path), isolation_level=None, timeout=BUSY_TIMEOUT_S
-            )
-        except sqlite3.Error as exc:
-            raise _translate(exc, path) from exc
-        raw = db._conn  # the sqlite3 connection, used only on aiosqlite's thread
-        storage = cls(path, db, raw, clock)
+            path, raw = await lane.call(partial(_connect, path))
+        except BaseException:
+            await lane.close(lambda: None)
+            raise
+        storage = cls(path, lane, raw, clock)
         try:
             storage._identity = await storage._call(_initialize)
             storage._opened = True
-            storage._inline = _open_inline(path)
         except BaseException as exc:
-            with anyio.CancelScope(shield=True):
-                await db.close()
+            await lane.close(raw.close)
             if isinstance(exc, MigrationError):
                 raise MigrationError(f"storage {str(path)!r}: {exc}") from None
             raise
@@ -175,8 +178,7 @@ class SqliteStorage(
         if self._inline is not None:
             self._inline.close()
             self._inline = None
-        with anyio.CancelScope(shield=True):
-            await self._db.close()
+        await self._lane.close(self._raw.close)
 
     def backend(self) -> StorageBackend:
         """Return this storage as a ``StorageBackend`` (itself for every role)."""
@@ -214,9 +216,9 @@ class SqliteStorage(
         raw = self._raw
         with anyio.CancelScope(shield=True):
             try:
-                # aiosqlite's own queue runs ``fn`` on its connection thread: a whole
-                # transaction costs one thread hop instead of one per statement.
-                result: T = await self._db._execute(_closing_cursors, fn, raw)  # type: ignore[no-untyped-call]
+                # A whole transaction costs one hop to the connection's thread
+                # instead of one per statement.
+                result: T = await self._lane.call(partial(closing_cursors, fn, raw))
             except (sqlite3.Error, _errors.Foreign, _errors.Damaged) as exc:
                 raise self._fail(exc) from exc
         return result
@@ -264,7 +266,7 @@ class SqliteStorage(
             # The loop's connection never checkpoints (that would copy pages and
             # fsync on the loop); the SQLite thread folds the WAL back now and then.
             self._inline_commits = 0
-            await self._call(_checkpoint)
+            await self._call(checkpoint)
             done, result = self._write_now(fn)
             if done:
                 return result  # type: ignore[return-value]
@@ -282,14 +284,25 @@ class SqliteStorage(
         (False, None) when it did not run: the lock is taken, a WAL checkpoint is
         due, or this is not the loop thread that opened the storage.
         """
-        inline = self._inline
         if (
-            inline is None
-            or self._closed
+            self._closed
             or self._inline_commits >= INLINE_CHECKPOINT_EVERY
             or threading.get_ident() != self._inline_thread
         ):
             return False, None
+        inline = self._inline
+        if inline is None:
+            if self._inline_failed:
+                return False, None
+            try:  # opened on first use: a run that claims no pool never pays for it
+                check_same_file(self._identity)  # a new connection would not see it
+                where = self.path if self._identity is None else self._identity.path
+                inline = self._inline = open_inline(where)
+            except _errors.Damaged as exc:
+                raise self._fail(exc) from exc
+            except sqlite3.Error:
+                self._inline_failed = True  # the SQLite thread's connection serves
+                return False, None
         if self._broken is not None:
             raise self._broken
         try:
@@ -299,9 +312,7 @@ class SqliteStorage(
                 raise self._fail(exc) from exc
             return False, None
         try:
-            result = _closing_cursors(
-                lambda conn: _finish_transaction(conn, fn), inline
-            )
+            result = closing_cursors(lambda conn: finish_transaction(conn, fn), inline)
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
         self._inline_commits += 1
@@ -834,133 +845,30 @@ _UPSERT_STEP = (
 )
 
 
-def _closing_cursors(
-    fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection
-) -> T:
-    """Call ``fn`` on the connection's thread; close a cursor it returns, there.
-
-    A cursor still open when it is dropped resets its statement in whatever thread
-    drops it. Statements are cached and shared, so a cursor handed back to the
-    event loop (``lambda conn: conn.execute(...)``) could reset a statement this
-    thread is running, which SQLite reports as "bad parameter or other API misuse".
-    """
-    result = fn(conn)
-    if isinstance(result, sqlite3.Cursor):
-        result.close()
-    return result
-
-
-def _open_inline(path: Path) -> sqlite3.Connection:
-    """Open the loop thread's connection for ``_write_soon`` (after migrations).
-
-    It never waits for a lock (busy timeout 0) and never checkpoints the WAL (the
-    SQLite thread's connection does), so it cannot block the event loop for more
-    than one short transaction.
-    """
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=0)
+def _connect(path: Path) -> tuple[Path, sqlite3.Connection]:
+    """Create the file if missing and connect to it (on the lane's thread)."""
+    path = prepare_file(path)
     try:
-        conn.execute("PRAGMA busy_timeout = 0")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
-        conn.execute("PRAGMA temp_store = MEMORY")
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_S)
     except sqlite3.Error as exc:
-        conn.close()
         raise _translate(exc, path) from exc
-    return conn
-
-
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+    return path, conn
 
 
 def _transaction(
     conn: sqlite3.Connection,
     fn: Callable[[sqlite3.Connection], T],
-    identity: _FileIdentity | None,
+    identity: FileIdentity | None,
 ) -> T:
-    _check_same_file(identity)
+    check_same_file(identity)
     conn.execute("BEGIN IMMEDIATE")
-    return _finish_transaction(conn, fn)
+    return finish_transaction(conn, fn)
 
 
-class _FileIdentity(NamedTuple):
-    """The storage file as opened: its absolute path (a step may ``chdir``), device
-    and inode."""
-
-    path: Path
-    device: int
-    inode: int
-
-
-def _check_same_file(identity: _FileIdentity | None) -> None:
-    """Refuse to write when the file was deleted, replaced or truncated under us.
-
-    SQLite would write on into its WAL (and later a checkpoint into the hollow
-    file) without noticing: a rivers file always holds at least its header page
-    once open. One ``stat`` on the SQLite thread per write transaction.
-    """
-    if identity is None:
-        return
-    try:
-        info = identity.path.stat()
-    except FileNotFoundError:
-        raise _errors.Damaged("the file was deleted while rivers used it") from None
-    except OSError:
-        return  # unreadable metadata: let SQLite decide
-    if (info.st_dev, info.st_ino) != (identity.device, identity.inode):
-        raise _errors.Damaged("the file was replaced while rivers used it")
-    if info.st_size == 0:
-        raise _errors.Damaged("the file was truncated to 0 bytes while rivers used it")
-
-
-def _finish_transaction(
-    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
-) -> T:
-    """Run ``fn`` in the transaction just begun, then commit.
-
-    If ``fn`` or the COMMIT fails the transaction is rolled back, so the
-    connection is never left inside one.
-    """
-    try:
-        result = fn(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return result
-
-
-def _prepare_file(path: Path) -> Path:
-    """Create the parent directory (owner-only) and the file (0600) if missing."""
-    path = Path(path).expanduser()
-    try:
-        make_private_dirs(path.parent)
-        if path.exists() and not path.is_file():
-            raise StorageUnavailable(
-                f"storage path {str(path)!r} is not a file; pass a file path"
-            )
-        if not path.exists():
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.close(fd)
-    except PermissionError as exc:
-        raise StorageUnavailable(
-            f"cannot create storage {str(path)!r}: permission denied; pass a writable "
-            "path with --storage or RIVERS_HOME"
-        ) from exc
-    except OSError as exc:
-        if isinstance(exc, StorageUnavailable):
-            raise
-        raise StorageUnavailable(
-            f"cannot create storage {str(path)!r}: {exc.strerror or exc}"
-        ) from exc
-    return path
-
-
-def _initialize(conn: sqlite3.Connection) -> _FileIdentity:
+def _initialize(conn: sqlite3.Connection) -> FileIdentity:
     """Check the file is ours, set pragmas, apply migrations (runs on the db thread).
 
-    Returns the file's identity, for ``_check_same_file``.
+    Returns the file's identity, for ``check_same_file``.
     """
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
@@ -971,7 +879,7 @@ def _initialize(conn: sqlite3.Connection) -> _FileIdentity:
     try:
         version = check_marks(conn)
         if version > 0 and info.st_size <= QUICK_CHECK_MAX_BYTES:
-            _quick_check(conn)
+            quick_check(conn)
     finally:
         if conn.in_transaction:
             conn.execute("ROLLBACK")  # read only
@@ -981,23 +889,11 @@ def _initialize(conn: sqlite3.Connection) -> _FileIdentity:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute("PRAGMA cache_size = -16000")
-    identity = _FileIdentity(path, info.st_dev, info.st_ino)
+    identity = FileIdentity(path, info.st_dev, info.st_ino)
     if version == SCHEMA_VERSION:
         return identity
     migrate(conn)
     return identity
-
-
-def _quick_check(conn: sqlite3.Connection) -> None:
-    """Raise ``Damaged`` when ``PRAGMA quick_check`` finds a problem.
-
-    It reads every page (b-tree structure, record formats, constraints) but does
-    not compare indexes with their tables (``integrity_check`` does: ``rivers
-    doctor``); a page overwritten with noise fails it.
-    """
-    found = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-    if found != "ok":
-        raise _errors.Damaged(f"PRAGMA quick_check: {found}")
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:
@@ -1025,10 +921,3 @@ def _use_wal(conn: sqlite3.Connection) -> None:
 def _translate(exc: BaseException, path: Path) -> StorageError:
     """Translate an error raised before the file was known to be a rivers database."""
     return _errors.translate(exc, path, opened=False, busy_s=BUSY_TIMEOUT_S)
-
-
-def storage_mode_is_private(path: Path) -> bool:
-    """Return whether only the owner may read and write ``path``."""
-    with contextlib.suppress(OSError):
-        return stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
-    return False

@@ -53,6 +53,7 @@ from rivers.errors import (
     StorageError,
     StorageLocked,
     StorageUnavailable,
+    ValueNotFound,
     WorkerCrashed,
 )
 
@@ -63,7 +64,7 @@ if typing.TYPE_CHECKING:
     from rivers.context import PoolLease, StepContext
     from rivers.definitions.executor_configs import ExecutorConfig
     from rivers.executors.configs import Executor
-    from rivers.io import FilesystemIOManager, IOManager, ValueNotFound
+    from rivers.io import FilesystemIOManager, IOManager
     from rivers.io_upath import UPathIOManager
     from rivers.results import MaterializeResult
     from rivers.run_handle import RunHandle
@@ -161,15 +162,15 @@ _LAZY: dict[str, str] = {
     "StepRecord": "rivers.storage.records",
     "StepStatus": "rivers.storage.records",
     "UPathIOManager": "rivers.io_upath",
-    "ValueNotFound": "rivers.io",
     "open_storage": "rivers.storage",
 }
 
 
 def _show_as_public(obj: object) -> None:
-    # Tracebacks and reprs show the public path (rivers.Asset, not the module).
-    # msgspec Structs keep their module: msgspec resolves their field annotations
-    # in it.
+    # Tracebacks and reprs show the public path (rivers.Asset, not the module): the
+    # names imported above now, a lazy one when it is first read from here (every
+    # exception is imported above). msgspec Structs keep their module: msgspec
+    # resolves their field annotations in it.
     if isinstance(obj, type) and not issubclass(obj, msgspec.Struct):
         obj.__module__ = "rivers"
 

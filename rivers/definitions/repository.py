@@ -53,8 +53,8 @@ def use_materializer(materializer: Materializer) -> None:
     """Make ``CodeRepository.materialize`` call ``materializer``.
 
     Definitions sit below the runtime and may not import it, so the package root
-    (``rivers/__init__.py``, which every ``import rivers...`` runs first) passes
-    ``rivers.materialize.materialize`` here.
+    (``rivers/__init__.py``, which every ``import rivers...`` runs first) passes a
+    function that imports ``rivers.materialize.materialize`` on its first call.
     """
     global _materializer
     _materializer = materializer

@@ -1,7 +1,14 @@
-"""Workload 6 — import time of ``import rivers``, and peak memory holding 10,000 queued runs.
+"""Workload 6 — cold start (``import rivers``, ``rivers --help``), and peak memory
+holding 10,000 queued runs.
 
 Import: ``python -X importtime -c "import rivers"`` in a fresh interpreter, the
 cumulative microseconds of the ``rivers`` line (``--repeat`` interpreters).
+Help: the wall time of ``python -m rivers --help`` in a fresh interpreter, start to
+exit, interpreter start-up included (``--repeat`` interpreters).
+Both read compiled bytecode, as an installed rivers does (pip compiles it): their
+children write and read it under a temporary ``PYTHONPYCACHEPREFIX``, warmed by one
+unmeasured run each, whatever ``PYTHONDONTWRITEBYTECODE`` says here (without
+bytecode every module would be compiled from source on every start).
 Memory: a fresh interpreter writes 10,000 QUEUED runs (each with two tags) and
 starts a runtime whose queue coordinator indexes them all; its peak RSS
 (``VmHWM``, else ``ru_maxrss``) is reported, alongside the RSS of an idle runtime for reference
@@ -15,6 +22,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from benchmarks.figures import Figure, module_main, temporary_home
 
@@ -64,16 +75,46 @@ anyio.run(main)
 """
 
 
-def import_ms() -> float:
+IMPORT_COMMAND = ("-X", "importtime", "-c", "import rivers")
+HELP_COMMAND = ("-m", "rivers", "--help")
+
+
+@contextmanager
+def compiled_bytecode() -> Iterator[dict[str, str]]:
+    """Yield the environment of a child that keeps its bytecode in a temporary cache."""
+    with tempfile.TemporaryDirectory(prefix="rivers-pycache-") as cache:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        # Measure rivers, not a coverage tracer a test run starts in each child.
+        env.pop("COVERAGE_PROCESS_START", None)
+        env.pop("COVERAGE_PROCESS_CONFIG", None)
+        env["PYTHONPYCACHEPREFIX"] = cache
+        for command in (IMPORT_COMMAND, HELP_COMMAND):  # compile, unmeasured
+            subprocess.run(
+                [sys.executable, *command], capture_output=True, check=True, env=env
+            )
+        yield env
+
+
+def import_ms(env: dict[str, str]) -> float:
     """Return the cumulative import time of rivers in a fresh interpreter, in ms."""
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import rivers"],
+        [sys.executable, *IMPORT_COMMAND],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     line = [ln for ln in done.stderr.splitlines() if ln.rstrip().endswith("| rivers")]
     return int(line[-1].split("|")[1]) / 1000
+
+
+def help_ms(env: dict[str, str]) -> float:
+    """Return the wall time of ``rivers --help`` in a fresh interpreter, in ms."""
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, *HELP_COMMAND], capture_output=True, check=True, env=env
+    )
+    return (time.perf_counter() - started) * 1000
 
 
 def peak_rss_mib(queued: int) -> float:
@@ -90,14 +131,17 @@ def peak_rss_mib(queued: int) -> float:
 
 
 def collect(repeat: int, quick: bool) -> list[Figure]:
-    """Return import times and peak RSS figures."""
+    """Return cold-start times and peak RSS figures."""
     queued = QUICK_QUEUED if quick else QUEUED
-    imports = [import_ms() for _ in range(repeat)]
+    with compiled_bytecode() as env:
+        imports = [import_ms(env) for _ in range(repeat)]
+        helps = [help_ms(env) for _ in range(repeat)]
     memory_runs = min(repeat, MEMORY_RUNS)
     idle = [peak_rss_mib(0) for _ in range(memory_runs)]
     loaded = [peak_rss_mib(queued) for _ in range(memory_runs)]
     return [
         Figure("footprint", "import rivers", "ms", imports),
+        Figure("footprint", "rivers --help, wall", "ms", helps),
         Figure("footprint", "peak RSS, idle runtime", "MiB", idle),
         Figure("footprint", "peak RSS, 10,000 queued runs", "MiB", loaded),
     ]

@@ -18,7 +18,6 @@ up kills the process at once (the default action is back by then).
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import threading
 from typing import TYPE_CHECKING, Any, final
@@ -65,6 +64,8 @@ class SigtermGuard:
         once, the runtime's event writer among them, before the runs it stops
         have recorded their end.
         """
+        import asyncio  # loaded already (a loop runs this); not on `import rivers.cli`
+
         task = asyncio.current_task()
         if task is None or not _may_handle_sigterm():
             return await fn(*args)

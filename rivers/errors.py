@@ -12,7 +12,8 @@ The tree::
     │   └── MigrationError          schema too new, or a migration failed
     ├── NotFoundError (LookupError)
     │   ├── RunNotFound
-    │   └── AssetNotFound
+    │   ├── AssetNotFound
+    │   └── ValueNotFound           an asset's value was never stored
     └── ExecutionError
         ├── LeaseLost               a pool claim was reclaimed while its step ran
         ├── StepError               a step raised; ``__cause__`` is the user's exception
@@ -47,6 +48,7 @@ __all__ = (
     "StorageError",
     "StorageLocked",
     "StorageUnavailable",
+    "ValueNotFound",
     "WorkerCrashed",
 )
 
@@ -106,6 +108,17 @@ class AssetNotFound(NotFoundError):
         self.name = name
         hint = f"; known assets: {', '.join(known)}" if known else ""
         super().__init__(f"no asset named {name!r}{hint}")
+
+
+class ValueNotFound(NotFoundError):
+    """An asset has no stored value (it was never materialized)."""
+
+    def __init__(self, asset_key: str) -> None:
+        self.asset_key = asset_key
+        super().__init__(
+            f"asset {asset_key!r} has never been materialized, so its value cannot be "
+            "loaded; materialize it first or add it to the selection"
+        )
 
 
 class ExecutionError(RiversError):

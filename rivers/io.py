@@ -14,7 +14,7 @@ from typing import Protocol, final, runtime_checkable
 
 from rivers._files import make_private_dirs
 from rivers._repr import short_repr
-from rivers.errors import ConfigError, NotFoundError
+from rivers.errors import ConfigError, ValueNotFound
 
 __all__ = ("FilesystemIOManager", "IOManager", "ValueNotFound")
 
@@ -90,17 +90,6 @@ def check_asset_key(asset_key: str, where: object) -> None:
     """Refuse a key that is not a plain file name (no separators, no leading dot)."""
     if not _SAFE_KEY.fullmatch(asset_key):
         raise ValueError(f"asset key {asset_key!r} does not name a file in {where}")
-
-
-class ValueNotFound(NotFoundError):
-    """An asset has no stored value (it was never materialized)."""
-
-    def __init__(self, asset_key: str) -> None:
-        self.asset_key = asset_key
-        super().__init__(
-            f"asset {asset_key!r} has never been materialized, so its value cannot be "
-            "loaded; materialize it first or add it to the selection"
-        )
 
 
 @runtime_checkable

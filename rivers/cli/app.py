@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, ClassVar, NoReturn
 
 import typer
 
 from rivers._error_groups import rivers_errors_line
 from rivers._signals import EXIT_SIGTERM, Terminated
-from rivers.cli import (
-    pools as pools_commands,
-    queue_controls as queue_commands,
-    runs as runs_commands,
-    top as top_command,
-    triggers as triggers_commands,
-)
 from rivers.cli._common import CliState, fail, parse_tags
-from rivers.cli._help import RiversGroup
+from rivers.cli._help import LazyCommand, LazyRiversGroup
 from rivers.cli.options import (  # noqa: TC001  # typer reads them at runtime
     AttributeOption,
     FileOption,
@@ -32,10 +25,37 @@ from rivers.cli.options import (  # noqa: TC001  # typer reads them at runtime
 )
 from rivers.errors import RiversError
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 __all__ = ("app", "run")
 
+
+class _Rivers(LazyRiversGroup):
+    # The command groups and `top` import rich, anyio, the storage and the runtime:
+    # their modules load when one of them runs, never for `rivers --help`.
+    lazy_commands: ClassVar[Mapping[str, LazyCommand]] = {
+        "top": LazyCommand(
+            "rivers.cli.top:top",
+            "Watch the run queue, tag limits, pools, runs and recent events live.",
+        ),
+        "runs": LazyCommand("rivers.cli.runs:app", "Inspect and control runs."),
+        "pools": LazyCommand(
+            "rivers.cli.pools:app", "Inspect and steer concurrency pools."
+        ),
+        "queue": LazyCommand(
+            "rivers.cli.queue_controls:app",
+            "Pause, resume and re-limit a repository's run queue while it runs.",
+        ),
+        "triggers": LazyCommand(
+            "rivers.cli.triggers:app",
+            "Inspect schedules, sensors and automation conditions.",
+        ),
+    }
+
+
 app = typer.Typer(
-    cls=RiversGroup,
+    cls=_Rivers,
     name="rivers",
     help="Materialize data assets under four composable concurrency layers.",
     no_args_is_help=True,
@@ -43,11 +63,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-app.add_typer(runs_commands.app, name="runs")
-app.add_typer(pools_commands.app, name="pools")
-app.add_typer(queue_commands.app, name="queue")
-app.add_typer(triggers_commands.app, name="triggers")
-app.command("top")(top_command.top)
 
 
 def _print_version(value: bool) -> None:

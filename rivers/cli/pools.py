@@ -31,7 +31,10 @@ if TYPE_CHECKING:
 __all__ = ("app", "bar")
 
 app = typer.Typer(
-    cls=RiversGroup, help="Inspect and steer concurrency pools.", no_args_is_help=True
+    cls=RiversGroup,
+    rich_markup_mode=None,  # as the rivers group it joins (rivers.cli.app)
+    help="Inspect and steer concurrency pools.",
+    no_args_is_help=True,
 )
 
 BAR_WIDTH = 12

@@ -37,6 +37,7 @@ __all__ = ("app", "parse_tag_limit")
 
 app = typer.Typer(
     cls=RiversGroup,
+    rich_markup_mode=None,  # as the rivers group it joins (rivers.cli.app)
     help="Pause, resume and re-limit a repository's run queue while it runs.",
     no_args_is_help=True,
 )

@@ -34,7 +34,10 @@ if TYPE_CHECKING:
 __all__ = ("app",)
 
 app = typer.Typer(
-    cls=RiversGroup, help="Inspect and control runs.", no_args_is_help=True
+    cls=RiversGroup,
+    rich_markup_mode=None,  # as the rivers group it joins (rivers.cli.app)
+    help="Inspect and control runs.",
+    no_args_is_help=True,
 )
 
 RunIdArgument = Annotated[

@@ -37,6 +37,7 @@ __all__ = ("TriggerRow", "app", "describe_triggers")
 
 app = typer.Typer(
     cls=RiversGroup,
+    rich_markup_mode=None,  # as the rivers group it joins (rivers.cli.app)
     help="Inspect schedules, sensors and automation conditions.",
     no_args_is_help=True,
 )

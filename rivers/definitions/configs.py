@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import msgspec
 from msgspec.structs import force_setattr
@@ -33,11 +33,15 @@ from rivers._validate import (
     check_int,
     check_tags,
 )
-from rivers.core.limit_windows import LimitSchedule
-from rivers.core.queue import LimitRule
 from rivers.core.triggers import check_timezone
 from rivers.definitions.pool_limit import check_windows
 from rivers.errors import ConfigError
+
+if TYPE_CHECKING:
+    # Loaded by the methods that build them: the queue's and windows' cores (and
+    # cronsim) stay out of `import rivers`.
+    from rivers.core.limit_windows import LimitSchedule
+    from rivers.core.queue import LimitRule
 
 __all__ = (
     "RetryPolicy",
@@ -142,6 +146,8 @@ class TagConcurrencyLimit(msgspec.Struct, frozen=True):
 
     def rule(self) -> LimitRule:
         """The limit as the pure cores count it (``rivers.core.queue.LimitRule``)."""
+        from rivers.core.queue import LimitRule
+
         assert self.limit is not None
         return LimitRule(self.key, self.value, self.limit, self.per_unique_value)
 
@@ -231,6 +237,8 @@ class RunQueueConfig(msgspec.Struct, frozen=True):
 
     def schedule(self) -> LimitSchedule:
         """The ``max_concurrent_runs`` in force at each hour (windows included)."""
+        from rivers.core.limit_windows import LimitSchedule
+
         return LimitSchedule.of(self.max_concurrent_runs, self.windows, self.timezone)
 
     @property

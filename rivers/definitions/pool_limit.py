@@ -9,17 +9,20 @@ decides which is in force).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import msgspec
 from msgspec.structs import force_setattr
 
 from rivers._repr import short_repr
 from rivers._validate import MAX_LIMIT, check_int, check_pool_name
-from rivers.core.limit_windows import LimitSchedule, hour_cron
 from rivers.core.rates import MAX_BURST, parse_rate
 from rivers.core.triggers import check_timezone
 from rivers.errors import ConfigError
+
+if TYPE_CHECKING:
+    # rivers.core.limit_windows (and cronsim) loads with the first window.
+    from rivers.core.limit_windows import LimitSchedule
 
 __all__ = ("PoolLimit", "check_pool_limits", "check_windows")
 
@@ -92,6 +95,8 @@ class PoolLimit(msgspec.Struct, frozen=True):
 
     def schedule(self) -> LimitSchedule:
         """Return the pure schedule that says which limit is in force when."""
+        from rivers.core.limit_windows import LimitSchedule
+
         return LimitSchedule.of(self.slots, self.windows, self.timezone)
 
 
@@ -108,6 +113,8 @@ def check_windows(windows: object, field: str) -> dict[str, int] | None:
             f"{field} must be a dict of cron expression to limit, got "
             f"{short_repr(windows)}"
         )
+    from rivers.core.limit_windows import hour_cron
+
     checked: dict[str, int] = {}
     for cron, limit in windows.items():
         if not isinstance(cron, str) or hour_cron(cron) is None:

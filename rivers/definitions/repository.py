@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar, final
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
 from rivers._repr import short_repr
 from rivers._validate import MAX_LIMIT, REPOSITORY_NAME, check_int, check_name
 from rivers.core.plan import PlanState
-from rivers.core.pool_admission import Roots, roots_of
 from rivers.definitions.asset import Asset
 from rivers.definitions.configs import (
     RunBackendConfig,
@@ -22,7 +20,10 @@ from rivers.definitions.graph import find_cycle, topological_order
 from rivers.definitions.pool_limit import PoolLimit, check_pool_limits
 from rivers.definitions.triggers import AutomationCondition, Schedule, Sensor
 from rivers.errors import AssetNotFound, ConfigError
-from rivers.io import IOManager
+
+if TYPE_CHECKING:
+    from rivers.core.pool_admission import Roots
+    from rivers.io import IOManager
 
 __all__ = (
     "CodeRepository",
@@ -52,8 +53,8 @@ def use_materializer(materializer: Materializer) -> None:
     """Make ``CodeRepository.materialize`` call ``materializer``.
 
     Definitions sit below the runtime and may not import it, so the package root
-    (``rivers/__init__.py``, which every ``import rivers...`` runs first) passes
-    ``rivers.materialize.materialize`` here.
+    (``rivers/__init__.py``, which every ``import rivers...`` runs first) passes a
+    function that imports ``rivers.materialize.materialize`` on its first call.
     """
     global _materializer
     _materializer = materializer
@@ -65,6 +66,8 @@ def definition_fingerprint(upstream: Mapping[str, Sequence[str]]) -> str:
     Two repositories with the same assets wired the same way share it; renaming,
     adding or rewiring an asset changes it (the code inside an asset does not).
     """
+    import hashlib  # loads OpenSSL: on the first repository, not on import
+
     text = "\n".join(
         f"{name}<-{','.join(sorted(deps))}" for name, deps in sorted(upstream.items())
     )
@@ -72,6 +75,13 @@ def definition_fingerprint(upstream: Mapping[str, Sequence[str]]) -> str:
 
 
 _DIGITS = re.compile(r"[0-9]+")
+
+
+def _is_io_manager(value: object) -> bool:
+    # rivers.io (pathlib, fcntl, ctypes) loads with an IO manager, not on import.
+    from rivers.io import IOManager
+
+    return isinstance(value, IOManager)
 
 
 @final
@@ -152,7 +162,7 @@ class CodeRepository:
                 f"executor must come from rs.Executor.in_process(), .parallel() or "
                 f".kubernetes(), got {short_repr(executor)}"
             )
-        if io_manager is not None and not isinstance(io_manager, IOManager):
+        if io_manager is not None and not _is_io_manager(io_manager):
             raise ConfigError(
                 "io_manager must have store(asset_key, value) and load(asset_key) "
                 f"methods, such as rs.FilesystemIOManager(), got {short_repr(io_manager)}"
@@ -366,6 +376,9 @@ class CodeRepository:
         or None when one claims none or the selection is no longer valid here.
         With ``pool_granularity="run"``: the run's own claim, one root of every pool
         its selection uses."""
+        # Not at the top: it loads rivers.core.queue, which `import rivers` skips.
+        from rivers.core.pool_admission import roots_of
+
         try:
             steps = self.resolve_selection(selection)
         except AssetNotFound:

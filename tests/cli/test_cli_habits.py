@@ -354,6 +354,7 @@ async def test_cancel_waits_for_the_run_to_stop_and_says_it_was_canceled(
 def _command_paths() -> list[list[str]]:
     """Every command and group of the ``rivers`` tree, as argv prefixes."""
     import typer
+    from typer.core import TyperGroup
 
     from rivers.cli.app import app
 
@@ -361,8 +362,11 @@ def _command_paths() -> list[list[str]]:
 
     def walk(command: object, prefix: list[str]) -> None:
         paths.append(prefix)
-        for name, child in getattr(command, "commands", {}).items():
-            walk(child, [*prefix, name])
+        if isinstance(command, TyperGroup):
+            # Through the group's API: `rivers` loads some commands only on use.
+            context = typer.Context(command)
+            for name in command.list_commands(context):
+                walk(command.get_command(context, name), [*prefix, name])
 
     walk(typer.main.get_command(app), [])
     return paths

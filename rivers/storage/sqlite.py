@@ -51,6 +51,12 @@ from rivers.storage._sqlite_files import (
     prepare_file,
     quick_check,
 )
+from rivers.storage._step_rows import (
+    UPSERT_STEP,
+    StepRow,
+    fold_step_rows,
+    step_row,
+)
 from rivers.storage.base import StorageBackend
 from rivers.storage.records import (
     FINISHED_STATUSES,
@@ -94,18 +100,6 @@ QUICK_CHECK_MAX_BYTES = 8 * 2**20
 
 _encode = msgspec.json.Encoder().encode
 
-# How each step event changes the step's row: (status, sets started_at, sets ended_at).
-_STEP_PROJECTION: dict[str, tuple[StepStatus, bool, bool]] = {
-    "STEP_WAITING": (StepStatus.WAITING, False, False),
-    "STEP_POOL_BLOCKED": (StepStatus.WAITING, False, False),
-    "STEP_POOL_CLAIMED": (StepStatus.WAITING, False, False),
-    "STEP_STARTED": (StepStatus.RUNNING, True, False),
-    "STEP_RETRY": (StepStatus.WAITING, False, False),
-    "STEP_SUCCESS": (StepStatus.SUCCESS, False, True),
-    "STEP_FAILURE": (StepStatus.FAILURE, False, True),
-    "STEP_SKIPPED": (StepStatus.SKIPPED, False, True),
-    "STEP_CANCELED": (StepStatus.CANCELED, False, True),
-}
 _TERMINAL_STEP = ("SUCCESS", "FAILURE", "SKIPPED", "CANCELED")
 
 
@@ -785,29 +779,17 @@ def _insert_events(conn: sqlite3.Connection, prepared: list[_Prepared]) -> int:
             for i, (kind, run_id, step_key, at, data) in enumerate(prepared)
         ],
     )
-    steps: list[tuple[Any, ...]] = []
+    steps: list[StepRow] = []
     materialized: list[tuple[Any, ...]] = []
     for i, (kind, run_id, step_key, at, data) in enumerate(prepared):
-        projection = _STEP_PROJECTION.get(kind)
-        if projection is None or step_key is None:
+        row = step_row(kind, run_id, step_key, at, data)
+        if row is None:
             continue
-        status, starts, ends = projection
-        steps.append(
-            (
-                run_id,
-                step_key,
-                status.value,
-                data.get("attempt", 0),
-                at if starts else None,
-                at if ends else None,
-                data.get("error") or data.get("reason"),
-                data.get("worker"),
-            )
-        )
+        steps.append(row)
         if kind == "STEP_SUCCESS":
             materialized.append((step_key, run_id, first + i, at))
     if steps:
-        conn.executemany(_UPSERT_STEP, steps)
+        conn.executemany(UPSERT_STEP, fold_step_rows(steps))
     if materialized:
         conn.executemany(
             "INSERT INTO materializations (asset_key, run_id, event_id, materialized_at) "
@@ -829,20 +811,6 @@ def _stored_events(first: int, prepared: list[_Prepared]) -> list[Event]:
         )
         for i, (kind, run_id, step_key, at, data) in enumerate(prepared)
     ]
-
-
-_UPSERT_STEP = (
-    "INSERT INTO steps (run_id, step_key, status, attempts, started_at, ended_at, "
-    "error, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (run_id, step_key) DO UPDATE SET "
-    "status = excluded.status, "
-    "attempts = MAX(steps.attempts, excluded.attempts), "
-    "started_at = COALESCE(steps.started_at, excluded.started_at), "
-    "ended_at = COALESCE(excluded.ended_at, steps.ended_at), "
-    "error = CASE WHEN excluded.status IN ('SUCCESS', 'RUNNING') THEN NULL "
-    "ELSE COALESCE(excluded.error, steps.error) END, "
-    "worker = COALESCE(excluded.worker, steps.worker)"
-)
 
 
 def _connect(path: Path) -> tuple[Path, sqlite3.Connection]:

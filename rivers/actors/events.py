@@ -182,7 +182,10 @@ class EventWriter:
                     with anyio.move_on_after(LINGER_S):
                         await self._flush_requested.wait()
                 self._flush_requested = anyio.Event()
-                while self._pending:
+                if self._pending:
+                    # What is emitted during this write waits for the next batch,
+                    # which lingers too: a steady stream of steps makes one
+                    # transaction per LINGER_S, not one per write's duration.
                     batch, self._pending = self._pending, []
                     started = time.perf_counter()
                     events = await self._write(batch)
@@ -191,7 +194,7 @@ class EventWriter:
                     self._written += len(batch)
                     self.publish(events)
                     self._release_waiters()
-                if self._closing:
+                if self._closing and not self._pending:
                     return
         except Exception as exc:
             self._failure = exc

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 
 from rivers._clock import SYSTEM_CLOCK
 from rivers.actors import events as events_module
@@ -34,7 +35,7 @@ async def test_a_steady_stream_is_written_once_per_linger_not_once_per_write(
                         )
                     )
                     emitted += 1
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             await writer.flush()
             stats = writer.statistics()
             elapsed = time.monotonic() - began

@@ -64,15 +64,17 @@ anyio.run(main)
 """
 
 
-def import_ms() -> float:
-    """Return the cumulative import time of rivers in a fresh interpreter, in ms."""
+def import_ms(module: str = "rivers") -> float:
+    """Return the cumulative import time of ``module`` in a fresh interpreter, in ms."""
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import rivers"],
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
         capture_output=True,
         text=True,
         check=True,
     )
-    line = [ln for ln in done.stderr.splitlines() if ln.rstrip().endswith("| rivers")]
+    line = [
+        ln for ln in done.stderr.splitlines() if ln.rstrip().endswith(f"| {module}")
+    ]
     return int(line[-1].split("|")[1]) / 1000
 
 

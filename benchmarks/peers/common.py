@@ -25,7 +25,8 @@ from benchmarks import inprocess_dag, parallel_steps, pools, run_queue
 from benchmarks.figures import Figure, figure_from_json, percentile
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
+    from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
 POLL_S = 0.2
@@ -120,11 +121,23 @@ def python_path() -> str:
 # -------------------------------------------------------- workload side
 
 
-def workload_main(
-    system: str, measures: Mapping[str, Callable[[int, int], list[Figure]]]
-) -> None:
-    """Measure the workload named on the command line; print its figures as JSON."""
-    parser = argparse.ArgumentParser(description=f"one {system} peer workload")
+def workload_main(title: str, module: ModuleType) -> None:
+    """Measure the workload named on the command line; print its figures as JSON.
+
+    Args:
+        title: The peer's name, for the help text.
+        module: The peer module; its ``measure_NAME(size, repeat)`` measures
+            workload NAME of ``SUITE_WORKLOADS``, except ``import``, measured here
+            for the module's ``SYSTEM``.
+    """
+    system: str = module.SYSTEM
+    measures: dict[str, Callable[[int, int], list[Figure]]] = {
+        name: getattr(module, f"measure_{name}")
+        for name in SUITE_WORKLOADS
+        if name != "import"
+    }
+    measures["import"] = lambda interpreters, _: _import_figure(system, interpreters)
+    parser = argparse.ArgumentParser(description=f"one {title} peer workload")
     parser.add_argument("workload", choices=sorted(measures))
     parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--repeat", type=int, default=1)
@@ -150,14 +163,12 @@ def timed(call: Callable[[], object]) -> float:
     return time.perf_counter() - began
 
 
-def import_figure(system: str, interpreters: int) -> list[Figure]:
-    """Return the import time of ``system`` (``import_ms`` in fresh interpreters)."""
+def _import_figure(system: str, interpreters: int) -> list[Figure]:
+    """Return workload 6's import time of ``system`` over fresh interpreters."""
     from benchmarks.footprint import import_ms
 
     times = [import_ms(system) for _ in range(interpreters)]
-    return [
-        peer_figure(system, "footprint", f"import {system}", "ms", times),
-    ]
+    return [peer_figure(system, "footprint", f"import {system}", "ms", times)]
 
 
 def peer_figure(

@@ -41,7 +41,6 @@ from benchmarks.peers.common import (
     ROOT,
     dag_figures,
     dag_scaled,
-    import_figure,
     parallel_figures,
     peer_figure,
     pool_figures,
@@ -254,20 +253,5 @@ def _admission_s(instance: Any, run_id: str) -> float:
     return float(stamps[kinds.RUN_STARTING] - stamps[kinds.RUN_ENQUEUED])
 
 
-def measure_import(interpreters: int, repeat: int) -> list[Figure]:
-    """Workload 6's import time: ``import dagster`` in fresh interpreters."""
-    del repeat  # the size is already the number of interpreters
-    return import_figure(SYSTEM, interpreters)
-
-
-MEASURES = {
-    "dag": measure_dag,
-    "parallel": measure_parallel,
-    "pools": measure_pools,
-    "queue": measure_queue,
-    "import": measure_import,
-}
-
-
 if __name__ == "__main__":
-    workload_main("Dagster", MEASURES)
+    workload_main("Dagster", sys.modules[__name__])

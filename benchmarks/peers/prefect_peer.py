@@ -45,7 +45,6 @@ from benchmarks.peers.common import (
     ROOT,
     dag_figures,
     dag_scaled,
-    import_figure,
     parallel_figures,
     peer_figure,
     pool_figures,
@@ -278,20 +277,5 @@ def _admission_s(client: Any, run_id: Any) -> float:
     return float((stamps["PENDING"] - stamps["SCHEDULED"]).total_seconds())
 
 
-def measure_import(interpreters: int, repeat: int) -> list[Figure]:
-    """Workload 6's import time: ``import prefect`` in fresh interpreters."""
-    del repeat  # the size is already the number of interpreters
-    return import_figure(SYSTEM, interpreters)
-
-
-MEASURES = {
-    "dag": measure_dag,
-    "parallel": measure_parallel,
-    "pools": measure_pools,
-    "queue": measure_queue,
-    "import": measure_import,
-}
-
-
 if __name__ == "__main__":
-    workload_main("Prefect", MEASURES)
+    workload_main("Prefect", sys.modules[__name__])

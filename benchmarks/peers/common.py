@@ -187,10 +187,8 @@ def dag_figures(
     too, and its figures are normalised per step.
     """
     steps = levels * inprocess_dag.WIDTH
-    full = levels == inprocess_dag.LEVELS
-    scaled = "" if full else f"{steps} of 200 steps ({levels} levels x 10)"
+    suffix, scaled = dag_scaled(levels)
     note = "; ".join(filter(None, [note, scaled and f"{scaled}, normalised per step"]))
-    suffix = "" if full else f" ({steps} steps)"
     return [
         peer_figure(
             system,

@@ -2,7 +2,7 @@
 
 Each module defines its workload in its docstring, exposes ``collect(repeat,
 quick)`` returning ``figures.Figure`` objects, and runs alone as
-``python -m benchmarks.NAME``; ``peers/`` holds Dagster's versions.
+``python -m benchmarks.NAME``; ``peers/`` holds Dagster's and Prefect's versions.
 """
 
 from __future__ import annotations

@@ -2,13 +2,15 @@
 
 Runs every workload (each module's docstring defines it exactly), repeats the
 event-loop-bound ones (1, 4 and 5) with uvloop turned off (``RIVERS_UVLOOP=0``),
-and, when ``import dagster`` works, the Dagster peers of workloads 1, 3, 4 and 5.
-Prints one table (median of ``--repeat`` runs, min and max, Dagster and the ratio
-beside each figure it has) and writes one JSON line per figure.
+and the peers' versions of workloads 1, 3, 4, 5 and 6's import: Dagster's when
+``import dagster`` works, Prefect's when ``import prefect`` does. Prints one table
+(median of ``--repeat`` runs, min and max, each peer and rivers' ratio to it beside
+each figure it has) and writes one JSON line per figure.
 
     python -m benchmarks [--repeat 5] [--quick] [--only NAME[,NAME]]
-                         [--json PATH] [--no-peers] [--peer-timeout S]
-                         [--peer-scale F] [--peer-repeat N] [--peer-queue-runs N]
+                         [--json PATH] [--no-peers] [--peer NAME[,NAME]]
+                         [--peer-timeout S] [--peer-scale F] [--peer-repeat N]
+                         [--peer-queue-runs N]
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ from benchmarks.figures import (
     temporary_home,
     write_json_lines,
 )
+from benchmarks.peers.common import (
+    DEFAULT_QUEUE_RUNS,
+    SUITE_WORKLOADS,
+    run_workloads,
+    sizes as peer_sizes,
+)
 
-PEER_WORKLOADS = {
-    "dag": "inprocess_dag",
-    "parallel": "parallel_steps",
-    "pools": "pools",
-    "queue": "run_queue",
-}
+PEERS = {"dagster": "Dagster", "prefect": "Prefect"}
+"""The peers (``benchmarks/peers/NAME_peer.py``, importable as NAME), and their names."""
 NAMES = (*WORKLOADS, "uvloop", "peers")
 DEFAULT_JSON = Path(__file__).with_name("results.jsonl")
 
@@ -58,38 +62,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--json", metavar="PATH", default=str(DEFAULT_JSON), help="JSON lines output"
     )
-    parser.add_argument("--no-peers", action="store_true", help="skip Dagster")
+    parser.add_argument("--no-peers", action="store_true", help="skip every peer")
+    parser.add_argument(
+        "--peer",
+        metavar="NAME[,NAME]",
+        default=",".join(PEERS),
+        help=f"the peers to compare with (default: {', '.join(PEERS)})",
+    )
     parser.add_argument(
         "--peer-timeout",
         type=float,
         default=900.0,
         metavar="S",
-        help="seconds allowed for each Dagster workload",
+        help="seconds allowed for each peer workload",
     )
     parser.add_argument(
         "--peer-scale",
         type=float,
         default=1.0,
         metavar="F",
-        help="run Dagster's workloads at this fraction of their size "
+        help="run the peers' workloads at this fraction of their size "
         "(figures are then normalised per step and marked)",
     )
     parser.add_argument("--peer-repeat", type=int, default=1, metavar="N")
     parser.add_argument(
         "--peer-queue-runs",
         type=int,
-        default=20,
+        default=DEFAULT_QUEUE_RUNS,
         metavar="N",
-        help="runs Dagster's queue workload submits at most (1,000 take ~15 min)",
+        help="runs a peer's queue workload submits at most (1,000 take minutes)",
     )
     args = parser.parse_args(argv)
     selected = set(NAMES) if not args.only else set(args.only.split(","))
     unknown = selected - set(NAMES)
     if unknown:
         parser.error(f"unknown workload(s) {', '.join(sorted(unknown))}")
+    peers = [name for name in args.peer.split(",") if name]
+    unknown_peers = set(peers) - set(PEERS)
+    if unknown_peers:
+        parser.error(f"unknown peer(s) {', '.join(sorted(unknown_peers))}")
     if args.no_peers:
         selected.discard("peers")
     args.selected = selected
+    args.peers = peers
     return args
 
 
@@ -119,14 +134,43 @@ def uvloop_off(repeat: int, quick: bool) -> list[Figure]:
             os.environ["RIVERS_UVLOOP"] = saved
 
 
-def dagster_missing() -> str | None:
-    """Return why the Dagster peers cannot run here, or None when they can."""
-    if importlib.util.find_spec("dagster") is None:
+def peer_missing(name: str) -> str | None:
+    """Return why peer ``name`` cannot run here, or None when it can."""
+    if importlib.util.find_spec(name) is None:
         return (
-            "dagster is not installed in this interpreter (it is no dependency of "
+            f"{name} is not installed in this interpreter (it is no dependency of "
             "rivers; see docs/performance.md to run the peers)"
         )
     return None
+
+
+def run_peers(args: argparse.Namespace) -> tuple[list[Figure], list[str]]:
+    """Run each chosen peer's twins of the selected workloads; say why any is skipped.
+
+    Returns:
+        The peers' figures, and one message per peer skipped or workload failed.
+    """
+    figures: list[Figure] = []
+    messages: list[str] = []
+    # The twins of the selected workloads; all of them for `--only peers`.
+    wanted = [
+        peer for peer, ours in SUITE_WORKLOADS.items() if ours in args.selected
+    ] or list(SUITE_WORKLOADS)
+    sizes = peer_sizes(wanted, args.peer_scale, args.quick, args.peer_queue_runs)
+    for name in args.peers:
+        missing = peer_missing(name)
+        if missing is not None:
+            messages.append(f"{PEERS[name]} peers skipped: {missing}")
+            continue
+        found, problems = run_workloads(
+            f"benchmarks.peers.{name}_peer",
+            sizes,
+            max(1, args.peer_repeat),
+            args.peer_timeout,
+        )
+        figures += mark_quick(found) if args.quick else found
+        messages += problems
+    return figures, messages
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,26 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             figures += uvloop_off(repeat, args.quick)
     if "peers" in args.selected:
-        missing = dagster_missing()
-        if missing is not None:
-            messages.append(f"Dagster peers skipped: {missing}")
-        else:
-            from benchmarks.peers import dagster_peer
-
-            sizes = dagster_peer.sizes(
-                args.peer_scale, args.quick, args.peer_queue_runs
-            )
-            # The peers of the selected workloads; all of them for `--only peers`.
-            wanted = {
-                peer: size
-                for peer, size in sizes.items()
-                if PEER_WORKLOADS[peer] in args.selected
-            } or sizes
-            found, problems = dagster_peer.figures(
-                wanted, max(1, args.peer_repeat), args.peer_timeout
-            )
-            figures += found
-            messages += problems
+        found, problems = run_peers(args)
+        figures += found
+        messages += problems
     print()
     print(format_table(figures))
     comparison = format_comparison(figures)

@@ -252,8 +252,9 @@ def _render(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def format_table(figures: Sequence[Figure]) -> str:
     """Return the rivers figures (uvloop as configured) with any peer side by side.
 
-    A peer figure is matched by workload and metric; the ratio says how many
-    times better rivers is (faster, or higher throughput). Peer figures with no
+    A peer figure is matched by workload and metric (a peer's "import NAME"
+    matches "import rivers"); the "vs NAME" column says how many times better
+    rivers is than that peer (faster, or higher throughput). Peer figures with no
     rivers twin (another size, another instance kind) get rows of their own.
     Notes are numbered under the table.
     """
@@ -262,7 +263,7 @@ def format_table(figures: Sequence[Figure]) -> str:
     peer_names = sorted({f.system for f in peers})
     header = ["workload", "metric", "unit", "rivers median (min .. max)"]
     for name in peer_names:
-        header += [name, "ratio"]
+        header += [name, f"vs {name}"]
     notes: list[str] = []
 
     def cell(figure: Figure | None) -> str:
@@ -286,7 +287,7 @@ def format_table(figures: Sequence[Figure]) -> str:
                     for p in peers
                     if p.system == name
                     and p.workload == figure.workload
-                    and p.metric == figure.metric
+                    and _twin_metric(p) == figure.metric
                 ),
                 None,
             )
@@ -304,6 +305,13 @@ def format_table(figures: Sequence[Figure]) -> str:
     if notes:
         text += "\n" + "\n".join(f"[{i}] {note}" for i, note in enumerate(notes, 1))
     return text
+
+
+def _twin_metric(peer: Figure) -> str:
+    """Return the metric of rivers' twin of a peer figure."""
+    if peer.metric == f"import {peer.system}":
+        return "import rivers"
+    return peer.metric
 
 
 def format_comparison(figures: Sequence[Figure]) -> str:

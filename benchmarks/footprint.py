@@ -95,16 +95,18 @@ def compiled_bytecode() -> Iterator[dict[str, str]]:
         yield env
 
 
-def import_ms(env: dict[str, str]) -> float:
-    """Return the cumulative import time of rivers in a fresh interpreter, in ms."""
+def import_ms(env: dict[str, str], module: str = "rivers") -> float:
+    """Return the cumulative import time of ``module`` in a fresh interpreter, in ms."""
     done = subprocess.run(
-        [sys.executable, *IMPORT_COMMAND],
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
         capture_output=True,
         text=True,
         check=True,
         env=env,
     )
-    line = [ln for ln in done.stderr.splitlines() if ln.rstrip().endswith("| rivers")]
+    line = [
+        ln for ln in done.stderr.splitlines() if ln.rstrip().endswith(f"| {module}")
+    ]
     return int(line[-1].split("|")[1]) / 1000
 
 

@@ -276,6 +276,14 @@ class QueueStore(Protocol):
         max_concurrent_runs: int,
     ) -> list[bool]: ...
 
+    async def admit_queued(
+        self,
+        candidates: list[tuple[str, list[tuple[str, str | None, int]]]],
+        *,
+        owner: str,
+        max_concurrent_runs: int,
+    ) -> list[RunRecord | None]: ...
+
     async def set_run_reasons(self, reasons: dict[str, str]) -> None: ...
 
     async def queue_position(self, run_id: str) -> int | None: ...

@@ -460,7 +460,6 @@ class Runtime:
             launcher=make_launcher(config, self._get_worker_pool),
             executor_name=describe_executor(config),
             events=self._writer(),
-            storage=self._roles.runs,
             pools=self.pools,
             clock=self.clock,
             owner=self.owner,

@@ -460,7 +460,6 @@ class Runtime:
             launcher=make_launcher(config, self._get_worker_pool),
             executor_name=describe_executor(config),
             events=self._writer(),
-            storage=self._roles.runs,
             pools=self.pools,
             clock=self.clock,
             owner=self.owner,
@@ -533,40 +532,41 @@ class Runtime:
                 coordinator.wake()
         elif written and self._closing:
             raise RiversError("the runtime is stopping; the runs stay queued")
-        else:
-            for run_id in written:
-                if await self._roles.queue.admit_run(
-                    run_id, owner=self.owner, max_concurrent_runs=2**31, tag_guards=()
-                ):
-                    self._start_run(run_id)
+        elif written:
+            admitted = await self._roles.queue.admit_queued(
+                [(run_id, []) for run_id in written],
+                owner=self.owner,
+                max_concurrent_runs=2**31,
+            )
+            for record in admitted:
+                if record is not None:
+                    self._start_run(record)
         return handles
 
-    def _start_run(self, run_id: str) -> None:
+    def _start_run(self, record: RunRecord) -> None:
         assert self._task_group is not None
         assert not self._closing, "runs are admitted only before shutdown starts"
         self._task_group.start_soon(
-            self._execute_admitted, run_id, name=f"rivers.run[{run_id}]"
+            self._execute_admitted, record, name=f"rivers.run[{record.run_id}]"
         )
 
-    async def _execute_admitted(self, run_id: str) -> None:
+    async def _execute_admitted(self, record: RunRecord) -> None:
         """Run a run the queue admitted (STARTING, owned here) in the background.
 
         If the runtime stops before the run began, the run goes back to the queue.
         """
-        storage = self._roles
+        run_id = record.run_id
         try:
-            record = await storage.runs.get_run(run_id)
+            await anyio.lowlevel.checkpoint()  # where a stop finds a run not begun
         except anyio.get_cancelled_exc_class():
             with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
-                await storage.runs.transition_run(
+                await self._roles.runs.transition_run(
                     run_id,
                     RunStatus.QUEUED,
                     expected=(RunStatus.STARTING,),
                     reason="returned to the queue: the runtime stopped before it ran",
                 )
             raise
-        if record is None:
-            return
         repo = self._repositories.get(record.repository)
         try:
             if repo is None:

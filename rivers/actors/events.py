@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from rivers._clock import Clock
     from rivers.messages import EventBody
     from rivers.storage.base import EventStore
+    from rivers.storage.records import RunChange
 
 __all__ = ("EventWriter", "EventWriterStatistics")
 
@@ -66,6 +67,18 @@ class _Subscriber:
 
 
 @final
+class _Change:
+    __slots__ = ("applied", "change", "done", "events", "written")
+
+    def __init__(self, change: RunChange) -> None:
+        self.change = change
+        self.done = anyio.Event()
+        self.written = False
+        self.applied = False
+        self.events: list[Event] = []
+
+
+@final
 class EventWriter:
     """The one writer of the event log of a runtime."""
 
@@ -73,6 +86,7 @@ class EventWriter:
         self._storage = storage
         self._clock = clock
         self._pending: list[tuple[EventBody, float]] = []
+        self._changes: list[_Change] = []
         self._wake = anyio.Event()
         self._drained = anyio.Event()
         self._emitted = 0
@@ -101,6 +115,22 @@ class EventWriter:
         self._emitted += 1
         if not self._wake.is_set():
             self._wake.set()
+
+    async def change_run(self, change: RunChange) -> tuple[bool, list[Event]]:
+        """Write a run's status change with every event emitted before it, in the
+        next batch (one transaction for the changes of every run waiting, and no
+        linger); return whether it applied and its event as stored (published)."""
+        if self._failure is not None or self._drained.is_set():
+            raise StorageError(f"the event log cannot be written: {self._failure}")
+        waiter = _Change(change)
+        self._changes.append(waiter)
+        self._flush_requested.set()
+        self._wake.set()
+        await waiter.done.wait()
+        if not waiter.written:
+            reason = self._failure or "the event writer stopped"
+            raise StorageError(f"the event log cannot be written: {reason}")
+        return waiter.applied, waiter.events
 
     async def backpressure(self) -> None:
         """Wait while more than ``HIGH_WATER`` events are pending."""
@@ -182,19 +212,26 @@ class EventWriter:
                     with anyio.move_on_after(LINGER_S):
                         await self._flush_requested.wait()
                 self._flush_requested = anyio.Event()
-                if self._pending:
+                if self._pending or self._changes:
                     # What is emitted during this write waits for the next batch,
-                    # which lingers too: a steady stream of steps makes one
-                    # transaction per LINGER_S, not one per write's duration.
+                    # which lingers too (unless a change or a flush is waiting): a
+                    # steady stream of steps makes one transaction per LINGER_S,
+                    # not one per write's duration.
                     batch, self._pending = self._pending, []
+                    changes, self._changes = self._changes, []
                     started = time.perf_counter()
-                    events = await self._write(batch)
+                    try:
+                        events, applied = await self._write(batch, changes)
+                    except BaseException:
+                        self._changes[:0] = changes  # told below: not written
+                        raise
                     self._write_seconds += time.perf_counter() - started
                     self._batches += 1
                     self._written += len(batch)
                     self.publish(events)
+                    self._release_changes(changes, applied, events[len(batch) :])
                     self._release_waiters()
-                if self._closing and not self._pending:
+                if self._closing and not self._pending and not self._changes:
                     return
         except Exception as exc:
             self._failure = exc
@@ -207,11 +244,16 @@ class EventWriter:
             for subscriber in self._subscribers:
                 subscriber.send.close()
             self._drained.set()
+            for waiter in self._changes:
+                waiter.done.set()  # not written: change_run raises
 
-    async def _write(self, batch: list[tuple[EventBody, float]]) -> list[Event]:
+    async def _write(
+        self, batch: list[tuple[EventBody, float]], changes: list[_Change]
+    ) -> tuple[list[Event], list[bool]]:
+        runs = [waiter.change for waiter in changes]
         for delay in (*RETRY_DELAYS_S, math.inf):
             try:
-                return await self._storage.append_events(batch)
+                return await self._storage.write_batch(batch, runs)
             except StorageLocked:
                 raise  # the storage already waited WRITE_PATIENCE_S for the lock
             except StorageUnavailable as exc:
@@ -224,7 +266,21 @@ class EventWriter:
         raise AssertionError("unreachable")
 
     def _urgent(self) -> bool:
-        return self._closing or bool(self._flush_waiters)
+        return self._closing or bool(self._flush_waiters) or bool(self._changes)
+
+    @staticmethod
+    def _release_changes(
+        changes: list[_Change], applied: list[bool], logged: list[Event]
+    ) -> None:
+        """Tell each change's waiter its outcome (``logged``: the events of the
+        changes that applied and carry one, in order)."""
+        events = iter(logged)
+        for waiter, ok in zip(changes, applied, strict=True):
+            waiter.written = True
+            waiter.applied = ok
+            if ok and waiter.change.event is not None:
+                waiter.events = [next(events)]
+            waiter.done.set()
 
     def _release_waiters(self, *, everyone: bool = False) -> None:
         keep: list[tuple[int, anyio.Event]] = []

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from rivers.core.limit_windows import LimitWindow
     from rivers.definitions.repository import CodeRepository
     from rivers.storage.base import PoolStore, QueueStore, RunStore, StateStore
+    from rivers.storage.records import RunRecord
 
 __all__ = ("LEADER_LEASE_S", "NO_QUEUE_POLL_S", "QueueCoordinator")
 
@@ -76,7 +77,7 @@ class QueueCoordinator:
         clock: Clock,
         pools: PoolStore,
         repository: CodeRepository,
-        start_run: Callable[[str], None],
+        start_run: Callable[[RunRecord], None],
     ) -> None:
         self._storage = storage
         self._kv = kv
@@ -298,7 +299,7 @@ class QueueCoordinator:
             for admission in result.admitted
         ]
         outcomes = (
-            await self._storage.admit_runs(
+            await self._storage.admit_queued(
                 candidates,
                 owner=self._owner,
                 max_concurrent_runs=self._max_runs,
@@ -306,18 +307,18 @@ class QueueCoordinator:
             if candidates
             else []
         )
-        for admission, ok in zip(result.admitted, outcomes, strict=True):
+        for admission, record in zip(result.admitted, outcomes, strict=True):
             roots = self._run_roots.pop(admission.run_id, None)
             created = admission.created_at
             self._reasons.pop(admission.run_id, None)
-            if ok:
+            if record is not None:
                 admitted += 1
                 self._events.emit(
                     RunDequeued(
                         run_id=admission.run_id, waited_s=self._clock.time() - created
                     )
                 )
-                self._start_run(admission.run_id)
+                self._start_run(record)
             elif await self._still_queued(admission.run_id):
                 # Another process took the capacity meanwhile: back in line.
                 self._state.readd(admission)

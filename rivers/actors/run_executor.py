@@ -10,7 +10,7 @@ every step, records each as CANCELED and the run as CANCELED, shielded and bound
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, final
 
@@ -38,7 +38,7 @@ from rivers.messages import (
     StepWaiting,
 )
 from rivers.results import MaterializeResult
-from rivers.storage.records import RunStatus, StepRecord, StepStatus
+from rivers.storage.records import RunChange, RunStatus, StepRecord, StepStatus
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     from rivers.definitions.asset import Asset
     from rivers.definitions.repository import CodeRepository
     from rivers.executors.gate import StepGate
-    from rivers.storage.base import RunStore
 
 __all__ = ("CLEANUP_TIMEOUT_S", "RunExecutor")
 
@@ -90,7 +89,6 @@ class RunExecutor:
         launcher: StepLauncher,
         executor_name: str,
         events: EventWriter,
-        storage: RunStore,
         pools: PoolManager,
         clock: Clock,
         owner: str,
@@ -105,7 +103,6 @@ class RunExecutor:
         self._launcher = launcher
         self._executor_name = executor_name
         self._events = events
-        self._storage = storage
         self._pools = pools
         self._clock = clock
         self._owner = owner
@@ -129,9 +126,6 @@ class RunExecutor:
         started = self._clock.monotonic()
         plan = self._repository.plan(self._selection)
         await self._warm(plan)
-        await self._storage.transition_run(
-            self.run_id, RunStatus.STARTED, expected=(RunStatus.STARTING,)
-        )
         self._events.emit(
             RunStarted(
                 run_id=self.run_id,
@@ -140,6 +134,7 @@ class RunExecutor:
                 owner=self._owner,
             )
         )
+        await self._change(RunStatus.STARTED, (RunStatus.STARTING,))
         hold = hold_run_pools(
             self._pools, self.run_id, self._run_pools, self._priority, self._lost
         )
@@ -210,15 +205,8 @@ class RunExecutor:
         else:
             status, reason = RunStatus.FAILURE, self._failure_reason()
             final = RunFailed(run_id=self.run_id, reason=reason, duration_s=duration)
-        await self._events.flush()
-        stored = await self._storage.finish_run(
-            self.run_id,
-            status,
-            expected=(RunStatus.STARTED, RunStatus.CANCELING),
-            reason=reason,
-            event=final,
-        )
-        self._events.publish(stored)
+        expected = (RunStatus.STARTED, RunStatus.CANCELING)
+        await self._change(status, expected, reason, final)
         return MaterializeResult(
             run_id=self.run_id,
             status=status,
@@ -227,6 +215,17 @@ class RunExecutor:
             values=self._values,
             io_manager=self._repository.io_manager,
         )
+
+    async def _change(
+        self, to: RunStatus, expected: tuple[RunStatus, ...], *final: Any
+    ) -> None:
+        """Move the run (logging ``final``: a reason and an event) in the event
+        writer's next batch: one transaction with the events emitted before."""
+        reason, event = final or (None, None)
+        at = self._clock.time()
+        run_id = self.run_id
+        change = RunChange(run_id=run_id, to=to, expected=expected, at=at)
+        await self._events.change_run(replace(change, reason=reason, event=event))
 
     def _lost(self, error: LeaseLost) -> None:
         self._first_error = self._first_error or error  # the run's own pool claim

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from rivers.storage._rows import decode_list, decode_tags
-from rivers.storage.records import IN_FLIGHT_STATUSES, RunStatus
+from rivers.storage._rows import RUN_COLUMNS, decode_list, decode_tags, run_record
+from rivers.storage.records import IN_FLIGHT_STATUSES, RunRecord, RunStatus
 
 if TYPE_CHECKING:
     import sqlite3
@@ -106,8 +106,23 @@ class QueueMethods:
         max_concurrent_runs: int,
     ) -> list[bool]:
         """Admit several runs in order, in one transaction (see ``admit_run``)."""
+        admitted = await self.admit_queued(
+            candidates, owner=owner, max_concurrent_runs=max_concurrent_runs
+        )
+        return [record is not None for record in admitted]
 
-        def write(conn: sqlite3.Connection) -> list[bool]:
+    async def admit_queued(
+        self,
+        candidates: list[tuple[str, list[tuple[str, str | None, int]]]],
+        *,
+        owner: str,
+        max_concurrent_runs: int,
+    ) -> list[RunRecord | None]:
+        """Admit several runs in order, in one transaction (see ``admit_run``);
+        return each admitted run's record (STARTING), None for each that did not
+        fit, so the owner launches them without reading them again."""
+
+        def write(conn: sqlite3.Connection) -> list[RunRecord | None]:
             return [
                 _admit(conn, run_id, guards, owner, max_concurrent_runs)
                 for run_id, guards in candidates
@@ -207,12 +222,12 @@ def _admit(
     guards: list[tuple[str, str | None, int]],
     owner: str,
     max_concurrent_runs: int,
-) -> bool:
+) -> RunRecord | None:
     in_flight = conn.execute(
         f"SELECT COUNT(*) FROM runs WHERE {_IN_FLIGHT_SQL}"
     ).fetchone()[0]
     if in_flight >= max_concurrent_runs:
-        return False
+        return None
     for key, value, limit in guards:
         # CROSS JOIN keeps the (few) in-flight runs as the outer loop.
         sql = (
@@ -224,12 +239,12 @@ def _admit(
             sql += " AND t.value = ?"
             params.append(value)
         if conn.execute(sql, params).fetchone()[0] >= limit:
-            return False
+            return None
     # started_at stays NULL until the owner launches it (STARTED): a STARTING run
     # without it was admitted but never began, so recovery may queue it again.
-    changed = conn.execute(
+    rows = conn.execute(
         "UPDATE runs SET status = ?, owner = ?, reason = NULL "
-        "WHERE run_id = ? AND status = 'QUEUED'",
+        f"WHERE run_id = ? AND status = 'QUEUED' RETURNING {RUN_COLUMNS}",
         (RunStatus.STARTING.value, owner, run_id),
-    ).rowcount
-    return bool(changed)
+    ).fetchall()
+    return run_record(rows[0]) if rows else None

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         PendingStep,
         PoolInfo,
         PruneResult,
+        RunChange,
         RunRecord,
         RunStatus,
         SlotHolder,
@@ -133,6 +134,10 @@ class EventStore(Protocol):
     async def append_events(
         self, batch: Sequence[tuple[EventBody, float]]
     ) -> list[Event]: ...
+
+    async def write_batch(
+        self, batch: Sequence[tuple[EventBody, float]], changes: Sequence[RunChange]
+    ) -> tuple[list[Event], list[bool]]: ...
 
     async def get_events(
         self,
@@ -275,6 +280,14 @@ class QueueStore(Protocol):
         owner: str,
         max_concurrent_runs: int,
     ) -> list[bool]: ...
+
+    async def admit_queued(
+        self,
+        candidates: list[tuple[str, list[tuple[str, str | None, int]]]],
+        *,
+        owner: str,
+        max_concurrent_runs: int,
+    ) -> list[RunRecord | None]: ...
 
     async def set_run_reasons(self, reasons: dict[str, str]) -> None: ...
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+
+if TYPE_CHECKING:
+    from rivers.messages import EventBody
 
 __all__ = (
     "LATE_CANCEL_REASON",
@@ -15,6 +19,7 @@ __all__ = (
     "PendingStep",
     "PoolInfo",
     "PruneResult",
+    "RunChange",
     "RunRecord",
     "RunStatus",
     "SlotHolder",
@@ -222,3 +227,21 @@ class NewRun(msgspec.Struct, frozen=True, kw_only=True):
     location: dict[str, str] | None = None
     owner: str | None = None
     fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunChange:
+    """A run's status change written with a batch of events (``write_batch``).
+
+    The run moves to ``to`` at ``at`` if its status is one of ``expected``; a
+    finished status also sets ``ended_at`` (and a run that succeeds while CANCELING
+    gets ``LATE_CANCEL_REASON``), a started one ``started_at``. ``event`` is logged
+    after the batch's events, only if the run changed.
+    """
+
+    run_id: str
+    to: RunStatus
+    expected: tuple[RunStatus, ...]
+    at: float
+    reason: str | None = None
+    event: EventBody | None = None

@@ -40,6 +40,7 @@ from rivers.storage._dashboard_methods import DashboardMethods
 from rivers.storage._pool_methods import PoolMethods
 from rivers.storage._queue_methods import QueueMethods
 from rivers.storage._retention_methods import RetentionMethods
+from rivers.storage._run_changes import apply_run_change, transition_sql
 from rivers.storage._serving_methods import ServingMethods
 from rivers.storage._sqlite_files import (
     FileIdentity,
@@ -61,9 +62,9 @@ from rivers.storage.base import StorageBackend
 from rivers.storage.records import (
     FINISHED_STATUSES,
     IN_FLIGHT_STATUSES,
-    LATE_CANCEL_REASON,
     Event,
     NewRun,
+    RunChange,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -351,22 +352,9 @@ class SqliteStorage(
         Sets ``started_at`` when it starts and ``ended_at`` when it finishes.
         Returns whether the run changed (False: it was in another status).
         """
-        now = self.clock.time()
-        allowed = tuple(s.value for s in expected)
-        sets = ["status = ?", "reason = COALESCE(?, reason)"]
-        params: list[Any] = [to.value, reason]
-        if to in (RunStatus.STARTING, RunStatus.STARTED):
-            sets.append("started_at = COALESCE(started_at, ?)")
-            params.append(now)
-        if to in FINISHED_STATUSES:
-            sets.append("ended_at = ?")
-            params.append(now)
-        if owner is not None:
-            sets.append("owner = ?")
-            params.append(owner)
-        marks = ", ".join("?" * len(allowed))
-        sql = f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ? AND status IN ({marks})"
-        params.extend([run_id, *allowed])
+        sql, params = transition_sql(
+            run_id, to, expected, reason, owner, self.clock.time()
+        )
 
         def write(conn: sqlite3.Connection) -> bool:
             return conn.execute(sql, params).rowcount == 1
@@ -441,9 +429,32 @@ class SqliteStorage(
         Step events also update the step's row, and ``STEP_SUCCESS`` records the
         asset's materialization, in the same transaction.
         """
+        return (await self.write_batch(batch, ()))[0]
+
+    async def write_batch(
+        self, batch: Sequence[tuple[EventBody, float]], changes: Sequence[RunChange]
+    ) -> tuple[list[Event], list[bool]]:
+        """Write events (as ``append_events``) and run changes in one transaction.
+
+        Returns the stored events (the batch's, then the event of each change that
+        applied) and whether each change applied.
+        """
         prepared = _prepare_events(batch)
-        first = await self._write(lambda conn: _insert_events(conn, prepared))
-        return _stored_events(first, prepared)
+
+        def write(
+            conn: sqlite3.Connection,
+        ) -> tuple[int, list[_Prepared], int, list[bool]]:
+            first = _insert_events(conn, prepared) if prepared else 0
+            applied = [apply_run_change(conn, change) for change in changes]
+            logged = _prepare_events(
+                (c.event, c.at)
+                for c, ok in zip(changes, applied, strict=True)
+                if ok and c.event is not None
+            )
+            return first, logged, _insert_events(conn, logged) if logged else 0, applied
+
+        first, logged, later, applied = await self._write(write)
+        return _stored_events(first, prepared) + _stored_events(later, logged), applied
 
     async def finish_run(
         self,
@@ -461,31 +472,15 @@ class SqliteStorage(
         its steps ended before the cancel request reached them.
         """
         assert to in FINISHED_STATUSES
-        now = self.clock.time()
-        allowed = tuple(s.value for s in expected)
-        prepared = _prepare_events([(event, now)])
-
-        def write(conn: sqlite3.Connection) -> int | None:
-            changed = conn.execute(
-                "UPDATE runs SET reason = CASE WHEN status = ? AND ? = ? THEN ? "
-                "ELSE COALESCE(?, reason) END, status = ?, ended_at = ? "
-                f"WHERE run_id = ? AND status IN ({', '.join('?' * len(allowed))})",
-                (
-                    RunStatus.CANCELING.value,
-                    to.value,
-                    RunStatus.SUCCESS.value,
-                    LATE_CANCEL_REASON,
-                    reason,
-                    to.value,
-                    now,
-                    run_id,
-                    *allowed,
-                ),
-            ).rowcount
-            return _insert_events(conn, prepared) if changed else None
-
-        first = await self._write(write)
-        return [] if first is None else _stored_events(first, prepared)
+        change = RunChange(
+            run_id=run_id,
+            to=to,
+            expected=tuple(expected),
+            at=self.clock.time(),
+            reason=reason,
+            event=event,
+        )
+        return (await self.write_batch((), [change]))[0]
 
     async def get_events(
         self,

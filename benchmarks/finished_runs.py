@@ -12,11 +12,12 @@ into a file rivers created, before the storage is opened, so the build is not
 what is measured.
 
 Timed on one open storage, median over ``--repeat`` x 3 calls each: the storage
-calls behind ``rivers runs list`` (the newest 20 runs, and with ``--status
-FAILURE``), ``runs why`` of a finished run (by its whole id, and by the 9-character
-suffix ``rivers top`` shows), ``runs logs`` of a run (its STEP_LOG events),
-``pools info db`` and one ``rivers top`` refresh (``read_snapshot``); and
-``rivers runs list`` end to end in a new interpreter (wall time, start-up included).
+calls behind ``rivers runs list`` (the newest 20 runs, with ``--status
+FAILURE``, and with ``--tag env=prod``), ``runs why`` of a finished run (by its
+whole id, and by the 9-character suffix ``rivers top`` shows), ``runs logs`` of a
+run (its STEP_LOG events), ``pools info db`` and one ``rivers top`` refresh
+(``read_snapshot``); and ``rivers runs list`` end to end in a new interpreter
+(wall time, start-up included).
 
 N = 1,000,000 runs (10,000,000 events; the build takes minutes); ``--quick``:
 20,000 runs.
@@ -241,8 +242,12 @@ async def _create(path: Path) -> None:
         pass  # creates and migrates the file
 
 
-def _reads(run_id: str) -> dict[str, Callable[[StorageBackend], Awaitable[object]]]:
-    """What each command reads, by figure name."""
+def command_reads(
+    run_id: str,
+) -> dict[str, Callable[[StorageBackend], Awaitable[object]]]:
+    """What each command reads, by figure name (``run_id``: a finished run).
+
+    ``tests/storage/test_query_plans.py`` checks the plan of every statement."""
     from rivers.actors.limit_windows import stored_schedules
     from rivers.cli._storage import resolve_run_id
     from rivers.cli.runs import LOG_EVENT_KINDS
@@ -271,6 +276,9 @@ def _reads(run_id: str) -> dict[str, Callable[[StorageBackend], Awaitable[object
         "runs list --status FAILURE (newest 20)": lambda s: s.runs.get_runs(
             status=RunStatus.FAILURE, limit=20
         ),
+        "runs list --tag env=prod (newest 20)": lambda s: s.runs.get_runs(
+            tags={"env": "prod"}, limit=20
+        ),
         "runs why <finished run>": why,
         "runs why <9-char suffix>": lambda s: why(s, run_id[-9:]),
         "runs logs <run>": logs,
@@ -282,7 +290,7 @@ def _reads(run_id: str) -> dict[str, Callable[[StorageBackend], Awaitable[object
 async def _time_reads(path: Path, run_id: str, calls: int) -> dict[str, list[float]]:
     """Open the storage once; time each read ``calls`` times (after one warm-up);
     ``run_id``: the finished run ``why`` and ``logs`` read."""
-    reads = _reads(run_id)
+    reads = command_reads(run_id)
     measured: dict[str, list[float]] = {name: [] for name in reads}
     async with open_backend(path) as storage:
         for name, read in reads.items():

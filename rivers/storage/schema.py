@@ -224,6 +224,12 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE run_counts SET runs = runs - 1 WHERE status = OLD.status;
     END;
     """,
+    # 10: a run named by the end of its id (``…3522d4007`` as ``rivers top`` shows
+    # it) is found from an index of the ids' last 4 characters, not by reading every
+    # run (a million runs: 160 ms); a prefix reads a range of the primary key.
+    """
+    CREATE INDEX runs_by_id_tail ON runs (substr(run_id, -4));
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

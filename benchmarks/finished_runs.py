@@ -121,7 +121,7 @@ def _chunk(numbers: range, first: float, event_id: Iterator[int]) -> Rows:
                 reason,
             )
         )
-        rows["tags"] += [(run_id, "env", env), (run_id, "team", team)]
+        rows["tags"] += [(run_id, "env", env, created), (run_id, "team", team, created)]
         _run_events(rows, run_id, status, created + 0.5, event_id, pooled=i % 4 == 0)
     return rows
 
@@ -172,7 +172,8 @@ def _write(conn: sqlite3.Connection, rows: Rows) -> None:
         rows["runs"],
     )
     conn.executemany(
-        "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)", rows["tags"]
+        "INSERT INTO run_tags (run_id, key, value, created_at) VALUES (?, ?, ?, ?)",
+        rows["tags"],
     )
     conn.executemany(
         "INSERT INTO steps (run_id, step_key, status, attempts, started_at, ended_at) "

@@ -230,6 +230,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX runs_by_id_tail ON runs (substr(run_id, -4));
     """,
+    # 11: the newest runs with a tag are read from an index of each tag's runs in
+    # creation order, not collected whole and sorted (``runs list --tag env=prod``
+    # over a million runs: 600 ms); a tag row keeps its run's ``created_at``.
+    """
+    ALTER TABLE run_tags ADD COLUMN created_at REAL;
+    DROP INDEX run_tags_by_tag;
+    UPDATE run_tags SET created_at =
+        (SELECT r.created_at FROM runs r WHERE r.run_id = run_tags.run_id);
+    CREATE INDEX run_tags_by_tag_created ON run_tags (key, value, created_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

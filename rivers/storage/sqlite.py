@@ -716,8 +716,8 @@ def _insert_run(conn: sqlite3.Connection, run: NewRun, now: float) -> bool:
         raise
     if run.tags:
         conn.executemany(
-            "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)",
-            [(run.run_id, k, v) for k, v in run.tags.items()],
+            "INSERT INTO run_tags (run_id, key, value, created_at) VALUES (?, ?, ?, ?)",
+            [(run.run_id, k, v, now) for k, v in run.tags.items()],
         )
     return True
 

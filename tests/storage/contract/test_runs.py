@@ -137,6 +137,26 @@ async def test_runs_are_filtered_by_tags_which_must_all_match(
     assert none == []
 
 
+async def test_runs_with_any_of_several_tag_values_are_newest_first_to_the_limit(
+    open_store: OpenStore,
+) -> None:
+    async with open_store(clock=SteppingClock()) as storage:
+        for n, (env, team) in enumerate(
+            [("dev", "x"), ("prod", "x"), ("test", "x"), ("prod", "y"), ("dev", "x")]
+        ):
+            await storage.runs.create_run(
+                new_run(f"r{n}", tags={"env": env, "team": team})
+            )
+        newest = await storage.runs.get_runs(tags={"env": ["dev", "prod"]}, limit=3)
+        team_x = await storage.runs.get_runs(
+            tags={"env": ["prod", "dev"], "team": "x"}, limit=10
+        )
+        unlimited = await storage.runs.get_runs(tags={"env": "prod"}, limit=None)
+    assert [r.run_id for r in newest] == ["r4", "r3", "r1"]
+    assert [r.run_id for r in team_x] == ["r4", "r1", "r0"]
+    assert [r.run_id for r in unlimited] == ["r3", "r1"]
+
+
 async def test_status_and_tag_filters_combine(storage: StorageBackend) -> None:
     await storage.runs.create_run(new_run("q", tags={"team": "x"}))
     await storage.runs.create_run(

@@ -17,6 +17,7 @@ WORKLOADS = (
     "forecast",
     "advisor",
     "rate_limits",
+    "finished_runs",
 )
 """The workload modules, in the order the suite runs them."""
 UVLOOP_WORKLOADS = ("inprocess_dag", "pools", "run_queue")

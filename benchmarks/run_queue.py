@@ -166,8 +166,9 @@ def _bulk_insert(path: Path, queued: int, tenants: int) -> int:
             rows,
         )
         conn.executemany(
-            "INSERT INTO run_tags (run_id, key, value) VALUES (?, 'tenant', ?)",
-            [(r[0], f"t{i % tenants}") for i, r in enumerate(rows)],
+            "INSERT INTO run_tags (run_id, key, value, created_at) "
+            "VALUES (?, 'tenant', ?, ?)",
+            [(r[0], f"t{i % tenants}", r[4]) for i, r in enumerate(rows)],
         )
         last: int = conn.execute("SELECT MAX(rowid) FROM runs").fetchone()[0]
         return last

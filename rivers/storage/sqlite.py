@@ -385,15 +385,13 @@ class SqliteStorage(
 
     async def find_run_ids(self, fragment: str, limit: int) -> list[str]:
         """Return up to ``limit`` run ids that begin or end with ``fragment``, newest first."""
-        size = len(fragment)
+        queries = _rows.run_id_queries(fragment, limit)
 
         def read(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(
-                "SELECT run_id FROM runs WHERE substr(run_id, 1, ?) = ? "
-                "OR substr(run_id, -?) = ? ORDER BY created_at DESC, run_id DESC LIMIT ?",
-                (size, fragment, size, fragment, limit),
-            )
-            return [row[0] for row in rows]
+            found = {
+                row for sql, params in queries for row in conn.execute(sql, params)
+            }
+            return [run_id for _, run_id in sorted(found, reverse=True)[:limit]]
 
         return await self._call(read)
 
@@ -490,25 +488,7 @@ class SqliteStorage(
         kinds: Iterable[str] | None = None,
     ) -> list[Event]:
         """Return events oldest first: of one run, after an event id, of some kinds."""
-        where: list[str] = []
-        params: list[Any] = []
-        if run_id is not None:
-            where.append("run_id = ?")
-            params.append(run_id)
-        if after is not None:
-            where.append("event_id > ?")
-            params.append(after)
-        if kinds is not None:
-            kind_list = list(kinds)
-            where.append(f"kind IN ({', '.join('?' * len(kind_list))})")
-            params.extend(kind_list)
-        sql = "SELECT event_id, kind, run_id, step_key, timestamp, data FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY event_id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        sql, params = _rows.events_query(run_id, after, limit, kinds)
 
         def read(conn: sqlite3.Connection) -> list[Event]:
             return [_rows.event(row) for row in conn.execute(sql, params)]
@@ -725,8 +705,8 @@ def _insert_run(conn: sqlite3.Connection, run: NewRun, now: float) -> bool:
         raise
     if run.tags:
         conn.executemany(
-            "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)",
-            [(run.run_id, k, v) for k, v in run.tags.items()],
+            "INSERT INTO run_tags (run_id, key, value, created_at) VALUES (?, ?, ?, ?)",
+            [(run.run_id, k, v, now) for k, v in run.tags.items()],
         )
     return True
 

@@ -315,7 +315,7 @@ async def test_damage_found_mid_run_stops_every_write_and_the_runtime(
 ) -> None:
     path = tmp_path / "rivers.db"
     await _fill(path, 300)
-    pages = _leaf_pages(path, "run_tags_by_tag")  # what a search by tag reads
+    pages = _leaf_pages(path, "run_tags_by_tag_created")  # what a search by tag reads
     repo = rs.CodeRepository(
         [left],
         executor=rs.Executor.in_process(),

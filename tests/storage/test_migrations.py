@@ -9,6 +9,7 @@ from rivers._clock import ManualClock
 from rivers._ids import this_owner
 from rivers.storage import open_backend
 from rivers.storage.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from tests.storage.contract._helpers import old_schema_file
 
 T0 = 1_700_000_000.0
 
@@ -83,3 +84,22 @@ async def test_a_schema_3_file_is_migrated_and_keeps_its_tokens_and_claims(
         conn.close()
     assert "pool_claims_by_expiry" not in indexes
     assert "priority DESC" in indexes["pending_steps_line"]
+
+
+async def test_a_schema_9_file_gets_the_index_of_run_id_tails(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    runs = [("0001aaaa3522d4007", "SUCCESS", T0), ("0002bbbb3522d4008", "SUCCESS", T0)]
+    old_schema_file(path, 9, runs)
+    async with open_backend(path) as storage:
+        found = await storage.runs.find_run_ids("3522d4007", 6)
+    conn = sqlite3.connect(path)
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        index = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'runs_by_id_tail'"
+        ).fetchone()
+    finally:
+        conn.close()
+    assert found == ["0001aaaa3522d4007"]
+    assert version == SCHEMA_VERSION
+    assert index is not None

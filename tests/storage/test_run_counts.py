@@ -13,7 +13,7 @@ import anyio
 import rivers as rs
 from rivers._clock import ManualClock
 from rivers.storage import open_backend
-from rivers.storage.schema import APPLICATION_ID, MIGRATIONS
+from tests.storage.contract._helpers import old_schema_file
 
 
 def _counted(path: Path) -> tuple[dict[str, int], dict[str, int]]:
@@ -65,19 +65,9 @@ async def test_the_counts_follow_every_write_of_a_run(tmp_path: Path) -> None:
 
 async def test_a_migrated_file_counts_the_runs_it_already_had(tmp_path: Path) -> None:
     path = tmp_path / "rivers.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        for script in MIGRATIONS[:8]:
-            conn.executescript(script)
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute("PRAGMA user_version = 8")
-        conn.executemany(
-            "INSERT INTO runs (run_id, status, repository, tags, created_at) "
-            "VALUES (?, ?, 'default', '{}', 1.0)",
-            [("a", "QUEUED"), ("b", "QUEUED"), ("c", "SUCCESS")],
-        )
-    finally:
-        conn.close()
+    old_schema_file(
+        path, 8, [("a", "QUEUED", 1.0), ("b", "QUEUED", 1.0), ("c", "SUCCESS", 1.0)]
+    )
     async with open_backend(path) as storage:
         queued = await storage.runs.count_runs([rs.RunStatus.QUEUED])
         done = await storage.runs.count_runs(

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import rivers as rs
 from rivers.messages import EventBody, StepLogged
 from rivers.storage.records import NewRun
+from rivers.storage.schema import APPLICATION_ID, MIGRATIONS
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
 
 T0 = 1_700_000_000.0
 
@@ -64,3 +71,23 @@ def batch(*bodies: EventBody, start: float = T0) -> list[tuple[EventBody, float]
 def logged(run_id: str, message: str) -> StepLogged:
     """A log line of step "a"."""
     return StepLogged(run_id=run_id, step_key="a", level="INFO", message=message)
+
+
+def old_schema_file(
+    path: Path, version: int, runs: Sequence[tuple[str, str, float]] = ()
+) -> None:
+    """A storage file as a rivers of schema ``version`` left it, holding ``runs``
+    (run id, status, created_at) of repository "default"."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for script in MIGRATIONS[:version]:
+            conn.executescript(script)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.executemany(
+            "INSERT INTO runs (run_id, status, repository, tags, created_at) "
+            "VALUES (?, ?, 'default', '{}', ?)",
+            runs,
+        )
+    finally:
+        conn.close()

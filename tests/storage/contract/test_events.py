@@ -83,6 +83,28 @@ async def test_get_events_filters_by_kind(storage: StorageBackend) -> None:
     assert [e.kind for e in found] == ["RUN_STARTED"]
 
 
+async def test_a_runs_events_of_some_kinds_after_an_id_oldest_first(
+    storage: StorageBackend,
+) -> None:
+    # `runs logs` (--follow): one run's log lines after the last one printed.
+    events = await storage.events.append_events(
+        batch(
+            RunStarted(run_id="r1", steps=1, executor="in_process", owner="me"),
+            logged("r1", "1"),
+            logged("r2", "other run"),
+            logged("r1", "2"),
+            logged("r1", "3"),
+        )
+    )
+    ids = [e.event_id for e in events]
+    logs = await storage.events.get_events("r1", kinds=["STEP_LOG"])
+    later = await storage.events.get_events("r1", after=ids[3], kinds=["STEP_LOG"])
+    both = await storage.events.get_events("r1", kinds=["STEP_LOG", "RUN_STARTED"])
+    assert [e.data["message"] for e in logs] == ["1", "2", "3"]
+    assert [e.data["message"] for e in later] == ["3"]
+    assert [e.event_id for e in both] == [ids[0], ids[1], ids[3], ids[4]]
+
+
 # ------------------------------------------------------------------ step records
 
 

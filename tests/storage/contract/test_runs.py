@@ -79,6 +79,27 @@ async def test_runs_are_listed_newest_first_up_to_the_limit(
     assert [r.run_id for r in limited] == ["fourth", "third"]
 
 
+async def test_run_ids_are_found_by_prefix_or_suffix_newest_first(
+    open_store: OpenStore,
+) -> None:
+    ids = ("aaaa0001ffff", "aaaa0002eeee", "bbbb0003ffff", "ffff0004dddd")
+    async with open_store(clock=SteppingClock()) as storage:
+        for run_id in ids:
+            await storage.runs.create_run(new_run(run_id))
+        by_prefix = await storage.runs.find_run_ids("aaaa", 10)
+        by_suffix = await storage.runs.find_run_ids("01ffff", 10)
+        either = await storage.runs.find_run_ids("ffff", 10)
+        limited = await storage.runs.find_run_ids("ffff", 2)
+        short = await storage.runs.find_run_ids("eee", 10)
+        none = await storage.runs.find_run_ids("cccc", 10)
+    assert by_prefix == ["aaaa0002eeee", "aaaa0001ffff"]
+    assert by_suffix == ["aaaa0001ffff"]
+    assert either == ["ffff0004dddd", "bbbb0003ffff", "aaaa0001ffff"]
+    assert limited == ["ffff0004dddd", "bbbb0003ffff"]
+    assert short == ["aaaa0002eeee"]
+    assert none == []
+
+
 async def test_runs_are_filtered_by_one_or_several_statuses(
     storage: StorageBackend,
 ) -> None:
@@ -114,6 +135,26 @@ async def test_runs_are_filtered_by_tags_which_must_all_match(
     assert {r.run_id for r in team_x} == {"a", "b"}
     assert [r.run_id for r in both] == ["a"]
     assert none == []
+
+
+async def test_runs_with_any_of_several_tag_values_are_newest_first_to_the_limit(
+    open_store: OpenStore,
+) -> None:
+    async with open_store(clock=SteppingClock()) as storage:
+        for n, (env, team) in enumerate(
+            [("dev", "x"), ("prod", "x"), ("test", "x"), ("prod", "y"), ("dev", "x")]
+        ):
+            await storage.runs.create_run(
+                new_run(f"r{n}", tags={"env": env, "team": team})
+            )
+        newest = await storage.runs.get_runs(tags={"env": ["dev", "prod"]}, limit=3)
+        team_x = await storage.runs.get_runs(
+            tags={"env": ["prod", "dev"], "team": "x"}, limit=10
+        )
+        unlimited = await storage.runs.get_runs(tags={"env": "prod"}, limit=None)
+    assert [r.run_id for r in newest] == ["r4", "r3", "r1"]
+    assert [r.run_id for r in team_x] == ["r4", "r1", "r0"]
+    assert [r.run_id for r in unlimited] == ["r3", "r1"]
 
 
 async def test_status_and_tag_filters_combine(storage: StorageBackend) -> None:

@@ -1,9 +1,10 @@
 """Worker threads that outlive an event loop, and lanes: one thread per connection.
 
 A hop to a thread is the hot path of a sync step and of every storage call. anyio's
-``to_thread.run_sync`` costs ~65-97 µs a round trip here (a capacity limiter, a
-worker per loop, ``from_thread`` tokens); this module's costs ~22-50 µs: a job is
-one ``SimpleQueue.put`` and its result one ``call_soon_threadsafe``. Threads are
+``to_thread.run_sync`` costs 35-45 µs a round trip here (a capacity limiter, a
+worker per loop, ``from_thread`` tokens); this module's costs 13-24 µs (19 µs on a
+lane): a job is one ``SimpleQueue.put`` and its result one
+``call_soon_threadsafe`` (figures: docs/architecture.md, "Storage roles"). Threads are
 process-wide, so a cold ``materialize()`` (a new event loop) reuses the threads of
 the last one instead of starting new ones.
 
@@ -171,9 +172,6 @@ def call_from_thread(
     return value  # type: ignore[no-any-return]
 
 
-_CLOSE: Final = object()
-
-
 @final
 class Lane:
     """One worker thread held for one connection: every call runs on it, in order."""
@@ -191,7 +189,7 @@ class Lane:
             raise RuntimeError("the lane is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._calls.put((fn, loop, future))
+        self._calls.put((fn, loop, future, False))
         with anyio.CancelScope(shield=True):
             result = await future
         return result
@@ -203,19 +201,15 @@ class Lane:
         self._closed = True
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
-        self._calls.put((_CLOSE, None, None))
-        self._calls.put((last, loop, future))
+        self._calls.put((last, loop, future, True))
         with anyio.CancelScope(shield=True):
             await future
 
     def _serve(self) -> None:
         try:
-            while True:
-                fn, loop, future = self._calls.get()
-                if fn is _CLOSE:
-                    fn, loop, future = self._calls.get()
-                    _run_job(fn, loop, future)
-                    return
+            last = False
+            while not last:
+                fn, loop, future, last = self._calls.get()
                 _run_job(fn, loop, future)
         finally:
             _POOL.lane_held(False)

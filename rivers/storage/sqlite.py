@@ -1,9 +1,9 @@
 """The SQLite storage: WAL mode, one writer connection, whole transactions per call.
 
 Every call runs one function on the connection's own thread (a ``Lane``), so a
-transaction of many statements costs one thread hop. A call, once sent, always finishes: it runs
-shielded from cancellation (bounded by SQLite's busy timeout), so a cancelled caller
-never leaves a half-known write behind.
+transaction of many statements costs one thread hop. A call, once sent, always
+finishes: it runs shielded from cancellation (bounded by SQLite's busy timeout), so
+a cancelled caller never leaves a half-known write behind.
 
 Faults: every sqlite3 exception, on every path, becomes a rivers error through
 ``_errors.translate``. A write that finds another process holding the write lock

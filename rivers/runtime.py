@@ -1,14 +1,16 @@
-"""``rs.Runtime``: owns the storage, the actors and every run of a process.
+"""``rs.Runtime``: opens the storage, makes the inboxes and starts the actors.
 
-One anyio task group owns every actor (EventWriter, ProcessMonitor) and every run
-started in the background. ``async with rs.Runtime(repo) as rt`` starts them and, on
-exit, cancels what still runs (recording it CANCELED), writes every pending event,
-and closes the storage. Nothing outlives the block.
+One anyio task group owns every actor (EventWriter, ProcessMonitor, PoolManager,
+RunSupervisor, the queue coordinators, ...); the RunSupervisor owns every run.
+``async with rs.Runtime(repo) as rt`` starts them and, on exit, cancels what still
+runs (recording it CANCELED), writes every pending event, and closes the storage.
+Nothing outlives the block.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import AsyncExitStack
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, final
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from rivers._clock import SYSTEM_CLOCK, Clock
-from rivers._error_groups import leaves, raise_one_storage_error, rivers_errors_line
+from rivers._error_groups import leaves, raise_one_storage_error
 from rivers._ids import new_run_id, this_owner
 from rivers._validate import check_tags
 from rivers.actors.events import EventWriter
@@ -26,13 +28,21 @@ from rivers.actors.liveness import ProcessMonitor
 from rivers.actors.pools import PoolManager
 from rivers.actors.queue import QueueCoordinator
 from rivers.actors.retention import Retention
-from rivers.actors.run_executor import CLEANUP_TIMEOUT_S, RunExecutor
-from rivers.actors.run_failure import record_run_failure
+from rivers.actors.run_builder import RunBuilder
+from rivers.actors.run_executor import CLEANUP_TIMEOUT_S
+from rivers.actors.run_supervisor import RunSupervisor
 from rivers.actors.triggers import TriggerRunner
+from rivers.cancel import CancelOutcome, request_cancel
+from rivers.commands import (
+    CancelRun,
+    CoordinatorMessage,
+    RunsSubmitted,
+    StartRun,
+    SupervisorCommand,
+)
 from rivers.definitions import ExecutorConfig, RunBackendConfig
 from rivers.definitions.repository import CodeRepository
 from rivers.errors import ConfigError, RiversError, RunNotFound
-from rivers.executors.factory import describe_executor, make_launcher
 from rivers.executors.process_pool import WorkerPool
 from rivers.explain import explain_run
 from rivers.messages import RunCanceling
@@ -47,6 +57,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from anyio.abc import TaskGroup, TaskStatus
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from rivers.definitions.asset import Asset
     from rivers.definitions.requests import RunRequest
@@ -112,19 +123,21 @@ class Runtime:
         self._task_group: TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
         self._token: Token[Runtime | None] | None = None
-        self._active: dict[str, RunExecutor] = {}
-        self._idle = anyio.Event()
-        self._idle.set()
         self._worker_pool: WorkerPool | None = None
         self._pools: PoolManager | None = None
         self._coordinators: dict[str, QueueCoordinator] = {}
+        self._coordinator_inboxes: dict[
+            str, MemoryObjectSendStream[CoordinatorMessage]
+        ] = {}
+        self._inbox_ends: list[MemoryObjectReceiveStream[Any]] = []
+        self._supervisor: RunSupervisor | None = None
+        self._to_supervisor: MemoryObjectSendStream[SupervisorCommand] | None = None
+        self._builder: RunBuilder | None = None
         self._long_lived = True
         self._coordinator_scope = anyio.CancelScope()
         self._coordinator_group: TaskGroup | None = None
         self._coordinator_done = anyio.Event()
         self._coordinator_done.set()
-        self._closing = False
-        self._finished: dict[str, anyio.Event] = {}
         self._limit_windows: LimitWindows | None = None
         self.triggers: TriggerRunner | None = None
 
@@ -141,6 +154,11 @@ class Runtime:
             )
             stack.push_async_callback(backend.aclose)
             self._storage = Storage(backend)
+            self._to_supervisor, supervisor_inbox = anyio.create_memory_object_stream[
+                SupervisorCommand
+            ](math.inf)
+            self._inbox_ends.append(supervisor_inbox)
+            stack.callback(self._close_inboxes)
             self._task_group = tg = anyio.create_task_group()
             await stack.enter_async_context(tg)
             stack.push_async_callback(self._shutdown)
@@ -157,7 +175,7 @@ class Runtime:
                 events=self._events,
                 owner=self.owner,
                 clock=self.clock,
-                on_cancel_requested=self._cancel_local,
+                supervisor=self._to_supervisor,
             )
             await self._task_group.start(monitor.run, name="rivers.monitor")
             self._pools = PoolManager(
@@ -175,6 +193,23 @@ class Runtime:
                 interval_s=self.backend.lease_gc_interval_s,
             )
             await self._task_group.start(gc.run, name="rivers.lease_gc")
+            self._builder = RunBuilder(
+                repositories=self._repositories,
+                worker_pool=self._get_worker_pool,
+                events=self._events,
+                pools=self._pools,
+                clock=self.clock,
+                owner=self.owner,
+            )
+            self._supervisor = RunSupervisor(
+                inbox=supervisor_inbox,
+                runs=backend.runs,
+                pools=backend.pools,
+                events=self._events,
+                builder=self._builder,
+                coordinators=self._coordinator_inboxes,
+            )
+            await self._task_group.start(self._supervisor.run, name="rivers.runs")
             self._limit_windows = LimitWindows(
                 backend.pools, backend.state, self.clock, tg
             )
@@ -257,7 +292,13 @@ class Runtime:
         await self._backend.processes.serve(
             self.owner, [(r.name, r.fingerprint, list(r.assets)) for r in added]
         )
+        assert self._to_supervisor is not None
         for repository in added:
+            to_coordinator, inbox = anyio.create_memory_object_stream[
+                CoordinatorMessage
+            ](math.inf)
+            self._coordinator_inboxes[repository.name] = to_coordinator
+            self._inbox_ends.append(inbox)
             coordinator = QueueCoordinator(
                 storage=self._backend.queue,
                 kv=self._backend.state,
@@ -267,7 +308,8 @@ class Runtime:
                 clock=self.clock,
                 pools=self._backend.pools,
                 repository=repository,
-                start_run=self._start_run,
+                inbox=inbox,
+                supervisor=self._to_supervisor,
             )
             self._coordinators[repository.name] = coordinator
             if self._coordinator_group is not None:
@@ -299,17 +341,24 @@ class Runtime:
         """
         self._coordinator_scope.cancel()
         with anyio.move_on_after(grace_s):
-            await self._idle.wait()
+            await self._runs.wait_idle()
+
+    def _close_inboxes(self) -> None:
+        """Close both ends of every inbox (once every actor has stopped)."""
+        if self._to_supervisor is not None:
+            self._to_supervisor.close()
+        for inbox in self._coordinator_inboxes.values():
+            inbox.close()
+        for end in self._inbox_ends:
+            end.close()
 
     async def _shutdown(self) -> None:
         """Cancel running runs, drain events, stop the actors (shielded, bounded)."""
         self._coordinator_scope.cancel()
         with anyio.move_on_after(CLEANUP_TIMEOUT_S * 2, shield=True):
             await self._coordinator_done.wait()
-            self._closing = True
-            for executor in list(self._active.values()):
-                executor.cancel("the runtime stopped")
-            await self._idle.wait()
+            if self._supervisor is not None:
+                await self._supervisor.stop()
             if self._worker_pool is not None:
                 await self._worker_pool.aclose()
             assert self._backend is not None
@@ -440,44 +489,20 @@ class Runtime:
                 fingerprint=repo.fingerprint,
             )
         )
-        return await self._execute(run_id, repo, steps, run_tags, config)
+        run = self._run_builder.build(run_id, repo, steps, run_tags, config)
+        return await self._runs.execute(run)
 
-    async def _execute(
-        self,
-        run_id: str,
-        repo: CodeRepository,
-        steps: list[str],
-        tags: Mapping[str, str],
-        config: ExecutorConfig,
-        priority: int = 0,
-    ) -> MaterializeResult:
-        """Run a STARTING run of this process to its end."""
-        run = RunExecutor(
-            run_id=run_id,
-            repository=repo,
-            selection=steps,
-            tags=tags,
-            launcher=make_launcher(config, self._get_worker_pool),
-            executor_name=describe_executor(config),
-            events=self._writer(),
-            pools=self.pools,
-            clock=self.clock,
-            owner=self.owner,
-            priority=priority,
-        )
-        self._active[run_id] = run
-        self._idle = anyio.Event()
-        try:
-            return await run.run()
-        finally:
-            del self._active[run_id]
-            if not self._active:
-                self._idle.set()
-            finished = self._finished.pop(run_id, None)
-            if finished is not None:
-                finished.set()
-            for coordinator in self._coordinators.values():
-                coordinator.wake()
+    @property
+    def _runs(self) -> RunSupervisor:
+        if self._supervisor is None or self._stack is None:
+            raise RiversError("Runtime must be used with 'async with' before use")
+        return self._supervisor
+
+    @property
+    def _run_builder(self) -> RunBuilder:
+        if self._builder is None or self._stack is None:
+            raise RiversError("Runtime must be used with 'async with' before use")
+        return self._builder
 
     # --------------------------------------------------------------- the queue
 
@@ -528,9 +553,9 @@ class Runtime:
             handles.append(RunHandle(self, run.run_id))
             written.append(run.run_id)
         if repo.run_queue is not None:
-            if written and (coordinator := self._coordinators.get(repo.name)):
-                coordinator.wake()
-        elif written and self._closing:
+            if written and (inbox := self._coordinator_inboxes.get(repo.name)):
+                inbox.send_nowait(RunsSubmitted(count=len(written)))
+        elif written and self._runs.closing:
             raise RiversError("the runtime is stopping; the runs stay queued")
         elif written:
             admitted = await self._roles.queue.admit_queued(
@@ -540,75 +565,39 @@ class Runtime:
             )
             for record in admitted:
                 if record is not None:
-                    self._start_run(record)
+                    self._supervisor_inbox.send_nowait(StartRun(record=record))
         return handles
 
-    def _start_run(self, record: RunRecord) -> None:
-        assert self._task_group is not None
-        assert not self._closing, "runs are admitted only before shutdown starts"
-        self._task_group.start_soon(
-            self._execute_admitted, record, name=f"rivers.run[{record.run_id}]"
-        )
-
-    async def _execute_admitted(self, record: RunRecord) -> None:
-        """Run a run the queue admitted (STARTING, owned here) in the background.
-
-        If the runtime stops before the run began, the run goes back to the queue.
-        """
-        run_id = record.run_id
-        try:
-            await anyio.lowlevel.checkpoint()  # where a stop finds a run not begun
-        except anyio.get_cancelled_exc_class():
-            with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
-                await self._roles.runs.transition_run(
-                    run_id,
-                    RunStatus.QUEUED,
-                    expected=(RunStatus.STARTING,),
-                    reason="returned to the queue: the runtime stopped before it ran",
-                )
-            raise
-        repo = self._repositories.get(record.repository)
-        try:
-            if repo is None:
-                raise ConfigError(
-                    f"run {run_id!r} belongs to repository {record.repository!r}, which "
-                    "this runtime does not have"
-                )
-            steps = repo.resolve_selection(record.selection)
-            await self._execute(
-                run_id, repo, steps, record.tags, repo.executor, record.priority
-            )
-        except (RiversError, BaseExceptionGroup) as exc:
-            # A run that cannot go on (bad repository, or a storage that stayed
-            # locked or unwritable past its busy timeout) fails alone; the runtime
-            # and its other runs carry on.
-            reason = rivers_errors_line(exc)
-            if reason is None:
-                raise
-            logger.warning("run %s could not run: %s", run_id, reason)
-            stored = await record_run_failure(
-                self._roles.runs, self._roles.pools, run_id, reason
-            )
-            self._writer().publish(stored)
-            finished = self._finished.pop(run_id, None)
-            if finished is not None:
-                finished.set()
+    @property
+    def _supervisor_inbox(self) -> MemoryObjectSendStream[SupervisorCommand]:
+        if self._to_supervisor is None or self._stack is None:
+            raise RiversError("Runtime must be used with 'async with' before use")
+        return self._to_supervisor
 
     async def wait_for(self, run_id: str) -> RunRecord:
         """Wait until a run (of any process) has finished; return its record.
 
+        A run of this process is waited for without polling, and answered from
+        the record it finished with; another process's run is read every
+        ``WAIT_POLL_S``.
+
         Raises:
             RunNotFound: no run has this id.
         """
+        runs = self._runs
         while True:
+            if (kept := runs.finished_record(run_id)) is not None:
+                return kept
+            if runs.is_running(run_id):
+                await runs.end_of(run_id).wait()
+                continue
             record = await self._roles.runs.get_run(run_id)
             if record is None:
                 raise RunNotFound(run_id)
             if record.status.is_finished:
                 return record
-            finished = self._finished.setdefault(run_id, anyio.Event())
             with anyio.move_on_after(WAIT_POLL_S):
-                await finished.wait()
+                await runs.end_of(run_id).wait()
 
     async def explain(self, run_id: str) -> str:
         """Say why a run is where it is: the gate holding a queued run, with numbers.
@@ -637,34 +626,16 @@ class Runtime:
         Raises:
             RunNotFound: no run has this id.
         """
-        storage = self._roles
-        record = await storage.runs.get_run(run_id)
-        if record is None:
+        requested = await request_cancel(self._roles.runs, run_id)
+        if requested is None:
             raise RunNotFound(run_id)
-        if record.status.is_finished:
-            return
-        if record.status is RunStatus.QUEUED:
-            await storage.runs.transition_run(
-                run_id,
-                RunStatus.CANCELED,
-                expected=(RunStatus.QUEUED,),
-                reason="canceled while queued",
-            )
-            return
-        changed = await storage.runs.transition_run(
-            run_id,
-            RunStatus.CANCELING,
-            expected=(RunStatus.STARTING, RunStatus.STARTED),
-            reason="cancel requested",
-        )
-        if changed:
+        _, outcome = requested
+        if outcome is CancelOutcome.CANCELING:
             self._writer().emit(RunCanceling(run_id=run_id))
-        self._cancel_local(run_id)
-
-    def _cancel_local(self, run_id: str) -> None:
-        executor = self._active.get(run_id)
-        if executor is not None:
-            executor.cancel("canceled by request")
+        if outcome in (CancelOutcome.CANCELING, CancelOutcome.STOPPING):
+            self._supervisor_inbox.send_nowait(
+                CancelRun(run_id=run_id, reason="canceled by request")
+            )
 
 
 def one_off_runtime(

@@ -1,5 +1,6 @@
 """ProcessMonitor: this process's heartbeat, recovery of dead owners' runs, and
-cancel requests that other processes wrote to storage for runs this one owns."""
+cancel requests that other processes wrote to storage for runs this one owns (each
+sent to the RunSupervisor's inbox as ``CancelRun``)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ from typing import TYPE_CHECKING, final
 import anyio
 
 from rivers._liveness import STALE_AFTER_S, owner_is_alive
+from rivers.commands import CancelRun
 from rivers.errors import StorageUnavailable
 from rivers.messages import RunFailed
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from anyio.abc import TaskStatus
+    from anyio.streams.memory import MemoryObjectSendStream
 
     from rivers._clock import Clock
     from rivers.actors.events import EventWriter
+    from rivers.commands import SupervisorCommand
     from rivers.storage.base import ProcessStore
 
 __all__ = ("HEARTBEAT_INTERVAL_S", "STALE_AFTER_S", "ProcessMonitor")
@@ -41,13 +43,13 @@ class ProcessMonitor:
         events: EventWriter,
         owner: str,
         clock: Clock,
-        on_cancel_requested: Callable[[str], None],
+        supervisor: MemoryObjectSendStream[SupervisorCommand],
     ) -> None:
         self._storage = storage
         self._events = events
         self._owner = owner
         self._clock = clock
-        self._on_cancel_requested = on_cancel_requested
+        self._supervisor = supervisor
 
     async def run(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -64,7 +66,9 @@ class ProcessMonitor:
                 await self._storage.heartbeat(self._owner)
                 await self.recover()
                 for run_id in await self._storage.get_cancel_requests(self._owner):
-                    self._on_cancel_requested(run_id)
+                    await self._supervisor.send(
+                        CancelRun(run_id=run_id, reason="canceled by request")
+                    )
             except StorageUnavailable as exc:
                 logger.warning("heartbeat of %s failed: %s", self._owner, exc)
 

@@ -2,10 +2,12 @@
 
 Each long-lived runtime runs one coordinator per repository definition it serves
 (name + fingerprint). Every ``dequeue_interval`` (or at once when woken by a local
-submit or a run ending) the definition's leader reads only the runs of that
+submit or a run ending: ``RunsSubmitted`` or ``RunEnded`` in its inbox) the
+definition's leader reads only the runs of that
 definition queued since its last look, counts what is in flight in the whole
 storage, asks ``core.queue.QueueState`` which runs fit, and admits each to itself
-with a transaction that re-checks the limits; then it launches them. It records
+with a transaction that re-checks the limits; then it sends each to the
+RunSupervisor's inbox (``StartRun``). It records
 why blocked runs wait (RUN_BLOCKED when the reason changes). Exactly one
 coordinator per definition admits: the others stand by and take over when the
 leader's lease (renewed every tick) runs out. A repository without a run queue
@@ -20,11 +22,12 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, assert_never, final
 
 import anyio
 
 from rivers.actors.limit_windows import RECHECK_S
+from rivers.commands import CoordinatorMessage, RunEnded, RunsSubmitted, StartRun
 from rivers.core.ownership import queue_config_key, queue_leader_key
 from rivers.core.pool_admission import ROOTS_TAG, RootsIndex
 from rivers.core.queue import Bucket, LimitRule, QueuedRun, QueueState
@@ -40,16 +43,15 @@ from rivers.errors import StorageUnavailable
 from rivers.messages import RunBlocked, RunDequeued
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from anyio.abc import TaskStatus
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from rivers._clock import Clock
     from rivers.actors.events import EventWriter
+    from rivers.commands import SupervisorCommand
     from rivers.core.limit_windows import LimitWindow
     from rivers.definitions.repository import CodeRepository
     from rivers.storage.base import PoolStore, QueueStore, RunStore, StateStore
-    from rivers.storage.records import RunRecord
 
 __all__ = ("LEADER_LEASE_S", "NO_QUEUE_POLL_S", "QueueCoordinator")
 
@@ -64,7 +66,11 @@ UNLIMITED = 2**31
 
 @final
 class QueueCoordinator:
-    """The admission loop of one repository definition in one runtime."""
+    """The admission loop of one repository definition in one runtime.
+
+    It reads its own inbox (``CoordinatorMessage``) and holds only the send end of
+    the RunSupervisor's.
+    """
 
     def __init__(
         self,
@@ -77,7 +83,8 @@ class QueueCoordinator:
         clock: Clock,
         pools: PoolStore,
         repository: CodeRepository,
-        start_run: Callable[[RunRecord], None],
+        inbox: MemoryObjectReceiveStream[CoordinatorMessage],
+        supervisor: MemoryObjectSendStream[SupervisorCommand],
     ) -> None:
         self._storage = storage
         self._kv = kv
@@ -98,7 +105,8 @@ class QueueCoordinator:
             else None
         )
         self._run_roots: dict[str, str] = {}  # run id -> its roots key
-        self._start_run = start_run
+        self._inbox = inbox
+        self._supervisor = supervisor
         self._interval = (
             NO_QUEUE_POLL_S if config is None else config.dequeue_interval_s
         )
@@ -119,17 +127,33 @@ class QueueCoordinator:
         )
         self._last_rowid = 0
         self._reasons: dict[str, str] = {}
-        self._wake = anyio.Event()
         self.is_leader = False
 
-    def wake(self) -> None:
-        """Tick now (a run was submitted here, or a run ended).
+    def _heed(self, message: CoordinatorMessage) -> bool:
+        """Whether ``message`` calls for a tick now.
 
-        Without a run queue nothing local needs a tick: a local submit starts its
-        run itself and no limit frees up when a run ends.
+        Without a run queue nothing local does: a local submit starts its run
+        itself and no limit frees up when a run ends.
         """
-        if self._config is not None:
-            self._wake.set()
+        match message:
+            case RunsSubmitted() | RunEnded():
+                return self._config is not None
+            case _:
+                assert_never(message)
+
+    async def _wait_for_messages(self, wait: float) -> bool:
+        """Wait up to ``wait`` seconds for a message; take every one waiting.
+        Return whether one calls for a tick now."""
+        woken = False
+        with anyio.move_on_after(wait):
+            woken = self._heed(await self._inbox.receive())
+            while not woken:  # a run without a queue: sleep out the interval
+                woken = self._heed(await self._inbox.receive())
+        while True:
+            try:
+                woken = self._heed(self._inbox.receive_nowait()) or woken
+            except anyio.WouldBlock:
+                return woken
 
     @property
     def _max_runs(self) -> int:
@@ -229,11 +253,7 @@ class QueueCoordinator:
                 wait = interval if self.is_leader else min(interval, MAX_LEADER_CHECK_S)
                 if self._config is not None:  # controls and window edges: ~1 s
                     wait = min(wait, CONTROLS_CHECK_S)
-                woken = False
-                with anyio.move_on_after(wait):
-                    await self._wake.wait()
-                    woken = True
-                self._wake = anyio.Event()
+                woken = await self._wait_for_messages(wait)
                 try:
                     self.is_leader = await self._kv.acquire_leadership(
                         self._leader_key, self._owner, max(LEADER_LEASE_S, 3 * interval)
@@ -318,7 +338,7 @@ class QueueCoordinator:
                         run_id=admission.run_id, waited_s=self._clock.time() - created
                     )
                 )
-                self._start_run(record)
+                await self._supervisor.send(StartRun(record=record))
             elif await self._still_queued(admission.run_id):
                 # Another process took the capacity meanwhile: back in line.
                 self._state.readd(admission)

@@ -11,6 +11,7 @@ import typer
 
 from rivers._durations import MAX_RETENTION_S, parse_duration
 from rivers._text import format_seconds, safe
+from rivers.cancel import CancelOutcome, request_cancel
 from rivers.cli._common import CliState, parse_tag_filter
 from rivers.cli._help import RiversGroup
 from rivers.cli._storage import existing_storage, resolve_run_id
@@ -301,23 +302,11 @@ async def _cancel(
     """Request the cancel, wait up to ``wait_s`` for the end; return it and a note."""
     async with existing_storage(where, write=True) as storage:
         run_id = await resolve_run_id(storage, text)
-        run = await storage.runs.get_run(run_id)
-        assert run is not None
-        if run.status.is_finished:
-            return run, "it had already finished; nothing to cancel"
-        dequeued = run.status is RunStatus.QUEUED and await storage.runs.transition_run(
-            run_id,
-            RunStatus.CANCELED,
-            expected=(RunStatus.QUEUED,),
-            reason="canceled while queued",
-        )
-        if not dequeued:  # running, or admitted meanwhile
-            await storage.runs.transition_run(
-                run_id,
-                RunStatus.CANCELING,
-                expected=(RunStatus.STARTING, RunStatus.STARTED),
-                reason="cancel requested",
-            )
+        requested = await request_cancel(storage.runs, run_id)
+        assert requested is not None
+        before, outcome = requested
+        if outcome is CancelOutcome.FINISHED:
+            return before, "it had already finished; nothing to cancel"
         with anyio.move_on_after(wait_s):
             while True:
                 run = await storage.runs.get_run(run_id)

@@ -1,0 +1,57 @@
+"""Commands: the messages an actor sends to another actor's inbox.
+
+Events (``rivers.messages``) say what happened and go to storage and subscribers;
+commands ask one actor to act and go to its inbox, an anyio memory object stream
+that only that actor reads. Each inbox takes a union of commands, matched
+exhaustively (``typing.assert_never``) by its reader.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from rivers.storage.records import RunRecord, RunStatus
+
+__all__ = (
+    "CancelRun",
+    "CoordinatorMessage",
+    "RunEnded",
+    "RunsSubmitted",
+    "StartRun",
+    "SupervisorCommand",
+)
+
+
+class StartRun(msgspec.Struct, frozen=True):
+    """Run a run the queue admitted to this process (STARTING, owned here)."""
+
+    record: RunRecord
+
+
+class CancelRun(msgspec.Struct, frozen=True):
+    """Stop a run of this process, if it is running here."""
+
+    run_id: str
+    reason: str
+
+
+SupervisorCommand = StartRun | CancelRun
+"""What the RunSupervisor's inbox takes."""
+
+
+class RunEnded(msgspec.Struct, frozen=True):
+    """A run of this process ended: what it held in the queue's limits is free."""
+
+    run_id: str
+    status: RunStatus | None
+    """How it ended; None when an error ended it before its end was recorded."""
+
+
+class RunsSubmitted(msgspec.Struct, frozen=True):
+    """Runs were queued here: the queue may admit them now."""
+
+    count: int
+
+
+CoordinatorMessage = RunEnded | RunsSubmitted
+"""What a QueueCoordinator's inbox takes."""

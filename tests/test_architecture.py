@@ -53,7 +53,7 @@ OVERSIZED: dict[str, int] = {
     "rivers/dashboard/render.py": 506,
     "rivers/definitions/triggers.py": 474,
     "rivers/executors/kubernetes.py": 558,
-    "rivers/runtime.py": 681,
+    "rivers/runtime.py": 652,
     "rivers/storage/sqlite.py": 866,
 }
 

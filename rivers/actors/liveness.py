@@ -66,7 +66,7 @@ class ProcessMonitor:
                 await self._storage.heartbeat(self._owner)
                 await self.recover()
                 for run_id in await self._storage.get_cancel_requests(self._owner):
-                    await self._supervisor.send(
+                    self._supervisor.send_nowait(
                         CancelRun(run_id=run_id, reason="canceled by request")
                     )
             except StorageUnavailable as exc:

@@ -338,7 +338,9 @@ class QueueCoordinator:
                         run_id=admission.run_id, waited_s=self._clock.time() - created
                     )
                 )
-                await self._supervisor.send(StartRun(record=record))
+                # No checkpoint between admitting and handing over: a stop here
+                # would strand the run STARTING (the inbox has no bound).
+                self._supervisor.send_nowait(StartRun(record=record))
             elif await self._still_queued(admission.run_id):
                 # Another process took the capacity meanwhile: back in line.
                 self._state.readd(admission)

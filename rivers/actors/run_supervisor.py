@@ -96,6 +96,15 @@ class RunSupervisor:
             task_status.started()
             async for command in self._inbox:
                 self._handle(command)
+                self._handle_waiting()
+
+    def _handle_waiting(self) -> None:
+        """Handle every command already in the inbox, without a checkpoint each."""
+        while True:
+            try:
+                self._handle(self._inbox.receive_nowait())
+            except anyio.WouldBlock:
+                return
 
     def _handle(self, command: SupervisorCommand) -> None:
         match command:
@@ -117,11 +126,7 @@ class RunSupervisor:
 
         The runs not begun go back to the queue when the supervisor is cancelled.
         """
-        while True:
-            try:
-                self._handle(self._inbox.receive_nowait())
-            except anyio.WouldBlock:
-                break
+        self._handle_waiting()
         self._closing = True
         for executor in list(self._active.values()):
             executor.cancel("the runtime stopped")

@@ -120,3 +120,28 @@ async def test_state_values_round_trip_as_json(storage: StorageBackend) -> None:
     await storage.state.put_state("cursor", {"n": 1, "names": ["a"]})
     await storage.state.put_state("cursor", {"n": 2, "names": ["b"]})
     assert await storage.state.get_state("cursor") == {"n": 2, "names": ["b"]}
+
+
+async def test_admit_queued_returns_the_records_of_the_runs_admitted(
+    storage: StorageBackend,
+) -> None:
+    for run_id in ("a", "b", "c"):
+        await storage.runs.create_run(new_run(run_id, tags={"team": "x"}))
+    await storage.runs.transition_run(
+        "c", rs.RunStatus.CANCELED, expected=[rs.RunStatus.QUEUED]
+    )
+    records = await storage.queue.admit_queued(
+        [("a", [("team", "x", 5)]), ("b", [("team", "x", 1)]), ("c", [])],
+        owner="me",
+        max_concurrent_runs=10,
+    )
+    # b's tag bucket is full once a is in; c is no longer QUEUED.
+    assert [None if r is None else r.run_id for r in records] == ["a", None, None]
+    [admitted, _, _] = records
+    assert admitted is not None
+    assert (admitted.status, admitted.owner, admitted.tags) == (
+        rs.RunStatus.STARTING,
+        "me",
+        {"team": "x"},
+    )
+    assert admitted == await storage.runs.get_run("a")

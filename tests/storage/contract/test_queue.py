@@ -139,3 +139,28 @@ async def test_a_runs_place_is_the_same_counted_from_either_end_of_the_line(
             run_id: await storage.queue.queue_position(run_id) for run_id, _ in line
         }
     assert places == {run_id: place for place, (run_id, _) in enumerate(line, 1)}
+
+
+async def test_admit_queued_returns_the_records_of_the_runs_admitted(
+    storage: StorageBackend,
+) -> None:
+    for run_id in ("a", "b", "c"):
+        await storage.runs.create_run(new_run(run_id, tags={"team": "x"}))
+    await storage.runs.transition_run(
+        "c", rs.RunStatus.CANCELED, expected=[rs.RunStatus.QUEUED]
+    )
+    records = await storage.queue.admit_queued(
+        [("a", [("team", "x", 5)]), ("b", [("team", "x", 1)]), ("c", [])],
+        owner="me",
+        max_concurrent_runs=10,
+    )
+    # b's tag bucket is full once a is in; c is no longer QUEUED.
+    assert [None if r is None else r.run_id for r in records] == ["a", None, None]
+    [admitted, _, _] = records
+    assert admitted is not None
+    assert (admitted.status, admitted.owner, admitted.tags) == (
+        rs.RunStatus.STARTING,
+        "me",
+        {"team": "x"},
+    )
+    assert admitted == await storage.runs.get_run("a")

@@ -17,10 +17,10 @@ Environment: ``RIVERS_HOME`` (the default IO manager's base) and
 ``RIVERS_RUN_TAGS`` (the run's tags as a JSON object).
 
 Output: ``context.log`` lines and, on failure, the error are printed to stdout as
-``::rivers::{json}`` lines for the launcher to read back from the pod log; the
-traceback also goes to stderr. Exit status: 0 the value was stored, 1 the step
-raised (any exception: ``KeyboardInterrupt`` too), 2 the code, asset or inputs
-could not be loaded, ``N`` the step called ``sys.exit(N)``.
+marked records (``rivers.executors.pod_log``) for the launcher to read back from
+the pod log; the traceback also goes to stderr. Exit status: 0 the value was
+stored, 1 the step raised (any exception: ``KeyboardInterrupt`` too), 2 the code,
+asset or inputs could not be loaded, ``N`` the step called ``sys.exit(N)``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from rivers._tracebacks import step_traceback
 from rivers._user_code import message_of
-from rivers.executors._kube_jobs import LOG_MARKER
+from rivers.executors.pod_log import marked_record
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -60,7 +60,7 @@ class _CannotLoad(Exception):
 
 
 def _emit_record(record: dict[str, Any]) -> None:
-    sys.stdout.write(LOG_MARKER + json.dumps(record, default=str) + "\n")
+    sys.stdout.write(marked_record(record) + "\n")
     sys.stdout.flush()
 
 

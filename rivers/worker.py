@@ -187,8 +187,7 @@ def run_step(
     """Load the inputs, run the step, store its value."""
     import anyio
 
-    from rivers.context import StepContext, StepLog
-    from rivers.executors.base import load_inputs
+    from rivers.executors.base import call_step, load_inputs
 
     asset = repository.assets[asset_name]
     io_manager = repository.io_manager
@@ -198,25 +197,23 @@ def run_step(
         raise _CannotLoad(
             f"cannot load the inputs of {asset_name!r}: {type(exc).__name__}: {exc}"
         ) from exc
-    if asset.takes_context:
-        inputs["context"] = StepContext(
-            run_id=run_id,
-            asset_key=asset_name,
-            run_tags=run_tags,
-            attempt=attempt,
-            log=StepLog(run_id, asset_name, _emit_log),
-            pool_lease=pool_lease,
-        )
+    value = call_step(
+        asset,
+        inputs,
+        run_id=run_id,
+        run_tags=run_tags,
+        attempt=attempt,
+        emit=_emit_log,
+        pool_lease=pool_lease,
+    )
     if asset.is_async:
-
-        async def call() -> object:
-            result = asset.fn(**inputs)
-            return await result if inspect.isawaitable(result) else result
-
-        value = anyio.run(call)
-    else:
-        value = asset.fn(**inputs)
+        value = anyio.run(_awaited, value)
     io_manager.store(asset_name, value)
+
+
+async def _awaited(result: object) -> object:
+    """The value of an async step: its result, awaited if it is awaitable."""
+    return await result if inspect.isawaitable(result) else result
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -28,13 +28,13 @@ from rivers.actors.limit_windows import RECHECK_S
 from rivers.core.ownership import queue_config_key, queue_leader_key
 from rivers.core.pool_admission import ROOTS_TAG, RootsIndex
 from rivers.core.queue import Bucket, LimitRule, QueuedRun, QueueState
+from rivers.core.queue_config import QueueConfig, encode_queue_config
 from rivers.core.queue_controls import (
     CONTROLS_CHECK_S,
     InForce,
     QueueControls,
     controls_key,
     in_force,
-    rule_to_stored,
 )
 from rivers.errors import StorageUnavailable
 from rivers.messages import RunBlocked, RunDequeued
@@ -177,23 +177,14 @@ class QueueCoordinator:
 
     async def _publish_config(self) -> None:
         """Store the settings in force, which ``runs why`` and ``top`` read."""
-        force = self._in_force
+        config = (
+            QueueConfig.no_queue(NO_QUEUE_POLL_S)
+            if self._config is None
+            else QueueConfig.of(self._in_force, self._config.dequeue_interval_s)
+        )
         await self._kv.put_state(
             queue_config_key(self._repository, self._fingerprint),
-            {
-                "max_concurrent_runs": None,
-                "dequeue_interval_s": NO_QUEUE_POLL_S,
-                "tag_concurrency_limits": [],
-            }
-            if self._config is None
-            else {
-                "max_concurrent_runs": force.max_concurrent_runs,
-                "max_concurrent_runs_source": force.max_concurrent_runs_source,
-                "dequeue_interval_s": self._config.dequeue_interval_s,
-                "tag_concurrency_limits": [rule_to_stored(r) for r in force.rules],
-                "tag_concurrency_limits_source": force.rules_source,
-                "paused": force.paused,
-            },
+            encode_queue_config(config),
         )
 
     async def refresh_controls(self, *, force: bool = False) -> bool:

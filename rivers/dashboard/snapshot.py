@@ -8,14 +8,12 @@ renderers in ``dashboard/render.py`` are pure functions of it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rivers._liveness import live_served
 from rivers._text import format_seconds
 from rivers.actors.limit_windows import stored_schedules
 from rivers.core.pool_admission import POOLS_REASONS
-from rivers.core.queue import stored_rules
-from rivers.core.queue_controls import controls_note
 from rivers.dashboard.queue_gates import QueueGates
 from rivers.dashboard.reasons import (
     bucket_usage,
@@ -57,6 +55,7 @@ if TYPE_CHECKING:
 
     from rivers.core.forecast import Forecast
     from rivers.core.queue import LimitRule
+    from rivers.core.queue_config import QueueConfig
     from rivers.storage.base import StorageBackend
 
 __all__ = (
@@ -119,8 +118,8 @@ async def read_snapshot(
     now_s = storage.clock.time()
     now = _at(now_s)
     gates = QueueGates(storage, await live_served(storage))
-    config: Any = await gates.shown_config()
-    limits = stored_rules(config)
+    config = await gates.shown_config()
+    limits = () if config is None else config.tag_concurrency_limits
     counts = await storage.dashboard.count_runs_by_status(
         [RunStatus.QUEUED, *IN_FLIGHT_STATUSES]
     )
@@ -136,10 +135,10 @@ async def read_snapshot(
         now_s - RECENT_WINDOW_S, FINISHED
     )
     queue = QueueView(
-        configured=isinstance(config, dict),
-        max_concurrent_runs=_int(config, "max_concurrent_runs"),
-        dequeue_interval_s=_float(config, "dequeue_interval_s"),
-        controls=controls_note(config),
+        configured=config is not None,
+        max_concurrent_runs=None if config is None else config.max_concurrent_runs,
+        dequeue_interval_s=None if config is None else config.dequeue_interval_s,
+        controls="" if config is None else config.controls_note(),
         in_flight=in_flight_count,
         queued=counts[RunStatus.QUEUED],
         oldest_queued_at=from_timestamp(oldest),
@@ -161,7 +160,7 @@ async def read_snapshot(
     )
     for position, run in enumerate(queued_runs, start=1):
         unserved, run_config = await gates.of(run)
-        run_limits = stored_rules(run_config)
+        run_limits = () if run_config is None else run_config.tag_concurrency_limits
         queued_views.append(
             _queued_view(
                 run,
@@ -198,16 +197,6 @@ def _at(epoch_s: float) -> datetime:
     at = from_timestamp(epoch_s)
     assert at is not None
     return at
-
-
-def _int(config: Any, key: str) -> int | None:
-    value = _float(config, key)
-    return None if value is None else int(value)
-
-
-def _float(config: Any, key: str) -> float | None:
-    value = config.get(key) if isinstance(config, dict) else None
-    return float(value) if isinstance(value, int | float) else None
 
 
 def _per_minute(times: list[float], now_s: float) -> tuple[int, ...]:
@@ -384,23 +373,23 @@ def _queued_view(
     usage: Mapping[tuple[int, str | None], int],
     *,
     unserved: str | None,
-    config: Any,
+    config: QueueConfig | None,
     expected: Forecast | None,
 ) -> RunView:
     if unserved is not None:
         waiting_on = unserved
-    elif isinstance(config, dict) and config.get("max_concurrent_runs") is None:
+    elif config is not None and not config.has_queue:
         waiting_on = "no run queue: starts within a second"
-    elif isinstance(config, dict) and config.get("paused") is True:
+    elif config is not None and config.paused:
         waiting_on = "queue paused: rivers queue resume"
     elif run.reason is not None and run.reason.startswith(POOLS_REASONS):
         waiting_on = run.reason
     else:
         waiting_on = queued_reason(
             run.tags,
-            configured=isinstance(config, dict),
+            configured=config is not None,
             in_flight=queue.in_flight,
-            max_concurrent_runs=_int(config, "max_concurrent_runs"),
+            max_concurrent_runs=None if config is None else config.max_concurrent_runs,
             limits=limits,
             usage=usage,
         )

@@ -27,7 +27,7 @@ import anyio
 from rivers.actors.limit_windows import RECHECK_S
 from rivers.core.ownership import queue_config_key, queue_leader_key
 from rivers.core.pool_admission import ROOTS_TAG, RootsIndex
-from rivers.core.queue import Bucket, LimitRule, QueuedRun, QueueState
+from rivers.core.queue import Bucket, LimitRule, QueuedRun, QueueState, bucket_counts
 from rivers.core.queue_config import QueueConfig, encode_queue_config
 from rivers.core.queue_controls import (
     CONTROLS_CHECK_S,
@@ -270,10 +270,7 @@ class QueueCoordinator:
             # million queued runs writes no million reasons and RUN_BLOCKED events.
             return 0
         in_flight_tags = await self._storage.get_in_flight_tags()
-        counts: dict[tuple[str, str, str | None], int] = {}
-        for tags in in_flight_tags:
-            for bucket in self._state.signature(tags):
-                counts[bucket] = counts.get(bucket, 0) + 1
+        counts = bucket_counts(self._state.rules, in_flight_tags)
         views = await self._pool_views(counts)
         result = self._state.tick(len(in_flight_tags), counts)
         admitted = 0

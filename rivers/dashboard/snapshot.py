@@ -14,9 +14,9 @@ from rivers._liveness import live_served
 from rivers._text import format_seconds
 from rivers.actors.limit_windows import stored_schedules
 from rivers.core.pool_admission import POOLS_REASONS
+from rivers.core.queue import bucket_counts
 from rivers.dashboard.queue_gates import QueueGates
 from rivers.dashboard.reasons import (
-    bucket_usage,
     expected_suffix,
     pool_wait_reason,
     queued_reason,
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from rivers.core.forecast import Forecast
-    from rivers.core.queue import LimitRule
+    from rivers.core.queue import Bucket, LimitRule
     from rivers.core.queue_config import QueueConfig
     from rivers.storage.base import StorageBackend
 
@@ -125,7 +125,7 @@ async def read_snapshot(
     )
     in_flight_count = sum(counts[s] for s in IN_FLIGHT_STATUSES)
     in_flight_tags = await storage.queue.get_in_flight_tags()
-    usage = bucket_usage(limits, in_flight_tags)
+    usage = bucket_counts(limits, in_flight_tags)
     oldest = await storage.dashboard.oldest_queued_at()
     window_s = ADMISSION_WINDOW_MIN * 60.0
     admitted = _per_minute(
@@ -167,7 +167,7 @@ async def read_snapshot(
                 position,
                 queue,
                 run_limits,
-                bucket_usage(run_limits, in_flight_tags),
+                bucket_counts(run_limits, in_flight_tags),
                 unserved=unserved,
                 config=run_config,
                 expected=queue_expected.get(position),
@@ -209,13 +209,13 @@ def _per_minute(times: list[float], now_s: float) -> tuple[int, ...]:
 
 
 def _tag_views(
-    limits: tuple[LimitRule, ...], usage: Mapping[tuple[int, str | None], int]
+    limits: tuple[LimitRule, ...], usage: Mapping[Bucket, int]
 ) -> list[TagLimitView]:
     views = []
-    for index, spec in enumerate(limits):
+    for spec in limits:
         if spec.per_unique_value:
             values = sorted(
-                ((value, used) for (i, value), used in usage.items() if i == index),
+                ((b[2], used) for b, used in usage.items() if b[0] == spec.ident),
                 key=lambda item: (-item[1], item[0] or ""),
             )
             buckets = tuple(
@@ -223,9 +223,8 @@ def _tag_views(
                 for value, used in values
             )
         else:
-            buckets = (
-                TagBucketView(label=spec.ident, used=usage.get((index, spec.value), 0)),
-            )
+            bucket = (spec.ident, spec.key, spec.value)
+            buckets = (TagBucketView(label=spec.ident, used=usage.get(bucket, 0)),)
         views.append(
             TagLimitView(
                 label=spec.ident,
@@ -370,7 +369,7 @@ def _queued_view(
     position: int,
     queue: QueueView,
     limits: tuple[LimitRule, ...],
-    usage: Mapping[tuple[int, str | None], int],
+    usage: Mapping[Bucket, int],
     *,
     unserved: str | None,
     config: QueueConfig | None,

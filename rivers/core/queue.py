@@ -76,7 +76,9 @@ class LimitRule:
 
 
 def stored_rules(config: object) -> tuple[LimitRule, ...]:
-    """Return the limit rules of a ``queue.config`` state record (none if absent)."""
+    """Return the limit rules of a stored ``queue.controls`` record (or a ``rivers
+    queue status`` report): none if absent, malformed entries skipped. The
+    published ``queue.config`` record is read by ``core.queue_config`` instead."""
     if not isinstance(config, Mapping):
         return ()
     rules = []

@@ -63,7 +63,6 @@ KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset({})
 KNOWN_PRIVATE_IMPORTS: frozenset[str] = frozenset(
     {
         "rivers.actors.pools -> rivers.storage._pools_sql.ClaimResult",
-        "rivers.worker -> rivers.executors._kube_jobs.LOG_MARKER",
     }
 )
 

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 from rivers._liveness import live_served
 from rivers.core.ownership import queue_config_key, unserved_reason
 from rivers.core.pool_admission import POOLS_REASONS
-from rivers.core.queue import binding_tag_limit, stored_rules
-from rivers.core.queue_controls import is_overridden, paused_reason
+from rivers.core.queue import binding_tag_limit
+from rivers.core.queue_config import decode_queue_config
+from rivers.core.queue_controls import paused_reason
 from rivers.errors import RunNotFound
 from rivers.forecasts import bucket_of, pool_forecast, queue_forecast, tag_forecast
 from rivers.storage.records import IN_FLIGHT_STATUSES, RunStatus
@@ -57,43 +58,42 @@ async def explain_run(storage: StorageBackend, run_id: str) -> str:
     fingerprint = record.fingerprint or next(
         s.fingerprint for s in live if s.repository == record.repository
     )
-    config = await storage.state.get_state(
-        queue_config_key(record.repository, fingerprint)
-    )
-    if not isinstance(config, dict):
+    key = queue_config_key(record.repository, fingerprint)
+    config = decode_queue_config(await storage.state.get_state(key), key)
+    if config is None:
         return (
             f"run {run_id} is QUEUED, {where}: a daemon serving repository "
             f"{record.repository!r} is starting"
         )
-    if config.get("max_concurrent_runs") is None:
+    if config.max_concurrent_runs is None:
         return (
             f"run {run_id} is QUEUED, {where}: repository {record.repository!r} has "
             "no run queue; the daemon serving it starts it within a second"
         )
-    if config.get("paused") is True:
+    if config.paused:
         return (
             f"run {run_id} is QUEUED, {where}: {paused_reason(record.repository)}; "
             "expected start unknown"
         )
     in_flight = await storage.runs.count_runs(IN_FLIGHT_STATUSES)
-    limit = int(config.get("max_concurrent_runs", 0))
+    limit = config.max_concurrent_runs
     if in_flight >= limit:
         expected = await queue_forecast(storage, position, limit)
-        source = config.get("max_concurrent_runs_source")
-        source = f" ({source})" if source not in (None, "repository") else ""
+        source = config.max_concurrent_runs_source
+        source = f" ({source})" if source != "repository" else ""
         return (
             f"run {run_id} is QUEUED, {where}: max_concurrent_runs{source} "
             f"{in_flight}/{limit} in flight; {expected.describe()}"
         )
     binding = binding_tag_limit(
-        stored_rules(config), record.tags, await storage.queue.get_in_flight_tags()
+        config.tag_concurrency_limits,
+        record.tags,
+        await storage.queue.get_in_flight_tags(),
     )
     if binding is not None:
         rule, bucket, used = binding
         expected = await tag_forecast(storage, record, position, rule, bucket)
-        source = (
-            " (override)" if is_overridden(config, "tag_concurrency_limits") else ""
-        )
+        source = " (override)" if config.is_overridden("tag_concurrency_limits") else ""
         return (
             f"run {run_id} is QUEUED, {where}: {rule.blocked_reason(bucket, used)}"
             f"{source}; {expected.describe()}"

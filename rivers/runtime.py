@@ -50,7 +50,7 @@ from rivers.metrics import MetricsServer, parse_metrics_addr
 from rivers.run_handle import RunHandle
 from rivers.storage import Storage, StorageBackend, connect_backend
 from rivers.storage.records import Event, NewRun, RunRecord, RunStatus
-from rivers.submission import enqueued, queued_run
+from rivers.submission import enqueued, queued_run, write_queued
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Mapping
@@ -538,16 +538,11 @@ class Runtime:
         repo = self._repository(repository)
         runs = [queued_run(repo, request) for request in requests]
         await self._register(repo)
-        records = await self._roles.runs.create_runs(runs)
+        named = await write_queued(self._roles.runs, runs)
         handles, written = [], []
-        for run, record in zip(runs, records, strict=True):
-            existing = None
-            while record is None and existing is None:  # its key named another run
-                existing = await self._roles.runs.get_run_by_key(run.run_key or "")
-                if existing is None:  # pruned meanwhile: write this one after all
-                    (record,) = await self._roles.runs.create_runs([run])
-            if existing is not None:
-                handles.append(RunHandle(self, existing.run_id))
+        for run, existing in zip(runs, named, strict=True):
+            if existing is not None:  # its key named another run
+                handles.append(RunHandle(self, existing))
                 continue
             self._writer().emit(enqueued(run))
             handles.append(RunHandle(self, run.run_id))

@@ -1,10 +1,12 @@
-"""What a submitted run is written as: the one place of that rule, used by
-``rt.submit``, ``rt.submit_many`` and ``rivers submit``.
+"""What a submitted run is written as, and how: the one place of that rule, used
+by ``rt.submit``, ``rt.submit_many`` and ``rivers submit``.
 
 A submitted run is written QUEUED with the request's selection (resolved against
 the repository: an unknown asset fails before anything is written), tags, priority
 and run key, and the fingerprint of the repository's definition, so only a runtime
-serving that very definition runs it; a ``RUN_ENQUEUED`` event follows it.
+serving that very definition runs it (``queued_run``). ``write_queued`` writes such
+runs, a run whose key names a run already stored giving that run instead; a
+``RUN_ENQUEUED`` event (``enqueued``) follows each run written.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from rivers.messages import RunEnqueued
 from rivers.storage.records import NewRun, RunStatus
 
 if TYPE_CHECKING:
-    from rivers.definitions.repository import CodeRepository
+    from collections.abc import Sequence
 
-__all__ = ("enqueued", "queued_run")
+    from rivers.definitions.repository import CodeRepository
+    from rivers.storage.base import RunStore
+
+__all__ = ("enqueued", "queued_run", "write_queued")
 
 
 def queued_run(repository: CodeRepository, request: object) -> NewRun:
@@ -52,3 +57,22 @@ def queued_run(repository: CodeRepository, request: object) -> NewRun:
 def enqueued(run: NewRun) -> RunEnqueued:
     """The ``RUN_ENQUEUED`` event of a run just written."""
     return RunEnqueued(run_id=run.run_id, priority=run.priority, tags=dict(run.tags))
+
+
+async def write_queued(store: RunStore, runs: Sequence[NewRun]) -> list[str | None]:
+    """Write the QUEUED ``runs``; return, for each, None if it was written, else
+    the id of the run its ``run_key`` names (stored before, or earlier in ``runs``).
+
+    A keyed run whose namesake is pruned between the write and the lookup is
+    written after all.
+    """
+    records = await store.create_runs(runs)
+    named: list[str | None] = []
+    for run, record in zip(runs, records, strict=True):
+        existing = None
+        while record is None and existing is None:  # its key named another run
+            existing = await store.get_run_by_key(run.run_key or "")
+            if existing is None:  # pruned meanwhile: write this one after all
+                (record,) = await store.create_runs([run])
+        named.append(None if existing is None else existing.run_id)
+    return named

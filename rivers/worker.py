@@ -17,10 +17,10 @@ Environment: ``RIVERS_HOME`` (the default IO manager's base) and
 ``RIVERS_RUN_TAGS`` (the run's tags as a JSON object).
 
 Output: ``context.log`` lines and, on failure, the error are printed to stdout as
-``::rivers::{json}`` lines for the launcher to read back from the pod log; the
-traceback also goes to stderr. Exit status: 0 the value was stored, 1 the step
-raised (any exception: ``KeyboardInterrupt`` too), 2 the code, asset or inputs
-could not be loaded, ``N`` the step called ``sys.exit(N)``.
+marked records (``rivers.executors.pod_log``) for the launcher to read back from
+the pod log; the traceback also goes to stderr. Exit status: 0 the value was
+stored, 1 the step raised (any exception: ``KeyboardInterrupt`` too), 2 the code,
+asset or inputs could not be loaded, ``N`` the step called ``sys.exit(N)``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from rivers._tracebacks import step_traceback
 from rivers._user_code import message_of
-from rivers.executors._kube_jobs import LOG_MARKER
+from rivers.executors.pod_log import marked_record
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -60,7 +60,7 @@ class _CannotLoad(Exception):
 
 
 def _emit_record(record: dict[str, Any]) -> None:
-    sys.stdout.write(LOG_MARKER + json.dumps(record, default=str) + "\n")
+    sys.stdout.write(marked_record(record) + "\n")
     sys.stdout.flush()
 
 
@@ -187,8 +187,7 @@ def run_step(
     """Load the inputs, run the step, store its value."""
     import anyio
 
-    from rivers.context import StepContext, StepLog
-    from rivers.executors.base import load_inputs
+    from rivers.executors.base import call_step, load_inputs
 
     asset = repository.assets[asset_name]
     io_manager = repository.io_manager
@@ -198,25 +197,23 @@ def run_step(
         raise _CannotLoad(
             f"cannot load the inputs of {asset_name!r}: {type(exc).__name__}: {exc}"
         ) from exc
-    if asset.takes_context:
-        inputs["context"] = StepContext(
-            run_id=run_id,
-            asset_key=asset_name,
-            run_tags=run_tags,
-            attempt=attempt,
-            log=StepLog(run_id, asset_name, _emit_log),
-            pool_lease=pool_lease,
-        )
+    value = call_step(
+        asset,
+        inputs,
+        run_id=run_id,
+        run_tags=run_tags,
+        attempt=attempt,
+        emit=_emit_log,
+        pool_lease=pool_lease,
+    )
     if asset.is_async:
-
-        async def call() -> object:
-            result = asset.fn(**inputs)
-            return await result if inspect.isawaitable(result) else result
-
-        value = anyio.run(call)
-    else:
-        value = asset.fn(**inputs)
+        value = anyio.run(_awaited, value)
     io_manager.store(asset_name, value)
+
+
+async def _awaited(result: object) -> object:
+    """The value of an async step: its result, awaited if it is awaitable."""
+    return await result if inspect.isawaitable(result) else result
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -30,7 +30,6 @@ HEAVY_LIBRARIES = (
     "concurrent",
     "fsspec",
     "kubernetes_asyncio",
-    "loky",
     "multiprocessing",
     "prometheus_client",
     "psutil",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 import rivers as rs
 from rivers.core.ownership import queue_config_key
@@ -159,3 +160,26 @@ async def test_a_tag_limit_override_replaces_the_repositorys(tmp_path: Path) -> 
             for handle in handles:
                 await rt.wait_for(handle.run_id)
     assert overlap.peak == 1
+
+
+async def test_malformed_published_settings_are_one_clear_error(tmp_path: Path) -> None:
+    """The published ``queue.config`` record is read through one decoder: a value it
+    cannot read is a one-line error naming the key, in the API and the CLI alike."""
+    repo = _repo(tmp_path, Overlap(0.01), max_concurrent_runs=0)
+    key = queue_config_key(repo.name, repo.fingerprint)
+    async with rs.Runtime(repo) as rt:
+        await _published(rt, repo, max_concurrent_runs=0)
+        handle = await rt.submit(rs.RunRequest())
+        await rt._roles.state.put_state(key, {"max_concurrent_runs": "ten"})
+        with pytest.raises(rs.StorageError, match="malformed") as caught:
+            await rt.explain(handle.run_id)
+        assert key in str(caught.value)
+        assert "\n" not in str(caught.value)
+        storage = str(tmp_path / "rivers.db")
+        command = [sys.executable, "-m", "rivers", "--storage", storage]
+        done = await anyio.run_process([*command, "queue", "status"], check=False)
+    assert done.returncode == 2  # the CLI's code for an error it names
+    error = done.stderr.decode().strip()
+    assert error.startswith("rivers: error: the run-queue settings stored under")
+    assert key in error
+    assert len(error.splitlines()) == 1

@@ -13,6 +13,8 @@ import anyio
 import pytest
 
 import rivers as rs
+from rivers.storage import open_backend
+from rivers.submission import queued_run, write_queued
 
 
 def _repo(tmp_path: Path, **options: object) -> rs.CodeRepository:
@@ -77,6 +79,25 @@ async def test_run_keys_name_earlier_runs_in_the_batch_and_before_it(
     assert handles[1].run_id == handles[2].run_id != before.run_id
     assert len(runs) == 3  # daily-1, daily-2 and the keyless one
     assert {run.status for run in runs} == {rs.RunStatus.QUEUED}
+
+
+async def test_the_cli_and_the_runtime_write_queued_runs_the_same_way(
+    tmp_path: Path,
+) -> None:
+    """``write_queued`` is the one writer of submitted runs: a key naming a stored
+    run, or one earlier in the batch, gives that run's id instead of a new run."""
+    repo = _repo(tmp_path)
+    keyed = [rs.RunRequest(run_key="k"), rs.RunRequest(run_key="k"), rs.RunRequest()]
+    async with open_backend(tmp_path / "rivers.db") as storage:
+        first = await write_queued(
+            storage.runs, [queued_run(repo, request) for request in keyed]
+        )
+        again = await write_queued(storage.runs, [queued_run(repo, keyed[0])])
+        runs = await storage.runs.get_runs(limit=None)
+    assert (first[0], first[2]) == (None, None)
+    written = {run.run_key: run.run_id for run in runs}
+    assert first[1] == again[0] == written["k"]
+    assert len(runs) == 2
 
 
 @pytest.mark.parametrize(

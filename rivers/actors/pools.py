@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, final
 import anyio
 
 from rivers._wakeups import listen
+from rivers.actors.cleanup import CLEANUP_TIMEOUT_S
 from rivers.actors.pool_claim import Claim
 from rivers.core.pools import PoolState, Waiter
 from rivers.errors import PoolTooSmall, StorageError, StorageUnavailable
@@ -57,7 +58,6 @@ logger = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.2
 REVOKE_CHECK_S = 1.0
-CLEANUP_TIMEOUT_S = 10.0
 
 
 @final

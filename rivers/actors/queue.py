@@ -30,14 +30,14 @@ from rivers.actors.limit_windows import RECHECK_S
 from rivers.commands import CoordinatorMessage, RunEnded, RunsSubmitted, StartRun
 from rivers.core.ownership import queue_config_key, queue_leader_key
 from rivers.core.pool_admission import ROOTS_TAG, RootsIndex
-from rivers.core.queue import Bucket, LimitRule, QueuedRun, QueueState
+from rivers.core.queue import Bucket, LimitRule, QueuedRun, QueueState, bucket_counts
+from rivers.core.queue_config import QueueConfig, encode_queue_config
 from rivers.core.queue_controls import (
     CONTROLS_CHECK_S,
     InForce,
     QueueControls,
     controls_key,
     in_force,
-    rule_to_stored,
 )
 from rivers.errors import StorageUnavailable
 from rivers.messages import RunBlocked, RunDequeued
@@ -201,23 +201,14 @@ class QueueCoordinator:
 
     async def _publish_config(self) -> None:
         """Store the settings in force, which ``runs why`` and ``top`` read."""
-        force = self._in_force
+        config = (
+            QueueConfig.no_queue(NO_QUEUE_POLL_S)
+            if self._config is None
+            else QueueConfig.of(self._in_force, self._config.dequeue_interval_s)
+        )
         await self._kv.put_state(
             queue_config_key(self._repository, self._fingerprint),
-            {
-                "max_concurrent_runs": None,
-                "dequeue_interval_s": NO_QUEUE_POLL_S,
-                "tag_concurrency_limits": [],
-            }
-            if self._config is None
-            else {
-                "max_concurrent_runs": force.max_concurrent_runs,
-                "max_concurrent_runs_source": force.max_concurrent_runs_source,
-                "dequeue_interval_s": self._config.dequeue_interval_s,
-                "tag_concurrency_limits": [rule_to_stored(r) for r in force.rules],
-                "tag_concurrency_limits_source": force.rules_source,
-                "paused": force.paused,
-            },
+            encode_queue_config(config),
         )
 
     async def refresh_controls(self, *, force: bool = False) -> bool:
@@ -299,10 +290,7 @@ class QueueCoordinator:
             # million queued runs writes no million reasons and RUN_BLOCKED events.
             return 0
         in_flight_tags = await self._storage.get_in_flight_tags()
-        counts: dict[tuple[str, str, str | None], int] = {}
-        for tags in in_flight_tags:
-            for bucket in self._state.signature(tags):
-                counts[bucket] = counts.get(bucket, 0) + 1
+        counts = bucket_counts(self._state.rules, in_flight_tags)
         views = await self._pool_views(counts)
         result = self._state.tick(len(in_flight_tags), counts)
         admitted = 0

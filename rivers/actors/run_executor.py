@@ -19,6 +19,7 @@ import anyio
 from rivers._error_groups import one_storage_error
 from rivers._tracebacks import remote_traceback, step_traceback
 from rivers._user_code import describe, is_runtime_cancellation
+from rivers.actors.cleanup import CLEANUP_TIMEOUT_S
 from rivers.actors.deadlines import overrun
 from rivers.actors.run_pools import hold_run_pools
 from rivers.core.plan import PlanState, StepOutcome
@@ -52,11 +53,9 @@ if TYPE_CHECKING:
     from rivers.definitions.repository import CodeRepository
     from rivers.executors.gate import StepGate
 
-__all__ = ("CLEANUP_TIMEOUT_S", "RunExecutor")
+__all__ = ("CLEANUP_TIMEOUT_S", "RunExecutor")  # the runtime takes it from here
 
 logger = logging.getLogger(__name__)
-
-CLEANUP_TIMEOUT_S = 10.0
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, assert_never, final
 import anyio
 
 from rivers._error_groups import rivers_errors_line
-from rivers.actors.run_executor import CLEANUP_TIMEOUT_S
+from rivers.actors.cleanup import CLEANUP_TIMEOUT_S
 from rivers.actors.run_failure import record_run_failure
 from rivers.commands import CancelRun, RunEnded, StartRun, SupervisorCommand
 from rivers.errors import RiversError

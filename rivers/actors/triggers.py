@@ -89,7 +89,7 @@ MIN_SLEEP_S = 0.05
 AUTOMATION_INTERVAL_S = 30.0
 USER_CODE_TIMEOUT_S = 60.0
 """A sensor or schedule function running longer fails that evaluation."""
-CLEANUP_TIMEOUT_S = 2.0
+LEADER_RELEASE_S = 2.0  # best effort, not CLEANUP_TIMEOUT_S: leases expire anyway
 
 _WAITING = (
     RunStatus.QUEUED,
@@ -193,7 +193,7 @@ class TriggerRunner:
         finally:
             try:
                 if self.is_leader:
-                    with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
+                    with anyio.move_on_after(LEADER_RELEASE_S, shield=True):
                         await self._kv.release_leadership(self._leader_key, self._owner)
                     self.is_leader = False
             finally:
@@ -202,7 +202,7 @@ class TriggerRunner:
     async def aclose(self) -> None:
         """Stop the loop (after any evaluation in progress) and wait for it."""
         self._scope.cancel()
-        with anyio.move_on_after(CLEANUP_TIMEOUT_S * 2, shield=True):
+        with anyio.move_on_after(LEADER_RELEASE_S * 2, shield=True):
             await self._done.wait()
 
     def _sleep_s(self) -> float:

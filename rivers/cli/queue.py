@@ -22,7 +22,7 @@ from rivers.metrics import parse_metrics_addr
 from rivers.runtime import Runtime
 from rivers.storage import open_backend, resolve_storage_path
 from rivers.storage.facade import backend_of
-from rivers.submission import enqueued, queued_run
+from rivers.submission import enqueued, queued_run, write_queued
 
 if TYPE_CHECKING:
     from rivers.cli._common import CliState
@@ -69,9 +69,15 @@ def submit_command(
             await storage.processes.record_definitions(
                 [(repository.name, repository.fingerprint, list(repository.assets))]
             )
-            await storage.runs.create_runs(runs)
+            named = await write_queued(storage.runs, runs)
             now = storage.clock.time()
-            await storage.events.append_events([(enqueued(run), now) for run in runs])
+            await storage.events.append_events(
+                [
+                    (enqueued(run), now)
+                    for run, existing in zip(runs, named, strict=True)
+                    if existing is None
+                ]
+            )
             live = await live_served(storage)
             notes = [
                 clash_warning("", repository.name, repository.fingerprint, live),

@@ -20,6 +20,7 @@ from rivers.cli._storage import existing_storage
 from rivers.cli.output import console, print_json
 from rivers.core.ownership import queue_config_key
 from rivers.core.queue import LimitRule, stored_rules
+from rivers.core.queue_config import QueueConfig, decode_queue_config
 from rivers.core.queue_controls import QueueControls, controls_key, rule_to_stored
 from rivers.definitions.configs import TagConcurrencyLimit
 from rivers.errors import ConfigError
@@ -216,16 +217,17 @@ def set_limits(
     )
 
 
-async def _served_queue(storage: StorageBackend, name: str) -> tuple[bool, Any]:
+async def _served_queue(
+    storage: StorageBackend, name: str
+) -> tuple[bool, QueueConfig | None]:
     """Whether a live daemon serves ``name``, and the queue settings its leader
     publishes (in force, with their sources; None without a run queue)."""
     served = [s for s in await live_served(storage) if s.repository == name]
-    config: Any = None
+    config = None
     for definition in served:
-        stored = await storage.state.get_state(
-            queue_config_key(name, definition.fingerprint)
-        )
-        if isinstance(stored, dict) and stored.get("max_concurrent_runs") is not None:
+        key = queue_config_key(name, definition.fingerprint)
+        stored = decode_queue_config(await storage.state.get_state(key), key)
+        if stored is not None and stored.has_queue:
             config = stored
     return bool(served), config
 
@@ -236,10 +238,10 @@ async def _status(storage: StorageBackend, name: str) -> dict[str, Any]:
     )
     served, config = await _served_queue(storage, name)
     if config is not None:  # what the leader has in force, with its sources
-        max_runs: int | None = int(config["max_concurrent_runs"])
-        max_source = config.get("max_concurrent_runs_source", "repository")
-        rules = stored_rules(config)
-        rules_source = config.get("tag_concurrency_limits_source", "repository")
+        max_runs = config.max_concurrent_runs
+        max_source: str | None = config.max_concurrent_runs_source
+        rules = config.tag_concurrency_limits
+        rules_source = config.tag_concurrency_limits_source
     else:  # no daemon with a run queue: only what is stored
         max_runs = controls.max_concurrent_runs
         max_source = None if max_runs is None else "override"

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 
 __all__ = (
     "Admission",
+    "Bucket",
     "LimitRule",
     "QueueState",
     "QueuedRun",
     "TickResult",
     "binding_tag_limit",
+    "bucket_counts",
     "stored_rules",
     "tag_limit_reason",
 )
@@ -74,7 +76,9 @@ class LimitRule:
 
 
 def stored_rules(config: object) -> tuple[LimitRule, ...]:
-    """Return the limit rules of a ``queue.config`` state record (none if absent)."""
+    """Return the limit rules of a stored ``queue.controls`` record (or a ``rivers
+    queue status`` report): none if absent, malformed entries skipped. The
+    published ``queue.config`` record is read by ``core.queue_config`` instead."""
     if not isinstance(config, Mapping):
         return ()
     rules = []
@@ -92,6 +96,28 @@ def stored_rules(config: object) -> tuple[LimitRule, ...]:
     return tuple(rules)
 
 
+def bucket_counts(
+    rules: Iterable[LimitRule], in_flight_tags: Iterable[Mapping[str, str]]
+) -> dict[Bucket, int]:
+    """Count the in-flight runs in each bucket of ``rules`` (buckets with none are
+    absent): the one tag-bucket counter, behind the queue leader's admissions,
+    ``rivers runs why`` and ``rivers top``.
+
+    The storage's admission recounts the buckets of each run it moves to STARTING
+    in SQL, inside the very transaction that moves it: another process may have
+    started runs since these counts were taken, and only a count taken under the
+    write lock makes two leaders unable to exceed a limit together.
+    """
+    rules = tuple(rules)
+    counts: dict[Bucket, int] = {}
+    for tags in in_flight_tags:
+        for rule in rules:
+            bucket = rule.bucket(tags)
+            if bucket is not None:
+                counts[bucket] = counts.get(bucket, 0) + 1
+    return counts
+
+
 def binding_tag_limit(
     rules: Iterable[LimitRule],
     tags: Mapping[str, str],
@@ -103,16 +129,11 @@ def binding_tag_limit(
     returns the rule, the full bucket and how many runs it holds.
     """
     rules = tuple(rules)
-    buckets = [(rule, rule.bucket(tags)) for rule in rules]
-    counts = dict.fromkeys((b for _, b in buckets if b is not None), 0)
-    for other in in_flight_tags:
-        for rule in rules:
-            bucket = rule.bucket(other)
-            if bucket in counts:
-                counts[bucket] += 1
-    for rule, bucket in buckets:
-        if bucket is not None and counts[bucket] >= rule.limit:
-            return rule, bucket, counts[bucket]
+    counts = bucket_counts(rules, in_flight_tags)
+    for rule in rules:
+        bucket = rule.bucket(tags)
+        if bucket is not None and counts.get(bucket, 0) >= rule.limit:
+            return rule, bucket, counts.get(bucket, 0)
     return None
 
 

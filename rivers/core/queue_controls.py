@@ -22,9 +22,7 @@ __all__ = (
     "InForce",
     "QueueControls",
     "controls_key",
-    "controls_note",
     "in_force",
-    "is_overridden",
     "paused_reason",
     "rule_to_stored",
 )
@@ -128,25 +126,3 @@ def in_force(
         if controls.tag_concurrency_limits is None
         else "override",
     )
-
-
-def is_overridden(config: object, field: str) -> bool:
-    """Whether a published ``queue.config`` setting comes from ``rivers queue set``."""
-    return isinstance(config, Mapping) and config.get(f"{field}_source") == "override"
-
-
-def controls_note(config: object) -> str:
-    """Say what ``rivers queue`` changed in a published ``queue.config`` record
-    (``"paused, max_concurrent_runs override"``); empty when nothing."""
-    if not isinstance(config, Mapping):
-        return ""
-    notes = ["paused"] if config.get("paused") is True else []
-    source = config.get("max_concurrent_runs_source")
-    if isinstance(source, str) and source.startswith("window"):
-        notes.append(f"max_concurrent_runs of {source}")
-    notes += [
-        f"{field} override"
-        for field in ("max_concurrent_runs", "tag_concurrency_limits")
-        if is_overridden(config, field)
-    ]
-    return ", ".join(notes)

@@ -6,9 +6,10 @@ of one repository costs one read of its settings.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rivers.core.ownership import queue_config_key, serves, unserved_reason
+from rivers.core.queue_config import QueueConfig, decode_queue_config
 from rivers.explain import run_assets
 
 if TYPE_CHECKING:
@@ -25,30 +26,25 @@ class QueueGates:
     def __init__(self, storage: StorageBackend, live: list[Served]) -> None:
         self._storage = storage
         self._live = live
-        self._configs: dict[tuple[str, str], Any] = {}
+        self._configs: dict[tuple[str, str], QueueConfig | None] = {}
         # (repository, fingerprint, selection) -> why no runtime serves such runs
         self._unserved: dict[tuple[str, str | None, tuple[str, ...] | None], str | None]
         self._unserved = {}
 
-    async def _config(self, repository: str, fingerprint: str) -> Any:
-        key = (repository, fingerprint)
-        if key not in self._configs:
-            self._configs[key] = await self._storage.state.get_state(
-                queue_config_key(repository, fingerprint)
-            )
-        return self._configs[key]
+    async def _config(self, repository: str, fingerprint: str) -> QueueConfig | None:
+        if (repository, fingerprint) not in self._configs:
+            key = queue_config_key(repository, fingerprint)
+            stored = await self._storage.state.get_state(key)
+            self._configs[repository, fingerprint] = decode_queue_config(stored, key)
+        return self._configs[repository, fingerprint]
 
-    async def shown_config(self) -> Any:
+    async def shown_config(self) -> QueueConfig | None:
         """The queue settings the queue panel shows: those of a served run queue."""
         configs = [await self._config(s.repository, s.fingerprint) for s in self._live]
-        with_queue = [
-            c
-            for c in configs
-            if isinstance(c, dict) and c.get("max_concurrent_runs") is not None
-        ]
+        with_queue = [c for c in configs if c is not None and c.has_queue]
         return with_queue[0] if with_queue else None
 
-    async def of(self, run: RunRecord) -> tuple[str | None, Any]:
+    async def of(self, run: RunRecord) -> tuple[str | None, QueueConfig | None]:
         """Return (why no runtime serves ``run``, or None; its definition's settings)."""
         key = (
             run.repository,

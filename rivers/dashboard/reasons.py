@@ -14,38 +14,20 @@ from rivers.core.forecast import approx_seconds
 from rivers.explain import ordinal
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
     from rivers.core.forecast import Forecast
-    from rivers.core.queue import LimitRule
+    from rivers.core.queue import Bucket, LimitRule
     from rivers.dashboard.views import PoolView
     from rivers.storage.records import Event
 
 __all__ = (
-    "bucket_usage",
     "expected_suffix",
     "pool_wait_reason",
     "queued_reason",
     "step_wait_reason",
 )
-
-Usage = dict[tuple[int, str | None], int]
-"""(index of the limit, tag value or None for key-only limits) -> in-flight runs."""
-
-
-def bucket_usage(
-    limits: Sequence[LimitRule], in_flight_tags: Iterable[Mapping[str, str]]
-) -> Usage:
-    """Count in-flight runs in each bucket of each limit."""
-    usage: Usage = {}
-    for tags in in_flight_tags:
-        for index, rule in enumerate(limits):
-            bucket = rule.bucket(tags)
-            if bucket is not None:
-                key = (index, bucket[2])
-                usage[key] = usage.get(key, 0) + 1
-    return usage
 
 
 def queued_reason(
@@ -55,7 +37,7 @@ def queued_reason(
     in_flight: int,
     max_concurrent_runs: int | None,
     limits: Sequence[LimitRule],
-    usage: Mapping[tuple[int, str | None], int],
+    usage: Mapping[Bucket, int],
 ) -> str:
     """Return the gate holding a queued run back, with live numbers.
 
@@ -68,11 +50,11 @@ def queued_reason(
         return "queue paused: max_concurrent_runs 0"
     if in_flight >= max_concurrent_runs:
         return f"queue {in_flight}/{max_concurrent_runs} in flight"
-    for index, rule in enumerate(limits):
+    for rule in limits:
         bucket = rule.bucket(tags)
         if bucket is None:
             continue
-        used = usage.get((index, bucket[2]), 0)
+        used = usage.get(bucket, 0)
         if used >= rule.limit:
             return f"tag {rule.describe(bucket)} {used}/{rule.limit}"
     return "admissible: next dequeue tick"

@@ -1,24 +1,22 @@
 """What ``rivers top`` shows, read from storage in one pass: a ``DashboardSnapshot``.
 
 ``read_snapshot`` only reads, and every query is bounded by an index range or a
-limit (see ``storage/_dashboard_methods.py``), so a refresh costs about the same on
+limit (see ``storage/_sqlite_dashboard.py``), so a refresh costs about the same on
 a storage holding 100 runs or 100,000. Everything it returns is plain data; the
 renderers in ``dashboard/render.py`` are pure functions of it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rivers._liveness import live_served
 from rivers._text import format_seconds
 from rivers.actors.limit_windows import stored_schedules
 from rivers.core.pool_admission import POOLS_REASONS
-from rivers.core.queue import stored_rules
-from rivers.core.queue_controls import controls_note
+from rivers.core.queue import bucket_counts
 from rivers.dashboard.queue_gates import QueueGates
 from rivers.dashboard.reasons import (
-    bucket_usage,
     expected_suffix,
     pool_wait_reason,
     queued_reason,
@@ -56,7 +54,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from rivers.core.forecast import Forecast
-    from rivers.core.queue import LimitRule
+    from rivers.core.queue import Bucket, LimitRule
+    from rivers.core.queue_config import QueueConfig
     from rivers.storage.base import StorageBackend
 
 __all__ = (
@@ -119,14 +118,14 @@ async def read_snapshot(
     now_s = storage.clock.time()
     now = _at(now_s)
     gates = QueueGates(storage, await live_served(storage))
-    config: Any = await gates.shown_config()
-    limits = stored_rules(config)
+    config = await gates.shown_config()
+    limits = () if config is None else config.tag_concurrency_limits
     counts = await storage.dashboard.count_runs_by_status(
         [RunStatus.QUEUED, *IN_FLIGHT_STATUSES]
     )
     in_flight_count = sum(counts[s] for s in IN_FLIGHT_STATUSES)
     in_flight_tags = await storage.queue.get_in_flight_tags()
-    usage = bucket_usage(limits, in_flight_tags)
+    usage = bucket_counts(limits, in_flight_tags)
     oldest = await storage.dashboard.oldest_queued_at()
     window_s = ADMISSION_WINDOW_MIN * 60.0
     admitted = _per_minute(
@@ -136,10 +135,10 @@ async def read_snapshot(
         now_s - RECENT_WINDOW_S, FINISHED
     )
     queue = QueueView(
-        configured=isinstance(config, dict),
-        max_concurrent_runs=_int(config, "max_concurrent_runs"),
-        dequeue_interval_s=_float(config, "dequeue_interval_s"),
-        controls=controls_note(config),
+        configured=config is not None,
+        max_concurrent_runs=None if config is None else config.max_concurrent_runs,
+        dequeue_interval_s=None if config is None else config.dequeue_interval_s,
+        controls="" if config is None else config.controls_note(),
         in_flight=in_flight_count,
         queued=counts[RunStatus.QUEUED],
         oldest_queued_at=from_timestamp(oldest),
@@ -161,14 +160,14 @@ async def read_snapshot(
     )
     for position, run in enumerate(queued_runs, start=1):
         unserved, run_config = await gates.of(run)
-        run_limits = stored_rules(run_config)
+        run_limits = () if run_config is None else run_config.tag_concurrency_limits
         queued_views.append(
             _queued_view(
                 run,
                 position,
                 queue,
                 run_limits,
-                bucket_usage(run_limits, in_flight_tags),
+                bucket_counts(run_limits, in_flight_tags),
                 unserved=unserved,
                 config=run_config,
                 expected=queue_expected.get(position),
@@ -200,16 +199,6 @@ def _at(epoch_s: float) -> datetime:
     return at
 
 
-def _int(config: Any, key: str) -> int | None:
-    value = _float(config, key)
-    return None if value is None else int(value)
-
-
-def _float(config: Any, key: str) -> float | None:
-    value = config.get(key) if isinstance(config, dict) else None
-    return float(value) if isinstance(value, int | float) else None
-
-
 def _per_minute(times: list[float], now_s: float) -> tuple[int, ...]:
     buckets = [0] * ADMISSION_WINDOW_MIN
     for at in times:
@@ -220,13 +209,13 @@ def _per_minute(times: list[float], now_s: float) -> tuple[int, ...]:
 
 
 def _tag_views(
-    limits: tuple[LimitRule, ...], usage: Mapping[tuple[int, str | None], int]
+    limits: tuple[LimitRule, ...], usage: Mapping[Bucket, int]
 ) -> list[TagLimitView]:
     views = []
-    for index, spec in enumerate(limits):
+    for spec in limits:
         if spec.per_unique_value:
             values = sorted(
-                ((value, used) for (i, value), used in usage.items() if i == index),
+                ((b[2], used) for b, used in usage.items() if b[0] == spec.ident),
                 key=lambda item: (-item[1], item[0] or ""),
             )
             buckets = tuple(
@@ -234,9 +223,8 @@ def _tag_views(
                 for value, used in values
             )
         else:
-            buckets = (
-                TagBucketView(label=spec.ident, used=usage.get((index, spec.value), 0)),
-            )
+            bucket = (spec.ident, spec.key, spec.value)
+            buckets = (TagBucketView(label=spec.ident, used=usage.get(bucket, 0)),)
         views.append(
             TagLimitView(
                 label=spec.ident,
@@ -381,26 +369,26 @@ def _queued_view(
     position: int,
     queue: QueueView,
     limits: tuple[LimitRule, ...],
-    usage: Mapping[tuple[int, str | None], int],
+    usage: Mapping[Bucket, int],
     *,
     unserved: str | None,
-    config: Any,
+    config: QueueConfig | None,
     expected: Forecast | None,
 ) -> RunView:
     if unserved is not None:
         waiting_on = unserved
-    elif isinstance(config, dict) and config.get("max_concurrent_runs") is None:
+    elif config is not None and not config.has_queue:
         waiting_on = "no run queue: starts within a second"
-    elif isinstance(config, dict) and config.get("paused") is True:
+    elif config is not None and config.paused:
         waiting_on = "queue paused: rivers queue resume"
     elif run.reason is not None and run.reason.startswith(POOLS_REASONS):
         waiting_on = run.reason
     else:
         waiting_on = queued_reason(
             run.tags,
-            configured=isinstance(config, dict),
+            configured=config is not None,
             in_flight=queue.in_flight,
-            max_concurrent_runs=_int(config, "max_concurrent_runs"),
+            max_concurrent_runs=None if config is None else config.max_concurrent_runs,
             limits=limits,
             usage=usage,
         )

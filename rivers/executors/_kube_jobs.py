@@ -9,8 +9,8 @@
   the ``CodeRepository`` at attribute ``A`` and runs asset ``NAME`` with that
   repository's IO manager. The launcher finds ``M`` and ``A`` by looking for the
   module-level repository that holds this very asset object.
-- The worker's structured output: lines starting with ``LOG_MARKER`` carry JSON
-  (a ``context.log`` line, or the step's error); any other line is plain output.
+- The worker's structured output: marked lines (``pod_log``) carry a record (a
+  ``context.log`` line, or the step's error); any other line is plain output.
 
 Only Job and pod fields that Kubernetes 1.20 knows are used.
 """
@@ -18,12 +18,13 @@ Only Job and pod fields that Kubernetes 1.20 knows are used.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from rivers.executors.pod_log import read_marked_record
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -38,7 +39,6 @@ __all__ = (
     "LABEL_MANAGED_BY",
     "LABEL_RUN",
     "LABEL_STEP",
-    "LOG_MARKER",
     "CodeLocation",
     "JobSpec",
     "PodOutcome",
@@ -57,7 +57,6 @@ __all__ = (
 )
 
 CONTAINER_NAME = "step"
-LOG_MARKER = "::rivers::"
 LABEL_RUN = "rivers/run-id"
 LABEL_STEP = "rivers/step-key"
 LABEL_ATTEMPT = "rivers/attempt"
@@ -352,20 +351,16 @@ def parse_worker_output(text: str) -> WorkerOutput:
     """Split a worker's log into its lines and its error record."""
     output = WorkerOutput()
     for line in text.splitlines():
-        if line.startswith(LOG_MARKER):
-            try:
-                record = json.loads(line[len(LOG_MARKER) :])
-            except ValueError:
-                record = None
-            if isinstance(record, dict) and isinstance(record.get("error"), dict):
-                output.error = record["error"]
-                _drop_traceback(output.lines, str(output.error.get("traceback", "")))
-                continue
-            if isinstance(record, dict) and "message" in record:
-                output.lines.append(
-                    (str(record.get("level", "INFO")), str(record["message"]))
-                )
-                continue
+        record = read_marked_record(line)
+        if record is not None and isinstance(record.get("error"), dict):
+            output.error = record["error"]
+            _drop_traceback(output.lines, str(output.error.get("traceback", "")))
+            continue
+        if record is not None and "message" in record:
+            output.lines.append(
+                (str(record.get("level", "INFO")), str(record["message"]))
+            )
+            continue
         if line.strip():
             output.lines.append(("INFO", line))
     return output

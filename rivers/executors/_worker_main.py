@@ -107,8 +107,8 @@ def worker_main(
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import cloudpickle
 
-    from rivers.context import PoolLease, StepContext, StepLog
-    from rivers.executors.base import load_inputs
+    from rivers.context import PoolLease
+    from rivers.executors.base import call_step, load_inputs
 
     sending = threading.Lock()
 
@@ -147,27 +147,23 @@ def worker_main(
                 io_manager = pickle.loads(request.io_manager)
                 io_managers.clear()
                 io_managers[request.io_manager] = io_manager
-            inputs = load_inputs(asset, {}, io_manager)
-            if asset.takes_context:
-                task_id = request.task_id
+            task_id = request.task_id
 
-                def emit(body: Any, task_id: int = task_id) -> None:
-                    send(
-                        TaskLog(task_id=task_id, level=body.level, message=body.message)
-                    )
+            def emit(body: Any, task_id: int = task_id) -> None:
+                send(TaskLog(task_id=task_id, level=body.level, message=body.message))
 
-                inputs["context"] = StepContext(
-                    run_id=request.run_id,
-                    asset_key=asset.name,
-                    run_tags=request.run_tags,
-                    attempt=request.attempt,
-                    # The parent logs the line; here it would only reach stderr.
-                    log=StepLog(request.run_id, asset.name, emit, echo=False),
-                    pool_lease=None
-                    if request.pool_lease is None
-                    else PoolLease.from_wire(request.pool_lease),
-                )
-            value = asset.fn(**inputs)
+            value = call_step(
+                asset,
+                load_inputs(asset, {}, io_manager),
+                run_id=request.run_id,
+                run_tags=request.run_tags,
+                attempt=request.attempt,
+                emit=emit,
+                pool_lease=None
+                if request.pool_lease is None
+                else PoolLease.from_wire(request.pool_lease),
+                echo=False,  # the parent logs the line; here it would reach stderr
+            )
             io_manager.store(asset.name, value)
         except BaseException as exc:  # reported to the parent, never raised here
             reply = _failure(request.task_id, exc, time.perf_counter() - began)

@@ -100,17 +100,31 @@ def load_inputs(
 
 
 def call_step(
-    request: StepRequest, inputs: dict[str, object], emit: Callable[[EventBody], None]
+    asset: Asset[Any, Any],
+    inputs: dict[str, object],
+    *,
+    run_id: str,
+    run_tags: Mapping[str, str],
+    attempt: int,
+    emit: Callable[[EventBody], None],
+    pool_lease: PoolLease | None = None,
+    echo: bool = True,
 ) -> object:
-    """Call the asset's function with its inputs (and a context if it takes one)."""
-    asset = request.asset
+    """Call the asset's function with its inputs (and a ``context`` if it takes one).
+
+    The one place a step's function is called, wherever it runs: on the event loop
+    or a thread (``in_process``), in a worker process (``_worker_main``), in a
+    step pod (``rivers.worker``). An async asset gives its coroutine, for the
+    caller to await. ``emit`` gets the step's ``context.log`` lines; ``echo=False``
+    when whoever receives them logs them (a worker process's parent).
+    """
     if asset.takes_context:
         inputs["context"] = StepContext(
-            run_id=request.run_id,
+            run_id=run_id,
             asset_key=asset.name,
-            run_tags=request.run_tags,
-            attempt=request.attempt,
-            log=StepLog(request.run_id, asset.name, emit),
-            pool_lease=request.pool_lease,
+            run_tags=run_tags,
+            attempt=attempt,
+            log=StepLog(run_id, asset.name, emit, echo=echo),
+            pool_lease=pool_lease,
         )
     return asset.fn(**inputs)

@@ -44,7 +44,15 @@ class ThreadStepRunner:
             inputs = load_inputs(
                 request.asset, request.known_values, request.io_manager
             )
-            value = call_step(request, inputs, emit_from_thread)
+            value = call_step(
+                request.asset,
+                inputs,
+                run_id=request.run_id,
+                run_tags=request.run_tags,
+                attempt=request.attempt,
+                emit=emit_from_thread,
+                pool_lease=request.pool_lease,
+            )
             if not abandoned.is_set():
                 request.io_manager.store(request.asset.name, value)
             return value
@@ -72,7 +80,15 @@ class AsyncStepRunner:
             inputs = await run_sync(
                 partial(load_inputs, asset, request.known_values, request.io_manager)
             )
-        value = await call_step(request, inputs, request.emit)  # type: ignore[misc]
+        value = await call_step(  # type: ignore[misc]
+            asset,
+            inputs,
+            run_id=request.run_id,
+            run_tags=request.run_tags,
+            attempt=request.attempt,
+            emit=request.emit,
+            pool_lease=request.pool_lease,
+        )
         if stores_quickly(request.io_manager, value):
             request.io_manager.store(asset.name, value)
         else:

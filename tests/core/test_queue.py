@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from rivers.core.queue import READY_SLACK, Bucket, LimitRule, QueuedRun, QueueState
+from rivers.core.queue import (
+    READY_SLACK,
+    Bucket,
+    LimitRule,
+    QueuedRun,
+    QueueState,
+    binding_tag_limit,
+    bucket_counts,
+)
 
 
 def _run(run_id: str, priority: int = 0, at: float = 0.0, **tags: str) -> QueuedRun:
@@ -300,3 +308,43 @@ def test_many_runs_with_few_tag_sets_share_their_signatures() -> None:
             QueuedRun(0, float(index), f"r{index}", (("tenant", f"t{index % 3}"),))
         )
     assert len({id(signature) for signature in state.members.values()}) == 3
+
+
+def test_the_bucket_counter_counts_each_in_flight_run_in_each_of_its_buckets() -> None:
+    prod = LimitRule("env", "prod", 3, False)
+    per_team = LimitRule("team", None, 2, True)
+    any_tenant = LimitRule("tenant", None, 1, False)
+    in_flight = [
+        {"env": "prod", "team": "a"},
+        {"env": "dev", "team": "a", "tenant": "x"},
+        {"team": "b", "tenant": "y"},
+        {},
+    ]
+    assert bucket_counts((prod, per_team, any_tenant), in_flight) == {
+        ("env=prod", "env", "prod"): 1,
+        ("team=*", "team", "a"): 2,
+        ("team=*", "team", "b"): 1,
+        ("tenant", "tenant", None): 2,
+    }
+    assert bucket_counts((), in_flight) == {}
+
+
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(["env", "team"]), st.sampled_from("ab")),
+        max_size=12,
+    ),
+    st.dictionaries(st.sampled_from(["env", "team"]), st.sampled_from("ab")),
+)
+def test_the_binding_tag_limit_is_the_first_full_bucket_the_counter_sees(
+    in_flight: list[dict[str, str]], tags: dict[str, str]
+) -> None:
+    rules = (LimitRule("env", "a", 2, False), LimitRule("team", None, 3, True))
+    counts = bucket_counts(rules, in_flight)
+    full = [
+        (rule, bucket, counts.get(bucket, 0))
+        for rule in rules
+        if (bucket := rule.bucket(tags)) is not None
+        and counts.get(bucket, 0) >= rule.limit
+    ]
+    assert binding_tag_limit(rules, tags, in_flight) == (full[0] if full else None)

@@ -1,14 +1,9 @@
-"""The pure queue controls: the stored form, what is in force, and the note."""
+"""The pure queue controls: the stored form and what is in force."""
 
 from __future__ import annotations
 
 from rivers.core.queue import LimitRule
-from rivers.core.queue_controls import (
-    QueueControls,
-    controls_note,
-    in_force,
-    is_overridden,
-)
+from rivers.core.queue_controls import QueueControls, in_force
 
 PROD = LimitRule("env", "prod", 1, False)
 TEAMS = LimitRule("team", None, 2, True)
@@ -44,16 +39,3 @@ def test_each_override_wins_over_the_repository_and_says_so() -> None:
     no_tags = in_force(10, (PROD,), QueueControls(tag_concurrency_limits=()))
     assert (no_tags.rules, no_tags.rules_source) == ((), "override")
     assert in_force(10, (), QueueControls(paused=True)).paused
-
-
-def test_the_note_names_what_rivers_queue_changed() -> None:
-    published = {
-        "paused": True,
-        "max_concurrent_runs_source": "override",
-        "tag_concurrency_limits_source": "repository",
-    }
-    assert controls_note(published) == "paused, max_concurrent_runs override"
-    assert is_overridden(published, "max_concurrent_runs")
-    assert not is_overridden(published, "tag_concurrency_limits")
-    assert controls_note({"paused": False}) == ""
-    assert controls_note(None) == ""

@@ -22,9 +22,8 @@ import pytest
 from rich.console import Console
 
 import rivers as rs
-from rivers.core.queue import LimitRule, stored_rules
+from rivers.core.queue import LimitRule, bucket_counts, stored_rules
 from rivers.dashboard.reasons import (
-    bucket_usage,
     queued_reason,
 )
 from rivers.dashboard.render import render
@@ -411,7 +410,7 @@ def _reason(
         in_flight=len(in_flight),
         max_concurrent_runs=max_runs,
         limits=LIMITS,
-        usage=bucket_usage(LIMITS, in_flight),
+        usage=bucket_counts(LIMITS, in_flight),
     )
 
 

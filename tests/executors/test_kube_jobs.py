@@ -23,6 +23,7 @@ from rivers.executors.kubernetes_config import (
     KubernetesExecutor,
     KubernetesStepOverride,
 )
+from rivers.executors.pod_log import marked_record, read_marked_record
 
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -192,6 +193,22 @@ def test_worker_output_splits_log_records_plain_lines_and_the_error() -> None:
     assert output.lines == [("WARNING", "careful"), ("INFO", "plain output")]
     assert output.error is not None
     assert output.error["type"] == "ValueError"
+
+
+@given(st.dictionaries(st.text(), st.text() | st.integers() | st.none()))
+def test_a_marked_record_reads_back_as_written(record: dict[str, Any]) -> None:
+    line = marked_record(record)
+    assert "\n" not in line
+    assert read_marked_record(line) == record
+
+
+def test_unmarked_or_malformed_lines_are_plain_output() -> None:
+    assert read_marked_record("::rivers::not json") is None
+    assert read_marked_record("::rivers::[1, 2]") is None
+    assert read_marked_record('{"message": "unmarked"}') is None
+    output = parse_worker_output("::rivers::not json\n")
+    assert output.lines == [("INFO", "::rivers::not json")]
+    assert output.error is None
 
 
 @rs.Asset(timeout="1m")

@@ -29,7 +29,7 @@ import pytest
 
 import rivers as rs
 from rivers.cli.app import run as cli_run
-from rivers.storage import open_backend, sqlite as sqlite_storage
+from rivers.storage import _sqlite_connection as sqlite_connection, open_backend
 from rivers.storage.base import StorageBackend
 from rivers.storage.records import IN_FLIGHT_STATUSES, NewRun
 from rivers.storage.schema import SCHEMA_VERSION
@@ -115,7 +115,7 @@ async def test_a_write_waits_out_a_short_lock_then_succeeds(
 ) -> None:
     with _locked(storage.pools.path, for_s=0.5):
         began = time.monotonic()
-        with anyio.fail_after(sqlite_storage.BUSY_TIMEOUT_S):
+        with anyio.fail_after(sqlite_connection.BUSY_TIMEOUT_S):
             created = await storage.runs.create_run(_new_run("waited"))
         waited = time.monotonic() - began
     assert created is not None
@@ -139,7 +139,7 @@ async def test_a_runtime_outlives_a_lock_held_past_the_busy_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The busy timeout is shortened so the lock outlasts it several times over.
-    monkeypatch.setattr(sqlite_storage, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(sqlite_connection, "BUSY_TIMEOUT_S", 0.2)
     path = tmp_path / "locked.db"
     repo = rs.CodeRepository(
         [quick, pooled],
@@ -173,8 +173,8 @@ def test_the_cli_on_a_locked_database_reads_but_refuses_writes_in_one_line(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(sqlite_storage, "BUSY_TIMEOUT_S", 0.2)
-    monkeypatch.setattr(sqlite_storage, "WRITE_PATIENCE_S", 0.5)
+    monkeypatch.setattr(sqlite_connection, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(sqlite_connection, "WRITE_PATIENCE_S", 0.5)
     path = tmp_path / "locked.db"
     anyio.run(_fill, path, 2)
     with _locked(path):

@@ -1,6 +1,6 @@
 """Hot pool writes run on the event loop when the write lock is free, else wait.
 
-``SqliteStorage._write_soon`` is what a pool claim and a release use: on a second
+``SqliteConnection.write_soon`` is what a pool claim and a release use: on a second
 connection on the loop thread when ``BEGIN IMMEDIATE`` gets the lock at once, on
 the SQLite thread (waiting its turn) when another writer holds it.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from rivers.storage import sqlite as sqlite_storage
+from rivers.storage import _sqlite_connection as sqlite_connection
 from rivers.storage._pools_sql import ClaimResult
 from rivers.storage.sqlite import SqliteStorage
 
@@ -38,13 +38,13 @@ async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
 
 
 def _claim_one(storage: SqliteStorage, step: str) -> Awaitable[ClaimResult]:
-    return storage.claim_pool_slots(
+    return storage.pools.claim_pool_slots(
         run_id="r", step_key=step, pools=("db",), slots=1, owner="me", lease_s=30
     )
 
 
 async def _pool_names(storage: SqliteStorage) -> list[str]:
-    rows = await storage._call(
+    rows = await storage.db.call(
         lambda conn: conn.execute("SELECT name FROM pools").fetchall()
     )
     return [row[0] for row in rows]
@@ -57,7 +57,7 @@ async def test_with_the_lock_free_the_transaction_runs_on_the_loop_thread(
         conn.execute("INSERT INTO pools (name, updated_at) VALUES ('db', 0)")
         return threading.get_ident()
 
-    assert await storage._write_soon(write) == threading.get_ident()
+    assert await storage.db.write_soon(write) == threading.get_ident()
     assert await _pool_names(storage) == ["db"]
 
 
@@ -75,7 +75,7 @@ async def test_with_another_writer_holding_the_lock_it_waits_on_the_sqlite_threa
             conn.execute("INSERT INTO pools (name, updated_at) VALUES ('db', 0)")
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(storage._write_soon, write)
+            tg.start_soon(storage.db.write_soon, write)
             await anyio.sleep(0.2)
             assert threads == []  # still waiting for the other writer
             other.execute("COMMIT")
@@ -93,7 +93,7 @@ async def test_a_failing_inline_transaction_leaves_nothing_behind(
         raise ValueError("boom")
 
     with pytest.raises(ValueError, match="boom"):
-        await storage._write_soon(write)
+        await storage.db.write_soon(write)
     assert await _pool_names(storage) == []
     # The connection is usable again: the next claim goes through.
     result = await _claim_one(storage, "after")
@@ -103,13 +103,13 @@ async def test_a_failing_inline_transaction_leaves_nothing_behind(
 async def test_the_wal_is_folded_back_by_the_sqlite_thread_as_claims_go_by(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_storage, "INLINE_CHECKPOINT_EVERY", 10)
+    monkeypatch.setattr(sqlite_connection, "INLINE_CHECKPOINT_EVERY", 10)
     path = tmp_path / "wal.db"
     async with _opened(path) as storage:
         for index in range(25):
             result = await _claim_one(storage, f"s{index}")
             assert result.granted
-            await storage.release_pool_slots("r", f"s{index}")
+            await storage.pools.release_pool_slots("r", f"s{index}")
         # The WAL holds only what was written since the last checkpoint: the SQLite
         # thread checkpointed (and the log restarted) while the loop's connection,
         # which never checkpoints, wrote. Unchecked, 50 transactions leave ~175.
@@ -118,7 +118,7 @@ async def test_the_wal_is_folded_back_by_the_sqlite_thread_as_claims_go_by(
         probe.close()
         assert busy == 0
         assert frames < 80
-        assert storage._inline_commits < 10
+        assert storage.db.inline_commits < 10
 
 
 async def test_release_and_claim_now_writes_nothing_while_another_writer_holds_the_lock(
@@ -131,7 +131,7 @@ async def test_release_and_claim_now_writes_nothing_while_another_writer_holds_t
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         try:
-            handed = storage.release_and_claim_now(
+            handed = storage.pools.release_and_claim_now(
                 run_id="r",
                 step_key="holder",
                 claims=[("r", "next", ("db",), 1, 0)],
@@ -142,9 +142,9 @@ async def test_release_and_claim_now_writes_nothing_while_another_writer_holds_t
         finally:
             other.execute("ROLLBACK")
             other.close()
-        holders = await storage.get_pool_slot_holders("db")
+        holders = await storage.pools.get_pool_slot_holders("db")
         assert [h.step_key for h in holders] == ["holder"]
-        handed = storage.release_and_claim_now(
+        handed = storage.pools.release_and_claim_now(
             run_id="r",
             step_key="holder",
             claims=[("r", "next", ("db",), 1, 0)],
@@ -153,5 +153,5 @@ async def test_release_and_claim_now_writes_nothing_while_another_writer_holds_t
         )
         assert handed is not None
         assert [result.granted for result in handed] == [True]
-        holders = await storage.get_pool_slot_holders("db")
+        holders = await storage.pools.get_pool_slot_holders("db")
         assert [h.step_key for h in holders] == ["next"]

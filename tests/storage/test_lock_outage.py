@@ -26,7 +26,7 @@ from rivers._clock import SYSTEM_CLOCK
 from rivers.actors.events import EventWriter
 from rivers.actors.pool_claim import Claim
 from rivers.actors.pools import PoolManager
-from rivers.storage import open_backend, sqlite as sqlite_storage
+from rivers.storage import _sqlite_connection as sqlite_connection, open_backend
 
 _HOLD_LOCK = textwrap.dedent(
     """
@@ -121,8 +121,8 @@ async def test_a_waiter_gets_its_slot_after_a_release_whose_write_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Writes give up on the lock after 0.3 s here, so the release write fails.
-    monkeypatch.setattr(sqlite_storage, "BUSY_TIMEOUT_S", 0.1)
-    monkeypatch.setattr(sqlite_storage, "WRITE_PATIENCE_S", 0.3)
+    monkeypatch.setattr(sqlite_connection, "BUSY_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(sqlite_connection, "WRITE_PATIENCE_S", 0.3)
     path = tmp_path / "rivers.db"
     async with open_backend(path) as storage:
         await storage.pools.declare_pools({"db": 1}, declared_by="test")
@@ -191,8 +191,8 @@ async def right() -> int:
 async def test_a_lock_held_past_the_patience_fails_with_one_storage_locked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_storage, "BUSY_TIMEOUT_S", 0.1)
-    monkeypatch.setattr(sqlite_storage, "WRITE_PATIENCE_S", 0.5)
+    monkeypatch.setattr(sqlite_connection, "BUSY_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(sqlite_connection, "WRITE_PATIENCE_S", 0.5)
     path = tmp_path / "rivers.db"
     _GATE.update(entered=anyio.Event(), go=anyio.Event())
     repo = rs.CodeRepository(

@@ -135,7 +135,7 @@ def test_no_command_on_finished_runs_scans_runs_events_or_steps(
     async def read() -> None:
         async with open_backend(database) as storage:
             trace = statements.append
-            await storage.runs._call(lambda conn: conn.set_trace_callback(trace))  # type: ignore[attr-defined]
+            await storage.runs._db.call(lambda conn: conn.set_trace_callback(trace))  # type: ignore[attr-defined]
             await command_reads(run_id)[command](storage)
 
     anyio.run(read)

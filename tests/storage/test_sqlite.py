@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 import rivers as rs
-from rivers.storage import open_backend, sqlite as sqlite_storage
+from rivers.storage import _sqlite_connection as sqlite_connection, open_backend
 from rivers.storage.base import StorageBackend
 from rivers.storage.schema import APPLICATION_ID, SCHEMA_VERSION
 from rivers.storage.sqlite import BUSY_TIMEOUT_S
@@ -246,7 +246,7 @@ async def test_a_write_to_a_database_locked_too_long_names_the_lock(
     storage: StorageBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A write waits out a lock for WRITE_PATIENCE_S (45 s); one attempt here.
-    monkeypatch.setattr(sqlite_storage, "WRITE_PATIENCE_S", BUSY_TIMEOUT_S)
+    monkeypatch.setattr(sqlite_connection, "WRITE_PATIENCE_S", BUSY_TIMEOUT_S)
     holder = sqlite3.connect(storage.pools.path, isolation_level=None)
     try:
         holder.execute("BEGIN EXCLUSIVE")

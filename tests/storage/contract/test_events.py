@@ -5,12 +5,14 @@ from __future__ import annotations
 import rivers as rs
 from rivers.messages import (
     RunStarted,
+    RunSucceeded,
     StepFailed,
     StepRetrying,
     StepStarted,
     StepSucceeded,
 )
 from rivers.storage.base import StorageBackend
+from rivers.storage.records import RunChange
 from tests.storage.contract._helpers import T0, at, batch, logged, new_run
 
 
@@ -211,3 +213,42 @@ async def test_latest_materialization_of_each_asset(storage: StorageBackend) -> 
         "b": ("r1", T0 + 1)
     }
     assert await storage.runs.get_latest_materializations([]) == {}
+
+
+async def test_write_batch_writes_events_and_the_run_changes_that_apply(
+    storage: StorageBackend,
+) -> None:
+    await storage.runs.create_run(new_run("r", rs.RunStatus.STARTED))
+    await storage.runs.create_run(new_run("q"))
+    changes = [
+        RunChange(
+            run_id="r",
+            to=rs.RunStatus.SUCCESS,
+            expected=(rs.RunStatus.STARTED,),
+            at=T0 + 5,
+            event=RunSucceeded(run_id="r", duration_s=1.0),
+        ),
+        RunChange(  # q is QUEUED, not STARTED: it does not apply
+            run_id="q",
+            to=rs.RunStatus.SUCCESS,
+            expected=(rs.RunStatus.STARTED,),
+            at=T0 + 5,
+            event=RunSucceeded(run_id="q", duration_s=1.0),
+        ),
+    ]
+    events, applied = await storage.events.write_batch(
+        batch(logged("r", "one")), changes
+    )
+    assert applied == [True, False]
+    assert [(e.kind, e.run_id) for e in events] == [
+        ("STEP_LOG", "r"),
+        ("RUN_SUCCESS", "r"),
+    ]
+    assert events[0].event_id < events[1].event_id
+    assert events == await storage.events.get_events()
+    record = await storage.runs.get_run("r")
+    assert record is not None
+    assert (record.status, record.ended_at) == (rs.RunStatus.SUCCESS, at(T0 + 5))
+    queued = await storage.runs.get_run("q")
+    assert queued is not None
+    assert queued.status is rs.RunStatus.QUEUED

@@ -253,3 +253,23 @@ async def test_leases_renew_and_expired_ones_are_reclaimed(
         ] == ["kept"]
         # A lease that ran out is not renewed.
         assert await storage.pools.renew_leases("o", [("r", "lost")], 10) == set()
+
+
+async def test_release_and_claim_now_hands_on_at_once_or_writes_nothing(
+    storage: StorageBackend,
+) -> None:
+    await storage.pools.set_pool_limit("db", 1)
+    assert await _claim_slots(storage, "first", 1)
+    results = storage.pools.release_and_claim_now(
+        run_id="r",
+        step_key="first",
+        claims=[("r", "second", ("db",), 1, 0), ("r", "third", ("db",), 1, 0)],
+        owner="o",
+        lease_s=60,
+    )
+    holders = [h.step_key for h in await storage.pools.get_pool_slot_holders("db")]
+    if results is None:  # it would have had to wait: the caller goes the slow way
+        assert holders == ["first"]
+    else:
+        assert [r.granted for r in results] == [True, False]
+        assert holders == ["second"]

@@ -94,3 +94,25 @@ async def test_recovery_fails_the_dead_owners_runs_and_requeues_unlaunched_ones(
     assert (admitted.status, admitted.owner) == (rs.RunStatus.QUEUED, None)
     assert await storage.pools.get_pending_steps("db") == []
     assert await storage.processes.get_served() == []
+
+
+async def test_owners_to_check_are_those_of_in_flight_runs_and_of_served_definitions(
+    open_store: OpenStore,
+) -> None:
+    clock = ManualClock(T0)
+    async with open_store(clock=clock) as storage:
+        processes = storage.processes
+        await processes.register_process("runner", 1, "host")
+        await processes.register_process("server", 2, "host")
+        await processes.serve("server", [("repo", "f1", ["a"])])
+        await storage.runs.create_run(
+            new_run("live", rs.RunStatus.STARTED, owner="runner")
+        )
+        await storage.runs.create_run(
+            new_run("orphan", rs.RunStatus.STARTED, owner="gone")
+        )
+        await storage.runs.create_run(new_run("queued"))
+        runners, servers = await processes.get_owners_to_check()
+        assert runners == {"runner": T0, "gone": None}
+        assert servers == {"server": T0}
+        assert runners == await processes.get_in_flight_owners()

@@ -120,3 +120,47 @@ async def test_state_values_round_trip_as_json(storage: StorageBackend) -> None:
     await storage.state.put_state("cursor", {"n": 1, "names": ["a"]})
     await storage.state.put_state("cursor", {"n": 2, "names": ["b"]})
     assert await storage.state.get_state("cursor") == {"n": 2, "names": ["b"]}
+
+
+async def test_a_runs_place_is_the_same_counted_from_either_end_of_the_line(
+    open_store: OpenStore,
+) -> None:
+    """Runs near the front count those ahead, runs near the back those behind."""
+    clock = ManualClock(T0)
+    line = [("p1-a", 1), ("p1-b", 1)]  # then priority 0 in arrival order, then -1
+    line += [(f"p0-{i}", 0) for i in range(7)] + [("m1-a", -1), ("m1-b", -1)]
+    arrival = [line[i] for i in (2, 9, 3, 0, 4, 5, 10, 6, 1, 7, 8)]
+    async with open_store(clock=clock) as storage:
+        for run_id, priority in arrival:
+            await storage.runs.create_run(new_run(run_id, priority=priority))
+            clock.advance(1.0)
+        await storage.runs.create_run(new_run("done", status=rs.RunStatus.SUCCESS))
+        places = {
+            run_id: await storage.queue.queue_position(run_id) for run_id, _ in line
+        }
+    assert places == {run_id: place for place, (run_id, _) in enumerate(line, 1)}
+
+
+async def test_admit_queued_returns_the_records_of_the_runs_admitted(
+    storage: StorageBackend,
+) -> None:
+    for run_id in ("a", "b", "c"):
+        await storage.runs.create_run(new_run(run_id, tags={"team": "x"}))
+    await storage.runs.transition_run(
+        "c", rs.RunStatus.CANCELED, expected=[rs.RunStatus.QUEUED]
+    )
+    records = await storage.queue.admit_queued(
+        [("a", [("team", "x", 5)]), ("b", [("team", "x", 1)]), ("c", [])],
+        owner="me",
+        max_concurrent_runs=10,
+    )
+    # b's tag bucket is full once a is in; c is no longer QUEUED.
+    assert [None if r is None else r.run_id for r in records] == ["a", None, None]
+    [admitted, _, _] = records
+    assert admitted is not None
+    assert (admitted.status, admitted.owner, admitted.tags) == (
+        rs.RunStatus.STARTING,
+        "me",
+        {"team": "x"},
+    )
+    assert admitted == await storage.runs.get_run("a")

@@ -7,9 +7,17 @@ from datetime import UTC
 import pytest
 
 import rivers as rs
+from rivers._clock import ManualClock
 from rivers.messages import RunFailed
 from rivers.storage.base import StorageBackend
-from tests.storage.contract._helpers import SteppingClock, new_run
+from tests.storage.contract._helpers import (
+    T0,
+    SteppingClock,
+    at,
+    batch,
+    logged,
+    new_run,
+)
 from tests.storage.contract.conftest import OpenStore
 
 
@@ -255,3 +263,59 @@ async def test_finish_run_writes_status_and_event_together(
     assert [e.kind for e in await storage.events.get_events(run_id="r1")] == [
         "RUN_FAILURE"
     ]
+
+
+async def test_create_runs_writes_each_in_submission_order_skipping_used_keys(
+    storage: StorageBackend,
+) -> None:
+    await storage.runs.create_run(new_run("old", run_key="k1"))
+    created = await storage.runs.create_runs(
+        [
+            new_run("a", run_key="k1"),  # used by an earlier run
+            new_run("b", run_key="k2"),
+            new_run("c", run_key="k2"),  # used earlier in this batch
+            new_run("d", tags={"t": "1"}),
+        ]
+    )
+    assert [None if r is None else r.run_id for r in created] == [None, "b", None, "d"]
+    b, d = created[1], created[3]
+    assert b is not None
+    assert d is not None
+    assert b.created_at < d.created_at  # queue order is submission order
+    assert d == await storage.runs.get_run("d")
+    assert [r.run_id for r in await storage.runs.get_runs()] == ["d", "b", "old"]
+
+
+async def test_prune_runs_deletes_finished_runs_before_the_cutoff_or_counts_them(
+    open_store: OpenStore,
+) -> None:
+    clock = ManualClock(T0)
+    async with open_store(clock=clock) as storage:
+        runs = storage.runs
+        for run_id in ("done", "failed", "queued"):
+            await runs.create_run(new_run(run_id))
+        for run_id, to in (
+            ("done", rs.RunStatus.SUCCESS),
+            ("failed", rs.RunStatus.FAILURE),
+        ):
+            await runs.transition_run(run_id, to, expected=[rs.RunStatus.QUEUED])
+        await storage.events.append_events(
+            batch(logged("done", "one"), logged("done", "two"), start=T0)
+        )
+        clock.advance(100)
+        await runs.create_run(new_run("recent"))
+        await runs.transition_run(
+            "recent", rs.RunStatus.SUCCESS, expected=[rs.RunStatus.QUEUED]
+        )
+        # The storage's newest event is always kept (event ids never go back).
+        await storage.events.append_events(batch(logged("recent", "hi")))
+        cutoff = T0 + 50
+        would = await runs.prune_runs(cutoff, dry_run=True)
+        assert (would.dry_run, would.runs, would.events) == (True, 2, 2)
+        assert await runs.get_run("done") is not None  # nothing deleted
+        pruned = await runs.prune_runs(cutoff)
+        assert (pruned.dry_run, pruned.runs, pruned.events) == (False, 2, 2)
+        assert pruned.cutoff == at(cutoff)
+        left = sorted(r.run_id for r in await runs.get_runs())
+        assert left == ["queued", "recent"]
+        assert await storage.events.get_events(run_id="done") == []

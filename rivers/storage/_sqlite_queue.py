@@ -1,9 +1,9 @@
-"""The run-queue part of ``SqliteStorage``: queued-run reads, guarded admission,
-reasons, the coordinator's leader lease, and small key-value state."""
+"""The SQLite ``QueueStore`` (queued-run reads, guarded admission, reasons) and
+``StateStore`` (leader leases, small key-value state)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -12,29 +12,22 @@ from rivers.storage.records import IN_FLIGHT_STATUSES, RunRecord, RunStatus
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Callable, Iterable
+    from collections.abc import Iterable
 
-    from rivers._clock import Clock
+    from rivers.storage._sqlite_connection import SqliteConnection
     from rivers.storage.base import QueuedRow
 
-__all__ = ("QueueMethods",)
-
-T = TypeVar("T")
+__all__ = ("SqliteQueue", "SqliteState")
 
 _IN_FLIGHT = tuple(s.value for s in IN_FLIGHT_STATUSES)
 _IN_FLIGHT_SQL = f"status IN {_IN_FLIGHT}"
 
 
-class QueueMethods:
-    """Queue methods shared by the SQLite storage (mixed into ``SqliteStorage``)."""
+class SqliteQueue:
+    """The run queue in SQLite (the ``QueueStore`` role)."""
 
-    clock: Clock
-
-    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
+    def __init__(self, db: SqliteConnection) -> None:
+        self._db = db
 
     async def get_queued_since(
         self, rowid: int, repository: str, fingerprint: str, limit: int = 50_000
@@ -66,7 +59,7 @@ class QueueMethods:
                 for r in rows
             ]
 
-        return await self._call(read)
+        return await self._db.call(read)
 
     async def get_in_flight_tags(self) -> list[dict[str, str]]:
         """Return the tags of every in-flight run (one dict per run)."""
@@ -75,7 +68,7 @@ class QueueMethods:
             rows = conn.execute(f"SELECT tags FROM runs WHERE {_IN_FLIGHT_SQL}")
             return [decode_tags(r[0]) for r in rows]
 
-        return await self._call(read)
+        return await self._db.call(read)
 
     async def admit_run(
         self,
@@ -128,13 +121,13 @@ class QueueMethods:
                 for run_id, guards in candidates
             ]
 
-        return await self._write(write)
+        return await self._db.write(write)
 
     async def set_run_reasons(self, reasons: dict[str, str]) -> None:
         """Record why queued runs wait (only runs still QUEUED are changed)."""
         if not reasons:
             return
-        await self._write(
+        await self._db.write(
             lambda conn: conn.executemany(
                 "UPDATE runs SET reason = ? WHERE run_id = ? AND status = 'QUEUED'",
                 [(reason, run_id) for run_id, reason in reasons.items()],
@@ -142,7 +135,16 @@ class QueueMethods:
         )
 
     async def queue_position(self, run_id: str) -> int | None:
-        """Return a queued run's 1-based place in queue order, or None."""
+        """Return a queued run's 1-based place in queue order, or None.
+
+        SQLite has no counted B-tree, so a place is a count over an index range,
+        O(runs counted). The count takes the shorter end of the run's priority
+        band (guessed from where its creation time falls between the band's
+        oldest and newest, two index probes): a run near the front counts the
+        runs ahead of it, one near the back the runs behind it and subtracts
+        them from the QUEUED total ``run_counts`` keeps. Each count is one
+        statement, so it reads one snapshot.
+        """
 
         def read(conn: sqlite3.Connection) -> int | None:
             row = conn.execute(
@@ -151,17 +153,43 @@ class QueueMethods:
             ).fetchone()
             if row is None or row[2] != RunStatus.QUEUED.value:
                 return None
+            priority, created_at = row[0], row[1]
+            oldest, newest = conn.execute(
+                # Two subqueries: MIN and MAX in one SELECT make SQLite scan the
+                # band instead of reading its two ends.
+                "SELECT (SELECT MIN(created_at) FROM runs WHERE status = 'QUEUED' "
+                "AND priority = ?), (SELECT MAX(created_at) FROM runs WHERE "
+                "status = 'QUEUED' AND priority = ?)",
+                (priority, priority),
+            ).fetchone()
             # Two ranges of runs_by_status, counted apart: one OR over both made
             # SQLite scan every queued run (over a million: 160 ms -> 60 ms).
-            ahead: int = conn.execute(
-                "SELECT (SELECT COUNT(*) FROM runs WHERE status = 'QUEUED' "
-                "AND priority > ?) + (SELECT COUNT(*) FROM runs WHERE status = "
-                "'QUEUED' AND priority = ? AND created_at < ?)",
-                (row[0], row[0], row[1]),
-            ).fetchone()[0]
-            return ahead + 1
+            if oldest is None or created_at - oldest <= newest - created_at:
+                ahead: int = conn.execute(
+                    "SELECT (SELECT COUNT(*) FROM runs WHERE status = 'QUEUED' "
+                    "AND priority > ?) + (SELECT COUNT(*) FROM runs WHERE status = "
+                    "'QUEUED' AND priority = ? AND created_at < ?)",
+                    (priority, priority, created_at),
+                ).fetchone()[0]
+            else:
+                ahead = conn.execute(
+                    "SELECT (SELECT runs FROM run_counts WHERE status = 'QUEUED') - "
+                    "(SELECT COUNT(*) FROM runs WHERE status = 'QUEUED' "
+                    "AND priority < ?) - (SELECT COUNT(*) FROM runs WHERE status = "
+                    "'QUEUED' AND priority = ? AND created_at >= ?)",
+                    (priority, priority, created_at),
+                ).fetchone()[0]
+            return max(ahead, 0) + 1
 
-        return await self._call(read)
+        return await self._db.call(read)
+
+
+class SqliteState:
+    """Leader leases and small JSON values in the ``kv`` table (``StateStore``)."""
+
+    def __init__(self, db: SqliteConnection) -> None:
+        self._db = db
+        self.clock = db.clock
 
     async def acquire_leadership(self, name: str, owner: str, lease_s: float) -> bool:
         """Take or renew the lease ``name`` for ``owner``; return whether it holds it."""
@@ -183,11 +211,11 @@ class QueueMethods:
             )
             return True
 
-        return await self._write(write)
+        return await self._db.write(write)
 
     async def release_leadership(self, name: str, owner: str) -> None:
         """Give the lease ``name`` up if ``owner`` holds it."""
-        await self._write(
+        await self._db.write(
             lambda conn: conn.execute(
                 "DELETE FROM kv WHERE key = ? AND value LIKE ?", (name, f"{owner}@%")
             )
@@ -197,7 +225,7 @@ class QueueMethods:
         """Store a small JSON value under ``key``."""
         now = self.clock.time()
         data = msgspec.json.encode(value).decode()
-        await self._write(
+        await self._db.write(
             lambda conn: conn.execute(
                 "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
@@ -213,7 +241,7 @@ class QueueMethods:
             row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
             return None if row is None else msgspec.json.decode(row[0])
 
-        return await self._call(read)
+        return await self._db.call(read)
 
 
 def _admit(

@@ -1,4 +1,5 @@
-"""The dashboard part of ``SqliteStorage``: bounded, indexed reads for ``rivers top``.
+"""``SqliteDashboard``: the SQLite ``DashboardReads``, bounded, indexed reads for
+``rivers top``.
 
 Every method here only reads, and each is bounded by an index range or a ``LIMIT``
 so a dashboard refresh costs the same on a storage of 100 runs or of 100,000:
@@ -8,18 +9,18 @@ backwards from its end and stops early.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from rivers.storage import _rows
 from rivers.storage.records import Event, RunRecord, RunStatus, StepStatus
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Callable, Iterable
+    from collections.abc import Iterable
 
-__all__ = ("EVENT_SCAN_WINDOW", "DashboardMethods")
+    from rivers.storage._sqlite_connection import SqliteConnection
 
-T = TypeVar("T")
+__all__ = ("EVENT_SCAN_WINDOW", "SqliteDashboard")
 
 EVENT_SCAN_WINDOW = 50_000
 """How many of the newest events a dashboard read looks through at most."""
@@ -29,11 +30,11 @@ StepProgress = dict[str, dict[str, int]]
 """Run id -> step status -> how many of its steps are in it."""
 
 
-class DashboardMethods:
-    """Read-only dashboard queries (mixed into ``SqliteStorage``)."""
+class SqliteDashboard:
+    """Read-only dashboard queries (the SQLite ``DashboardReads``)."""
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError  # pragma: no cover - provided by SqliteStorage
+    def __init__(self, db: SqliteConnection) -> None:
+        self._db = db
 
     async def refuse_writes(self) -> None:
         """Make this connection read-only (``PRAGMA query_only``) until it closes.
@@ -41,7 +42,7 @@ class DashboardMethods:
         ``rivers top`` calls it right after opening, so a bug in a read path can
         never change the storage it watches.
         """
-        await self._call(lambda conn: conn.execute("PRAGMA query_only = ON"))
+        await self._db.call(lambda conn: conn.execute("PRAGMA query_only = ON"))
 
     async def count_runs_by_status(
         self, statuses: Iterable[RunStatus]
@@ -59,7 +60,7 @@ class DashboardMethods:
                 counts[RunStatus(status)] = count
             return counts
 
-        return await self._call(read)
+        return await self._db.call(read)
 
     async def oldest_queued_at(self) -> float | None:
         """Return when the longest-waiting queued run was submitted (epoch s)."""
@@ -70,7 +71,7 @@ class DashboardMethods:
             ).fetchone()[0]
             return value
 
-        return await self._call(read)
+        return await self._db.call(read)
 
     async def get_queued_runs(self, limit: int) -> list[RunRecord]:
         """Return the first ``limit`` queued runs in queue order (priority, age)."""
@@ -83,7 +84,7 @@ class DashboardMethods:
             )
             return [_rows.run_record(row) for row in rows]
 
-        return await self._call(read)
+        return await self._db.call(read)
 
     async def dequeue_times(self, since: float) -> list[float]:
         """Return when runs were admitted (``RUN_DEQUEUED``) since ``since``.
@@ -105,7 +106,7 @@ class DashboardMethods:
                 times.append(at)
             return times
 
-        return await self._call(read)
+        return await self._db.call(read)
 
     async def get_recent_events(self, kinds: Iterable[str], limit: int) -> list[Event]:
         """Return the newest ``limit`` events of ``kinds``, newest first.
@@ -128,7 +129,7 @@ class DashboardMethods:
             params = [newest - EVENT_SCAN_WINDOW, *kind_list, limit]
             return [_rows.event(row) for row in conn.execute(sql, params)]
 
-        return await self._call(read)
+        return await self._db.call(read)
 
     async def get_events_since(
         self, kinds: Iterable[str], since_s: float
@@ -146,7 +147,7 @@ class DashboardMethods:
                 _rows.event(row) for row in conn.execute(sql, [*kind_list, since_s])
             ]
 
-        return await self._call(read)
+        return await self._db.call(read)
 
     async def get_step_progress(self, run_ids: Iterable[str]) -> StepProgress:
         """Return, per run, how many of its steps are in each step status."""
@@ -164,7 +165,7 @@ class DashboardMethods:
                 progress[run_id][status] = count
             return progress
 
-        return await self._call(read)
+        return await self._db.call(read)
 
     async def get_step_totals(self, run_ids: Iterable[str]) -> dict[str, int]:
         """Return how many steps each started run has (from its ``RUN_STARTED``)."""
@@ -186,7 +187,7 @@ class DashboardMethods:
                     totals[run_id] = int(row[0])
             return totals
 
-        return await self._call(read)
+        return await self._db.call(read)
 
     async def get_recent_finished_runs(self, limit: int) -> list[RunRecord]:
         """Return the newest ``limit`` finished runs (SUCCESS, FAILURE, CANCELED)."""
@@ -198,7 +199,7 @@ class DashboardMethods:
             rows = conn.execute(_RECENT_FINISHED, (limit,) * 4)
             return [_rows.run_record(row) for row in rows]
 
-        return await self._call(read)
+        return await self._db.call(read)
 
     async def count_runs_created_since(
         self, since: float, statuses: Iterable[RunStatus] = tuple(RunStatus)
@@ -218,7 +219,7 @@ class DashboardMethods:
                 for value in wanted
             }
 
-        return await self._call(read)
+        return await self._db.call(read)
 
     async def get_waiting_steps(self, run_ids: Iterable[str]) -> dict[str, list[str]]:
         """Return, per run, the keys of its steps in status WAITING."""
@@ -243,7 +244,7 @@ class DashboardMethods:
                 found.setdefault(run_id, []).append(step_key)
             return found
 
-        return await self._call(read)
+        return await self._db.call(read)
 
     async def get_waiting_step_events(
         self, run_id: str, step_keys: Iterable[str]
@@ -272,7 +273,7 @@ class DashboardMethods:
                         break
             return latest
 
-        return await self._call(read)
+        return await self._db.call(read)
 
 
 _NEWEST_OF = (

@@ -18,6 +18,7 @@ WORKLOADS = (
     "advisor",
     "rate_limits",
     "finished_runs",
+    "postgres",
 )
 """The workload modules, in the order the suite runs them."""
 UVLOOP_WORKLOADS = ("inprocess_dag", "pools", "run_queue")

@@ -131,6 +131,11 @@ def _settle(
 _POOL = _Pool()
 
 
+def _drop_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: never logged as unhandled
+
+
 async def run_sync(fn: Callable[[], T], *, abandon_on_cancel: bool = False) -> T:
     """Run ``fn`` on a worker thread (with this task's context variables)."""
     loop = asyncio.get_running_loop()
@@ -193,6 +198,16 @@ class Lane:
         with anyio.CancelScope(shield=True):
             result = await future
         return result
+
+    def post(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the lane's thread after the calls before it, without
+        waiting for it; what it returns or raises is dropped."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[object] = loop.create_future()
+        future.add_done_callback(_drop_outcome)
+        self._calls.put((fn, loop, future, False))
 
     async def close(self, last: Callable[[], object]) -> None:
         """Run ``last`` on the lane's thread, then give the thread back."""

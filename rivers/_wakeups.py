@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskStatus
 
-__all__ = ("WakeSender", "listen", "wake_path")
+__all__ = ("QUEUE_WAKEUPS", "SocketWakes", "WakeSender", "listen", "wake_path")
+
+QUEUE_WAKEUPS = "rivers:queue"
+"""What the queue coordinators of every runtime listen as: a storage that can tell
+(PostgreSQL, by a trigger) wakes it when a run is queued or finishes."""
 
 _SUPPORTED = hasattr(socket, "AF_UNIX") and hasattr(os, "getuid")
 _BIND_ATTEMPTS = 3
@@ -142,3 +146,33 @@ def _private(folder: str) -> bool:
         and info.st_uid == os.getuid()
         and info.st_mode & 0o077 == 0
     )
+
+
+class SocketWakes:
+    """The wake-ups of the runtimes sharing one SQLite file, over UNIX sockets."""
+
+    def __init__(self, storage: Path) -> None:
+        self._storage = storage
+        self._sender: WakeSender | None = None
+
+    def send(self, owners: Iterable[str]) -> None:
+        """Wake the runtimes of ``owners`` (never blocks, never raises)."""
+        if owners:
+            if self._sender is None:
+                self._sender = WakeSender(self._storage)
+            self._sender.wake(owners)
+
+    async def listen(
+        self,
+        owner: str,
+        on_wake: Callable[[], None],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Call ``on_wake`` for every wake-up sent to ``owner`` until cancelled."""
+        await listen(self._storage, owner, on_wake, task_status=task_status)
+
+    def close(self) -> None:
+        """Close the sending socket."""
+        if self._sender is not None:
+            self._sender.close()

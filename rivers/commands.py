@@ -53,5 +53,10 @@ class RunsSubmitted(msgspec.Struct, frozen=True):
     count: int
 
 
-CoordinatorMessage = RunEnded | RunsSubmitted
+class RunsChangedElsewhere(msgspec.Struct, frozen=True):
+    """Another process queued runs or ended one (a wake-up through the storage):
+    the queue may admit now."""
+
+
+CoordinatorMessage = RunEnded | RunsSubmitted | RunsChangedElsewhere
 """What a QueueCoordinator's inbox takes."""

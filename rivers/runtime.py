@@ -27,6 +27,7 @@ from rivers.actors.limit_windows import LimitWindows
 from rivers.actors.liveness import ProcessMonitor
 from rivers.actors.pools import PoolManager
 from rivers.actors.queue import QueueCoordinator
+from rivers.actors.queue_wakeups import relay_queue_wakeups
 from rivers.actors.retention import Retention
 from rivers.actors.run_builder import RunBuilder
 from rivers.actors.run_executor import CLEANUP_TIMEOUT_S
@@ -326,6 +327,8 @@ class Runtime:
             with self._coordinator_scope:
                 async with anyio.create_task_group() as group:
                     self._coordinator_group = group
+                    pools, inboxes = self._roles.pools, self._coordinator_inboxes
+                    await group.start(relay_queue_wakeups, pools, inboxes)
                     await self._serve(self._repositories.values())
                     task_status.started()
                     await anyio.sleep_forever()
@@ -383,10 +386,7 @@ class Runtime:
 
     @property
     def _roles(self) -> StorageBackend:
-        """The open storage's role objects, for the runtime and its actors.
-
-        Tests reach a role through ``rt._backend`` (e.g. ``rt._backend.pools``).
-        """
+        """The open storage's role objects, for the runtime and its actors (tests too)."""
         if self._backend is None or self._stack is None:
             raise RiversError("Runtime must be used with 'async with' before use")
         return self._backend

@@ -1,4 +1,5 @@
-"""Shared fixtures: every test gets its own RIVERS_HOME and real SQLite file."""
+"""Shared fixtures: every test gets its own RIVERS_HOME and real SQLite file; the
+servers some tests need (S3, PostgreSQL) are shared by the session (tests/_servers.py)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,25 @@ def s3_endpoint() -> Iterator[str]:
 
     with s3_server() as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """The admin URL of a live PostgreSQL server on loopback (see tests/_servers.py)."""
+    from tests._servers import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """The URL of a fresh, empty database on that server, dropped after the test."""
+    from tests._postgres import drop_database, fresh_database
+
+    url = fresh_database(postgres_admin_url)
+    yield url
+    drop_database(postgres_admin_url, url)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from benchmarks.peers.common import (
     run_workloads,
     sizes as peer_sizes,
 )
+from benchmarks.postgres import POSTGRES, ROWS, SERVER_VARIABLE, SQLITE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +57,36 @@ def test_quick_suite_writes_every_workload_as_json_lines(tmp_path: Path) -> None
     for name in WORKLOADS:
         assert name in done.stdout
     assert "uvloop on vs off" in done.stdout
+    if not os.environ.get(SERVER_VARIABLE):  # the postgres workload says why not
+        assert (
+            f"PostgreSQL figures skipped: {SERVER_VARIABLE} is not set" in done.stdout
+        )
+
+
+@pytest.mark.postgres
+def test_postgres_workload_measures_each_figure_on_both_storages(
+    postgres_admin_url: str,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.postgres", "--quick", "--repeat", "1"],
+        cwd=ROOT,
+        env={**os.environ, SERVER_VARIABLE: postgres_admin_url},
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "failed" not in done.stdout, done.stdout + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    header = re.split(r"\s{2,}", lines[0])
+    assert header[2:] == [f"{SQLITE} median", f"{POSTGRES} median", "target"]
+    for row in ROWS:
+        line = next(line for line in lines if line.startswith(row.metric))
+        _, unit, sqlite, postgres, target = re.split(r"\s{2,}", line)
+        assert (unit, target) == (row.unit, row.target)
+        assert sqlite.endswith("(1 run)"), line
+        assert postgres.endswith("(1 run)"), line
 
 
 @pytest.mark.parametrize(

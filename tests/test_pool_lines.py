@@ -379,7 +379,7 @@ async def test_a_limit_lowered_by_the_cli_fails_the_waiter_at_once(
     tmp_path: Path,
 ) -> None:
     async def lower(storage: StorageBackend) -> None:
-        command = [sys.executable, "-m", "rivers", "--storage", str(storage.pools.path)]
+        command = [sys.executable, "-m", "rivers", "--storage", storage.describe]
         done = await anyio.run_process([*command, "pools", "set", "gpu", "1"])
         assert done.returncode == 0
 

@@ -115,7 +115,7 @@ async def test_clean_shutdown_leaves_no_tasks_and_closes_the_storage(
 async def test_the_runtime_stores_runs_where_the_backend_says(tmp_path: Path) -> None:
     path = tmp_path / "elsewhere" / "runs.db"
     async with rs.Runtime(_repo(path)) as rt:
-        assert rt._roles.pools.path == path
+        assert Path(rt._roles.describe) == path
         result = await rt.materialize(tags={"team": "core"})
     async with open_backend(path) as storage:
         record = await storage.runs.get_run(result.run_id)

@@ -5,9 +5,10 @@ claim is confirmed by a storage transaction that re-checks the limit and the poo
 line in storage, so processes sharing the storage never exceed it together and are
 served as one line (priority, then arrival). A release in this process hands the
 slots to the local head at once; a release, limit change, revocation or reclaim
-in another process wakes this one through its wake-up socket (``rivers._wakeups``),
-and it re-reads the pools then. Waiters re-check every ``POLL_INTERVAL_S`` anyway,
-in case a wake-up was missed.
+in another process wakes this one through the storage (``PoolStore.listen``: a UNIX
+socket per runtime on SQLite, LISTEN/NOTIFY on PostgreSQL), and it re-reads the
+pools then. Waiters re-check every ``POLL_INTERVAL_S`` anyway, in case a wake-up
+was missed.
 
 Leases: every claim this process holds is renewed every third of the lease
 duration, from the event loop, never from user code. A claim whose lease is gone
@@ -32,7 +33,6 @@ from typing import TYPE_CHECKING, final
 
 import anyio
 
-from rivers._wakeups import listen
 from rivers.actors.cleanup import CLEANUP_TIMEOUT_S
 from rivers.actors.pool_claim import Claim
 from rivers.core.pools import PoolState, Waiter
@@ -425,7 +425,7 @@ class PoolManager:
         interval; renew leases; stop revoked holders; retry unwritten releases."""
         async with anyio.create_task_group() as tg:
             await tg.start(
-                partial(listen, self._storage.path, self._owner, self.wake_from_storage)
+                partial(self._storage.listen, self._owner, self.wake_from_storage)
             )
             await self._loop(task_status)
 

@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, assert_never, final
 import anyio
 
 from rivers.actors.limit_windows import RECHECK_S
-from rivers.commands import CoordinatorMessage, RunEnded, RunsSubmitted, StartRun
+from rivers.commands import (
+    CoordinatorMessage,
+    RunEnded,
+    RunsChangedElsewhere,
+    RunsSubmitted,
+    StartRun,
+)
 from rivers.core.ownership import queue_config_key, queue_leader_key
 from rivers.core.pool_admission import ROOTS_TAG, RootsIndex
 from rivers.core.queue import Bucket, LimitRule, QueuedRun, QueueState, bucket_counts
@@ -138,6 +144,8 @@ class QueueCoordinator:
         match message:
             case RunsSubmitted() | RunEnded():
                 return self._config is not None
+            case RunsChangedElsewhere():
+                return True  # a run queued elsewhere starts now, queue or not
             case _:
                 assert_never(message)
 

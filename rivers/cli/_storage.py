@@ -11,15 +11,15 @@ typed (a whole id, or a unique prefix or suffix such as the ``…3522d4007`` tha
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rivers.errors import NotFoundError, RunNotFound, StorageUnavailable
-from rivers.storage import open_backend, resolve_storage_path
+from rivers.storage import StorageAddress, open_backend, resolve_storage
 
 if TYPE_CHECKING:
     import os
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from rivers.storage.base import StorageBackend
 
@@ -36,15 +36,16 @@ SHOWN_CANDIDATES = 5
 _ELLIPSES = ("…", "...")
 
 
-def existing_storage_path(where: str | os.PathLike[str] | None) -> Path:
-    """Return the storage file ``--storage`` (or the default) names, if it exists.
+def existing_storage_path(where: str | os.PathLike[str] | None) -> StorageAddress:
+    """Return the storage ``--storage`` (or the default) names, if it exists (a
+    PostgreSQL database is found out when opened).
 
     Raises:
         StorageUnavailable: there is no file there (nothing is created).
         ConfigError: the URL has a scheme rivers does not support.
     """
-    path = resolve_storage_path(where)
-    if not path.is_file():
+    path = resolve_storage(where)
+    if isinstance(path, Path) and not path.is_file():
         raise StorageUnavailable(
             f"no rivers storage at {str(path)!r}: nothing has run there yet; pass "
             "--storage PATH or set RIVERS_STORAGE (or RIVERS_HOME) to the storage "

@@ -20,7 +20,7 @@ from rivers.definitions.requests import RunRequest
 from rivers.materialize import run_sync
 from rivers.metrics import parse_metrics_addr
 from rivers.runtime import Runtime
-from rivers.storage import open_backend, resolve_storage_path
+from rivers.storage import describe_storage, open_backend, resolve_storage
 from rivers.storage.facade import backend_of
 from rivers.submission import enqueued, queued_run, write_queued
 
@@ -62,7 +62,7 @@ def submit_command(
     )
     runs = [queued_run(repository, request) for _ in range(count)]
     steps = runs[0].selection or list(repository.assets)
-    path = resolve_storage_path(_backend(state, repository).storage)
+    path = resolve_storage(_backend(state, repository).storage)
 
     async def write() -> list[str]:
         async with open_backend(path) as storage:
@@ -136,7 +136,7 @@ def daemon_command(
                 out.print(safe(f"rivers daemon: {clash}"))
             out.print(
                 f"rivers daemon: serving repository {repository.name!r} on "
-                f"{resolve_storage_path(backend.storage)} (Ctrl-C to stop)"
+                f"{describe_storage(resolve_storage(backend.storage))} (Ctrl-C to stop)"
             )
             if runtime.metrics_url is not None:
                 out.print(f"rivers daemon: metrics at {runtime.metrics_url}")

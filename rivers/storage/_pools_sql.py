@@ -118,7 +118,7 @@ def claim(
     for pool in pools:
         row = conn.execute(
             "INSERT INTO pools (name, updated_at, last_token) VALUES (?, ?, 1) "
-            "ON CONFLICT (name) DO UPDATE SET last_token = last_token + 1 "
+            "ON CONFLICT (name) DO UPDATE SET last_token = pools.last_token + 1 "
             "RETURNING last_token, override_limit, declared_limit, default_limit, "
             f"{RATE_COLUMNS}, tokens, tokens_at",
             (pool, now),
@@ -182,9 +182,12 @@ def claim(
             return ClaimResult(False, tuple(views), None, reclaimed, behind=behind)
     expires = now + lease_s
     conn.executemany(
-        "INSERT OR REPLACE INTO pool_claims "
+        "INSERT INTO pool_claims "
         "(pool, run_id, step_key, slots, owner, claimed_at, lease_expires_at, token) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pool, run_id, step_key) DO "
+        "UPDATE SET slots = excluded.slots, owner = excluded.owner, claimed_at = "
+        "excluded.claimed_at, lease_expires_at = excluded.lease_expires_at, "
+        "token = excluded.token, revoked_at = NULL",
         [
             (pool, run_id, step_key, slots, owner, now, expires, token)
             for pool, token in zip(pools, tokens, strict=True)
@@ -230,7 +233,7 @@ _OTHERS_AHEAD = (
 )
 _AHEAD = (
     f"SELECT MAX(priority) FROM ({_OTHERS_AHEAD.format('<')} UNION ALL "
-    f"{_OTHERS_AHEAD.format('>')})"
+    f"{_OTHERS_AHEAD.format('>')}) AS ahead"
 )
 """The highest priority of another live owner's waiter ahead in a pool's line: two
 ranges of ``pending_steps_by_owner`` around this owner, never this owner's rows."""

@@ -124,7 +124,7 @@ def _tagged_runs(
             "t.created_at DESC, t.run_id DESC",
             limit,
         )
-        ranges.append(f"SELECT * FROM ({sql})")
+        ranges.append(f"SELECT * FROM ({sql}) AS r{len(ranges)}")
         all_params.extend(value_params)
     return _select(" UNION ALL ".join(ranges), [], all_params, NEWEST_FIRST, limit)
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, TypeVar, final
 import anyio
 
 from rivers._threads import Lane
+from rivers._wakeups import SocketWakes
 from rivers.errors import (
     MigrationError,
     StorageCorrupted,
@@ -98,6 +99,7 @@ class SqliteConnection:
         self.path = path
         self.clock = clock
         self.identity = identity  # the file opened (a replaced file is refused)
+        self.wakes = SocketWakes(path)  # between the processes sharing the file
         self.inline_commits = 0  # since the last checkpoint
         self.broken: StorageCorrupted | None = None
         self.closed = False

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterable
 
-    from rivers.storage._sqlite_connection import SqliteConnection
+    from rivers.storage._connection import SqlConnection
 
 __all__ = ("EVENT_SCAN_WINDOW", "SqliteDashboard")
 
@@ -33,7 +33,7 @@ StepProgress = dict[str, dict[str, int]]
 class SqliteDashboard:
     """Read-only dashboard queries (the SQLite ``DashboardReads``)."""
 
-    def __init__(self, db: SqliteConnection) -> None:
+    def __init__(self, db: SqlConnection) -> None:
         self._db = db
 
     async def refuse_writes(self) -> None:
@@ -278,9 +278,12 @@ class SqliteDashboard:
 
 _NEWEST_OF = (
     f"SELECT * FROM (SELECT {_rows.RUN_COLUMNS} FROM runs WHERE status = '{{}}' "
-    "ORDER BY created_at DESC, run_id DESC LIMIT ?)"
+    "ORDER BY created_at DESC, run_id DESC LIMIT ?) AS n{}"
 )
 _RECENT_FINISHED = (
-    " UNION ALL ".join(_NEWEST_OF.format(s) for s in ("SUCCESS", "FAILURE", "CANCELED"))
+    " UNION ALL ".join(
+        _NEWEST_OF.format(s, i)
+        for i, s in enumerate(("SUCCESS", "FAILURE", "CANCELED"))
+    )
     + " ORDER BY created_at DESC, run_id DESC LIMIT ?"
 )

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterable, Sequence
 
-    from rivers.storage._sqlite_connection import SqliteConnection
+    from rivers.storage._connection import SqlConnection
 
 __all__ = ("SqliteEvents",)
 
@@ -27,7 +27,7 @@ _encode = msgspec.json.Encoder().encode
 class SqliteEvents:
     """The event log in SQLite (the ``EventStore`` role)."""
 
-    def __init__(self, db: SqliteConnection) -> None:
+    def __init__(self, db: SqlConnection) -> None:
         self._db = db
 
     async def append_events(

@@ -3,15 +3,16 @@ inspection (the SQL: ``_pools_sql``, ``_pool_limits_sql``, ``_pool_inspection_sq
 
 Claims and the release that hands slots on go through ``write_soon`` (on the loop
 thread when the write lock is free); after a write that concerns other runtimes'
-waiters, those runtimes are woken (``WakeSender``).
+waiters, those runtimes are woken (the connection's ``wakes``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import anyio
+
 from rivers._validate import MAX_LIMIT, check_int, check_pool_name
-from rivers._wakeups import WakeSender
 from rivers.core.rates import check_rate_override
 from rivers.storage import (
     _pool_inspection_sql as inspect,
@@ -22,9 +23,10 @@ from rivers.storage import (
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable, Iterable
-    from pathlib import Path
 
-    from rivers.storage._sqlite_connection import SqliteConnection
+    from anyio.abc import TaskStatus
+
+    from rivers.storage._connection import SqlConnection
     from rivers.storage.records import PendingStep, PoolInfo, SlotHolder
 
 __all__ = ("SqlitePools",)
@@ -33,27 +35,24 @@ __all__ = ("SqlitePools",)
 class SqlitePools:
     """Pool claims, leases, lines and limits in SQLite (the ``PoolStore`` role)."""
 
-    def __init__(self, db: SqliteConnection) -> None:
+    def __init__(self, db: SqlConnection) -> None:
         self._db = db
         self.clock = db.clock
-        self._wake_sender: WakeSender | None = None
-
-    @property
-    def path(self) -> Path:
-        """The storage file (its folder holds the processes' wake-up sockets)."""
-        return self._db.path
 
     def _wake(self, owners: Iterable[str]) -> None:
         """Wake the runtimes of ``owners`` (after the write that concerns them)."""
-        if owners:
-            if self._wake_sender is None:
-                self._wake_sender = WakeSender(self.path)
-            self._wake_sender.wake(owners)
+        self._db.wakes.send(owners)
 
-    def close_wakes(self) -> None:
-        """Close the wake-up socket (the storage is closing)."""
-        if self._wake_sender is not None:
-            self._wake_sender.close()
+    async def listen(
+        self,
+        owner: str,
+        on_wake: Callable[[], None],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Call ``on_wake`` whenever another process wakes ``owner`` (a release
+        or a limit change that concerns its waiters), until cancelled."""
+        await self._db.wakes.listen(owner, on_wake, task_status=task_status)
 
     # ------------------------------------------------------------ runtime side
 
@@ -202,9 +201,11 @@ class SqlitePools:
         now = self.clock.time()
         await self._db.write(
             lambda conn: conn.executemany(
-                "INSERT OR REPLACE INTO pending_steps "
+                "INSERT INTO pending_steps "
                 "(pool, run_id, step_key, slots, priority, owner, enqueued_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pool, run_id, step_key) "
+                "DO UPDATE SET slots = excluded.slots, priority = excluded.priority, "
+                "owner = excluded.owner, enqueued_at = excluded.enqueued_at",
                 [
                     (pool, run_id, step_key, slots, priority, owner, now)
                     for pool in pools

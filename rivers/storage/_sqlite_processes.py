@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterable, Sequence
 
-    from rivers.storage._sqlite_connection import SqliteConnection
+    from rivers.storage._connection import SqlConnection
 
 __all__ = ("SqliteProcesses",)
 
@@ -30,7 +30,7 @@ _TERMINAL_STEP = ("SUCCESS", "FAILURE", "SKIPPED", "CANCELED")
 class SqliteProcesses:
     """Processes, their heartbeats, what they serve, and recovery (``ProcessStore``)."""
 
-    def __init__(self, db: SqliteConnection) -> None:
+    def __init__(self, db: SqlConnection) -> None:
         self._db = db
         self.clock = db.clock
 
@@ -187,8 +187,8 @@ class SqliteProcesses:
         def write(conn: sqlite3.Connection) -> None:
             _insert_definitions(conn, rows)
             conn.executemany(
-                "INSERT OR IGNORE INTO served (owner, repository, fingerprint) "
-                "VALUES (?, ?, ?)",
+                "INSERT INTO served (owner, repository, fingerprint) "
+                "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 [(owner, name, fingerprint) for name, fingerprint, _ in items],
             )
 
@@ -235,7 +235,7 @@ def _insert_definitions(
     conn: sqlite3.Connection, rows: list[tuple[str, str, str]]
 ) -> None:
     conn.executemany(
-        "INSERT OR IGNORE INTO definitions (fingerprint, repository, assets) "
-        "VALUES (?, ?, ?)",
+        "INSERT INTO definitions (fingerprint, repository, assets) "
+        "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         rows,
     )

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterable
 
-    from rivers.storage._sqlite_connection import SqliteConnection
+    from rivers.storage._connection import SqlConnection
     from rivers.storage.base import QueuedRow
 
 __all__ = ("SqliteQueue", "SqliteState")
@@ -26,7 +26,7 @@ _IN_FLIGHT_SQL = f"status IN {_IN_FLIGHT}"
 class SqliteQueue:
     """The run queue in SQLite (the ``QueueStore`` role)."""
 
-    def __init__(self, db: SqliteConnection) -> None:
+    def __init__(self, db: SqlConnection) -> None:
         self._db = db
 
     async def get_queued_since(
@@ -187,7 +187,7 @@ class SqliteQueue:
 class SqliteState:
     """Leader leases and small JSON values in the ``kv`` table (``StateStore``)."""
 
-    def __init__(self, db: SqliteConnection) -> None:
+    def __init__(self, db: SqlConnection) -> None:
         self._db = db
         self.clock = db.clock
 

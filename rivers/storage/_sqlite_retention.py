@@ -18,7 +18,7 @@ from rivers.storage.records import PruneResult, from_timestamp
 if TYPE_CHECKING:
     import sqlite3
 
-    from rivers.storage._sqlite_connection import SqliteConnection
+    from rivers.storage._connection import SqlConnection
 
 __all__ = ("PRUNE_BATCH", "VACUUM_STEP_PAGES", "prune_runs")
 
@@ -29,7 +29,7 @@ VACUUM_STEP_PAGES = 1024
 
 
 async def prune_runs(
-    db: SqliteConnection, cutoff: float, *, dry_run: bool = False
+    db: SqlConnection, cutoff: float, *, dry_run: bool = False
 ) -> PruneResult:
     """Delete the finished runs created and ended before ``cutoff`` (epoch
     seconds), with their events, steps and superseded materializations, in

@@ -3,12 +3,12 @@ between statuses, finish, read, prune (``_sqlite_retention``)."""
 
 from __future__ import annotations
 
-import sqlite3
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from rivers.errors import StorageError
 from rivers.storage import _rows
 from rivers.storage._run_changes import transition_sql
 from rivers.storage._sqlite_retention import prune_runs
@@ -26,10 +26,11 @@ from rivers.storage.records import (
 )
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Iterable, Mapping, Sequence
 
     from rivers.messages import EventBody
-    from rivers.storage._sqlite_connection import SqliteConnection
+    from rivers.storage._connection import SqlConnection
     from rivers.storage._sqlite_dashboard import SqliteDashboard
     from rivers.storage._sqlite_events import SqliteEvents
 
@@ -49,7 +50,7 @@ class SqliteRuns:
     """
 
     def __init__(
-        self, db: SqliteConnection, events: SqliteEvents, dashboard: SqliteDashboard
+        self, db: SqlConnection, events: SqliteEvents, dashboard: SqliteDashboard
     ) -> None:
         self._db = db
         self._events = events
@@ -215,12 +216,17 @@ class SqliteRuns:
         keys = None if asset_keys is None else list(asset_keys)
 
         def read(conn: sqlite3.Connection) -> dict[str, tuple[str, float]]:
-            sql = "SELECT asset_key, run_id, MAX(materialized_at) FROM materializations"
+            # Each asset's newest row (standard SQL: no bare column beside MAX).
+            sql = (
+                "SELECT m.asset_key, m.run_id, m.materialized_at "
+                "FROM materializations m WHERE m.materialized_at = (SELECT "
+                "MAX(n.materialized_at) FROM materializations n "
+                "WHERE n.asset_key = m.asset_key)"
+            )
             params: list[Any] = []
             if keys is not None:
-                sql += f" WHERE asset_key IN ({', '.join('?' * len(keys))})"
+                sql += f" AND m.asset_key IN ({', '.join('?' * len(keys))})"
                 params.extend(keys)
-            sql += " GROUP BY asset_key"
             return {row[0]: (row[1], row[2]) for row in conn.execute(sql, params)}
 
         return await self._db.call(read)
@@ -240,30 +246,30 @@ def _insert_runs(
 
 def _insert_run(conn: sqlite3.Connection, run: NewRun, now: float) -> bool:
     """Insert one run and its tags; return False if its ``run_key`` was used."""
-    try:
-        conn.execute(
-            "INSERT INTO runs (run_id, status, repository, location, selection, "
-            "tags, priority, run_key, created_at, started_at, owner, "
-            "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run.run_id,
-                run.status.value,
-                run.repository,
-                None if run.location is None else _encode(run.location),
-                None if run.selection is None else _encode(run.selection),
-                _encode(run.tags),
-                run.priority,
-                run.run_key,
-                now,
-                now if run.status is RunStatus.STARTING else None,
-                run.owner,
-                run.fingerprint,
-            ),
-        )
-    except sqlite3.IntegrityError:
+    written = conn.execute(
+        "INSERT INTO runs (run_id, status, repository, location, selection, "
+        "tags, priority, run_key, created_at, started_at, owner, "
+        "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
+        (
+            run.run_id,
+            run.status.value,
+            run.repository,
+            None if run.location is None else _encode(run.location),
+            None if run.selection is None else _encode(run.selection),
+            _encode(run.tags),
+            run.priority,
+            run.run_key,
+            now,
+            now if run.status is RunStatus.STARTING else None,
+            run.owner,
+            run.fingerprint,
+        ),
+    ).rowcount
+    if written == 0:
         if run.run_key is not None:
-            return False
-        raise
+            return False  # its run_key was used (or, never in practice, its id)
+        raise StorageError(f"run id {run.run_id!r} is not UNIQUE: that run exists")
     if run.tags:
         conn.executemany(
             "INSERT INTO run_tags (run_id, key, value, created_at) VALUES (?, ?, ?, ?)",

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-    from pathlib import Path
+
+    from anyio.abc import TaskStatus
 
     from rivers._clock import Clock
     from rivers.core.ownership import Served
@@ -151,9 +152,15 @@ class EventStore(Protocol):
 class PoolStore(Protocol):
     """Pool claims, leases, lines, limits and their inspection."""
 
-    @property
-    def path(self) -> Path:
-        """Where the wake-up sockets of the processes sharing the storage live."""
+    async def listen(
+        self,
+        owner: str,
+        on_wake: Callable[[], None],
+        *,
+        task_status: TaskStatus[None] = ...,
+    ) -> None:
+        """Call ``on_wake`` whenever another process wakes ``owner`` (a release or
+        a limit change concerning its waiters), until cancelled."""
         ...
 
     async def declare_pools(

@@ -79,7 +79,7 @@ class SqliteStorage:
         """Close the connection; later calls raise ``StorageError``."""
         if self.db.closed:
             return
-        self.pools.close_wakes()
+        self.db.wakes.close()
         await self.db.aclose()
 
     def backend(self) -> StorageBackend:

@@ -197,7 +197,7 @@ async def test_narrow_frame_fits_80_columns_and_keeps_the_reasons(busy: Busy) ->
 async def test_a_connection_that_refuses_writes_still_reads_the_snapshot(
     busy: Busy,
 ) -> None:
-    async with open_backend(busy.storage.pools.path) as reader:
+    async with open_backend(Path(busy.storage.describe)) as reader:
         await reader.dashboard.refuse_writes()
         snapshot = await read_snapshot(reader)
         with pytest.raises(rs.StorageError):

@@ -113,7 +113,7 @@ def _locked(path: Path, for_s: float | None = None) -> Iterator[threading.Event]
 async def test_a_write_waits_out_a_short_lock_then_succeeds(
     storage: StorageBackend,
 ) -> None:
-    with _locked(storage.pools.path, for_s=0.5):
+    with _locked(Path(storage.describe), for_s=0.5):
         began = time.monotonic()
         with anyio.fail_after(sqlite_connection.BUSY_TIMEOUT_S):
             created = await storage.runs.create_run(_new_run("waited"))

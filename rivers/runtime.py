@@ -218,7 +218,7 @@ class Runtime:
                 await self._register(repository)
             if self._long_lived:
                 await self._task_group.start(
-                    self._run_coordinators, name="rivers.queue"
+                    self._run_coordinators, backend, name="rivers.queue"
                 )
             if self._long_lived and self.backend.retention_s is not None:
                 retention = Retention(
@@ -319,16 +319,16 @@ class Runtime:
                 )
 
     async def _run_coordinators(
-        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, roles: StorageBackend, *, task_status: TaskStatus[None]
     ) -> None:
-        """Run every coordinator (and those of repositories attached later)."""
+        """Run every coordinator (and later ones); relay queue wake-ups to them."""
         self._coordinator_done = anyio.Event()
         try:
             with self._coordinator_scope:
                 async with anyio.create_task_group() as group:
                     self._coordinator_group = group
-                    pools, inboxes = self._roles.pools, self._coordinator_inboxes
-                    await group.start(relay_queue_wakeups, pools, inboxes)
+                    inboxes = self._coordinator_inboxes
+                    await group.start(relay_queue_wakeups, roles.pools, inboxes)
                     await self._serve(self._repositories.values())
                     task_status.started()
                     await anyio.sleep_forever()

@@ -1,7 +1,7 @@
 """What ``rivers top`` shows, read from storage in one pass: a ``DashboardSnapshot``.
 
 ``read_snapshot`` only reads, and every query is bounded by an index range or a
-limit (see ``storage/_sqlite_dashboard.py``), so a refresh costs about the same on
+limit (see ``storage/_sql_dashboard.py``), so a refresh costs about the same on
 a storage holding 100 runs or 100,000. Everything it returns is plain data; the
 renderers in ``dashboard/render.py`` are pure functions of it.
 """

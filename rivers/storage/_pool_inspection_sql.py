@@ -1,5 +1,5 @@
 """The pool reads of API.md §4 that are plain rows: a pool's slot holders and its
-line of pending steps (``SqlitePools``; pool infos: ``_pool_limits_sql``)."""
+line of pending steps (``SqlPools``; pool infos: ``_pool_limits_sql``)."""
 
 from __future__ import annotations
 

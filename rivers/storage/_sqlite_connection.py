@@ -1,7 +1,7 @@
 """The SQLite backend's connection: one file, one writer thread, whole transactions.
 
-``SqliteConnection`` is what every SQLite role object (``SqliteRuns``,
-``SqlitePools`` ...) holds and nothing else does: it owns the connection on its
+``SqliteConnection`` is what every SQLite role object (``SqlRuns``,
+``SqlPools`` ...) holds and nothing else does: it owns the connection on its
 own thread (a ``Lane``), the loop thread's inline connection, the identity of the
 file opened and the damage found, so each rule about them lives here once.
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, final
 
 from rivers._clock import SYSTEM_CLOCK, Clock
 from rivers.storage._pg_connection import PgConnection
-from rivers.storage._sqlite_dashboard import SqliteDashboard
-from rivers.storage._sqlite_events import SqliteEvents
-from rivers.storage._sqlite_pools import SqlitePools
-from rivers.storage._sqlite_processes import SqliteProcesses
-from rivers.storage._sqlite_queue import SqliteQueue, SqliteState
-from rivers.storage._sqlite_runs import SqliteRuns
+from rivers.storage._sql_dashboard import SqlDashboard
+from rivers.storage._sql_events import SqlEvents
+from rivers.storage._sql_pools import SqlPools
+from rivers.storage._sql_processes import SqlProcesses
+from rivers.storage._sql_queue import SqlQueue, SqlState
+from rivers.storage._sql_runs import SqlRuns
 from rivers.storage.base import StorageBackend
 
 if TYPE_CHECKING:
@@ -36,13 +36,13 @@ class PostgresStorage:
     def __init__(self, db: PgConnection) -> None:
         self.db = db
         self.clock = db.clock
-        self.events = SqliteEvents(db)
-        self.dashboard = SqliteDashboard(db)
-        self.runs = SqliteRuns(db, self.events, self.dashboard)
-        self.pools = SqlitePools(db)
-        self.queue = SqliteQueue(db)
-        self.state = SqliteState(db)
-        self.processes = SqliteProcesses(db)
+        self.events = SqlEvents(db)
+        self.dashboard = SqlDashboard(db)
+        self.runs = SqlRuns(db, self.events, self.dashboard)
+        self.pools = SqlPools(db)
+        self.queue = SqlQueue(db)
+        self.state = SqlState(db)
+        self.processes = SqlProcesses(db)
 
     @classmethod
     async def open(

@@ -3,8 +3,8 @@
 ``SqliteStorage`` opens the file as a ``SqliteConnection`` (its thread, the loop's
 inline connection, the file checks, the faults: ``_sqlite_connection``) and builds
 one object per storage role over it, each taking that connection:
-``SqliteRuns``, ``SqliteEvents``, ``SqlitePools``, ``SqliteQueue``,
-``SqliteState``, ``SqliteProcesses`` and ``SqliteDashboard``. ``backend()`` hands
+``SqlRuns``, ``SqlEvents``, ``SqlPools``, ``SqlQueue``,
+``SqlState``, ``SqlProcesses`` and ``SqlDashboard``. ``backend()`` hands
 them out as a ``StorageBackend``; nothing else reaches the connection.
 """
 
@@ -13,18 +13,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, final
 
 from rivers._clock import SYSTEM_CLOCK, Clock
+from rivers.storage._sql_dashboard import SqlDashboard
+from rivers.storage._sql_events import SqlEvents
+from rivers.storage._sql_pools import SqlPools
+from rivers.storage._sql_processes import SqlProcesses
+from rivers.storage._sql_queue import SqlQueue, SqlState
+from rivers.storage._sql_runs import SqlRuns
 from rivers.storage._sqlite_connection import (
     BUSY_TIMEOUT_S,
     QUICK_CHECK_MAX_BYTES,
     WRITE_PATIENCE_S,
     SqliteConnection,
 )
-from rivers.storage._sqlite_dashboard import SqliteDashboard
-from rivers.storage._sqlite_events import SqliteEvents
-from rivers.storage._sqlite_pools import SqlitePools
-from rivers.storage._sqlite_processes import SqliteProcesses
-from rivers.storage._sqlite_queue import SqliteQueue, SqliteState
-from rivers.storage._sqlite_runs import SqliteRuns
 from rivers.storage.base import StorageBackend
 from rivers.storage.records import NewRun
 
@@ -54,13 +54,13 @@ class SqliteStorage:
         self.db = db
         self.path = db.path
         self.clock = db.clock
-        self.events = SqliteEvents(db)
-        self.dashboard = SqliteDashboard(db)
-        self.runs = SqliteRuns(db, self.events, self.dashboard)
-        self.pools = SqlitePools(db)
-        self.queue = SqliteQueue(db)
-        self.state = SqliteState(db)
-        self.processes = SqliteProcesses(db)
+        self.events = SqlEvents(db)
+        self.dashboard = SqlDashboard(db)
+        self.runs = SqlRuns(db, self.events, self.dashboard)
+        self.pools = SqlPools(db)
+        self.queue = SqlQueue(db)
+        self.state = SqlState(db)
+        self.processes = SqlProcesses(db)
 
     @classmethod
     async def open(cls, path: Path, *, clock: Clock = SYSTEM_CLOCK) -> SqliteStorage:

@@ -1,5 +1,6 @@
-"""``SqliteEvents``: the SQLite ``EventStore``. The event log, appended in batches
-that also project step rows and materializations, read in order."""
+"""``SqlEvents``: the ``EventStore`` of both backends (SQLite, PostgreSQL). The
+event log, appended in batches that also project step rows and materializations,
+read in order."""
 
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ if TYPE_CHECKING:
 
     from rivers.storage._connection import SqlConnection
 
-__all__ = ("SqliteEvents",)
+__all__ = ("SqlEvents",)
 
 _encode = msgspec.json.Encoder().encode
 
 
-class SqliteEvents:
-    """The event log in SQLite (the ``EventStore`` role)."""
+class SqlEvents:
+    """The event log in SQL (the ``EventStore`` role)."""
 
     def __init__(self, db: SqlConnection) -> None:
         self._db = db

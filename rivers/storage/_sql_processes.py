@@ -1,6 +1,7 @@
-"""``SqliteProcesses``: the SQLite ``ProcessStore``. Which processes are alive, the
-recovery of dead ones, which repository definitions each long-lived runtime
-serves, and the assets of every definition runs were made from."""
+"""``SqlProcesses``: the ``ProcessStore`` of both backends (SQLite, PostgreSQL).
+Which processes are alive, the recovery of dead ones, which repository definitions
+each long-lived runtime serves, and the assets of every definition runs were made
+from."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
     from rivers.storage._connection import SqlConnection
 
-__all__ = ("SqliteProcesses",)
+__all__ = ("SqlProcesses",)
 
 Definition = tuple[str, str, "Sequence[str]"]
 """(repository name, fingerprint, asset names)."""
@@ -27,7 +28,7 @@ Definition = tuple[str, str, "Sequence[str]"]
 _TERMINAL_STEP = ("SUCCESS", "FAILURE", "SKIPPED", "CANCELED")
 
 
-class SqliteProcesses:
+class SqlProcesses:
     """Processes, their heartbeats, what they serve, and recovery (``ProcessStore``)."""
 
     def __init__(self, db: SqlConnection) -> None:

@@ -1,5 +1,6 @@
-"""``SqlitePools``: the SQLite ``PoolStore``. Claims, leases, lines, limits and their
-inspection (the SQL: ``_pools_sql``, ``_pool_limits_sql``, ``_pool_inspection_sql``).
+"""``SqlPools``: the ``PoolStore`` of both backends (SQLite, PostgreSQL). Claims,
+leases, lines, limits and their inspection (the SQL: ``_pools_sql``,
+``_pool_limits_sql``, ``_pool_inspection_sql``).
 
 Claims and the release that hands slots on go through ``write_soon`` (on the loop
 thread when the write lock is free); after a write that concerns other runtimes'
@@ -29,11 +30,11 @@ if TYPE_CHECKING:
     from rivers.storage._connection import SqlConnection
     from rivers.storage.records import PendingStep, PoolInfo, SlotHolder
 
-__all__ = ("SqlitePools",)
+__all__ = ("SqlPools",)
 
 
-class SqlitePools:
-    """Pool claims, leases, lines and limits in SQLite (the ``PoolStore`` role)."""
+class SqlPools:
+    """Pool claims, leases, lines and limits in SQL (the ``PoolStore`` role)."""
 
     def __init__(self, db: SqlConnection) -> None:
         self._db = db

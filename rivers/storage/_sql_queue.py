@@ -1,4 +1,4 @@
-"""The SQLite ``QueueStore`` (queued-run reads, guarded admission, reasons) and
+"""The shared SQL ``QueueStore`` (queued-run reads, guarded admission, reasons) and
 ``StateStore`` (leader leases, small key-value state)."""
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ if TYPE_CHECKING:
     from rivers.storage._connection import SqlConnection
     from rivers.storage.base import QueuedRow
 
-__all__ = ("SqliteQueue", "SqliteState")
+__all__ = ("SqlQueue", "SqlState")
 
 _IN_FLIGHT = tuple(s.value for s in IN_FLIGHT_STATUSES)
 _IN_FLIGHT_SQL = f"status IN {_IN_FLIGHT}"
 
 
-class SqliteQueue:
-    """The run queue in SQLite (the ``QueueStore`` role)."""
+class SqlQueue:
+    """The run queue in SQL (the ``QueueStore`` role)."""
 
     def __init__(self, db: SqlConnection) -> None:
         self._db = db
@@ -184,7 +184,7 @@ class SqliteQueue:
         return await self._db.call(read)
 
 
-class SqliteState:
+class SqlState:
     """Leader leases and small JSON values in the ``kv`` table (``StateStore``)."""
 
     def __init__(self, db: SqlConnection) -> None:

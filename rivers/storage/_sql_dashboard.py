@@ -1,5 +1,5 @@
-"""``SqliteDashboard``: the SQLite ``DashboardReads``, bounded, indexed reads for
-``rivers top``.
+"""``SqlDashboard``: the ``DashboardReads`` of both backends (SQLite, PostgreSQL):
+bounded, indexed reads for ``rivers top``.
 
 Every method here only reads, and each is bounded by an index range or a ``LIMIT``
 so a dashboard refresh costs the same on a storage of 100 runs or of 100,000:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from rivers.storage._connection import SqlConnection
 
-__all__ = ("EVENT_SCAN_WINDOW", "SqliteDashboard")
+__all__ = ("EVENT_SCAN_WINDOW", "SqlDashboard")
 
 EVENT_SCAN_WINDOW = 50_000
 """How many of the newest events a dashboard read looks through at most."""
@@ -30,8 +30,8 @@ StepProgress = dict[str, dict[str, int]]
 """Run id -> step status -> how many of its steps are in it."""
 
 
-class SqliteDashboard:
-    """Read-only dashboard queries (the SQLite ``DashboardReads``)."""
+class SqlDashboard:
+    """Read-only dashboard queries (the ``DashboardReads`` role)."""
 
     def __init__(self, db: SqlConnection) -> None:
         self._db = db

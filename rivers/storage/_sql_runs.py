@@ -1,5 +1,5 @@
-"""``SqliteRuns``: the SQLite ``RunStore``. Runs and their steps: create, move
-between statuses, finish, read, prune (``_sqlite_retention``)."""
+"""``SqlRuns``: the ``RunStore`` of both backends (SQLite, PostgreSQL). Runs and
+their steps: create, move between statuses, finish, read, prune (``_sql_retention``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import msgspec
 from rivers.errors import StorageError
 from rivers.storage import _rows
 from rivers.storage._run_changes import transition_sql
-from rivers.storage._sqlite_retention import prune_runs
+from rivers.storage._sql_retention import prune_runs
 from rivers.storage.records import (
     FINISHED_STATUSES,
     Event,
@@ -31,10 +31,10 @@ if TYPE_CHECKING:
 
     from rivers.messages import EventBody
     from rivers.storage._connection import SqlConnection
-    from rivers.storage._sqlite_dashboard import SqliteDashboard
-    from rivers.storage._sqlite_events import SqliteEvents
+    from rivers.storage._sql_dashboard import SqlDashboard
+    from rivers.storage._sql_events import SqlEvents
 
-__all__ = ("CREATE_BATCH", "SqliteRuns")
+__all__ = ("CREATE_BATCH", "SqlRuns")
 
 CREATE_BATCH = 5000
 """Runs written per transaction by ``create_runs`` (about 0.2 s of write lock)."""
@@ -42,15 +42,15 @@ CREATE_BATCH = 5000
 _encode = msgspec.json.Encoder().encode
 
 
-class SqliteRuns:
-    """Runs and their steps in SQLite (the ``RunStore`` role).
+class SqlRuns:
+    """Runs and their steps in SQL (the ``RunStore`` role).
 
     A run finishes with its event in one transaction of ``events``; its counts
     by status are the dashboard's kept counts.
     """
 
     def __init__(
-        self, db: SqlConnection, events: SqliteEvents, dashboard: SqliteDashboard
+        self, db: SqlConnection, events: SqlEvents, dashboard: SqlDashboard
     ) -> None:
         self._db = db
         self._events = events
@@ -234,7 +234,7 @@ class SqliteRuns:
     async def prune_runs(self, cutoff: float, *, dry_run: bool = False) -> PruneResult:
         """Delete the finished runs created and ended before ``cutoff`` (epoch
         seconds), with their events, steps and superseded materializations; then
-        shrink the file where it can (``_sqlite_retention.prune_runs``)."""
+        shrink the file where it can (``_sql_retention.prune_runs``)."""
         return await prune_runs(self._db, cutoff, dry_run=dry_run)
 
 

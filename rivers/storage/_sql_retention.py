@@ -1,4 +1,4 @@
-"""Retention in SQLite (``SqliteRuns.prune_runs``): prune finished runs older than a
+"""Retention (``SqlRuns.prune_runs``): prune finished runs older than a
 cutoff (what to delete: ``_retention_sql``), then give the freed pages back to the
 disk."""
 

@@ -311,7 +311,8 @@ def test_the_prose_quotes_the_codes_values() -> None:
         f"leadership lapses** after {_g(queue.LEADER_LEASE_S)} s",
         f"Once its heartbeat is {_g(STALE_AFTER_S)} s old",
         f"longer than {_g(STALE_AFTER_S)} s.** When the database comes back",
-        f"heartbeat older than {_g(STALE_AFTER_S)} s",
+        f"every other host's heartbeat is older than {_g(STALE_AFTER_S)} s",
+        f"until its own have succeeded for {_g(STALE_AFTER_S)} s again",
     ]
     missing = [phrase for phrase in phrases if phrase not in PROSE]
     assert not missing, f"docs/deployment.md no longer says: {missing}"

@@ -1,10 +1,17 @@
 """ProcessMonitor: this process's heartbeat, recovery of dead owners' runs, and
 cancel requests that other processes wrote to storage for runs this one owns (each
-sent to the RunSupervisor's inbox as ``CancelRun``)."""
+sent to the RunSupervisor's inbox as ``CancelRun``).
+
+After an outage of the storage (a heartbeat failed), another host's stale heartbeat
+proves nothing: its beats failed too. So until this process's own heartbeats have
+succeeded for ``STALE_AFTER_S`` again, owners on other hosts are taken as alive
+(the process table still judges this host's); a host that really died meanwhile is
+recovered once that window has passed."""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 from typing import TYPE_CHECKING, final
@@ -50,6 +57,7 @@ class ProcessMonitor:
         self._owner = owner
         self._clock = clock
         self._supervisor = supervisor
+        self._reachable_since: float | None = -math.inf  # None: in an outage
 
     async def run(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -62,15 +70,26 @@ class ProcessMonitor:
         task_status.started()
         while True:
             await anyio.sleep(HEARTBEAT_INTERVAL_S)
-            try:
-                await self._storage.heartbeat(self._owner)
-                await self.recover()
-                for run_id in await self._storage.get_cancel_requests(self._owner):
-                    self._supervisor.send_nowait(
-                        CancelRun(run_id=run_id, reason="canceled by request")
-                    )
-            except StorageUnavailable as exc:
-                logger.warning("heartbeat of %s failed: %s", self._owner, exc)
+            await self.beat()
+
+    async def beat(self) -> None:
+        """Heartbeat once; then recover dead owners' runs and take cancel requests."""
+        try:
+            await self._storage.heartbeat(self._owner)
+        except StorageUnavailable as exc:
+            self._reachable_since = None
+            logger.warning("heartbeat of %s failed: %s", self._owner, exc)
+            return
+        if self._reachable_since is None:
+            self._reachable_since = self._clock.time()
+        try:
+            await self.recover()
+            for run_id in await self._storage.get_cancel_requests(self._owner):
+                self._supervisor.send_nowait(
+                    CancelRun(run_id=run_id, reason="canceled by request")
+                )
+        except StorageUnavailable as exc:
+            logger.warning("recovery by %s failed: %s", self._owner, exc)
 
     async def recover(self) -> list[str]:
         """Mark the in-flight runs of dead processes FAILURE; return their ids.
@@ -80,10 +99,12 @@ class ProcessMonitor:
         """
         recovered: list[str] = []
         now = self._clock.time()
+        since = self._reachable_since
+        trusted = since is not None and now - since >= STALE_AFTER_S
         in_flight, serving = await self._storage.get_owners_to_check()
         for owner, heartbeat_at in in_flight.items():
             if owner == self._owner or owner_is_alive(
-                owner, heartbeat_at, now, STALE_AFTER_S
+                owner, heartbeat_at if trusted else now, now, STALE_AFTER_S
             ):
                 continue
             reason = (
@@ -100,7 +121,9 @@ class ProcessMonitor:
             if (
                 owner != self._owner
                 and owner not in in_flight
-                and not owner_is_alive(owner, heartbeat_at, now, STALE_AFTER_S)
+                and not owner_is_alive(
+                    owner, heartbeat_at if trusted else now, now, STALE_AFTER_S
+                )
             ):
                 await self._storage.unregister_process(owner)
         return recovered

@@ -80,9 +80,9 @@ def _root(
         str | None,
         typer.Option(
             "--storage",
-            metavar="PATH",
-            help="SQLite file or sqlite:///path URL (default: $RIVERS_STORAGE, else "
-            "$RIVERS_HOME/rivers.db).",
+            metavar="PATH|URL",
+            help="SQLite file, sqlite:///path or postgresql:// URL (default: "
+            "$RIVERS_STORAGE, else $RIVERS_HOME/rivers.db).",
         ),
     ] = None,
     version: Annotated[

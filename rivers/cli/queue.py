@@ -6,6 +6,7 @@ import signal
 from typing import TYPE_CHECKING, NoReturn
 
 import anyio
+import msgspec
 
 from rivers._durations import parse_duration
 from rivers._liveness import live_served
@@ -35,11 +36,7 @@ def _backend(state: CliState, repository: CodeRepository) -> RunBackendConfig:
     backend = repository.backend or RunBackendConfig()
     if state.storage is None:
         return backend
-    return RunBackendConfig(
-        storage=state.storage,
-        lease_duration=backend.lease_duration,
-        lease_gc_interval=backend.lease_gc_interval,
-    )
+    return msgspec.structs.replace(backend, storage=state.storage)
 
 
 def submit_command(

@@ -253,9 +253,11 @@ class RunBackendConfig(msgspec.Struct, frozen=True):
     """Where runs, events and claims are stored, and how long a lease lasts.
 
     Args:
-        storage: the SQLite file (default ``$RIVERS_STORAGE``, else
-            ``$RIVERS_HOME/rivers.db``). Accepts:
-            None, a path, or a ``sqlite:///relative`` / ``sqlite:////absolute`` URL.
+        storage: the storage (default ``$RIVERS_STORAGE``, else
+            ``$RIVERS_HOME/rivers.db``). Accepts: None, a SQLite file's path, a
+            ``sqlite:///relative`` / ``sqlite:////absolute`` URL, or a
+            ``postgresql://user:password@host:5432/database`` URL
+            (``pip install 'rivers[postgres]'``).
         lease_duration: an unrenewed pool claim is reclaimed after this long;
             live holders renew every third of it. Accepts: a duration from 100ms
             to 1d.
@@ -279,7 +281,8 @@ class RunBackendConfig(msgspec.Struct, frozen=True):
             not isinstance(self.storage, str | os.PathLike) or not str(self.storage)
         ):
             raise ConfigError(
-                f"RunBackendConfig.storage must be a path or sqlite:/// URL, "
+                "RunBackendConfig.storage must be a path, sqlite:/// or "
+                f"postgresql:// URL, "
                 f"got {short_repr(self.storage)}"
             )
         if self.storage is not None:

@@ -1,7 +1,8 @@
 """Run ownership across processes: which runtime may admit and launch what.
 
 Real ``rivers daemon`` processes, real ``rivers submit`` / ``materialize`` / ``runs
-why`` / ``top --once`` subprocesses, one SQLite file. Each test records what really
+why`` / ``top --once`` subprocesses, one SQLite file (and, for the tests marked ``EACH_BACKEND``, one
+PostgreSQL database too). Each test records what really
 ran (the assets append their run id to a log file) and what storage says.
 """
 
@@ -28,15 +29,22 @@ START_HINT = "start one with `rivers daemon -f FILE`"
 
 
 class Home:
-    """One RIVERS_HOME shared by every process of a test; runs the CLI in it."""
+    """One RIVERS_HOME shared by every process of a test; runs the CLI in it.
 
-    def __init__(self, tmp_path: Path) -> None:
+    ``storage``: the storage they share, the home's default SQLite file unless a
+    PostgreSQL URL is given (then RIVERS_STORAGE names it to every process).
+    """
+
+    def __init__(self, tmp_path: Path, postgres_url: str | None = None) -> None:
         self.dir = tmp_path
+        self.storage = postgres_url or str(tmp_path / "home" / "rivers.db")
         self.env = {
             **os.environ,
             "RIVERS_HOME": str(tmp_path / "home"),
             "COLUMNS": "200",
         }
+        if postgres_url:
+            self.env["RIVERS_STORAGE"] = postgres_url
         self.daemons: list[subprocess.Popen[bytes]] = []
 
     def file(self, name: str, *parts: str) -> Path:
@@ -95,7 +103,7 @@ class Home:
             process.wait(timeout=30)
 
     async def runs(self) -> dict[str, rs.RunRecord]:
-        async with open_backend(self.dir / "home" / "rivers.db") as storage:
+        async with open_backend(self.storage) as storage:
             return {r.run_id: r for r in await storage.runs.get_runs(limit=None)}
 
     async def wait_until_finished(self, *run_ids: str) -> dict[str, rs.RunRecord]:
@@ -108,8 +116,26 @@ class Home:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Iterator[Home]:
-    opened = Home(tmp_path)
+def storage_url(request: pytest.FixtureRequest) -> str | None:
+    """The PostgreSQL URL the test's processes share (None: a SQLite file): SQLite
+    unless the test is marked ``EACH_BACKEND``."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return None
+
+
+EACH_BACKEND = pytest.mark.parametrize(
+    "storage_url",
+    ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+    indirect=True,
+)
+"""Run the test on SQLite and on PostgreSQL (``storage_url``, ``home``)."""
+
+
+@pytest.fixture
+def home(tmp_path: Path, storage_url: str | None) -> Iterator[Home]:
+    opened = Home(tmp_path, storage_url)
     yield opened
     for process in opened.daemons:
         opened.stop(process)
@@ -190,6 +216,7 @@ async def test_without_a_run_queue_a_daemon_starts_submitted_runs(
     assert sorted(home.log("ran.log")) == sorted([first, second])
 
 
+@EACH_BACKEND
 async def test_a_daemon_never_runs_a_run_of_another_definition_of_its_name(
     home: Home,
 ) -> None:
@@ -229,6 +256,7 @@ async def test_a_daemon_never_runs_a_run_of_another_definition_of_its_name(
     assert home.log("dropped.log") == [ours]
 
 
+@EACH_BACKEND
 async def test_two_named_repositories_on_one_storage_each_run_their_runs(
     home: Home,
 ) -> None:
@@ -296,15 +324,16 @@ async def test_explanations_say_when_no_daemon_serves_a_queued_run(
         pass
 
     other = rs.CodeRepository([unrelated], name="other")
-    backend = rs.RunBackendConfig(storage=str(tmp_path / "home" / "rivers.db"))
+    backend = rs.RunBackendConfig(storage=home.storage)
     async with rs.Runtime(other, backend=backend) as rt:
         assert no_daemon in await rt.explain(run_id)
 
 
+@EACH_BACKEND
 async def test_a_run_admitted_to_a_runtime_that_died_before_launching_it_is_queued_again(
-    tmp_path: Path,
+    tmp_path: Path, storage_url: str | None
 ) -> None:
-    async with open_backend(tmp_path / "storage.db") as storage:
+    async with open_backend(storage_url or tmp_path / "storage.db") as storage:
         await storage.runs.create_run(
             NewRun(
                 run_id="r1",
@@ -327,8 +356,9 @@ async def test_a_run_admitted_to_a_runtime_that_died_before_launching_it_is_queu
     assert "returned to the queue" in (run.reason or "")
 
 
+@EACH_BACKEND
 async def test_a_killed_daemon_serves_nothing_and_the_next_runtime_forgets_it(
-    home: Home, tmp_path: Path
+    home: Home,
 ) -> None:
     pipeline = home.file(
         "pipeline.py",
@@ -339,8 +369,7 @@ async def test_a_killed_daemon_serves_nothing_and_the_next_runtime_forgets_it(
     daemon = await home.daemon(pipeline)
     daemon.send_signal(signal.SIGKILL)
     daemon.wait()
-    path = tmp_path / "home" / "rivers.db"
-    async with open_backend(path) as storage:
+    async with open_backend(home.storage) as storage:
         owners = {served.owner for served, _ in await storage.processes.get_served()}
     assert [owner.split(":")[1] for owner in owners] == [str(daemon.pid)]
     # Its row is still there, but nothing takes it for a live daemon.
@@ -352,7 +381,8 @@ async def test_a_killed_daemon_serves_nothing_and_the_next_runtime_forgets_it(
         pass
 
     other = rs.CodeRepository([unrelated], name="other")
-    async with rs.Runtime(other, backend=rs.RunBackendConfig(storage=str(path))) as rt:
+    backend = rs.RunBackendConfig(storage=home.storage)
+    async with rs.Runtime(other, backend=backend) as rt:
         served = await rt._roles.processes.get_served()
         assert [s.repository for s, _ in served] == ["other"]
         assert "no daemon is running" in await rt.explain(run_id)

@@ -81,20 +81,30 @@ MEMBER = textwrap.dedent(
 )
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The storage the member processes share: a SQLite file in the test's folder,
+    or a fresh PostgreSQL database (wake-ups through LISTEN/NOTIFY)."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return str(tmp_path / "lines.db")
+
+
 class Member:
     """A runtime process whose steps are started one run each, on command."""
 
     def __init__(
         self,
         tmp_path: Path,
-        storage: Path,
+        storage: str,
         log: Path,
         spec: list[Any],
         checks: str = "wake-ups only",
     ) -> None:
         script = tmp_path / "member.py"
         script.write_text(MEMBER)
-        arguments = [str(storage), str(log), json.dumps(spec), checks]
+        arguments = [storage, str(log), json.dumps(spec), checks]
         self.process = subprocess.Popen(
             [sys.executable, str(script), *arguments],
             stdin=subprocess.PIPE,
@@ -160,11 +170,13 @@ async def _hold_slot(storage: StorageBackend) -> None:
 
 
 async def _line_order(
-    tmp_path: Path, arrivals: list[tuple[str, str]], spec: dict[str, list[Any]]
+    tmp_path: Path,
+    storage_path: str,
+    arrivals: list[tuple[str, str]],
+    spec: dict[str, list[Any]],
 ) -> list[str]:
     """Start the steps in ``arrivals`` (member, step), each once the one before it
     waits, release the slot, and return the order in which the steps started."""
-    storage_path = tmp_path / "lines.db"
     log = tmp_path / "log.jsonl"
     log.touch()
     members: dict[str, Member] = {}
@@ -191,11 +203,13 @@ async def _line_order(
     return [name for _, name in starts]
 
 
-async def test_one_line_across_processes_by_priority(tmp_path: Path) -> None:
+async def test_one_line_across_processes_by_priority(
+    tmp_path: Path, storage_url: str
+) -> None:
     a: list[Any] = [[f"a{p}", p, "async"] for p in (20, 18, 16, 14, 12, 10)]
     b: list[Any] = [[f"b{p}", p, "async"] for p in (19, 17, 15, 13, 11, 9)]
     arrivals = [("a", str(step[0])) for step in a] + [("b", str(step[0])) for step in b]
-    order = await _line_order(tmp_path, arrivals, {"a": a, "b": b})
+    order = await _line_order(tmp_path, storage_url, arrivals, {"a": a, "b": b})
     # All twelve waited before the first release; B's higher-priority steps
     # interleave with A's although each process's own release could serve A.
     expected = sorted([*a, *b], key=lambda step: -int(step[1]))
@@ -203,20 +217,23 @@ async def test_one_line_across_processes_by_priority(tmp_path: Path) -> None:
 
 
 async def test_one_line_across_processes_first_come_first_served(
-    tmp_path: Path,
+    tmp_path: Path, storage_url: str
 ) -> None:
     a = [[f"a{i}", 0, "async"] for i in range(3)]
     b = [[f"b{i}", 0, "async"] for i in range(3)]
     arrivals = [(member, f"{member}{i}") for i in range(3) for member in ("a", "b")]
-    order = await _line_order(tmp_path, arrivals, {"a": a, "b": b})
+    order = await _line_order(tmp_path, storage_url, arrivals, {"a": a, "b": b})
     assert order == ["a0", "b0", "a1", "b1", "a2", "b2"]
 
 
 @pytest.mark.parametrize("how", ["api", "cli"])
 async def test_freeing_a_live_holder_stops_it_before_the_next_step_starts(
-    tmp_path: Path, how: str, record_figure: Callable[[str], None]
+    tmp_path: Path,
+    storage_url: str,
+    how: str,
+    record_figure: Callable[[str], None],
 ) -> None:
-    storage_path = tmp_path / "revoke.db"
+    storage_path = storage_url
     log = tmp_path / "log.jsonl"
     log.touch()
     holder = waiter = None
@@ -242,7 +259,7 @@ async def test_freeing_a_live_holder_stops_it_before_the_next_step_starts(
                 cli = subprocess.run(
                     [
                         *command,
-                        str(storage_path),
+                        storage_path,
                         "pools",
                         "free",
                         claim.run_id,
@@ -275,8 +292,9 @@ async def test_freeing_a_live_holder_stops_it_before_the_next_step_starts(
     # (plus the CLI's start-up when freed with the CLI).
     assert last_tick < next_start[-1]
     assert next_start[-1] - freed_at < (3 if how == "api" else 10)
+    backend = "postgres" if storage_path.startswith("postgresql://") else "sqlite"
     record_figure(
-        f"pools free ({how}; the call began) to the next step's start: "
+        f"pools free ({how}, {backend}; the call began) to the next step's start: "
         f"{next_start[-1] - freed_at:.3f} s (holder's last tick "
         f"{next_start[-1] - last_tick:.3f} s before it)"
     )

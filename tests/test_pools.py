@@ -10,7 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -18,6 +18,16 @@ import pytest
 import rivers as rs
 from rivers.storage import open_backend
 from tests._overlap import logged_intervals, peak_overlap, pool_script
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The storage the processes of a cross-process test share: a SQLite file in
+    the test's folder, or a fresh PostgreSQL database (separate connections)."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return str(tmp_path / "shared.db")
 
 
 class Overlap:
@@ -250,8 +260,10 @@ async def test_freed_slots_fail_the_holder_with_lease_lost() -> None:
     assert "lost its lease on pool 'db'" in str(result.error)
 
 
-def test_two_processes_sharing_one_storage_share_the_limit(tmp_path: Path) -> None:
-    storage = tmp_path / "shared.db"
+def test_two_processes_sharing_one_storage_share_the_limit(
+    tmp_path: Path, storage_url: str
+) -> None:
+    storage = cast("Path", storage_url)  # the script writes str(storage): a URL too
     env = {**os.environ, "RIVERS_HOME": str(tmp_path / "home")}
     limits = 'pool_limits={"shared": 2},'
     scripts = [
@@ -274,9 +286,9 @@ def test_two_processes_sharing_one_storage_share_the_limit(tmp_path: Path) -> No
 
 
 async def test_slots_of_a_killed_process_are_reclaimed_after_the_lease(
-    tmp_path: Path,
+    tmp_path: Path, storage_url: str
 ) -> None:
-    storage = tmp_path / "killed.db"
+    storage = storage_url
     script = tmp_path / "holder.py"
     script.write_text(
         textwrap.dedent(
@@ -292,7 +304,7 @@ async def test_slots_of_a_killed_process_are_reclaimed_after_the_lease(
                 [holds_forever],
                 pool_limits={{"shared": 1}},
                 backend=rs.RunBackendConfig(
-                    storage={str(storage)!r}, lease_duration="1.5s", lease_gc_interval="0.2s"
+                    storage={storage!r}, lease_duration="1.5s", lease_gc_interval="0.2s"
                 ),
             )
             repo.materialize()
@@ -319,7 +331,7 @@ async def test_slots_of_a_killed_process_are_reclaimed_after_the_lease(
         [next_in_line],
         pool_limits={"shared": 1},
         backend=rs.RunBackendConfig(
-            storage=str(storage), lease_duration="1.5s", lease_gc_interval="0.2s"
+            storage=storage, lease_duration="1.5s", lease_gc_interval="0.2s"
         ),
     )
     async with rs.Runtime(repo) as rt:

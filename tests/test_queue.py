@@ -242,20 +242,38 @@ def _write_pipeline(tmp_path: Path, seconds: float) -> Path:
     return path
 
 
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RIVERS_HOME": str(tmp_path / "home")}
+class Shared:
+    """The RIVERS_HOME and storage that the test's processes share: the home's
+    default SQLite file, or a fresh PostgreSQL database named by RIVERS_STORAGE."""
+
+    def __init__(self, tmp_path: Path, postgres_url: str | None) -> None:
+        self.dir = tmp_path
+        self.storage = postgres_url or str(tmp_path / "home" / "rivers.db")
+        self.env = {**os.environ, "RIVERS_HOME": str(tmp_path / "home")}
+        if postgres_url:
+            self.env["RIVERS_STORAGE"] = postgres_url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Shared:
+    """Where the processes of a cross-process test meet, on each backend."""
+    if request.param == "postgres":
+        return Shared(tmp_path, request.getfixturevalue("postgres_url"))
+    return Shared(tmp_path, None)
+
+
+def _cli(shared: Shared, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "rivers", *args],
-        env=env,
+        env=shared.env,
         capture_output=True,
         text=True,
         timeout=60,
     )
 
 
-def _daemon(tmp_path: Path, pipeline: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "RIVERS_HOME": str(tmp_path / "home")}
-    with open(tmp_path / "daemon.log", "ab") as log:
+def _daemon(shared: Shared, pipeline: Path) -> subprocess.Popen[bytes]:
+    with open(shared.dir / "daemon.log", "ab") as log:
         return subprocess.Popen(
             [
                 sys.executable,
@@ -267,41 +285,43 @@ def _daemon(tmp_path: Path, pipeline: Path) -> subprocess.Popen[bytes]:
                 "--grace",
                 "2",
             ],
-            env=env,
+            env=shared.env,
             stdout=log,
             stderr=log,
         )
 
 
-async def _statuses(tmp_path: Path) -> dict[str, rs.RunStatus]:
-    async with open_backend(tmp_path / "home" / "rivers.db") as storage:
+async def _statuses(shared: Shared) -> dict[str, rs.RunStatus]:
+    async with open_backend(shared.storage) as storage:
         return {r.run_id: r.status for r in await storage.runs.get_runs(limit=None)}
 
 
-async def test_cross_process_submit_is_admitted_by_a_daemon(tmp_path: Path) -> None:
+async def test_cross_process_submit_is_admitted_by_a_daemon(
+    tmp_path: Path, shared: Shared
+) -> None:
     pipeline = _write_pipeline(tmp_path, 0.05)
     for _ in range(3):
-        done = _cli(tmp_path, "submit", "-f", str(pipeline))
+        done = _cli(shared, "submit", "-f", str(pipeline))
         assert done.returncode == 0, done.stderr
-    daemon = _daemon(tmp_path, pipeline)
+    daemon = _daemon(shared, pipeline)
     try:
         with anyio.fail_after(30):
-            while set((await _statuses(tmp_path)).values()) != {rs.RunStatus.SUCCESS}:
+            while set((await _statuses(shared)).values()) != {rs.RunStatus.SUCCESS}:
                 await anyio.sleep(0.1)
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=20) == 143  # drained, then 128 + SIGTERM
-    assert len(await _statuses(tmp_path)) == 3
+    assert len(await _statuses(shared)) == 3
 
 
 async def test_standby_daemon_takes_over_without_double_admission(
-    tmp_path: Path,
+    tmp_path: Path, shared: Shared
 ) -> None:
     pipeline = _write_pipeline(tmp_path, 0.3)
     for _ in range(6):
-        assert _cli(tmp_path, "submit", "-f", str(pipeline)).returncode == 0
-    first = _daemon(tmp_path, pipeline)
-    second = _daemon(tmp_path, pipeline)
+        assert _cli(shared, "submit", "-f", str(pipeline)).returncode == 0
+    first = _daemon(shared, pipeline)
+    second = _daemon(shared, pipeline)
     try:
         log = tmp_path / "admitted.log"
         with anyio.fail_after(20):  # a whole first line: the file exists before it
@@ -314,7 +334,7 @@ async def test_standby_daemon_takes_over_without_double_admission(
         leader.wait()
         with anyio.fail_after(40):
             while True:
-                statuses = await _statuses(tmp_path)
+                statuses = await _statuses(shared)
                 if all(s.is_finished for s in statuses.values()):
                     break
                 await anyio.sleep(0.1)
@@ -332,7 +352,7 @@ async def test_standby_daemon_takes_over_without_double_admission(
     pids = {int(pid) for _, pid, _ in entries}
     assert standby.pid in pids
     assert leader.pid in pids
-    statuses = await _statuses(tmp_path)
+    statuses = await _statuses(shared)
     killed = [s for s in statuses.values() if s is rs.RunStatus.FAILURE]
     assert len(killed) <= 1  # at most the run the killed leader was running
     assert sum(s is rs.RunStatus.SUCCESS for s in statuses.values()) >= 5
@@ -342,20 +362,93 @@ async def test_standby_daemon_takes_over_without_double_admission(
     assert all(gap >= 0.25 for gap in gaps if gap < 5)
 
 
-async def test_recovery_marks_a_killed_daemons_runs_failed(tmp_path: Path) -> None:
+async def test_recovery_marks_a_killed_daemons_runs_failed(
+    tmp_path: Path, shared: Shared
+) -> None:
     pipeline = _write_pipeline(tmp_path, 60)
-    assert _cli(tmp_path, "submit", "-f", str(pipeline)).returncode == 0
-    daemon = _daemon(tmp_path, pipeline)
+    assert _cli(shared, "submit", "-f", str(pipeline)).returncode == 0
+    daemon = _daemon(shared, pipeline)
     try:
         with anyio.fail_after(20):
-            while rs.RunStatus.STARTED not in (await _statuses(tmp_path)).values():
+            while rs.RunStatus.STARTED not in (await _statuses(shared)).values():
                 await anyio.sleep(0.05)
     finally:
         daemon.send_signal(signal.SIGKILL)
         daemon.wait()
     tracker = RunTracker()
-    backend = rs.RunBackendConfig(storage=str(tmp_path / "home" / "rivers.db"))
+    backend = rs.RunBackendConfig(storage=shared.storage)
     async with rs.Runtime(tracker.repository(), backend=backend) as rt:
         (run,) = await rt.storage.get_runs()
     assert run.status is rs.RunStatus.FAILURE
     assert "died" in (run.reason or "")
+
+
+async def test_tag_limits_hold_across_the_daemons_of_two_repositories(
+    tmp_path: Path, shared: Shared
+) -> None:
+    # Admission counts the runs in flight in the whole storage: two daemons, each
+    # admitting its own repository's runs, never run two runs of one team at once.
+    log = tmp_path / "ran.log"
+    pipelines = {}
+    for name in ("alpha", "beta"):
+        pipelines[name] = tmp_path / f"{name}.py"
+        pipelines[name].write_text(
+            textwrap.dedent(
+                f"""
+                import os, time
+                import anyio
+                import rivers as rs
+
+                @rs.Asset
+                async def {name}_job(context: rs.StepContext) -> None:
+                    began = time.time()
+                    await anyio.sleep(0.2)
+                    team = context.run_tags["team"]
+                    with open({str(log)!r}, "a") as f:
+                        f.write(f"{{team}} {{os.getpid()}} {{began}} {{time.time()}}\\n")
+
+                repo = rs.CodeRepository(
+                    [{name}_job],
+                    name={name!r},
+                    run_queue=rs.RunQueueConfig(
+                        max_concurrent_runs=3,
+                        dequeue_interval="50ms",
+                        tag_concurrency_limits=[
+                            rs.TagConcurrencyLimit(key="team", limit=1, per_unique_value=True)
+                        ],
+                    ),
+                )
+                """
+            )
+        )
+    submits = [
+        subprocess.Popen(
+            [sys.executable, "-m", "rivers", "submit", "-f", str(path)]
+            + ["--tag", f"team={team}", "--count", "2"],
+            env=shared.env,
+            stdout=subprocess.DEVNULL,
+        )
+        for path in pipelines.values()
+        for team in ("a", "b")
+    ]
+    assert [process.wait(timeout=60) for process in submits] == [0] * 4
+    daemons = [_daemon(shared, path) for path in pipelines.values()]
+    try:
+        with anyio.fail_after(40):
+            while True:
+                statuses = await _statuses(shared)
+                if all(s.is_finished for s in statuses.values()):
+                    break
+                await anyio.sleep(0.1)
+    finally:
+        for process in daemons:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
+    assert list(statuses.values()) == [rs.RunStatus.SUCCESS] * 8
+    entries = [line.split() for line in log.read_text().splitlines()]
+    assert {int(pid) for _, pid, _, _ in entries} == {p.pid for p in daemons}
+    for team in ("a", "b"):
+        spans = sorted((float(s), float(e)) for t, _, s, e in entries if t == team)
+        assert len(spans) == 4
+        for (_, ended), (started, _) in itertools.pairwise(spans):
+            assert started >= ended  # one run of the team at a time, in any daemon

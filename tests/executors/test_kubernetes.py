@@ -601,15 +601,21 @@ async def test_env_secrets_and_config_maps_reach_the_pod_by_reference(
     assert secret not in json.dumps(job)
 
 
+@pytest.mark.postgres
 async def test_step_pods_on_other_hosts_exchange_values_through_s3(
     make_pipeline: MakePipeline,
     s3_endpoint: str,
     s3_client: Any,
     bucket: str,
+    postgres_url: str,
     tmp_path: Path,
 ) -> None:
     # Each pod gets a RIVERS_HOME of its own, as on another host: nothing is shared
-    # but the API server and the bucket, so values can only travel through S3.
+    # but the API server and the bucket, so values can only travel through S3. The
+    # run's storage is PostgreSQL: the launching runtime alone writes to it (a step
+    # pod reads its inputs and writes its value through the IO manager, and reports
+    # back through its Job and its log), so no pod is given the storage's URL, and
+    # no SQLite file is made anywhere.
     module = make_pipeline(
         f"""
         import pathlib
@@ -638,6 +644,7 @@ async def test_step_pods_on_other_hosts_exchange_values_through_s3(
                 key="testing",
                 secret="testing",
             ),
+            backend=rs.RunBackendConfig(storage={postgres_url!r}),
         )
         """
     )
@@ -646,6 +653,22 @@ async def test_step_pods_on_other_hosts_exchange_values_through_s3(
     assert result.output_for("report") == "100 numbers, total 5050"
     workers = [record.worker or "" for record in result.step_records]
     assert all(worker.startswith("job rivers-t-") for worker in workers)
+    # The run and its steps (each with the Job that ran it) are in the PostgreSQL
+    # database, and no SQLite storage was made: not the default one, not a pod's.
+    async with open_backend(postgres_url) as storage:
+        stored = await storage.runs.get_run(result.run_id)
+        steps = await storage.runs.get_step_records(result.run_id)
+        started = await storage.events.get_events(
+            run_id=result.run_id, kinds=["STEP_STARTED"]
+        )
+    assert stored is not None
+    assert stored.status is rs.RunStatus.SUCCESS
+    assert {s.step_key: s.status for s in steps} == dict.fromkeys(
+        ("numbers", "total", "report"), rs.StepStatus.SUCCESS
+    )
+    assert sorted(s.worker or "" for s in steps) == sorted(workers)
+    assert len(started) == 3
+    assert not list(tmp_path.glob("**/*.db"))
     listed = s3_client.list_objects_v2(Bucket=bucket, Prefix="run/")
     assert sorted(o["Key"] for o in listed["Contents"]) == [
         "run/numbers.pickle",

@@ -2,7 +2,7 @@
 
 ``PostgresStorage`` opens the database as a ``PgConnection`` (its thread, its
 write lock, reconnection, the schema: ``_pg_connection``) and builds one object
-per storage role over it: the role classes of the SQLite backend, whose SQL
+per storage role over it (``_sql_roles``, as SQLite does), whose SQL
 ``PgConnection`` runs in PostgreSQL's dialect (``_pg_sql``), so every rule is
 written once for both. Wake-ups between processes and hosts go through
 LISTEN/NOTIFY (``_pg_wakes``). Install it with ``pip install 'rivers[postgres]'``.
@@ -14,16 +14,10 @@ from typing import TYPE_CHECKING, final
 
 from rivers._clock import SYSTEM_CLOCK, Clock
 from rivers.storage._pg_connection import PgConnection
-from rivers.storage._sql_dashboard import SqlDashboard
-from rivers.storage._sql_events import SqlEvents
-from rivers.storage._sql_pools import SqlPools
-from rivers.storage._sql_processes import SqlProcesses
-from rivers.storage._sql_queue import SqlQueue, SqlState
-from rivers.storage._sql_runs import SqlRuns
-from rivers.storage.base import StorageBackend
+from rivers.storage._sql_roles import sql_backend
 
 if TYPE_CHECKING:
-    from rivers.errors import StorageCorrupted
+    from rivers.storage.base import StorageBackend
 
 __all__ = ("PostgresStorage",)
 
@@ -35,14 +29,9 @@ class PostgresStorage:
 
     def __init__(self, db: PgConnection) -> None:
         self.db = db
-        self.clock = db.clock
-        self.events = SqlEvents(db)
-        self.dashboard = SqlDashboard(db)
-        self.runs = SqlRuns(db, self.events, self.dashboard)
-        self.pools = SqlPools(db)
-        self.queue = SqlQueue(db)
-        self.state = SqlState(db)
-        self.processes = SqlProcesses(db)
+        self._backend = sql_backend(
+            db, describe=db.shown, close=self.aclose, corruption=lambda: None
+        )
 
     @classmethod
     async def open(
@@ -63,20 +52,6 @@ class PostgresStorage:
         await self.db.aclose()
 
     def backend(self) -> StorageBackend:
-        """Return this storage's role objects as a ``StorageBackend``."""
-        return StorageBackend(
-            runs=self.runs,
-            events=self.events,
-            pools=self.pools,
-            queue=self.queue,
-            state=self.state,
-            processes=self.processes,
-            dashboard=self.dashboard,
-            clock=self.clock,
-            describe=self.db.shown,
-            close=self.aclose,
-            corruption=self._corruption,
-        )
-
-    def _corruption(self) -> StorageCorrupted | None:
-        return None  # a server's damage is the server's to report
+        """Return this storage's role objects as a ``StorageBackend`` (a server's
+        damage is the server's to report: ``corrupted`` is always None)."""
+        return self._backend

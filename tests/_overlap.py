@@ -24,7 +24,7 @@ def peak_overlap(intervals: list[tuple[float, float]]) -> int:
 def pool_script(
     folder: Path,
     name: str,
-    storage: Path,
+    storage: Path | str,
     *,
     hold_s: float,
     count: int,

@@ -1,9 +1,9 @@
 """Run ownership across processes: which runtime may admit and launch what.
 
 Real ``rivers daemon`` processes, real ``rivers submit`` / ``materialize`` / ``runs
-why`` / ``top --once`` subprocesses, one SQLite file (and, for the tests marked ``EACH_BACKEND``, one
-PostgreSQL database too). Each test records what really
-ran (the assets append their run id to a log file) and what storage says.
+why`` / ``top --once`` subprocesses, one SQLite file (and, for the tests marked
+``EACH_BACKEND``, one PostgreSQL database too). Each test records what really ran
+(the assets append their run id to a log file) and what storage says.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import pytest
@@ -263,7 +263,7 @@ async def test_freed_slots_fail_the_holder_with_lease_lost() -> None:
 def test_two_processes_sharing_one_storage_share_the_limit(
     tmp_path: Path, storage_url: str
 ) -> None:
-    storage = cast("Path", storage_url)  # the script writes str(storage): a URL too
+    storage = storage_url
     env = {**os.environ, "RIVERS_HOME": str(tmp_path / "home")}
     limits = 'pool_limits={"shared": 2},'
     scripts = [

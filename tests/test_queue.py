@@ -421,10 +421,10 @@ async def test_tag_limits_hold_across_the_daemons_of_two_repositories(
                 """
             )
         )
+    submit = [sys.executable, "-m", "rivers", "submit", "--count", "2"]
     submits = [
         subprocess.Popen(
-            [sys.executable, "-m", "rivers", "submit", "-f", str(path)]
-            + ["--tag", f"team={team}", "--count", "2"],
+            [*submit, "-f", str(path), "--tag", f"team={team}"],
             env=shared.env,
             stdout=subprocess.DEVNULL,
         )
@@ -436,6 +436,8 @@ async def test_tag_limits_hold_across_the_daemons_of_two_repositories(
     try:
         with anyio.fail_after(40):
             while True:
+                died = [p.returncode for p in daemons if p.poll() is not None]
+                assert not died, (tmp_path / "daemon.log").read_text()
                 statuses = await _statuses(shared)
                 if all(s.is_finished for s in statuses.values()):
                     break

@@ -15,9 +15,10 @@ round. Two observers watch:
   same limits, one sync step per run at a time, and no step that ran twice.
 
 Afterwards every submitted run has finished (SUCCESS, or FAILURE saying which
-process died), and no claim is left. Runs for about 15 s in the normal suite;
-``RIVERS_CHAOS_ROUNDS`` (default 4) and ``RIVERS_CHAOS_SEED`` make it longer or
-different, e.g. ``RIVERS_CHAOS_ROUNDS=50 pytest tests/chaos``.
+process died), and no claim is left. It runs on a SQLite file and on a PostgreSQL
+database (fewer rounds there, ``POSTGRES_ROUNDS``): about 15 s and 10 s in the
+normal suite; ``RIVERS_CHAOS_ROUNDS`` (default 4 and 2) and ``RIVERS_CHAOS_SEED``
+make it longer or different, e.g. ``RIVERS_CHAOS_ROUNDS=50 pytest tests/chaos``.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ from rivers.storage.base import StorageBackend
 from rivers.storage.records import NewRun
 
 ROUNDS = int(os.environ.get("RIVERS_CHAOS_ROUNDS", "4"))
+POSTGRES_ROUNDS = int(os.environ.get("RIVERS_CHAOS_ROUNDS", "2"))
+"""Fewer by default on PostgreSQL: the same kills, half the suite time."""
 SEED = int(os.environ.get("RIVERS_CHAOS_SEED", "7"))
-RUNS = 10 * ROUNDS
+RUNS_PER_ROUND = 10
 MAX_RUNS = 3
 POOL_LIMIT = 2
 LEASE_S = 1.0
@@ -136,7 +139,7 @@ class Deaths:
 class Monitor:
     """Samples storage and records every limit it ever saw exceeded."""
 
-    def __init__(self, storage_path: Path, deaths: Deaths) -> None:
+    def __init__(self, storage_path: str, deaths: Deaths) -> None:
         self.path = storage_path
         self.deaths = deaths
         self.samples = 0
@@ -176,6 +179,23 @@ class Monitor:
         self.checks += 1
         if not ok:
             self.violations.append(what)
+
+
+def _claim_rows(storage: str) -> int:
+    """Every row of ``pool_claims``, read from the database itself (not through
+    rivers, which shows only live claims)."""
+    if storage.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(storage) as pg:
+            row = pg.execute("SELECT COUNT(*) FROM pool_claims").fetchone()
+        assert row is not None
+        return int(row[0])
+    conn = sqlite3.connect(storage)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM pool_claims").fetchone()[0])
+    finally:
+        conn.close()
 
 
 def _owner_pid(owner: str) -> int:
@@ -316,13 +336,34 @@ def _peak(intervals: list[Interval], key: Callable[[Interval], str | None]) -> i
     return peak
 
 
-@pytest.mark.timeout(300 + 30 * ROUNDS)
+@pytest.fixture(
+    params=[
+        pytest.param(("sqlite", ROUNDS), id="sqlite"),
+        pytest.param(
+            ("postgres", POSTGRES_ROUNDS), id="postgres", marks=pytest.mark.postgres
+        ),
+    ]
+)
+def chaos_storage(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, int]:
+    """The storage the daemons and the observers share (a SQLite file, or a fresh
+    PostgreSQL database), and how many rounds of kills to run on it."""
+    backend, rounds = request.param
+    if backend == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url, rounds
+    return str(tmp_path / "chaos.db"), rounds
+
+
+@pytest.mark.timeout(300 + 30 * max(ROUNDS, POSTGRES_ROUNDS))
 async def test_kills_lose_no_run_leak_no_slot_and_never_exceed_a_limit(
-    tmp_path: Path, record_figure: Callable[[str], None]
+    tmp_path: Path,
+    chaos_storage: tuple[str, int],
+    record_figure: Callable[[str], None],
 ) -> None:
+    storage_path, rounds = chaos_storage
+    run_count = RUNS_PER_ROUND * rounds
     rng = random.Random(SEED)
     home = tmp_path / "home"
-    storage_path = tmp_path / "chaos.db"
     step_log = tmp_path / "steps.jsonl"
     pipeline = tmp_path / "pipeline.py"
     pipeline.write_text(
@@ -330,7 +371,7 @@ async def test_kills_lose_no_run_leak_no_slot_and_never_exceed_a_limit(
             PIPELINE.format(
                 max_runs=MAX_RUNS,
                 pool_limit=POOL_LIMIT,
-                storage=str(storage_path),
+                storage=storage_path,
                 log=str(step_log),
                 lease_s=LEASE_S,
             )
@@ -353,7 +394,7 @@ async def test_kills_lose_no_run_leak_no_slot_and_never_exceed_a_limit(
         submitted.append(run_id)  # accepted: it is QUEUED in storage
 
     async with open_backend(storage_path) as storage:
-        for _ in range(RUNS):
+        for _ in range(run_count):
             await submit(storage)
 
     deaths = Deaths()
@@ -378,7 +419,7 @@ async def test_kills_lose_no_run_leak_no_slot_and_never_exceed_a_limit(
                 await keep_submitting()
 
         tg.start_soon(submitting)
-        for _ in range(ROUNDS):
+        for _ in range(rounds):
             daemon = _start_daemon(pipeline, home, log)
             await anyio.sleep(rng.uniform(0.8, 2.0))
             if _kill_a_worker(daemon, rng, deaths):
@@ -410,11 +451,7 @@ async def test_kills_lose_no_run_leak_no_slot_and_never_exceed_a_limit(
         started = await storage.events.get_events(kinds=["RUN_STARTED"])
         pool = await storage.pools.get_pool_info("db")
         holders = await storage.pools.get_pool_slot_holders("db")
-    conn = sqlite3.connect(storage_path)
-    try:
-        claim_rows = conn.execute("SELECT COUNT(*) FROM pool_claims").fetchone()[0]
-    finally:
-        conn.close()
+    claim_rows = _claim_rows(storage_path)
 
     # Every submitted run is accounted for and none vanished; a failure says why.
     assert sorted(by_id) == sorted(submitted)
@@ -452,11 +489,12 @@ async def test_kills_lose_no_run_leak_no_slot_and_never_exceed_a_limit(
     assert monitor.samples > 100
     assert monitor.violations == []
     assert monitor.reclaim_after_s <= LEASE_S + 0.05
-    assert daemon_kills == ROUNDS
+    assert daemon_kills == rounds
     successes = sum(r.status is rs.RunStatus.SUCCESS for r in by_id.values())
     assert successes >= len(submitted) // 2, (successes, worker_kills)
+    backend = "postgres" if storage_path.startswith("postgresql://") else "sqlite"
     record_figure(
-        f"chaos: {daemon_kills} daemon SIGKILLs, {worker_kills} worker SIGKILLs, "
+        f"chaos ({backend}): {daemon_kills} daemon SIGKILLs, {worker_kills} worker SIGKILLs, "
         f"{len(submitted)} runs ({successes} succeeded, {recovered} failed on "
         f"recovery, {crashed} with their worker), {len(intervals)} step executions "
         f"checked, {monitor.samples} storage samples, {monitor.checks} limit checks, "

@@ -193,9 +193,9 @@ class PgConnection:
 
     def _reconnect(self) -> psycopg.Connection[Any]:
         try:
-            raw = _connect(self.url, self.shown)
-        except StorageUnavailable as exc:
-            raise _Lost(str(exc)) from None
+            raw = _dial(self.url)
+        except psycopg.Error as exc:
+            raise _Lost(_first_line(exc)) from None
         if self._read_only:
             PgSql(raw).execute("PRAGMA query_only = ON")
         return raw
@@ -208,20 +208,25 @@ class PgConnection:
 
 
 def _connect(url: str, shown: str) -> psycopg.Connection[Any]:
-    """Connect (autocommit: transactions are begun explicitly) and register the
-    loaders of the shared SQL's results."""
+    """``_dial``, a failure as one line naming the storage (opening it)."""
     try:
-        raw = psycopg.connect(
-            url,
-            autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            application_name="rivers",
-        )
+        return _dial(url)
     except psycopg.Error as exc:
         raise StorageUnavailable(
             f"cannot connect to PostgreSQL storage {shown!r}: {_first_line(exc)}; "
             "check the URL and that the server is running"
         ) from None
+
+
+def _dial(url: str) -> psycopg.Connection[Any]:
+    """Connect (autocommit: transactions are begun explicitly) and register the
+    loaders of the shared SQL's results."""
+    raw = psycopg.connect(
+        url,
+        autocommit=True,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        application_name="rivers",
+    )
     register_loaders(raw)
     return raw
 

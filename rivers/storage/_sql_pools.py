@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskStatus
 
+    from rivers._clock import Clock
     from rivers.storage._connection import SqlConnection
     from rivers.storage.records import PendingStep, PoolInfo, SlotHolder
 
@@ -71,8 +72,10 @@ class SqlPools:
         """Claim ``slots`` of every pool at once, or nothing (BEGIN IMMEDIATE).
 
         Refused also when another process's live waiter stands ahead in a line.
+        The time is read inside the transaction: a write that waited (a lock, a
+        lost connection) checks the limits and starts the lease when it is made.
         """
-        now = self.clock.time()
+        clock = self.clock
         result = await self._db.write_soon(
             lambda conn: sql.claim(
                 conn,
@@ -81,7 +84,7 @@ class SqlPools:
                 pools=pools,
                 slots=slots,
                 owner=owner,
-                now=now,
+                now=clock.time(),
                 lease_s=lease_s,
                 priority=priority,
             )
@@ -123,9 +126,7 @@ class SqlPools:
         usual; another process whose waiter now leads a freed pool is woken.
         """
         results, wake = await self._db.write_soon(
-            _release_and_claim(
-                run_id, step_key, claims, owner, self.clock.time(), lease_s
-            )
+            _release_and_claim(run_id, step_key, claims, owner, self.clock, lease_s)
         )
         self._wake(wake)
         return results
@@ -145,9 +146,7 @@ class SqlPools:
         call ``release_and_claim``.
         """
         done, written = self._db.write_now(
-            _release_and_claim(
-                run_id, step_key, claims, owner, self.clock.time(), lease_s
-            )
+            _release_and_claim(run_id, step_key, claims, owner, self.clock, lease_s)
         )
         if not done or written is None:
             return None
@@ -158,10 +157,11 @@ class SqlPools:
     async def renew_leases(
         self, owner: str, keys: list[tuple[str, str]], lease_s: float
     ) -> set[tuple[str, str]]:
-        """Extend the unexpired leases of ``keys``; return those renewed."""
-        now = self.clock.time()
+        """Extend the leases of ``keys`` unexpired when the transaction runs (not
+        when it was asked for); return those renewed."""
+        clock = self.clock
         return await self._db.write(
-            lambda conn: sql.renew(conn, owner, keys, now, lease_s)
+            lambda conn: sql.renew(conn, owner, keys, clock.time(), lease_s)
         )
 
     async def reclaim_expired_leases(self) -> list[tuple[str, str, str, int, str]]:
@@ -420,12 +420,13 @@ def _release_and_claim(
     step_key: str,
     claims: list[tuple[str, str, tuple[str, ...], int, int]],
     owner: str,
-    now: float,
+    clock: Clock,
     lease_s: float,
 ) -> Callable[[sqlite3.Connection], tuple[list[sql.ClaimResult], frozenset[str]]]:
     def write(
         conn: sqlite3.Connection,
     ) -> tuple[list[sql.ClaimResult], frozenset[str]]:
+        now = clock.time()  # when the transaction runs: it may have waited
         released = sql.release(conn, run_id, step_key, pending=False)
         results = [
             sql.claim(

@@ -66,7 +66,8 @@ async def main() -> None:
                 run_id=new_run_id(), status=rs.RunStatus.QUEUED, repository="default",
                 tags={"team": f"t{i % 20}", "env": "prod"}, selection=None))
     async with rs.Runtime(repo) as rt:
-        coordinator = rt._coordinators[repo.name]
+        assert rt._desk is not None
+        coordinator = rt._desk.queues.get(repo.name)
         while coordinator._last_rowid < count:
             await coordinator.tick()
         print(peak_kib())

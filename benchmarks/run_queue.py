@@ -101,7 +101,8 @@ async def _steady_ticks(
     rt: rs.Runtime, repo: rs.CodeRepository, last_rowid: int, ticks: int
 ) -> list[tuple[float, int]]:
     """Index every queued run, then time ``ticks`` ticks: (seconds, runs admitted)."""
-    coordinator = rt._coordinators[repo.name]
+    assert rt._desk is not None
+    coordinator = rt._desk.queues.get(repo.name)
     while coordinator._last_rowid < last_rowid:
         await coordinator.tick()
     measured = []

@@ -13,62 +13,51 @@ import logging
 import math
 from contextlib import AsyncExitStack
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import anyio
 
 from rivers._clock import SYSTEM_CLOCK, Clock
-from rivers._error_groups import leaves, raise_one_storage_error
-from rivers._ids import new_run_id, this_owner
-from rivers._validate import check_tags
+from rivers._ids import this_owner
+from rivers._unwind import unwind, unwind_failed_start
+from rivers.actors.cleanup import CLEANUP_TIMEOUT_S
 from rivers.actors.events import EventWriter
 from rivers.actors.leases import LeaseGC
 from rivers.actors.limit_windows import LimitWindows
 from rivers.actors.liveness import ProcessMonitor
 from rivers.actors.pools import PoolManager
-from rivers.actors.queue import QueueCoordinator
-from rivers.actors.queue_wakeups import relay_queue_wakeups
 from rivers.actors.retention import Retention
-from rivers.actors.run_builder import RunBuilder
-from rivers.actors.run_executor import CLEANUP_TIMEOUT_S
-from rivers.actors.run_supervisor import RunSupervisor
 from rivers.actors.triggers import TriggerRunner
-from rivers.cancel import CancelOutcome, request_cancel
-from rivers.commands import (
-    CancelRun,
-    CoordinatorMessage,
-    RunsSubmitted,
-    StartRun,
-    SupervisorCommand,
-)
+from rivers.attached_repositories import AttachedRepositories
+from rivers.commands import SupervisorCommand
 from rivers.definitions import ExecutorConfig, RunBackendConfig
-from rivers.definitions.repository import CodeRepository
-from rivers.errors import ConfigError, RiversError, RunNotFound
-from rivers.executors.process_pool import WorkerPool
+from rivers.errors import ConfigError, RiversError
 from rivers.explain import explain_run
-from rivers.messages import RunCanceling
 from rivers.metrics import MetricsServer, parse_metrics_addr
+from rivers.run_desk import RunDesk, direct_run
 from rivers.run_handle import RunHandle
 from rivers.storage import Storage, StorageBackend, connect_backend
-from rivers.storage.records import Event, NewRun, RunRecord, RunStatus
-from rivers.submission import enqueued, queued_run, write_queued
+from rivers.submission import queued_run
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Mapping
     from types import TracebackType
 
-    from anyio.abc import TaskGroup, TaskStatus
+    from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+    from rivers.actors.run_builder import RunBuilder
     from rivers.definitions.asset import Asset
+    from rivers.definitions.repository import CodeRepository
     from rivers.definitions.requests import RunRequest
     from rivers.results import MaterializeResult
+    from rivers.storage.records import Event, RunRecord
 
 __all__ = ("RunHandle", "Runtime", "current_runtime", "one_off_runtime")
 
-WAIT_POLL_S = 0.25
-
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _CURRENT: ContextVar[Runtime | None] = ContextVar("rivers_runtime", default=None)
 
@@ -101,9 +90,7 @@ class Runtime:
         clock: Clock = SYSTEM_CLOCK,
         metrics_addr: str | None = None,
     ) -> None:
-        self._repositories: dict[str, CodeRepository] = {}
-        for repository in repositories:
-            self._attach(repository)
+        self._repositories = AttachedRepositories(repositories)
         if backend is None:
             backend = next(
                 (r.backend for r in repositories if r.backend is not None),
@@ -124,21 +111,11 @@ class Runtime:
         self._task_group: TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
         self._token: Token[Runtime | None] | None = None
-        self._worker_pool: WorkerPool | None = None
         self._pools: PoolManager | None = None
-        self._coordinators: dict[str, QueueCoordinator] = {}
-        self._coordinator_inboxes: dict[
-            str, MemoryObjectSendStream[CoordinatorMessage]
-        ] = {}
         self._inbox_ends: list[MemoryObjectReceiveStream[Any]] = []
-        self._supervisor: RunSupervisor | None = None
         self._to_supervisor: MemoryObjectSendStream[SupervisorCommand] | None = None
-        self._builder: RunBuilder | None = None
+        self._desk: RunDesk | None = None
         self._long_lived = True
-        self._coordinator_scope = anyio.CancelScope()
-        self._coordinator_group: TaskGroup | None = None
-        self._coordinator_done = anyio.Event()
-        self._coordinator_done.set()
         self._limit_windows: LimitWindows | None = None
         self.triggers: TriggerRunner | None = None
 
@@ -194,23 +171,18 @@ class Runtime:
                 interval_s=self.backend.lease_gc_interval_s,
             )
             await self._task_group.start(gc.run, name="rivers.lease_gc")
-            self._builder = RunBuilder(
-                repositories=self._repositories,
-                worker_pool=self._get_worker_pool,
+            self._desk = desk = RunDesk(
+                inbox=supervisor_inbox,
+                to_supervisor=self._to_supervisor,
+                roles=backend,
                 events=self._events,
                 pools=self._pools,
+                repositories=self._repositories,
                 clock=self.clock,
                 owner=self.owner,
+                lease_s=self.backend.lease_s,
             )
-            self._supervisor = RunSupervisor(
-                inbox=supervisor_inbox,
-                runs=backend.runs,
-                pools=backend.pools,
-                events=self._events,
-                builder=self._builder,
-                coordinators=self._coordinator_inboxes,
-            )
-            await self._task_group.start(self._supervisor.run, name="rivers.runs")
+            await self._task_group.start(desk.supervisor.run, name="rivers.runs")
             self._limit_windows = LimitWindows(
                 backend.pools, backend.state, self.clock, tg
             )
@@ -218,7 +190,7 @@ class Runtime:
                 await self._register(repository)
             if self._long_lived:
                 await self._task_group.start(
-                    self._run_coordinators, backend, name="rivers.queue"
+                    desk.queues.run, self._repositories.values(), name="rivers.queue"
                 )
             if self._long_lived and self.backend.retention_s is not None:
                 retention = Retention(
@@ -243,13 +215,7 @@ class Runtime:
                 await self._task_group.start(self.triggers.run, name="rivers.triggers")
                 stack.push_async_callback(self.triggers.aclose)
         except BaseException as exc:
-            try:
-                await stack.__aexit__(type(exc), exc, exc.__traceback__)
-            except BaseExceptionGroup as group:
-                if leaves(group) == [exc]:
-                    raise exc from None
-                raise_one_storage_error(group)
-                raise
+            await unwind_failed_start(stack, exc)
             raise
         self._stack = stack
         self._token = _CURRENT.set(self)
@@ -267,74 +233,9 @@ class Runtime:
         stack = self._stack
         assert stack is not None, "Runtime.__aexit__ without __aenter__"
         try:
-            suppress = await stack.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as group:
-            # The task group wraps what the block raised; give the user their own
-            # exception back when it is the only one.
-            if exc is not None and leaves(group) == [exc]:
-                raise exc.with_traceback(tb) from exc.__cause__
-            raise_one_storage_error(group)
-            raise
+            return await unwind(stack, exc_type, exc, tb)
         finally:
             self._stack = None
-        if not suppress and isinstance(exc, BaseExceptionGroup):
-            raise_one_storage_error(exc)
-        return suppress
-
-    async def _serve(self, repositories: Iterable[CodeRepository]) -> None:
-        """Record that this runtime serves ``repositories``; admit their queued runs.
-
-        One coordinator per repository: with a run queue it admits under the
-        queue's limits, without one it admits runs submitted elsewhere at once.
-        """
-        assert self._backend is not None
-        assert self._events is not None
-        added = list(repositories)
-        await self._backend.processes.serve(
-            self.owner, [(r.name, r.fingerprint, list(r.assets)) for r in added]
-        )
-        assert self._to_supervisor is not None
-        for repository in added:
-            to_coordinator, inbox = anyio.create_memory_object_stream[
-                CoordinatorMessage
-            ](math.inf)
-            self._coordinator_inboxes[repository.name] = to_coordinator
-            self._inbox_ends.append(inbox)
-            coordinator = QueueCoordinator(
-                storage=self._backend.queue,
-                kv=self._backend.state,
-                runs=self._backend.runs,
-                events=self._events,
-                owner=self.owner,
-                clock=self.clock,
-                pools=self._backend.pools,
-                repository=repository,
-                inbox=inbox,
-                supervisor=self._to_supervisor,
-            )
-            self._coordinators[repository.name] = coordinator
-            if self._coordinator_group is not None:
-                await self._coordinator_group.start(
-                    coordinator.run, name=f"rivers.queue[{repository.name}]"
-                )
-
-    async def _run_coordinators(
-        self, roles: StorageBackend, *, task_status: TaskStatus[None]
-    ) -> None:
-        """Run every coordinator (and later ones); relay queue wake-ups to them."""
-        self._coordinator_done = anyio.Event()
-        try:
-            with self._coordinator_scope:
-                async with anyio.create_task_group() as group:
-                    self._coordinator_group = group
-                    inboxes = self._coordinator_inboxes
-                    await group.start(relay_queue_wakeups, roles.pools, inboxes)
-                    await self._serve(self._repositories.values())
-                    task_status.started()
-                    await anyio.sleep_forever()
-        finally:
-            self._coordinator_group = None
-            self._coordinator_done.set()
 
     async def drain(self, grace_s: float) -> None:
         """Stop admitting queued runs; wait up to ``grace_s`` for running runs to end.
@@ -342,28 +243,25 @@ class Runtime:
         Runs still running afterwards are cancelled when the runtime exits. Queued
         runs stay queued in storage.
         """
-        self._coordinator_scope.cancel()
+        desk = self._started(self._desk)
+        desk.queues.stop()
         with anyio.move_on_after(grace_s):
-            await self._runs.wait_idle()
+            await desk.supervisor.wait_idle()
 
     def _close_inboxes(self) -> None:
         """Close both ends of every inbox (once every actor has stopped)."""
         if self._to_supervisor is not None:
             self._to_supervisor.close()
-        for inbox in self._coordinator_inboxes.values():
-            inbox.close()
+        if self._desk is not None:
+            self._desk.queues.close_inboxes()
         for end in self._inbox_ends:
             end.close()
 
     async def _shutdown(self) -> None:
         """Cancel running runs, drain events, stop the actors (shielded, bounded)."""
-        self._coordinator_scope.cancel()
         with anyio.move_on_after(CLEANUP_TIMEOUT_S * 2, shield=True):
-            await self._coordinator_done.wait()
-            if self._supervisor is not None:
-                await self._supervisor.stop()
-            if self._worker_pool is not None:
-                await self._worker_pool.aclose()
+            if self._desk is not None:
+                await self._desk.stop()
             assert self._backend is not None
             assert self._events is not None
             await self._events.aclose()
@@ -377,37 +275,31 @@ class Runtime:
 
     # ------------------------------------------------------------------- access
 
+    def _started(self, part: T | None) -> T:
+        """``part`` of the running runtime: inside the ``async with`` block only."""
+        if part is None or self._stack is None:
+            raise RiversError("Runtime must be used with 'async with' before use")
+        return part
+
     @property
     def storage(self) -> Storage:
         """The open storage, as users inspect it (inside the ``async with`` block only)."""
-        if self._storage is None or self._stack is None:
-            raise RiversError("Runtime must be used with 'async with' before use")
-        return self._storage
+        return self._started(self._storage)
 
     @property
     def _roles(self) -> StorageBackend:
         """The open storage's role objects, for the runtime and its actors (tests too)."""
-        if self._backend is None or self._stack is None:
-            raise RiversError("Runtime must be used with 'async with' before use")
-        return self._backend
+        return self._started(self._backend)
+
+    @property
+    def _builder(self) -> RunBuilder | None:
+        """The runtime's RunBuilder, once started (for tests)."""
+        return None if self._desk is None else self._desk.builder
 
     @property
     def repositories(self) -> Mapping[str, CodeRepository]:
         """The attached repositories by name."""
         return dict(self._repositories)
-
-    def _attach(self, repository: CodeRepository) -> None:
-        if not isinstance(repository, CodeRepository):
-            raise ConfigError(
-                f"Runtime takes rs.CodeRepository objects, got {repository!r}"
-            )
-        existing = self._repositories.get(repository.name)
-        if existing is not None and existing is not repository:
-            raise ConfigError(
-                f"two repositories are named {repository.name!r}; give each "
-                "CodeRepository(name=...) a distinct name"
-            )
-        self._repositories[repository.name] = repository
 
     async def _register(self, repository: CodeRepository) -> None:
         """Declare a repository's pools and record its definition (once)."""
@@ -415,26 +307,19 @@ class Runtime:
             raise RiversError("Runtime must be used with 'async with' before use")
         if not await self._limit_windows.declare(repository):
             return
-        if self._long_lived and self._coordinator_group is not None:
+        if self._desk is not None and self._desk.queues.running:
             # Attached after start (``submit(..., repository=)``): serve it too.
-            await self._serve([repository])
+            await self._desk.queues.serve([repository])
 
     @property
     def pools(self) -> PoolManager:
         """The pool manager (inside the ``async with`` block only)."""
-        if self._pools is None or self._stack is None:
-            raise RiversError("Runtime must be used with 'async with' before use")
-        return self._pools
-
-    def _get_worker_pool(self) -> WorkerPool:
-        if self._worker_pool is None:
-            self._worker_pool = WorkerPool(stopped_parent_limit_s=self.backend.lease_s)
-        return self._worker_pool
+        return self._started(self._pools)
 
     @property
     def worker_pids(self) -> list[int]:
         """The pids of this runtime's step worker processes (for inspection)."""
-        return [] if self._worker_pool is None else self._worker_pool.pids
+        return [] if self._desk is None else self._desk.worker_pids
 
     @property
     def metrics_url(self) -> str | None:
@@ -442,9 +327,7 @@ class Runtime:
         return None if self._metrics is None else self._metrics.url
 
     def _writer(self) -> EventWriter:
-        if self._events is None or self._stack is None:
-            raise RiversError("Runtime must be used with 'async with' before use")
-        return self._events
+        return self._started(self._events)
 
     async def events(self) -> AsyncIterator[Event]:
         """Yield every event stored from now on, oldest first."""
@@ -470,39 +353,10 @@ class Runtime:
             AssetNotFound: a selected name is not in the repository.
             ConfigError: bad tags or executor, or no repository.
         """
-        repo = self._repository(repository)
-        steps = repo.resolve_selection(selection)
-        run_tags = check_tags(tags)
-        config = executor or repo.executor
-        if not isinstance(config, ExecutorConfig):
-            raise ConfigError(f"executor must come from rs.Executor, got {config!r}")
+        repo = self._repositories.pick(repository)
+        request = direct_run(repo, selection, tags, executor)
         await self._register(repo)
-        run_id = new_run_id()
-        await self._roles.runs.create_run(
-            NewRun(
-                run_id=run_id,
-                status=RunStatus.STARTING,
-                repository=repo.name,
-                tags=run_tags,
-                selection=None if selection is None else steps,
-                owner=self.owner,
-                fingerprint=repo.fingerprint,
-            )
-        )
-        run = self._run_builder.build(run_id, repo, steps, run_tags, config)
-        return await self._runs.execute(run)
-
-    @property
-    def _runs(self) -> RunSupervisor:
-        if self._supervisor is None or self._stack is None:
-            raise RiversError("Runtime must be used with 'async with' before use")
-        return self._supervisor
-
-    @property
-    def _run_builder(self) -> RunBuilder:
-        if self._builder is None or self._stack is None:
-            raise RiversError("Runtime must be used with 'async with' before use")
-        return self._builder
+        return await self._started(self._desk).run_now(repo, request)
 
     # --------------------------------------------------------------- the queue
 
@@ -535,64 +389,23 @@ class Runtime:
             ConfigError: an item is not a ``rs.RunRequest``.
             AssetNotFound: a selected asset is not in the repository.
         """
-        repo = self._repository(repository)
+        repo = self._repositories.pick(repository)
         runs = [queued_run(repo, request) for request in requests]
         await self._register(repo)
-        named = await write_queued(self._roles.runs, runs)
-        handles, written = [], []
-        for run, existing in zip(runs, named, strict=True):
-            if existing is not None:  # its key named another run
-                handles.append(RunHandle(self, existing))
-                continue
-            self._writer().emit(enqueued(run))
-            handles.append(RunHandle(self, run.run_id))
-            written.append(run.run_id)
-        if repo.run_queue is not None:
-            if written and (inbox := self._coordinator_inboxes.get(repo.name)):
-                inbox.send_nowait(RunsSubmitted(count=len(written)))
-        elif written and self._runs.closing:
-            raise RiversError("the runtime is stopping; the runs stay queued")
-        elif written:
-            admitted = await self._roles.queue.admit_queued(
-                [(run_id, []) for run_id in written],
-                owner=self.owner,
-                max_concurrent_runs=2**31,
-            )
-            for record in admitted:
-                if record is not None:
-                    self._supervisor_inbox.send_nowait(StartRun(record=record))
-        return handles
-
-    @property
-    def _supervisor_inbox(self) -> MemoryObjectSendStream[SupervisorCommand]:
-        if self._to_supervisor is None or self._stack is None:
-            raise RiversError("Runtime must be used with 'async with' before use")
-        return self._to_supervisor
+        run_ids = await self._started(self._desk).submit(repo, runs)
+        return [RunHandle(self, run_id) for run_id in run_ids]
 
     async def wait_for(self, run_id: str) -> RunRecord:
         """Wait until a run (of any process) has finished; return its record.
 
         A run of this process is waited for without polling, and answered from
         the record it finished with; another process's run is read every
-        ``WAIT_POLL_S``.
+        ``WAIT_POLL_S`` (``rivers.run_desk``).
 
         Raises:
             RunNotFound: no run has this id.
         """
-        runs = self._runs
-        while True:
-            if (kept := runs.finished_record(run_id)) is not None:
-                return kept
-            if runs.is_running(run_id):
-                await runs.end_of(run_id).wait()
-                continue
-            record = await self._roles.runs.get_run(run_id)
-            if record is None:
-                raise RunNotFound(run_id)
-            if record.status.is_finished:
-                return record
-            with anyio.move_on_after(WAIT_POLL_S):
-                await runs.end_of(run_id).wait()
+        return await self._started(self._desk).wait_for(run_id)
 
     async def explain(self, run_id: str) -> str:
         """Say why a run is where it is: the gate holding a queued run, with numbers.
@@ -601,16 +414,6 @@ class Runtime:
             RunNotFound: no run has this id.
         """
         return await explain_run(self._roles, run_id)
-
-    def _repository(self, repository: CodeRepository | None) -> CodeRepository:
-        if repository is not None:
-            self._attach(repository)
-            return repository
-        if not self._repositories:
-            raise ConfigError(
-                "this Runtime has no repository; pass one to Runtime(...)"
-            )
-        return next(iter(self._repositories.values()))
 
     async def cancel(self, run_id: str) -> None:
         """Cancel a run: a running one goes CANCELING, stops its steps, then CANCELED.
@@ -621,16 +424,7 @@ class Runtime:
         Raises:
             RunNotFound: no run has this id.
         """
-        requested = await request_cancel(self._roles.runs, run_id)
-        if requested is None:
-            raise RunNotFound(run_id)
-        _, outcome = requested
-        if outcome is CancelOutcome.CANCELING:
-            self._writer().emit(RunCanceling(run_id=run_id))
-        if outcome in (CancelOutcome.CANCELING, CancelOutcome.STOPPING):
-            self._supervisor_inbox.send_nowait(
-                CancelRun(run_id=run_id, reason="canceled by request")
-            )
+        await self._started(self._desk).cancel(run_id)
 
 
 def one_off_runtime(

@@ -11,18 +11,20 @@ pools then. Waiters re-check every ``POLL_INTERVAL_S`` anyway, in case a wake-up
 was missed.
 
 Leases: every claim this process holds is renewed every third of the lease
-duration, from the event loop, never from user code. A claim whose lease is gone
-(reclaimed by a LeaseGC) or that was revoked (freed by hand) is marked lost; the
-step holding it is stopped and fails with ``LeaseLost``, and only then are its
-slots released. Revocations are looked for on every wake-up and every
-``REVOKE_CHECK_S`` while this process holds claims; at the same pace, pending rows
-of this process that no waiter stands behind any more are deleted (others wait
-behind every row of the line).
+duration, and a claim whose lease is gone or that was revoked is marked lost
+(``pool_leases.PoolLeases``, which the manager's loop drives). Revocations are
+looked for on every wake-up and every ``REVOKE_CHECK_S`` while this process holds
+claims; at the same pace, pending rows of this process that no waiter stands behind
+any more are deleted (others wait behind every row of the line).
 
 Every change to the state is kept only once its write succeeded: a release whose
 write fails (the storage stayed locked, say) puts the waiters it would have
 granted back in line, counts the claim's slots again, and is retried every poll
-interval until it is written (its lease, no longer renewed, lapses meanwhile).
+interval until it is written (``pool_releases.UnwrittenReleases``; its lease, no
+longer renewed, lapses meanwhile).
+
+The events and the PoolTooSmall errors the manager reports are built by the pure
+functions of ``pool_messages``.
 """
 
 from __future__ import annotations
@@ -35,20 +37,23 @@ import anyio
 
 from rivers.actors.cleanup import CLEANUP_TIMEOUT_S
 from rivers.actors.pool_claim import Claim
-from rivers.core.pools import PoolState, Waiter
-from rivers.errors import PoolTooSmall, StorageError, StorageUnavailable
-from rivers.messages import (
-    LeaseExpired,
-    PoolSlotsReleased,
-    StepPoolBlocked,
-    StepPoolClaimed,
+from rivers.actors.pool_leases import PoolLeases
+from rivers.actors.pool_messages import (
+    blocked_event,
+    claimed_event,
+    released_event,
+    too_small,
 )
+from rivers.actors.pool_releases import UnwrittenReleases
+from rivers.core.pools import PoolState, Waiter
+from rivers.errors import StorageError, StorageUnavailable
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
     from rivers._clock import Clock
     from rivers.actors.events import EventWriter
+    from rivers.messages import StepPoolClaimed
     from rivers.storage._pools_sql import ClaimResult
     from rivers.storage.base import PoolStore
 
@@ -82,10 +87,20 @@ class PoolManager:
         self._claims: dict[tuple[str, str], Claim] = {}
         self._granted: dict[tuple[str, str], anyio.Event] = {}
         self._failed: dict[tuple[str, str], BaseException] = {}
-        self._unreleased: dict[tuple[str, str], Claim] = {}
-        """Claims given back whose release could not be written yet."""
+        self._unwritten = UnwrittenReleases(
+            storage=storage, events=events, clock=clock, state=self._state
+        )
+        self._unreleased = self._unwritten.claims
+        """Claims given back whose release could not be written yet (shared)."""
         self._wake = anyio.Event()
         self._stale = False
+        self._leases = PoolLeases(
+            storage=storage,
+            events=events,
+            owner=owner,
+            lease_s=lease_s,
+            claims=self._claims,
+        )
 
     @property
     def held(self) -> list[Claim]:
@@ -111,10 +126,7 @@ class PoolManager:
         self, keys: set[tuple[str, str]], reason: str, *, revoked: bool = False
     ) -> None:
         """Tell the holders of ``keys`` that their claims are gone."""
-        for key in keys:
-            claim = self._claims.get(key)
-            if claim is not None:
-                claim.mark_lost(reason, revoked=revoked)
+        self._leases.mark_lost(keys, reason, revoked=revoked)
 
     # ------------------------------------------------------------------ claims
 
@@ -140,7 +152,7 @@ class PoolManager:
         if key in self._unreleased:
             # A retry of a step whose last release is not written yet: write it
             # first, or it would later delete this attempt's claim.
-            await self._retry_release(key)
+            await self._unwritten.retry(key)
         if self._state.rate_until:
             self._state.rates_due(self._clock.monotonic())
         if self._state.may_claim_now(pools, slots, priority):
@@ -153,7 +165,9 @@ class PoolManager:
                 return self._hold(run_id, step_key, pools, slots, result)
             # The slots this claim counted as taken may let a waiter in.
             self._wake_if_waiting()
-        self._check_possible(step_key, pools, slots)
+        impossible = too_small(self._state, step_key, pools, slots)
+        if impossible is not None:
+            raise impossible
         if not wait:
             return None
         waiter = self._state.add(key, pools, slots, priority)
@@ -161,7 +175,7 @@ class PoolManager:
         self._granted[key] = granted
         # Emit while the waiter is certainly in line: the grant loop may hand
         # it slots while the pending row is being written below.
-        self._emit_blocked(waiter)
+        self._events.emit(blocked_event(self._state, waiter))
         try:
             await self._storage.add_pending_step(
                 pools=pools,
@@ -229,37 +243,14 @@ class PoolManager:
         if results is None:
             # Nothing was written: undo. The waiters are back in line where they
             # were, the slots count as held, and the run loop retries the release.
-            for waiter in waiters:
-                self._state.requeue(waiter)
-            self._state.claim(claim.pools, claim.slots)
-            self._unreleased[claim.key] = claim
             self._wake.set()
-            if failure is not None and not isinstance(failure, StorageUnavailable):
-                raise failure
-            logger.warning(
-                "run %s: the release of step %s's pool slots is not written yet "
-                "(%s); retrying",
-                claim.run_id,
-                claim.step_key,
-                failure or "the storage did not answer in time",
-            )
+            self._unwritten.keep(claim, waiters, failure)  # raises or logs failure
             return
         for waiter, result in zip(waiters, results, strict=True):
             self._observe(result)
             await self._settle(waiter, result)
-        self._emit_released(claim)
+        self._events.emit(released_event(claim, self._clock.monotonic()))
         self._wake_if_waiting()
-
-    def _emit_released(self, claim: Claim) -> None:
-        self._events.emit(
-            PoolSlotsReleased(
-                run_id=claim.run_id,
-                step_key=claim.step_key,
-                pools=claim.pools,
-                slots=claim.slots,
-                held_s=self._clock.monotonic() - claim.claimed_at,
-            )
-        )
 
     async def _claim(
         self,
@@ -289,7 +280,7 @@ class PoolManager:
         for pool, wait_s in result.rate_wait:
             self._state.observe_rate(pool, self._clock.monotonic() + wait_s)
         if result.reclaimed:
-            self.report_reclaimed(list(result.reclaimed))
+            self._leases.report_reclaimed(list(result.reclaimed))
         self._fail_impossible()
 
     def _fail_impossible(self) -> None:
@@ -299,15 +290,11 @@ class PoolManager:
 
     def _fail_too_small(self, waiter: Waiter) -> bool:
         """Fail ``waiter`` with PoolTooSmall if a pool's limit is below its slots."""
-        pool = self._state.impossible(waiter.pools, waiter.slots)
+        error = too_small(self._state, waiter.key[1], waiter.pools, waiter.slots)
         granted = self._granted.get(waiter.key)
-        if pool is None or granted is None:
+        if error is None or granted is None:
             return False
-        limit = self._state.limits[pool]
-        assert limit is not None
-        self._failed[waiter.key] = PoolTooSmall(
-            waiter.key[1], pool, waiter.slots, limit
-        )
+        self._failed[waiter.key] = error
         granted.set()
         return True
 
@@ -332,27 +319,7 @@ class PoolManager:
 
     def report_reclaimed(self, rows: list[tuple[str, str, str, int, str]]) -> None:
         """Log expired claims that were deleted, and stop their local holders."""
-        for pool, run_id, step_key, slots, owner in rows:
-            logger.warning(
-                "run %s: lease of step %s on pool %s expired; %d slot(s) reclaimed",
-                run_id,
-                step_key,
-                pool,
-                slots,
-            )
-            self._events.emit(
-                LeaseExpired(
-                    run_id=run_id,
-                    step_key=step_key,
-                    pool=pool,
-                    slots=slots,
-                    owner=owner,
-                )
-            )
-        self.mark_lost(
-            {(run_id, step_key) for _, run_id, step_key, _, _ in rows},
-            "its lease expired and its slots were reclaimed",
-        )
+        self._leases.report_reclaimed(rows)
 
     def _hold(
         self,
@@ -374,47 +341,9 @@ class PoolManager:
         self._claims[claim.key] = claim
         return claim
 
-    def _check_possible(
-        self, step_key: str, pools: tuple[str, ...], slots: int
-    ) -> None:
-        pool = self._state.impossible(pools, slots)
-        if pool is not None:
-            limit = self._state.limits[pool]
-            assert limit is not None
-            raise PoolTooSmall(step_key, pool, slots, limit)
-
-    def _emit_blocked(self, waiter: Waiter) -> None:
-        run_id, step_key = waiter.key
-        binding = waiter.pools[0]
-        for pool in waiter.pools:
-            limit = self._state.limits.get(pool)
-            if (
-                limit is not None
-                and self._state.claimed.get(pool, 0) + waiter.slots > limit
-            ):
-                binding = pool
-                break
-        limit = self._state.limits.get(binding)
-        self._events.emit(
-            StepPoolBlocked(
-                run_id=run_id,
-                step_key=step_key,
-                pool=binding,
-                claimed=self._state.claimed.get(binding, 0),
-                limit=-1 if limit is None else limit,
-                position=self._state.position(waiter.key, binding),
-            )
-        )
-
     def claimed_event(self, claim: Claim, waited_s: float) -> StepPoolClaimed:
         """Return the STEP_POOL_CLAIMED event of a fresh claim."""
-        return StepPoolClaimed(
-            run_id=claim.run_id,
-            step_key=claim.step_key,
-            pools=claim.pools,
-            slots=claim.slots,
-            waited_s=waited_s,
-        )
+        return claimed_event(claim, waited_s)
 
     # -------------------------------------------------------------------- loop
 
@@ -452,15 +381,16 @@ class PoolManager:
             self._state.rates_due(self._clock.monotonic())
             try:
                 if self._unreleased:
-                    await self._retry_releases()
+                    await self._unwritten.retry_all()
+                    self._wake_if_waiting()
                 now = self._clock.monotonic()
                 if now >= next_renew:
-                    await self._renew()
+                    await self._leases.renew()
                     next_renew = self._clock.monotonic() + renew_every
                 if now >= next_check:
                     await self._forget_stale_pending()
                 if self._claims and (stale or now >= next_check):
-                    await self._stop_revoked()
+                    await self._leases.stop_revoked()
                 if now >= next_check:
                     next_check = self._clock.monotonic() + REVOKE_CHECK_S
                 if self._state.waiters:
@@ -482,27 +412,6 @@ class PoolManager:
         for run_id, step_key in rows - set(self._granted):
             await self._storage.remove_pending_step(run_id, step_key)
 
-    async def _stop_revoked(self) -> None:
-        revoked = await self._storage.get_revoked_claims(self._owner)
-        self.mark_lost(
-            {key for key in revoked if key in self._claims},
-            "its claim was revoked (freed by hand)",
-            revoked=True,
-        )
-
-    async def _retry_releases(self) -> None:
-        for key in list(self._unreleased):
-            await self._retry_release(key)
-        self._wake_if_waiting()
-
-    async def _retry_release(self, key: tuple[str, str]) -> None:
-        """Write a release that failed before; count its slots free once written."""
-        await self._storage.release_pool_slots(*key)
-        claim = self._unreleased.pop(key, None)
-        if claim is not None:
-            self._state.release(claim.pools, claim.slots)
-            self._emit_released(claim)
-
     async def _refresh(self) -> None:
         pools = {
             pool for waiter in self._state.waiters.values() for pool in waiter.pools
@@ -520,14 +429,3 @@ class PoolManager:
                 run_id, step_key, waiter.pools, waiter.slots, waiter.priority
             )
             await self._settle(waiter, result)
-
-    async def _renew(self) -> None:
-        keys = list(self._claims)
-        if not keys:
-            return
-        renewed = await self._storage.renew_leases(self._owner, keys, self._lease_s)
-        lost = {key for key in keys if key not in renewed and key in self._claims}
-        if lost:
-            self.mark_lost(
-                lost, "its pool claim was reclaimed or freed before it was renewed"
-            )

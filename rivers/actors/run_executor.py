@@ -1,8 +1,9 @@
 """RunExecutor: drives one run's steps through the executor gate to their ends.
 
 The step order comes from ``core.plan.PlanState``; this actor only performs
-effects: it starts a task per ready step, waits for an executor slot, launches the
-attempt, records events, applies retries and timeouts, and finishes the run.
+effects: it starts a task per ready step, runs its attempts (each through the
+executor gate, its pools and the launcher: ``step_attempt.AttemptRunner``), records
+events, applies retries, and finishes the run (its status from ``run_outcome``).
 Cancellation (``cancel()``, the runtime stopping, the caller being cancelled) stops
 every step, records each as CANCELED and the run as CANCELED, shielded and bounded.
 """
@@ -11,35 +12,25 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
 from rivers._error_groups import one_storage_error
-from rivers._tracebacks import remote_traceback, step_traceback
-from rivers._user_code import describe, is_runtime_cancellation
 from rivers.actors.cleanup import CLEANUP_TIMEOUT_S
-from rivers.actors.deadlines import overrun
+from rivers.actors.run_outcome import StepTrack, run_end, step_records
 from rivers.actors.run_pools import hold_run_pools
+from rivers.actors.step_attempt import AttemptRunner
 from rivers.core.plan import PlanState, StepOutcome
-from rivers.errors import ExecutionError, LeaseLost, StepError, StepTimeout
-from rivers.executors.base import LaunchResult, StepLauncher, StepRequest
 from rivers.messages import (
-    RunCanceled,
-    RunFailed,
     RunStarted,
-    RunSucceeded,
     StepCanceled,
     StepFailed,
     StepRetrying,
     StepSkipped,
-    StepStarted,
-    StepSucceeded,
-    StepWaiting,
 )
 from rivers.results import MaterializeResult
-from rivers.storage.records import RunChange, RunStatus, StepRecord, StepStatus
+from rivers.storage.records import RunChange, RunStatus, StepStatus
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -48,24 +39,15 @@ if TYPE_CHECKING:
 
     from rivers._clock import Clock
     from rivers.actors.events import EventWriter
-    from rivers.actors.pools import Claim, PoolManager
+    from rivers.actors.pools import PoolManager
     from rivers.definitions.asset import Asset
     from rivers.definitions.repository import CodeRepository
-    from rivers.executors.gate import StepGate
+    from rivers.errors import LeaseLost
+    from rivers.executors.base import StepLauncher
 
 __all__ = ("CLEANUP_TIMEOUT_S", "RunExecutor")  # the runtime takes it from here
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _StepTrack:
-    status: StepStatus = StepStatus.WAITING
-    attempts: int = 0
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    error: str | None = None
-    worker: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -98,7 +80,6 @@ class RunExecutor:
         self._run_pools = repository.run_pools(selection)  # pool_granularity="run"
         self._repository = repository
         self._selection = selection
-        self._tags = dict(tags)
         self._launcher = launcher
         self._executor_name = executor_name
         self._events = events
@@ -106,10 +87,22 @@ class RunExecutor:
         self._clock = clock
         self._owner = owner
         self._values: dict[str, object] = {}
-        self._tracks: dict[str, _StepTrack] = {step: _StepTrack() for step in selection}
+        self._tracks: dict[str, StepTrack] = {step: StepTrack() for step in selection}
         self._first_error: BaseException | None = None
         self._cancel_scope = anyio.CancelScope()
         self._cancel_reason: str | None = None
+        self._runner = AttemptRunner(
+            run_id=run_id,
+            repository=repository,
+            tags=dict(tags),
+            values=self._values,
+            launcher=launcher,
+            events=events,
+            pools=pools,
+            clock=clock,
+            priority=priority,
+            run_holds_pools=bool(self._run_pools),
+        )
 
     def cancel(self, reason: str) -> None:
         """Stop the run: running steps are cancelled, the run ends CANCELED."""
@@ -194,22 +187,20 @@ class RunExecutor:
                     reason="the run was canceled before the step started",
                 )
             )
-        duration = self._clock.monotonic() - started
-        if self._cancel_reason is not None and not plan.succeeded:
-            status, reason = RunStatus.CANCELED, self._cancel_reason
-            final: Any = RunCanceled(run_id=self.run_id, reason=reason)
-        elif plan.succeeded:
-            status, reason = RunStatus.SUCCESS, None
-            final = RunSucceeded(run_id=self.run_id, duration_s=duration)
-        else:
-            status, reason = RunStatus.FAILURE, self._failure_reason()
-            final = RunFailed(run_id=self.run_id, reason=reason, duration_s=duration)
+        status, reason, final = run_end(
+            self.run_id,
+            succeeded=plan.succeeded,
+            cancel_reason=self._cancel_reason,
+            tracks=self._tracks,
+            first_error=self._first_error,
+            duration_s=self._clock.monotonic() - started,
+        )
         expected = (RunStatus.STARTED, RunStatus.CANCELING)
         await self._change(status, expected, reason, final)
         return MaterializeResult(
             run_id=self.run_id,
             status=status,
-            step_records=self._step_records(),
+            step_records=step_records(self._tracks),
             error=self._first_error,
             values=self._values,
             io_manager=self._repository.io_manager,
@@ -229,33 +220,8 @@ class RunExecutor:
     def _lost(self, error: LeaseLost) -> None:
         self._first_error = self._first_error or error  # the run's own pool claim
 
-    def _failure_reason(self) -> str:
-        failed = [s for s, t in self._tracks.items() if t.status is StepStatus.FAILURE]
-        if not failed and self._first_error is not None:
-            return str(self._first_error)
-        if len(failed) == 1:
-            return self._tracks[failed[0]].error or f"step {failed[0]!r} failed"
-        return f"{len(failed)} steps failed: {', '.join(failed)}"
-
-    def _step_records(self) -> list[StepRecord]:
-        return [
-            StepRecord(
-                step_key=step,
-                status=track.status,
-                attempts=track.attempts,
-                started_at=track.started_at,
-                ended_at=track.ended_at,
-                error=track.error,
-                worker=track.worker,
-            )
-            for step, track in self._tracks.items()
-        ]
-
     def _mark(self, step: str, status: StepStatus, *, error: str | None = None) -> None:
-        track = self._tracks[step]
-        track.status = status
-        track.ended_at = datetime.now(UTC)
-        track.error = error
+        self._tracks[step].end(status, error)
 
     def _skip(self, step: str, because: str) -> None:
         reason = f"upstream step {because!r} did not succeed"
@@ -287,7 +253,9 @@ class RunExecutor:
         while True:
             priority = self._priority + asset.priority
             async with self._launcher.tag_gates.hold(asset.tags, priority):
-                error, trace, ran_s = await self._attempt(asset, attempt)
+                error, trace, ran_s = await self._runner.attempt(
+                    asset, attempt, self._tracks[asset.name]
+                )
             if error is None:
                 return StepOutcome.SUCCEEDED
             if attempt <= policy.max_retries:
@@ -321,164 +289,3 @@ class RunExecutor:
             if self._first_error is None:
                 self._first_error = error
             return StepOutcome.FAILED
-
-    async def _attempt(
-        self, asset: Asset[Any, Any], attempt: int
-    ) -> tuple[ExecutionError | None, str | None, float]:
-        """Run one attempt through the executor gate, then the pool gate.
-
-        A step takes an executor slot, then tries its pools at once; while they are
-        full it gives the slot back (other steps fill the workers) and takes one
-        again once its pools are claimed. All is released when the attempt ends.
-
-        Returns:
-            (the attempt's error or None, a traceback when the user's code raised,
-            the seconds it ran: from its start on a worker, without the wait for
-            one, to its end; 0 when it never started).
-        """
-        step = asset.name
-        gate = self._launcher.gate(asset)
-        track = self._tracks[step]
-
-        began: float | None = None
-        # The timeout counts from the attempt's start: not its wait for a worker.
-        timeout = anyio.CancelScope()
-
-        def on_start(worker: str, startup_s: float = 0.0) -> None:
-            nonlocal began
-            began = self._clock.monotonic()
-            if asset.timeout_s is not None:
-                timeout.deadline = anyio.current_time() + asset.timeout_s
-            track.attempts = attempt
-            track.status = StepStatus.RUNNING
-            track.worker = worker
-            if track.started_at is None:
-                track.started_at = datetime.now(UTC)
-            self._events.emit(
-                StepStarted(
-                    run_id=self.run_id,
-                    step_key=step,
-                    attempt=attempt,
-                    worker=worker,
-                    startup_s=startup_s,
-                )
-            )
-
-        await self._enter_gate(gate, asset)
-        holding_gate = True
-        claim: Claim | None = None
-        try:
-            if asset.pools and not self._run_pools:
-                waiting_since = self._clock.monotonic()
-                try:
-                    claim = await self._claim(asset, wait=False)
-                    if claim is None:
-                        # Never hold a worker while waiting for a pool.
-                        gate.release()
-                        holding_gate = False
-                        claim = await self._claim(asset, wait=True)
-                        await self._enter_gate(gate, asset)
-                        holding_gate = True
-                except ExecutionError as exc:
-                    return exc, None, 0.0
-                assert claim is not None
-                self._events.emit(
-                    self._pools.claimed_event(
-                        claim, self._clock.monotonic() - waiting_since
-                    )
-                )
-            request = StepRequest(
-                run_id=self.run_id,
-                asset=asset,
-                attempt=attempt,
-                run_tags=self._tags,
-                known_values=self._values,
-                io_manager=self._repository.io_manager,
-                emit=self._events.emit,
-                on_start=on_start,
-                pool_lease=None if claim is None else claim.lease,
-            )
-            result: LaunchResult | None = None
-            overran_s: float | None = None
-            try:
-                with timeout:
-                    result = await self._launch(request, claim)
-                if asset.timeout_s is not None:
-                    overran_s = overrun(timeout, asset.timeout_s)
-            except ExecutionError as exc:
-                return exc, remote_traceback(exc), self._since(began)
-            except BaseException as exc:
-                # Whatever the step raised (sys.exit() and KeyboardInterrupt too) is
-                # its failure; only the runtime's own cancellation goes on.
-                if is_runtime_cancellation(exc):
-                    raise
-                error = StepError(step, describe(exc))
-                error.__cause__ = exc
-                return error, step_traceback(exc), self._since(began)
-            if result is None or overran_s is not None:
-                # A result that came back past the deadline (the loop was blocked,
-                # by this async step or another) is too late: the step timed out.
-                assert asset.timeout_s is not None
-                timed_out = StepTimeout(
-                    step, asset.timeout_s, returned_after_s=overran_s
-                )
-                return timed_out, None, self._since(began)
-        finally:
-            if claim is not None:
-                await self._pools.release(claim)
-            if holding_gate:
-                gate.release()
-        if result.has_value:
-            self._values[step] = result.value
-        track.status = StepStatus.SUCCESS
-        track.ended_at = datetime.now(UTC)
-        track.error = None
-        self._events.emit(
-            StepSucceeded(
-                run_id=self.run_id,
-                step_key=step,
-                attempt=attempt,
-                duration_s=self._since(began),
-            )
-        )
-        return None, None, self._since(began)
-
-    def _since(self, began: float | None) -> float:
-        return 0.0 if began is None else self._clock.monotonic() - began
-
-    async def _enter_gate(self, gate: StepGate, asset: Asset[Any, Any]) -> None:
-        if gate.try_acquire():  # no yield: a wide level reaches its pool claims first
-            return
-        self._events.emit(
-            StepWaiting(
-                run_id=self.run_id,
-                step_key=asset.name,
-                position=gate.waiting + 1,
-                capacity=int(gate.total_tokens),
-            )
-        )
-        await gate.acquire(self._priority + asset.priority)
-
-    async def _claim(self, asset: Asset[Any, Any], *, wait: bool) -> Claim | None:
-        return await self._pools.acquire(
-            run_id=self.run_id,
-            step_key=asset.name,
-            pools=asset.pools,
-            slots=asset.pool_slots,
-            priority=self._priority + asset.priority,
-            wait=wait,
-        )
-
-    async def _launch(self, request: StepRequest, claim: Claim | None) -> LaunchResult:
-        """Launch the attempt; if its pool claim is lost meanwhile, stop it."""
-        if claim is None:
-            return await self._launcher.launch(request)
-        result: LaunchResult | None = None
-        with anyio.CancelScope() as scope:
-            claim.cancel_on_loss(scope)
-            result = await self._launcher.launch(request)
-        if result is None:
-            raise LeaseLost(
-                self.run_id, claim.step_key, claim.pools[0], revoked=claim.revoked
-            )
-        return result

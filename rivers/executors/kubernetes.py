@@ -23,46 +23,41 @@ bounded by ``DELETE_TIMEOUT_S``, until it is gone: a Foreground delete finishes
 only once its pods are gone, so the step's processes are dead when the step's
 executor slot and pool slots are released.
 
-``kubernetes_asyncio`` is imported only when a step is launched.
+This module is the launcher's loop; the Job is built by ``kubernetes_manifest``,
+followed and deleted by ``kubernetes_watch``, and its failures are described by
+``kubernetes_failures``. ``kubernetes_asyncio`` is imported only when a step is
+launched.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import math
 from typing import TYPE_CHECKING, Any, NoReturn, final
 
 import anyio
 
-from rivers.errors import JobFailed, KubernetesApiError, LaunchFailed
+from rivers.errors import KubernetesApiError, LaunchFailed
 from rivers.executors import _kube_api as kube
 from rivers.executors._kube_jobs import (
     CONTAINER_NAME,
     CodeLocation,
-    JobSpec,
     PodOutcome,
-    describe_outcome,
-    find_code_location,
-    job_failure_reason,
     job_finished,
-    job_manifest,
-    job_name,
     latest_pod,
     parse_worker_output,
     pod_outcome,
-    pod_waiting_problem,
 )
 from rivers.executors.base import LaunchResult, StepRequest
 from rivers.executors.gate import StepGate, TagGates
-from rivers.executors.parallel import _rebuild_exception
+from rivers.executors.kubernetes_failures import api_error, job_failure
+from rivers.executors.kubernetes_manifest import code_location, step_job_manifest
+from rivers.executors.kubernetes_watch import delete_and_wait, follow_job
 from rivers.messages import StepLogged
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
-    from rivers.context import PoolLease
     from rivers.definitions.asset import Asset
     from rivers.executors._kube_api import ApiCallError, KubeApi
     from rivers.executors.kubernetes_config import KubernetesExecutor
@@ -81,68 +76,6 @@ DELETE_TIMEOUT_S = 30.0
 """How long a cancelled step waits for its Job and pods to be gone."""
 LOG_LIMIT_BYTES = 1 << 20
 MAX_LOG_EVENTS = 5000
-_HINTS = {
-    401: "the cluster rejected the credentials; refresh the kubeconfig's token or "
-    "certificate",
-    403: "permission denied; grant the user or service account RBAC access to jobs "
-    "(create, get, list, watch, delete) and pods (list, watch, get log) in this "
-    "namespace",
-    409: "a Job with this name already exists; delete it (kubectl delete job NAME "
-    "-n NAMESPACE) and run again",
-    422: "the cluster rejected the Job spec; check image, env, labels, resources "
-    "and service_account of Executor.kubernetes",
-}
-
-
-def code_location(asset: Asset[Any, Any], io_manager: IOManager | None) -> CodeLocation:
-    """Return where a pod finds ``asset`` (its module-level ``CodeRepository``).
-
-    Raises:
-        LaunchFailed: no module-level repository holds this asset.
-    """
-    location = find_code_location(asset, io_manager)
-    if location is None:
-        raise LaunchFailed(
-            asset.name,
-            "Executor.kubernetes runs steps in pods that import the code: "
-            "define the CodeRepository holding this asset at module level "
-            "of an importable module or a file",
-        )
-    return location
-
-
-def step_job_manifest(
-    config: KubernetesExecutor,
-    asset: Asset[Any, Any],
-    *,
-    run_id: str,
-    attempt: int,
-    run_tags: Mapping[str, str],
-    location: CodeLocation,
-    pool_lease: PoolLease | None = None,
-) -> dict[str, Any]:
-    """Return the batch/v1 Job of one attempt of ``asset``, as ``launch`` creates it."""
-    from rivers.storage import rivers_home
-
-    env = {
-        "PYTHONUNBUFFERED": "1",
-        "RIVERS_HOME": str(rivers_home()),
-        "RIVERS_RUN_TAGS": json.dumps(dict(run_tags), sort_keys=True),
-    }
-    if pool_lease is not None:
-        env["RIVERS_POOL_LEASE"] = json.dumps(pool_lease.to_wire())
-
-    spec = JobSpec(
-        name=job_name(run_id, asset.name, attempt),
-        namespace=config.namespace,
-        run_id=run_id,
-        step_key=asset.name,
-        attempt=attempt,
-        location=location,
-        env=env,
-        timeout_s=asset.timeout_s,
-    )
-    return job_manifest(spec, config)
 
 
 @final
@@ -240,7 +173,7 @@ class KubernetesLauncher:
     async def _stop(self, api: KubeApi, request: StepRequest, name: str) -> None:
         """Delete the Job and wait for its pods to be gone: shielded, bounded."""
         with anyio.move_on_after(DELETE_TIMEOUT_S, shield=True) as scope:
-            await self._delete_and_wait(api, name)
+            await delete_and_wait(api, self._config.namespace, name)
         if scope.cancelled_caught:
             logger.warning(
                 "run %s: Job %s/%s was not gone %.0fs after its deletion",
@@ -287,29 +220,13 @@ class KubernetesLauncher:
         action: str,
         exc: ApiCallError,
     ) -> KubernetesApiError:
-        namespace = self._config.namespace
-        hint = _HINTS.get(exc.status or 0)
-        if exc.status is None:
-            hint = (
-                "the API server did not answer; check that the cluster is up and "
-                "reachable at the kubeconfig's server address"
-            )
-        elif exc.status == 404:
-            hint = (
-                f"namespace {namespace!r} does not exist; create it or set "
-                "Executor.kubernetes(namespace=...)"
-                if action == "create"
-                else "the Job was deleted while its step ran"
-            )
-        detail = str(exc) if hint is None else f"{exc}; {hint}"
-        return KubernetesApiError(
-            request.asset.name,
+        return api_error(
+            exc,
+            step_key=request.asset.name,
             cluster=api.cluster,
-            namespace=namespace,
+            namespace=self._config.namespace,
             job=name,
             action=action,
-            status=exc.status,
-            detail=detail,
         )
 
     async def _create(
@@ -345,71 +262,10 @@ class KubernetesLauncher:
         self, api: KubeApi, request: StepRequest, name: str
     ) -> tuple[dict[str, Any] | None, PodOutcome | None]:
         """Wait for the Job's end, or for its pod to be stuck for good."""
-        namespace = self._config.namespace
-        finished: dict[str, Any] | None = None
-        stuck: PodOutcome | None = None
-        errors: list[kube.ApiCallError] = []
-
-        def on_job(kind: str, job: dict[str, Any]) -> bool:
-            nonlocal finished
-            if kind == "DELETED":
-                raise kube.ApiCallError(404, "NotFound", f"Job {name!r} was deleted")
-            if job_finished(job) is not None:
-                finished = job
-                return True
-            return False
-
-        def on_jobs(items: list[dict[str, Any]]) -> bool:
-            if not items:
-                raise kube.ApiCallError(404, "NotFound", f"Job {name!r} is gone")
-            return on_job("LISTED", items[0])
-
-        def on_pod(kind: str, pod: dict[str, Any]) -> bool:
-            nonlocal stuck
-            if kind != "DELETED":
-                stuck = pod_waiting_problem(pod)
-            return stuck is not None
-
-        def on_pods(items: list[dict[str, Any]]) -> bool:
-            return any(on_pod("LISTED", pod) for pod in items)
-
-        async with anyio.create_task_group() as tg:
-
-            async def follow_job() -> None:
-                try:
-                    await kube.follow(
-                        api,
-                        "jobs",
-                        namespace,
-                        field_selector=f"metadata.name={name}",
-                        on_list=on_jobs,
-                        on_event=on_job,
-                        what=f"Job {namespace}/{name}",
-                    )
-                except kube.ApiCallError as exc:
-                    errors.append(exc)
-                tg.cancel_scope.cancel()
-
-            async def follow_pods() -> None:
-                try:
-                    await kube.follow(
-                        api,
-                        "pods",
-                        namespace,
-                        label_selector=f"job-name={name}",
-                        on_list=on_pods,
-                        on_event=on_pod,
-                        what=f"pods of Job {namespace}/{name}",
-                    )
-                except kube.ApiCallError as exc:
-                    errors.append(exc)
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(follow_job, name=f"rivers.k8s.job[{name}]")
-            tg.start_soon(follow_pods, name=f"rivers.k8s.pods[{name}]")
-        if errors and finished is None and stuck is None:
-            raise self._api_error(api, request, name, "watch", errors[0]) from errors[0]
-        return finished, stuck
+        try:
+            return await follow_job(api, self._config.namespace, name)
+        except kube.ApiCallError as exc:
+            raise self._api_error(api, request, name, "watch", exc) from exc
 
     async def _pod(
         self, api: KubeApi, request: StepRequest, name: str, uid: str
@@ -484,35 +340,14 @@ class KubernetesLauncher:
         *,
         job: dict[str, Any] | None = None,
     ) -> NoReturn:
-        reason, message = job_failure_reason(job or {})
-        parts: list[str] = []
-        if reason == "DeadlineExceeded":
-            deadline = ((job or {}).get("spec") or {}).get("activeDeadlineSeconds")
-            parts.append(f"the Job ran past its activeDeadlineSeconds ({deadline}s)")
-        if outcome is not None and (outcome.exit_code is not None or job is None):
-            parts.append(f"its {describe_outcome(outcome)}")
-        if not parts:
-            parts.append(f"the Job failed ({reason or 'no reason given'})")
-            if message:
-                parts[-1] += f": {message}"
-        cause: BaseException | None = None
-        if error is not None:
-            parts.append(f"{error.get('type')}: {error.get('message')}")
-            pickled = error.get("exception")
-            cause = _rebuild_exception(
-                base64.b64decode(pickled) if isinstance(pickled, str) else None,
-                str(error.get("type")),
-                str(error.get("message")),
-                str(error.get("traceback") or ""),
-            )
-        failure = JobFailed(
-            request.asset.name,
+        failure, cause = job_failure(
+            outcome,
+            error,
+            step_key=request.asset.name,
             cluster=api.cluster,
             namespace=self._config.namespace,
-            job=name,
-            detail="; ".join(parts),
-            exit_code=outcome.exit_code if outcome is not None else None,
-            reason=(outcome.reason if outcome is not None else None) or reason,
+            name=name,
+            job=job,
         )
         raise failure from cause
 
@@ -535,24 +370,3 @@ class KubernetesLauncher:
                     name,
                     exc,
                 )
-
-    async def _delete_and_wait(self, api: KubeApi, name: str) -> None:
-        """Delete the Job (Foreground) and wait until it and its pods are gone."""
-        namespace = self._config.namespace
-        try:
-            await kube.retrying(
-                lambda: api.delete_job(namespace, name, "Foreground"),
-                what=f"deleting Job {namespace}/{name}",
-            )
-            await kube.follow(
-                api,
-                "jobs",
-                namespace,
-                field_selector=f"metadata.name={name}",
-                on_list=lambda items: not items,
-                on_event=lambda kind, _job: kind == "DELETED",
-                what=f"deletion of Job {namespace}/{name}",
-            )
-        except kube.ApiCallError as exc:
-            if exc.status != 404:
-                logger.warning("cannot delete Job %s/%s: %s", namespace, name, exc)

@@ -15,6 +15,8 @@ from rivers.storage.records import RunRecord, RunStatus
 __all__ = (
     "CancelRun",
     "CoordinatorMessage",
+    "LeasesReclaimed",
+    "PoolMessage",
     "RunEnded",
     "RunsSubmitted",
     "StartRun",
@@ -60,3 +62,15 @@ class RunsChangedElsewhere(msgspec.Struct, frozen=True):
 
 CoordinatorMessage = RunEnded | RunsSubmitted | RunsChangedElsewhere
 """What a QueueCoordinator's inbox takes."""
+
+
+class LeasesReclaimed(msgspec.Struct, frozen=True):
+    """Expired claims were deleted (by LeaseGC): their local holders stop, and the
+    freed slots go to the waiters."""
+
+    claims: tuple[tuple[str, str, str, int, str], ...]
+    """(pool, run id, step key, slots, owner) of each claim deleted."""
+
+
+PoolMessage = LeasesReclaimed
+"""What the PoolManager's inbox takes."""

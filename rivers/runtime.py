@@ -167,7 +167,7 @@ class Runtime:
             gc = LeaseGC(
                 storage=backend.pools,
                 events=self._events,
-                pools=self._pools,
+                pools=self._pools.inbox,
                 interval_s=self.backend.lease_gc_interval_s,
             )
             await self._task_group.start(gc.run, name="rivers.lease_gc")

@@ -2,24 +2,28 @@
 
 Every ``lease_gc_interval`` it deletes the claims whose ``lease_expires_at`` has
 passed (the expiry is re-checked inside the deleting transaction, so a claim renewed
-a moment earlier is kept), emits ``LEASE_EXPIRED`` for each, tells local holders
-their claims are gone, and wakes the PoolManager so waiters get the slots.
+a moment earlier is kept), emits ``LEASE_EXPIRED`` for each, and sends
+``LeasesReclaimed`` to the PoolManager's inbox: it stops the local holders and gives
+the slots to waiters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, final
 
 import anyio
 
+from rivers.commands import LeasesReclaimed
 from rivers.errors import StorageUnavailable
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
+    from anyio.streams.memory import MemoryObjectSendStream
 
     from rivers.actors.events import EventWriter
-    from rivers.actors.pools import PoolManager
+    from rivers.commands import PoolMessage
     from rivers.storage.base import PoolStore
 
 __all__ = ("LeaseGC",)
@@ -36,7 +40,7 @@ class LeaseGC:
         *,
         storage: PoolStore,
         events: EventWriter,
-        pools: PoolManager,
+        pools: MemoryObjectSendStream[PoolMessage],
         interval_s: float,
     ) -> None:
         self._storage = storage
@@ -60,6 +64,6 @@ class LeaseGC:
         """Reclaim expired claims now; return how many were reclaimed."""
         rows = await self._storage.reclaim_expired_leases()
         if rows:
-            self._pools.report_reclaimed(rows)
-            self._pools.wake()
+            with contextlib.suppress(anyio.ClosedResourceError):  # the manager ended
+                self._pools.send_nowait(LeasesReclaimed(claims=tuple(rows)))
         return len(rows)

@@ -30,8 +30,9 @@ functions of ``pool_messages``.
 from __future__ import annotations
 
 import logging
+import math
 from functools import partial
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, assert_never, final
 
 import anyio
 
@@ -45,11 +46,13 @@ from rivers.actors.pool_messages import (
     too_small,
 )
 from rivers.actors.pool_releases import UnwrittenReleases
+from rivers.commands import LeasesReclaimed, PoolMessage
 from rivers.core.pools import PoolState, Waiter
 from rivers.errors import StorageError, StorageUnavailable
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
+    from anyio.streams.memory import MemoryObjectSendStream
 
     from rivers._clock import Clock
     from rivers.actors.events import EventWriter
@@ -94,6 +97,9 @@ class PoolManager:
         """Claims given back whose release could not be written yet (shared)."""
         self._wake = anyio.Event()
         self._stale = False
+        self._send, self._inbox = anyio.create_memory_object_stream[PoolMessage](
+            math.inf
+        )
         self._leases = PoolLeases(
             storage=storage,
             events=events,
@@ -101,6 +107,11 @@ class PoolManager:
             lease_s=lease_s,
             claims=self._claims,
         )
+
+    @property
+    def inbox(self) -> MemoryObjectSendStream[PoolMessage]:
+        """The send end of this manager's inbox (``PoolMessage``)."""
+        return self._send
 
     @property
     def held(self) -> list[Claim]:
@@ -317,10 +328,6 @@ class PoolManager:
         if not self._fail_too_small(waiter):
             self._state.requeue(waiter)
 
-    def report_reclaimed(self, rows: list[tuple[str, str, str, int, str]]) -> None:
-        """Log expired claims that were deleted, and stop their local holders."""
-        self._leases.report_reclaimed(rows)
-
     def _hold(
         self,
         run_id: str,
@@ -352,11 +359,23 @@ class PoolManager:
     ) -> None:
         """Grant waiters when woken, when a rate token is due and every poll
         interval; renew leases; stop revoked holders; retry unwritten releases."""
-        async with anyio.create_task_group() as tg:
-            await tg.start(
-                partial(self._storage.listen, self._owner, self.wake_from_storage)
-            )
-            await self._loop(task_status)
+        with self._send, self._inbox:
+            async with anyio.create_task_group() as tg:
+                await tg.start(
+                    partial(self._storage.listen, self._owner, self.wake_from_storage)
+                )
+                tg.start_soon(self._read_inbox)
+                await self._loop(task_status)
+
+    async def _read_inbox(self) -> None:
+        """Apply each message of the inbox, in order."""
+        async for message in self._inbox:
+            match message:
+                case LeasesReclaimed(claims=claims):
+                    self._leases.report_reclaimed(list(claims))
+                    self._wake.set()
+                case _:
+                    assert_never(message)
 
     async def _loop(self, task_status: TaskStatus[None]) -> None:
         renew_every = self._lease_s / 3

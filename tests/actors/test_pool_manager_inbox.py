@@ -13,9 +13,9 @@ import anyio
 
 from rivers._clock import ManualClock
 from rivers.actors.events import EventWriter
+from rivers.actors.pool_claim import Claim
 from rivers.actors.pools import PoolManager
 from rivers.commands import LeasesReclaimed
-from rivers.actors.pool_claim import Claim
 from rivers.storage import open_backend
 
 

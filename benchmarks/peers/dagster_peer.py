@@ -15,7 +15,10 @@ timeout (``common.run_workloads``).
 4. ``pools``: N async assets sleeping 50 ms with ``pool="db"``, the pool's limit
    set to 4 on the instance (``dagster instance concurrency set db 4``), executor
    ``max_concurrent=4``; and claim+release round trips straight through the
-   instance's concurrency storage.
+   instance's concurrency storage. With ``RIVERS_BENCH_POSTGRES`` (an admin URL)
+   and ``dagster-postgres`` installed, the round trips are measured on a
+   PostgreSQL instance too (a fresh database, dropped after), beside rivers'
+   ``benchmarks.postgres``.
 5. ``queue``: N runs of a one-asset job submitted to a QueuedRunCoordinator
    (``max_concurrent_runs=10``, ``dequeue_interval_seconds=1``, its minimum)
    with ``dagster-daemon`` dequeuing and the default run launcher; runs/s end to
@@ -146,7 +149,49 @@ def measure_pools(steps: int, repeat: int) -> list[Figure]:
             spent = timed(lambda: _claim_round_trips(storage, CLAIM_ROUND_TRIPS))
             rates.append(CLAIM_ROUND_TRIPS / spent)
     note = "claim_concurrency_slot + free_concurrency_slot_for_step"
-    return pool_figures(SYSTEM, steps, walls, rates, note)
+    figures = pool_figures(SYSTEM, steps, walls, rates, note)
+    admin = os.environ.get("RIVERS_BENCH_POSTGRES")
+    if admin:
+        on_postgres = _postgres_rates(dg, admin, repeat)
+        figures.append(
+            peer_figure(
+                SYSTEM,
+                "pools",
+                "claim+release round trips (durable), PostgreSQL",
+                "/s",
+                on_postgres,
+                better="higher",
+                note=note,
+            )
+        )
+    return figures
+
+
+def _postgres_rates(dg: Any, admin: str, repeat: int) -> list[float]:
+    """Claim+release round trips per second on a PostgreSQL instance."""
+    import uuid
+
+    import psycopg
+
+    name = f"bench_dagster_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = admin.rsplit("/", 1)[0] + "/" + name
+    rates: list[float] = []
+    try:
+        config = f"storage:\n  postgres:\n    postgres_url: {url}\n"
+        with dagster_home(config):
+            instance = dg.DagsterInstance.get()
+            storage = instance.event_log_storage
+            storage.set_concurrency_slots("db", pools.LIMIT)
+            for _ in range(repeat):
+                spent = timed(lambda: _claim_round_trips(storage, CLAIM_ROUND_TRIPS))
+                rates.append(CLAIM_ROUND_TRIPS / spent)
+            instance.dispose()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return rates
 
 
 def _claim_round_trips(storage: Any, count: int) -> None:

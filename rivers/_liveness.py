@@ -12,10 +12,16 @@ if TYPE_CHECKING:
     from rivers.core.ownership import Served
     from rivers.storage.base import StorageBackend
 
-__all__ = ("STALE_AFTER_S", "live_served", "owner_is_alive")
+__all__ = ("RUNS_HERE", "STALE_AFTER_S", "live_served", "owner_is_alive")
 
 STALE_AFTER_S = 30.0
 """A process on another host whose heartbeat is older than this is taken as dead."""
+
+RUNS_HERE: set[str] = set()
+"""The runs some runtime of this process drives now (each RunSupervisor adds a run
+before it starts and removes it after its end). A STARTED run of this process's
+owner that is not here was left by a runtime that stopped without recording its
+end (its storage was unreachable): ``ProcessMonitor`` fails it."""
 
 
 async def live_served(storage: StorageBackend) -> list[Served]:

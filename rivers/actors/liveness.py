@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, final
 
 import anyio
 
-from rivers._liveness import STALE_AFTER_S, owner_is_alive
+from rivers._liveness import RUNS_HERE, STALE_AFTER_S, owner_is_alive
 from rivers.commands import CancelRun
 from rivers.errors import StorageUnavailable
 from rivers.messages import RunFailed
@@ -91,6 +91,24 @@ class ProcessMonitor:
         except StorageUnavailable as exc:
             logger.warning("recovery by %s failed: %s", self._owner, exc)
 
+    async def _recover_abandoned(self) -> list[str]:
+        """Fail this process's STARTED runs that no runtime of it drives any more
+        (a runtime stopped without recording their ends: ``RUNS_HERE``)."""
+        left = [
+            run_id
+            for run_id in await self._storage.get_started_runs(self._owner)
+            if run_id not in RUNS_HERE
+        ]
+        if not left:
+            return []
+        reason = "the runtime that ran it stopped without recording its end; marked "
+        reason += "FAILURE on recovery"
+        failed = await self._storage.fail_started_runs(self._owner, left, reason)
+        for run_id in failed:
+            logger.warning("run %s: %s", run_id, reason)
+            self._events.emit(RunFailed(run_id=run_id, reason=reason))
+        return failed
+
     async def recover(self) -> list[str]:
         """Mark the in-flight runs of dead processes FAILURE; return their ids.
 
@@ -116,6 +134,7 @@ class ProcessMonitor:
                 logger.warning("run %s: %s", run_id, reason)
                 self._events.emit(RunFailed(run_id=run_id, reason=reason))
             recovered.extend(run_ids)
+        recovered.extend(await self._recover_abandoned())
         # Drop what dead runtimes without runs in flight served.
         for owner, heartbeat_at in serving.items():
             if (

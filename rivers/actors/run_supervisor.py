@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, assert_never, final
 import anyio
 
 from rivers._error_groups import rivers_errors_line
+from rivers._liveness import RUNS_HERE
 from rivers.actors.cleanup import CLEANUP_TIMEOUT_S
 from rivers.actors.run_failure import record_run_failure
 from rivers.commands import CancelRun, RunEnded, StartRun, SupervisorCommand
@@ -189,6 +190,7 @@ class RunSupervisor:
         """Run an executor as a run in flight; tell the coordinators when it ends."""
         run_id = executor.run_id
         self._active[run_id] = executor
+        RUNS_HERE.add(run_id)
         self._idle = anyio.Event()
         status: RunStatus | None = None
         try:
@@ -200,6 +202,7 @@ class RunSupervisor:
             raise
         finally:
             del self._active[run_id]
+            RUNS_HERE.discard(run_id)
             if not self._active:
                 self._idle.set()
             ended = RunEnded(run_id=run_id, status=status)

@@ -146,21 +146,48 @@ class SqlProcesses:
                     [owner, *values],
                 )
             ]
-            for run_id in run_ids:
-                conn.execute(
-                    "UPDATE runs SET status = ?, reason = ?, ended_at = ? "
-                    "WHERE run_id = ?",
-                    (RunStatus.FAILURE.value, reason, now, run_id),
-                )
-                conn.execute(
-                    "UPDATE steps SET status = ?, error = ?, ended_at = ? "
-                    f"WHERE run_id = ? AND status NOT IN {_TERMINAL_STEP}",
-                    (StepStatus.FAILURE.value, reason, now, run_id),
-                )
+            _fail_runs(conn, run_ids, reason, now)
             conn.execute("DELETE FROM pending_steps WHERE owner = ?", (owner,))
             conn.execute("DELETE FROM served WHERE owner = ?", (owner,))
             conn.execute("DELETE FROM processes WHERE owner = ?", (owner,))
             return run_ids
+
+        return await self._db.write(write)
+
+    async def get_started_runs(self, owner: str) -> list[str]:
+        """Return the ids of ``owner``'s runs that began (STARTED or CANCELING)."""
+        return await self._db.call(
+            lambda conn: [
+                row[0]
+                for row in conn.execute(
+                    "SELECT run_id FROM runs WHERE owner = ? "
+                    "AND status IN ('STARTED', 'CANCELING')",
+                    (owner,),
+                )
+            ]
+        )
+
+    async def fail_started_runs(
+        self, owner: str, run_ids: Iterable[str], reason: str
+    ) -> list[str]:
+        """Mark those of ``run_ids`` still STARTED (or CANCELING) by ``owner``
+        FAILURE, with their unfinished steps (re-checked in the transaction);
+        return their ids."""
+        wanted = list(run_ids)
+        now = self.clock.time()
+
+        def write(conn: sqlite3.Connection) -> list[str]:
+            still = [
+                run_id
+                for run_id in wanted
+                if conn.execute(
+                    "SELECT 1 FROM runs WHERE run_id = ? AND owner = ? "
+                    "AND status IN ('STARTED', 'CANCELING')",
+                    (run_id, owner),
+                ).fetchone()
+            ]
+            _fail_runs(conn, still, reason, now)
+            return still
 
         return await self._db.write(write)
 
@@ -240,3 +267,19 @@ def _insert_definitions(
         "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         rows,
     )
+
+
+def _fail_runs(
+    conn: sqlite3.Connection, run_ids: Iterable[str], reason: str, now: float
+) -> None:
+    """Mark the runs FAILURE, and their unfinished steps, with ``reason``."""
+    for run_id in run_ids:
+        conn.execute(
+            "UPDATE runs SET status = ?, reason = ?, ended_at = ? WHERE run_id = ?",
+            (RunStatus.FAILURE.value, reason, now, run_id),
+        )
+        conn.execute(
+            "UPDATE steps SET status = ?, error = ?, ended_at = ? "
+            f"WHERE run_id = ? AND status NOT IN {_TERMINAL_STEP}",
+            (StepStatus.FAILURE.value, reason, now, run_id),
+        )

@@ -16,7 +16,7 @@ import pytest
 
 import rivers as rs
 from rivers._clock import ManualClock
-from rivers._liveness import STALE_AFTER_S
+from rivers._liveness import RUNS_HERE, STALE_AFTER_S
 from rivers.actors.events import EventWriter
 from rivers.actors.liveness import ProcessMonitor
 from rivers.commands import SupervisorCommand
@@ -125,3 +125,31 @@ async def test_a_host_that_died_during_the_outage_is_recovered_after_the_window(
         clock.advance(STALE_AFTER_S + 1)  # OTHER never beats again: it is dead
         await monitor.beat()
         assert await _status(storage) is rs.RunStatus.FAILURE
+
+
+async def test_a_run_this_process_left_started_is_failed_and_one_it_drives_is_not(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock()
+    async with open_backend(tmp_path / "rivers.db", clock=clock) as storage:
+        for run_id in ("left", "driven"):
+            await storage.runs.create_run(new_run(run_id))
+            assert await storage.queue.admit_run(
+                run_id, owner=HERE, max_concurrent_runs=10, tag_guards=[]
+            )
+            assert await storage.runs.transition_run(
+                run_id, rs.RunStatus.STARTED, expected=[rs.RunStatus.STARTING]
+            )
+        RUNS_HERE.add("driven")  # a runtime of this process drives it
+        try:
+            with _monitor(storage, storage.processes, clock) as monitor:
+                await monitor.beat()
+        finally:
+            RUNS_HERE.discard("driven")
+        left = await storage.runs.get_run("left")
+        driven = await storage.runs.get_run("driven")
+    assert left is not None
+    assert left.status is rs.RunStatus.FAILURE
+    assert "stopped without recording its end" in (left.reason or "")
+    assert driven is not None
+    assert driven.status is rs.RunStatus.STARTED

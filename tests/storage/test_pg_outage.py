@@ -18,9 +18,9 @@ raises ``StorageUnavailable``.
   recovery and leaves no claim held.
 
 A claim that waited out an outage longer than its lease is not granted already
-expired (the time is read inside the transaction). One known bug is marked xfail
-(strict): a Runtime that stopped on an outage leaves its run STARTED for as long
-as its process lives.
+expired (the time is read inside the transaction); and the run of a Runtime that
+stopped on an outage is failed by the next runtime of the same process (its owner
+id is the process's, so only ``RUNS_HERE`` tells that no runtime drives it).
 """
 
 from __future__ import annotations
@@ -546,15 +546,6 @@ class NotRecovered(Exception):
     """The run of a runtime that stopped on the outage was never finished."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NotRecovered,
-    reason=(
-        "bug: a Runtime that stopped on a storage outage leaves its run STARTED, "
-        "owned by its process; no runtime recovers it while that process lives (a "
-        "new Runtime in the same process takes the owner for itself and skips it)"
-    ),
-)
 async def test_a_runtime_whose_database_stays_away_raises_and_its_run_is_recovered(
     server: Server,
     outage_url: str,
@@ -611,6 +602,7 @@ async def test_a_runtime_whose_database_stays_away_raises_and_its_run_is_recover
                 "after a new runtime started"
             )
         assert run.status is rs.RunStatus.FAILURE
+        assert "stopped without recording its end" in (run.reason or "")
 
 
 def _load_repo(pipeline: Path) -> rs.CodeRepository:

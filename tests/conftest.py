@@ -111,3 +111,15 @@ def bucket(s3_client: Any) -> str:
     name = f"rivers-{uuid.uuid4().hex[:12]}"
     s3_client.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def k8s_kubeconfig() -> Path:
+    """The kubeconfig of the cluster to test against (``RIVERS_TEST_KUBECONFIG``)."""
+    path = os.environ.get("RIVERS_TEST_KUBECONFIG")
+    if not path:
+        pytest.skip(
+            "RIVERS_TEST_KUBECONFIG is not set, so there is no Kubernetes API server "
+            "to test against; .ci/run starts ../shared/k8s-testbed and sets it"
+        )
+    return Path(path)

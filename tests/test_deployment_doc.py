@@ -9,7 +9,6 @@ import copy
 import importlib
 import inspect
 import json
-import os
 import re
 import secrets
 import sys
@@ -387,18 +386,6 @@ def test_the_readme_links_the_deployment_page() -> None:
 
 
 # ------------------------------------------------- against a real API server
-
-
-@pytest.fixture(scope="session")
-def k8s_kubeconfig() -> Path:
-    """The kubeconfig of the cluster to test against (``RIVERS_TEST_KUBECONFIG``)."""
-    path = os.environ.get("RIVERS_TEST_KUBECONFIG")
-    if not path:
-        pytest.skip(
-            "RIVERS_TEST_KUBECONFIG is not set, so there is no Kubernetes API server "
-            "to test against; .ci/run starts ../shared/k8s-testbed and sets it"
-        )
-    return Path(path)
 
 
 @pytest.fixture

@@ -3,23 +3,28 @@
 A long-lived runtime serves each of its repositories: it records that in storage
 (``ProcessStore.serve``) and runs one ``QueueCoordinator`` for it, which with a run
 queue admits under the queue's limits and without one admits runs submitted
-elsewhere at once. They run in one task group of their own, beside the relay of
-queue wake-ups from other processes (``relay_queue_wakeups``); a repository served
-later gets its coordinator then. ``stop()`` cancels them all (the runtime admits
+elsewhere at once. They run in one task group of their own, beside a listener for
+the storage's queue wake-ups: a storage that can tell (PostgreSQL, by a trigger)
+wakes ``QUEUE_WAKEUPS`` when a run is queued or finishes anywhere, and each wake-up
+becomes ``RunsChangedElsewhere`` in every coordinator's inbox, so a run queued on
+another host is admitted at once rather than at the next ``dequeue_interval``. A
+repository served later gets its coordinator then. ``stop()`` cancels them all (the runtime admits
 nothing more); queued runs stay queued in storage. A one-off runtime never runs
 them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from functools import partial
 from typing import TYPE_CHECKING, final
 
 import anyio
 
+from rivers._wakeups import QUEUE_WAKEUPS
 from rivers.actors.queue import QueueCoordinator
-from rivers.actors.queue_wakeups import relay_queue_wakeups
-from rivers.commands import CoordinatorMessage, RunsSubmitted
+from rivers.commands import CoordinatorMessage, RunsChangedElsewhere, RunsSubmitted
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -85,6 +90,12 @@ class QueueCoordinators:
         if inbox := self._inboxes.get(repository):
             inbox.send_nowait(RunsSubmitted(count=count))
 
+    def _changed_elsewhere(self) -> None:
+        """A storage wake-up: tell every coordinator (those served later too)."""
+        for inbox in self._inboxes.values():
+            with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
+                inbox.send_nowait(RunsChangedElsewhere())
+
     async def serve(self, repositories: Iterable[CodeRepository]) -> None:
         """Record that this runtime serves ``repositories``; admit their queued runs.
 
@@ -126,15 +137,16 @@ class QueueCoordinators:
         *,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve ``repositories`` (and later ones); relay queue wake-ups to their
-        coordinators, until ``stop()`` or cancelled."""
+        """Serve ``repositories`` (and later ones), their coordinators told of the
+        storage's queue wake-ups, until ``stop()`` or cancelled."""
         self._done = anyio.Event()
         try:
             with self._scope:
                 async with anyio.create_task_group() as group:
                     self._group = group
+                    listen = self._roles.pools.listen
                     await group.start(
-                        relay_queue_wakeups, self._roles.pools, self._inboxes
+                        partial(listen, QUEUE_WAKEUPS, self._changed_elsewhere)
                     )
                     await self.serve(repositories)
                     task_status.started()

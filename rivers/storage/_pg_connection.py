@@ -129,7 +129,7 @@ class PgConnection:
 
     async def write_soon(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``write`` (SQLite runs short hot writes on the loop; a server cannot)."""
-        return await self._run(fn, write=True)
+        return await self.write(fn)
 
     def write_now(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
         """Never runs ``fn`` (returns (False, None)): a server write always waits."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import secrets
 import sys
 import textwrap
@@ -32,18 +31,6 @@ from rivers.storage import open_backend
 pytestmark = pytest.mark.kubernetes
 
 MakePipeline = Callable[[str], ModuleType]
-
-
-@pytest.fixture(scope="session")
-def k8s_kubeconfig() -> Path:
-    """The kubeconfig of the cluster to test against (``RIVERS_TEST_KUBECONFIG``)."""
-    path = os.environ.get("RIVERS_TEST_KUBECONFIG")
-    if not path:
-        pytest.skip(
-            "RIVERS_TEST_KUBECONFIG is not set, so there is no Kubernetes API server "
-            "to test against; .ci/run starts ../shared/k8s-testbed and sets it"
-        )
-    return Path(path)
 
 
 @pytest.fixture

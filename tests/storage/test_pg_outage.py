@@ -603,6 +603,11 @@ async def test_a_runtime_whose_database_stays_away_raises_and_its_run_is_recover
             )
         assert run.status is rs.RunStatus.FAILURE
         assert "stopped without recording its end" in (run.reason or "")
+        # Nothing it claimed is still held (no one renews its claim: the lease ends).
+        with anyio.move_on_after(LEASE_S + 5):
+            while await inspect.get_pool_slot_holders("db"):
+                await anyio.sleep(0.2)
+        assert await inspect.get_pool_slot_holders("db") == []
 
 
 def _load_repo(pipeline: Path) -> rs.CodeRepository:

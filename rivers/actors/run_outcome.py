@@ -37,16 +37,29 @@ class StepTrack:
 def failure_reason(
     tracks: dict[str, StepTrack], first_error: BaseException | None
 ) -> str:
-    """The reason of a failed run: its failed step's error, or how many failed.
+    """The reason of a failed run: its failed step's error, or each failed step's.
 
-    With no failed step (the run's own pool claim was lost, say), the first error.
+    With several failed steps, each is named with the first line of its error
+    (shortened), so the run's reason says why without opening the run. With no
+    failed step (the run's own pool claim was lost, say), the first error.
     """
     failed = [s for s, t in tracks.items() if t.status is StepStatus.FAILURE]
     if not failed and first_error is not None:
         return str(first_error)
     if len(failed) == 1:
         return tracks[failed[0]].error or f"step {failed[0]!r} failed"
-    return f"{len(failed)} steps failed: {', '.join(failed)}"
+    each = "; ".join(f"{step}: {_gist(tracks[step].error)}" for step in failed)
+    return f"{len(failed)} steps failed: {each}"
+
+
+def _gist(error: str | None) -> str:
+    """The first line of a step's error, at most ``GIST_CHARS`` long."""
+    lines = (error or "").strip().splitlines()
+    line = lines[0] if lines else "failed"
+    return line if len(line) <= GIST_CHARS else line[: GIST_CHARS - 1] + "…"
+
+
+GIST_CHARS = 120
 
 
 def run_end(

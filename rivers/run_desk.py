@@ -39,8 +39,7 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from rivers._clock import Clock
-    from rivers.actors.events import EventWriter
-    from rivers.actors.pools import PoolManager
+    from rivers.actors.ports import EventLog, PoolClaims
     from rivers.commands import SupervisorCommand
     from rivers.definitions.asset import Asset
     from rivers.definitions.repository import CodeRepository
@@ -100,8 +99,8 @@ class RunDesk:
         inbox: MemoryObjectReceiveStream[SupervisorCommand],
         to_supervisor: MemoryObjectSendStream[SupervisorCommand],
         roles: StorageBackend,
-        events: EventWriter,
-        pools: PoolManager,
+        events: EventLog,
+        pools: PoolClaims,
         repositories: Mapping[str, CodeRepository],
         clock: Clock,
         owner: str,

@@ -29,6 +29,14 @@ other freely; the rules are about the edges between nodes.
    transitively through ``rivers``, stays inside a small set of pure nodes and never
    reaches storage, actors, executors, the runtime, or a library doing I/O (anyio,
    asyncio, sqlite3, threads, processes, sockets, Kubernetes, rich).
+5. No actor imports another actor's class. An actor is a class of ``rivers.actors``
+   with an ``async def run`` (its loop); a module of ``rivers.actors`` holds another
+   actor only through an inbox or a Protocol of ``rivers.actors.ports``. The two
+   modules whose job is to make actors (``ACTOR_MAKERS``) are the exception, for
+   the class they make. The runtime and the run desk, outside ``rivers.actors``,
+   put the actors together.
+6. No actor imports a concrete storage: ``rivers.actors`` imports from
+   ``rivers.storage`` only the role Protocols and records (``STORAGE_FOR_ACTORS``).
 """
 
 from __future__ import annotations
@@ -52,11 +60,7 @@ OVERSIZED: dict[str, int] = {}
 # (importer node, imported node). The list only shrinks.
 KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset({})
 # Private names imported across nodes today: "importer module -> imported path".
-KNOWN_PRIVATE_IMPORTS: frozenset[str] = frozenset(
-    {
-        "rivers.actors.pools -> rivers.storage._pools_sql.ClaimResult",
-    }
-)
+KNOWN_PRIVATE_IMPORTS: frozenset[str] = frozenset()
 
 # The nodes rivers.core may reach at run time: pure data, errors and reprs.
 CORE_MAY_IMPORT = frozenset(
@@ -378,3 +382,96 @@ def test_the_scan_sees_the_imports_it_claims_to() -> None:
     assert local.module == "rivers.storage.sqlite"
     assert not local.type_checking
     assert sys.version_info >= (3, 11)
+
+
+# The modules of rivers.actors that make another actor, and the actor each makes.
+ACTOR_MAKERS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("rivers.actors.coordinators", "rivers.actors.queue.QueueCoordinator"),
+        ("rivers.actors.run_builder", "rivers.actors.run_executor.RunExecutor"),
+    }
+)
+# What rivers.actors may import from rivers.storage: role Protocols and records.
+STORAGE_FOR_ACTORS = frozenset(
+    {"rivers.storage", "rivers.storage.base", "rivers.storage.records"}
+)
+
+
+def _actor_classes() -> set[str]:
+    """``module.Class`` of every actor: a rivers.actors class with ``async def run``
+    (Protocols excluded: they describe an actor, they are none)."""
+    found = set()
+    for name, path in MODULES.items():
+        if node_of(name) != "rivers.actors":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if (
+                isinstance(node, ast.ClassDef)
+                and not any(
+                    isinstance(base, ast.Name) and base.id == "Protocol"
+                    for base in node.bases
+                )
+                and any(
+                    isinstance(item, ast.AsyncFunctionDef) and item.name == "run"
+                    for item in node.body
+                )
+            ):
+                found.add(f"{name}.{node.name}")
+    return found
+
+
+def _actor_crossings(imports: list[Import]) -> list[str]:
+    actors = _actor_classes()
+    return sorted(
+        f"{imp.where()} imports {imp.target}"
+        for imp in imports
+        if node_of(imp.importer) == "rivers.actors"
+        and imp.target in actors
+        and imp.module != imp.importer
+        and (imp.importer, imp.target) not in ACTOR_MAKERS
+    )
+
+
+def test_no_actor_imports_another_actors_class() -> None:
+    crossing = _actor_crossings(IMPORTS)
+    assert crossing == [], (
+        "actors holding another actor's class (take its inbox or a Protocol of"
+        " rivers.actors.ports instead):\n" + "\n".join(crossing)
+    )
+
+
+def test_the_actor_rule_sees_the_actors_and_a_crossing() -> None:
+    actors = _actor_classes()
+    assert {
+        "rivers.actors.events.EventWriter",
+        "rivers.actors.pools.PoolManager",
+        "rivers.actors.queue.QueueCoordinator",
+        "rivers.actors.run_supervisor.RunSupervisor",
+        "rivers.actors.run_executor.RunExecutor",
+        "rivers.actors.leases.LeaseGC",
+        "rivers.actors.liveness.ProcessMonitor",
+        "rivers.actors.triggers.TriggerRunner",
+    } <= actors
+    assert "rivers.actors.ports.RunDriver" not in actors
+    typing_only = Import(
+        "rivers.actors.step_attempt",
+        "rivers.actors.pools.PoolManager",
+        "rivers.actors.pools",
+        1,
+        type_checking=True,
+    )
+    (crossing,) = _actor_crossings([*IMPORTS, typing_only])
+    assert crossing.endswith("imports rivers.actors.pools.PoolManager")
+
+
+def test_no_actor_imports_a_concrete_storage() -> None:
+    concrete = sorted(
+        f"{imp.where()} imports {imp.target}"
+        for imp in IMPORTS
+        if node_of(imp.importer) == "rivers.actors"
+        and node_of(imp.module) == "rivers.storage"
+        and imp.module not in STORAGE_FOR_ACTORS
+    )
+    assert concrete == [], "actors importing a concrete storage:\n" + "\n".join(
+        concrete
+    )

@@ -45,7 +45,7 @@ from hypothesis.stateful import (
 )
 
 import rivers as rs
-from rivers.storage._pools_sql import ClaimResult
+from rivers.storage.records import ClaimResult
 
 EXAMPLES = int(os.environ.get("RIVERS_STATEFUL_EXAMPLES", "10"))
 STEPS = int(os.environ.get("RIVERS_STATEFUL_STEPS", "20"))

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from rivers._clock import Clock
-    from rivers.actors.events import EventWriter
+    from rivers.actors.ports import EventLog
     from rivers.commands import SupervisorCommand
     from rivers.definitions.repository import CodeRepository
     from rivers.storage import StorageBackend
@@ -53,7 +53,7 @@ class QueueCoordinators:
         self,
         *,
         roles: StorageBackend,
-        events: EventWriter,
+        events: EventLog,
         owner: str,
         clock: Clock,
         supervisor: MemoryObjectSendStream[SupervisorCommand],

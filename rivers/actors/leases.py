@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
     from anyio.streams.memory import MemoryObjectSendStream
 
-    from rivers.actors.events import EventWriter
+    from rivers.actors.ports import EventLog
     from rivers.commands import PoolMessage
     from rivers.storage.base import PoolStore
 
@@ -39,7 +39,7 @@ class LeaseGC:
         self,
         *,
         storage: PoolStore,
-        events: EventWriter,
+        events: EventLog,
         pools: MemoryObjectSendStream[PoolMessage],
         interval_s: float,
     ) -> None:

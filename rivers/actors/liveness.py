@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
 
     from rivers._clock import Clock
-    from rivers.actors.events import EventWriter
+    from rivers.actors.ports import EventLog
     from rivers.commands import SupervisorCommand
     from rivers.storage.base import ProcessStore
 
@@ -47,7 +47,7 @@ class ProcessMonitor:
         self,
         *,
         storage: ProcessStore,
-        events: EventWriter,
+        events: EventLog,
         owner: str,
         clock: Clock,
         supervisor: MemoryObjectSendStream[SupervisorCommand],

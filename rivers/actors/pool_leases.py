@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, final
 from rivers.messages import LeaseExpired
 
 if TYPE_CHECKING:
-    from rivers.actors.events import EventWriter
     from rivers.actors.pool_claim import Claim
+    from rivers.actors.ports import EventLog
     from rivers.storage.base import PoolStore
 
 __all__ = ("PoolLeases",)
@@ -32,7 +32,7 @@ class PoolLeases:
         self,
         *,
         storage: PoolStore,
-        events: EventWriter,
+        events: EventLog,
         owner: str,
         lease_s: float,
         claims: dict[tuple[str, str], Claim],

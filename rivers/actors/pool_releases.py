@@ -18,8 +18,8 @@ from rivers.errors import StorageUnavailable
 
 if TYPE_CHECKING:
     from rivers._clock import Clock
-    from rivers.actors.events import EventWriter
     from rivers.actors.pool_claim import Claim
+    from rivers.actors.ports import EventLog
     from rivers.core.pools import PoolState, Waiter
     from rivers.errors import StorageError
     from rivers.storage.base import PoolStore
@@ -37,7 +37,7 @@ class UnwrittenReleases:
         self,
         *,
         storage: PoolStore,
-        events: EventWriter,
+        events: EventLog,
         clock: Clock,
         state: PoolState,
     ) -> None:

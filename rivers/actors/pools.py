@@ -55,10 +55,10 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
 
     from rivers._clock import Clock
-    from rivers.actors.events import EventWriter
+    from rivers.actors.ports import EventLog
     from rivers.messages import StepPoolClaimed
-    from rivers.storage._pools_sql import ClaimResult
     from rivers.storage.base import PoolStore
+    from rivers.storage.records import ClaimResult
 
 __all__ = ("POLL_INTERVAL_S", "REVOKE_CHECK_S", "Claim", "PoolManager")
 
@@ -76,7 +76,7 @@ class PoolManager:
         self,
         *,
         storage: PoolStore,
-        events: EventWriter,
+        events: EventLog,
         owner: str,
         clock: Clock,
         lease_s: float,

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from rivers._clock import Clock
-    from rivers.actors.events import EventWriter
+    from rivers.actors.ports import EventLog
     from rivers.commands import SupervisorCommand
     from rivers.core.limit_windows import LimitWindow
     from rivers.definitions.repository import CodeRepository
@@ -84,7 +84,7 @@ class QueueCoordinator:
         storage: QueueStore,
         kv: StateStore,
         runs: RunStore,
-        events: EventWriter,
+        events: EventLog,
         owner: str,
         clock: Clock,
         pools: PoolStore,

@@ -12,8 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from rivers._clock import Clock
-    from rivers.actors.events import EventWriter
-    from rivers.actors.pools import PoolManager
+    from rivers.actors.ports import EventLog, PoolClaims
     from rivers.definitions import ExecutorConfig
     from rivers.definitions.repository import CodeRepository
     from rivers.executors.process_pool import WorkerPool
@@ -32,8 +31,8 @@ class RunBuilder:
         *,
         repositories: Mapping[str, CodeRepository],
         worker_pool: Callable[[], WorkerPool],
-        events: EventWriter,
-        pools: PoolManager,
+        events: EventLog,
+        pools: PoolClaims,
         clock: Clock,
         owner: str,
     ) -> None:

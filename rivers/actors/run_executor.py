@@ -38,8 +38,7 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
 
     from rivers._clock import Clock
-    from rivers.actors.events import EventWriter
-    from rivers.actors.pools import PoolManager
+    from rivers.actors.ports import EventLog, PoolClaims
     from rivers.definitions.asset import Asset
     from rivers.definitions.repository import CodeRepository
     from rivers.errors import LeaseLost
@@ -69,8 +68,8 @@ class RunExecutor:
         tags: Mapping[str, str],
         launcher: StepLauncher,
         executor_name: str,
-        events: EventWriter,
-        pools: PoolManager,
+        events: EventLog,
+        pools: PoolClaims,
         clock: Clock,
         owner: str,
         priority: int = 0,

@@ -14,7 +14,7 @@ from rivers.errors import LeaseLost
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from rivers.actors.pools import PoolManager
+    from rivers.actors.ports import PoolClaims
 
 __all__ = ("RUN_CLAIM_KEY", "hold_run_pools")
 
@@ -24,7 +24,7 @@ RUN_CLAIM_KEY = "(run)"
 
 @asynccontextmanager
 async def hold_run_pools(
-    pools: PoolManager,
+    pools: PoolClaims,
     run_id: str,
     names: tuple[str, ...],
     priority: int,

@@ -39,9 +39,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from rivers.actors.events import EventWriter
-    from rivers.actors.run_builder import RunBuilder
-    from rivers.actors.run_executor import RunExecutor
+    from rivers.actors.ports import EventLog, RunDriver, RunFactory
     from rivers.commands import CoordinatorMessage
     from rivers.results import MaterializeResult
     from rivers.storage.base import PoolStore, RunStore
@@ -65,8 +63,8 @@ class RunSupervisor:
         inbox: MemoryObjectReceiveStream[SupervisorCommand],
         runs: RunStore,
         pools: PoolStore,
-        events: EventWriter,
-        builder: RunBuilder,
+        events: EventLog,
+        builder: RunFactory,
         coordinators: Mapping[str, MemoryObjectSendStream[CoordinatorMessage]],
     ) -> None:
         self._inbox = inbox
@@ -75,7 +73,7 @@ class RunSupervisor:
         self._events = events
         self._builder = builder
         self._coordinators = coordinators  # the runtime's: served later counts too
-        self._active: dict[str, RunExecutor] = {}
+        self._active: dict[str, RunDriver] = {}
         self._waiters: dict[str, anyio.Event] = {}
         self._finished: OrderedDict[str, RunRecord] = OrderedDict()
         self._idle = anyio.Event()
@@ -139,7 +137,7 @@ class RunSupervisor:
 
     # ------------------------------------------------------------------ running
 
-    async def execute(self, executor: RunExecutor) -> MaterializeResult:
+    async def execute(self, executor: RunDriver) -> MaterializeResult:
         """Run a STARTING run in the caller's task (``materialize()``) to its end."""
         try:
             result = await self._drive(executor)
@@ -186,7 +184,7 @@ class RunSupervisor:
             raise
         await self._settle(run_id)
 
-    async def _drive(self, executor: RunExecutor) -> MaterializeResult:
+    async def _drive(self, executor: RunDriver) -> MaterializeResult:
         """Run an executor as a run in flight; tell the coordinators when it ends."""
         run_id = executor.run_id
         self._active[run_id] = executor

@@ -24,8 +24,8 @@ from rivers.storage.records import StepStatus
 
 if TYPE_CHECKING:
     from rivers._clock import Clock
-    from rivers.actors.events import EventWriter
-    from rivers.actors.pools import Claim, PoolManager
+    from rivers.actors.pool_claim import Claim
+    from rivers.actors.ports import EventLog, PoolClaims
     from rivers.actors.run_outcome import StepTrack
     from rivers.definitions.asset import Asset
     from rivers.definitions.repository import CodeRepository
@@ -46,8 +46,8 @@ class AttemptRunner:
         tags: dict[str, str],
         values: dict[str, object],
         launcher: StepLauncher,
-        events: EventWriter,
-        pools: PoolManager,
+        events: EventLog,
+        pools: PoolClaims,
         clock: Clock,
         priority: int,
         run_holds_pools: bool,

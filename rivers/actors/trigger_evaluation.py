@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from rivers._clock import Clock
-    from rivers.actors.events import EventWriter
+    from rivers.actors.ports import EventLog
     from rivers.actors.trigger_requests import Trigger
     from rivers.core.triggers import TriggerState
     from rivers.definitions.repository import CodeRepository
@@ -81,7 +81,7 @@ class TriggerEvaluator:
         self,
         *,
         storage: RunStore,
-        events: EventWriter,
+        events: EventLog,
         clock: Clock,
         submit: Callable[[RunRequest, CodeRepository], Awaitable[RunHandle]],
     ) -> None:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
     from rivers._clock import Clock
-    from rivers.actors.events import EventWriter
+    from rivers.actors.ports import EventLog
     from rivers.actors.trigger_requests import Trigger
     from rivers.definitions.repository import CodeRepository
     from rivers.definitions.requests import RunRequest
@@ -80,7 +80,7 @@ class TriggerRunner:
         *,
         storage: RunStore,
         kv: StateStore,
-        events: EventWriter,
+        events: EventLog,
         owner: str,
         clock: Clock,
         submit: Callable[[RunRequest, CodeRepository], Awaitable[RunHandle]],

@@ -24,7 +24,6 @@ one bucket and never start more than it allows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rivers._liveness import STALE_AFTER_S, owner_is_alive
@@ -36,12 +35,13 @@ from rivers.storage._pool_limits_sql import (
     limits_in_force,
     rate_of,
 )
+from rivers.storage.records import ClaimResult, PoolView
 
 if TYPE_CHECKING:
     import sqlite3
 
 __all__ = (
-    "ClaimResult",
+    "ClaimResult",  # re-exported from rivers.storage.records
     "PoolView",
     "claim",
     "pool_views",
@@ -53,33 +53,6 @@ __all__ = (
     "all_waiting_owners",
     "waiting_owners",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class PoolView:
-    """A pool's effective limit (None: unlimited) and live claimed slots."""
-
-    pool: str
-    limit: int | None
-    claimed: int
-
-
-@dataclass(slots=True)
-class ClaimResult:
-    """Whether a claim was written, what each pool looked like, and the lease end."""
-
-    granted: bool
-    views: tuple[PoolView, ...]
-    lease_expires_at: float | None
-    reclaimed: tuple[tuple[str, str, str, int, str], ...] = ()
-    behind: tuple[tuple[str, int], ...] = ()
-    """Refused for the line: (pool, priority of the other process's waiter ahead)."""
-    tokens: tuple[int, ...] = ()
-    """Granted: the fencing token of each pool, in the order of ``views``."""
-    wake: frozenset[str] = frozenset()
-    """Owners (other processes) whose waiters may claim now."""
-    rate_wait: tuple[tuple[str, float], ...] = ()
-    """Refused for a rate: (pool, seconds until its bucket holds a token)."""
 
 
 def pool_views(

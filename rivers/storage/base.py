@@ -32,12 +32,13 @@ if TYPE_CHECKING:
     from rivers.core.ownership import Served
     from rivers.errors import StorageCorrupted
     from rivers.messages import EventBody
-    from rivers.storage._pools_sql import ClaimResult, PoolView
     from rivers.storage.records import (
+        ClaimResult,
         Event,
         NewRun,
         PendingStep,
         PoolInfo,
+        PoolView,
         PruneResult,
         RunChange,
         RunRecord,

@@ -14,10 +14,12 @@ if TYPE_CHECKING:
 
 __all__ = (
     "LATE_CANCEL_REASON",
+    "ClaimResult",
     "Event",
     "NewRun",
     "PendingStep",
     "PoolInfo",
+    "PoolView",
     "PruneResult",
     "RunChange",
     "RunRecord",
@@ -245,3 +247,30 @@ class RunChange:
     at: float
     reason: str | None = None
     event: EventBody | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolView:
+    """A pool's effective limit (None: unlimited) and live claimed slots."""
+
+    pool: str
+    limit: int | None
+    claimed: int
+
+
+@dataclass(slots=True)
+class ClaimResult:
+    """Whether a claim was written, what each pool looked like, and the lease end."""
+
+    granted: bool
+    views: tuple[PoolView, ...]
+    lease_expires_at: float | None
+    reclaimed: tuple[tuple[str, str, str, int, str], ...] = ()
+    behind: tuple[tuple[str, int], ...] = ()
+    """Refused for the line: (pool, priority of the other process's waiter ahead)."""
+    tokens: tuple[int, ...] = ()
+    """Granted: the fencing token of each pool, in the order of ``views``."""
+    wake: frozenset[str] = frozenset()
+    """Owners (other processes) whose waiters may claim now."""
+    rate_wait: tuple[tuple[str, float], ...] = ()
+    """Refused for a rate: (pool, seconds until its bucket holds a token)."""

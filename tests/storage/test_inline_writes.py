@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from rivers.storage import _sqlite_connection as sqlite_connection
-from rivers.storage._pools_sql import ClaimResult
+from rivers.storage.records import ClaimResult
 from rivers.storage.sqlite import SqliteStorage
 
 

@@ -50,7 +50,8 @@ class RunEnded(msgspec.Struct, frozen=True):
 
 
 class RunsSubmitted(msgspec.Struct, frozen=True):
-    """Runs were queued here: the queue may admit them now."""
+    """Runs were queued here and left to the queue to admit (by ``rt.submit`` under
+    a run queue, or by the TriggerRunner): it may admit them now."""
 
     count: int
 

@@ -31,7 +31,7 @@ from rivers.errors import ConfigError, RiversError, RunNotFound
 from rivers.executors.process_pool import WorkerPool
 from rivers.messages import RunCanceling
 from rivers.storage.records import NewRun, RunStatus
-from rivers.submission import enqueued, write_queued
+from rivers.submission import enqueue
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -192,15 +192,7 @@ class RunDesk:
             RiversError: no run queue, and the runtime is stopping (the runs stay
                 queued).
         """
-        named = await write_queued(self._runs, runs)
-        run_ids, written = [], []
-        for run, existing in zip(runs, named, strict=True):
-            if existing is not None:  # its key named another run
-                run_ids.append(existing)
-                continue
-            self._events.emit(enqueued(run))
-            run_ids.append(run.run_id)
-            written.append(run.run_id)
+        run_ids, written = await enqueue(self._runs, self._events, runs)
         if repository.run_queue is not None:
             if written:
                 self.queues.submitted(repository.name, len(written))

@@ -197,8 +197,9 @@ class Runtime:
                     backend.runs, self.clock, self.backend.retention_s
                 )
                 await self._task_group.start(retention.run, name="rivers.retention")
-            # Schedules, sensors and automation conditions, submitting through
-            # self.submit. Started last; stopped first (the stack unwinds LIFO).
+            # Schedules, sensors and automation conditions, submitting to the
+            # queue coordinators' inboxes. Started last; stopped first (the
+            # stack unwinds LIFO).
             # A one-off runtime runs none of them.
             if self._long_lived and any(
                 r.has_triggers for r in self._repositories.values()
@@ -210,7 +211,7 @@ class Runtime:
                     events=self._events,
                     owner=self.owner,
                     clock=self.clock,
-                    submit=self.submit,
+                    queues=desk.queues.inboxes,
                 )
                 await self._task_group.start(self.triggers.run, name="rivers.triggers")
                 stack.push_async_callback(self.triggers.aclose)

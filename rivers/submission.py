@@ -6,7 +6,8 @@ the repository: an unknown asset fails before anything is written), tags, priori
 and run key, and the fingerprint of the repository's definition, so only a runtime
 serving that very definition runs it (``queued_run``). ``write_queued`` writes such
 runs, a run whose key names a run already stored giving that run instead; a
-``RUN_ENQUEUED`` event (``enqueued``) follows each run written.
+``RUN_ENQUEUED`` event (``enqueued``) follows each run written; ``enqueue`` does
+both (the runtime's ``submit`` and the TriggerRunner write runs through it).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from rivers.storage.records import NewRun, RunStatus
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from rivers.actors.ports import EventLog
     from rivers.definitions.repository import CodeRepository
     from rivers.storage.base import RunStore
 
-__all__ = ("enqueued", "queued_run", "write_queued")
+__all__ = ("enqueue", "enqueued", "queued_run", "write_queued")
 
 
 def queued_run(repository: CodeRepository, request: object) -> NewRun:
@@ -76,3 +78,21 @@ async def write_queued(store: RunStore, runs: Sequence[NewRun]) -> list[str | No
                 (record,) = await store.create_runs([run])
         named.append(None if existing is None else existing.run_id)
     return named
+
+
+async def enqueue(
+    store: RunStore, events: EventLog, runs: Sequence[NewRun]
+) -> tuple[list[str], list[str]]:
+    """Write the QUEUED ``runs``, each written one followed by its ``RUN_ENQUEUED``
+    event; return the id each request came to, in order (a keyed run's namesake
+    when its key was used before), and the ids of the runs written."""
+    named = await write_queued(store, runs)
+    run_ids, written = [], []
+    for run, existing in zip(runs, named, strict=True):
+        if existing is not None:  # its key named another run
+            run_ids.append(existing)
+            continue
+        events.emit(enqueued(run))
+        run_ids.append(run.run_id)
+        written.append(run.run_id)
+    return run_ids, written

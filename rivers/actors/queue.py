@@ -138,14 +138,16 @@ class QueueCoordinator:
     def _heed(self, message: CoordinatorMessage) -> bool:
         """Whether ``message`` calls for a tick now.
 
-        Without a run queue nothing local does: a local submit starts its run
-        itself and no limit frees up when a run ends.
+        Runs submitted and left to the queue (``RunsSubmitted``: by
+        ``rt.submit`` under a run queue, or by the TriggerRunner) or queued
+        elsewhere start now, queue or not; a run ending frees a limit only under
+        a run queue (without one, ``rt.submit`` starts its runs itself).
         """
         match message:
-            case RunsSubmitted() | RunEnded():
+            case RunEnded():
                 return self._config is not None
-            case RunsChangedElsewhere():
-                return True  # a run queued elsewhere starts now, queue or not
+            case RunsSubmitted() | RunsChangedElsewhere():
+                return True
             case _:
                 assert_never(message)
 

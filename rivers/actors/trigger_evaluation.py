@@ -24,6 +24,7 @@ import anyio
 from rivers._tracebacks import MAX_TRACEBACK_CHARS
 from rivers._user_code import UserCodeExited, describe, message_of, original
 from rivers.actors.trigger_requests import schedule_requests, sensor_requests
+from rivers.commands import RunsSubmitted
 from rivers.core.triggers import (
     AutomationRule,
     decide_automation,
@@ -35,17 +36,20 @@ from rivers.definitions.triggers import AUTOMATION_TAG, ScheduleContext, SensorC
 from rivers.errors import StorageUnavailable
 from rivers.messages import TriggerFailed
 from rivers.storage.records import RunStatus, from_timestamp
+from rivers.submission import enqueue, queued_run
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable, Mapping
+
+    from anyio.streams.memory import MemoryObjectSendStream
 
     from rivers._clock import Clock
     from rivers.actors.ports import EventLog
     from rivers.actors.trigger_requests import Trigger
+    from rivers.commands import CoordinatorMessage
     from rivers.core.triggers import TriggerState
     from rivers.definitions.repository import CodeRepository
     from rivers.definitions.triggers import Schedule, Sensor
-    from rivers.run_handle import RunHandle
     from rivers.storage.base import RunStore
 
 __all__ = ("USER_CODE_TIMEOUT_S", "TickReport", "TriggerEvaluator")
@@ -83,12 +87,12 @@ class TriggerEvaluator:
         storage: RunStore,
         events: EventLog,
         clock: Clock,
-        submit: Callable[[RunRequest, CodeRepository], Awaitable[RunHandle]],
+        queues: Mapping[str, MemoryObjectSendStream[CoordinatorMessage]],
     ) -> None:
         self._storage = storage
         self._events = events
         self._clock = clock
-        self._submit = submit
+        self._queues = queues
 
     async def evaluate(
         self, trigger: Trigger, state: TriggerState, report: TickReport
@@ -228,7 +232,7 @@ class TriggerEvaluator:
                     selection=tuple(decision.selection),
                     tags={AUTOMATION_TAG: "true"},
                 )
-                run_ids = [(await self._submit(request, repository)).run_id]
+                run_ids = await self._enqueue(repository, [request])
                 state.requested.update(decision.watermarks)
                 state.requested_at.update(dict.fromkeys(decision.selection, now))
         except StorageUnavailable:
@@ -260,26 +264,31 @@ class TriggerEvaluator:
     async def _submit_all(
         self, trigger: Trigger, requests: list[RunRequest]
     ) -> tuple[list[str], int]:
-        """Submit ``requests``; return the new run ids and how many keys repeated.
+        """Submit ``requests``; return the new run ids and how many keys repeated
+        (used before, or earlier in ``requests``: those write nothing)."""
+        run_ids = await self._enqueue(trigger.repository, requests)
+        return run_ids, len(requests) - len(run_ids)
 
-        Every selection is checked before anything is submitted, so a bad request
-        submits nothing (and a sensor's cursor does not move).
+    async def _enqueue(
+        self, repository: CodeRepository, requests: list[RunRequest]
+    ) -> list[str]:
+        """Write the runs ``requests`` ask for QUEUED and tell the repository's
+        queue coordinator (``RunsSubmitted``), which admits them; return the ids
+        of the runs written.
+
+        Every selection is checked before anything is written, so a bad request
+        submits nothing (and a sensor's cursor does not move). Without a
+        coordinator here (none serves the repository yet), the runs wait in the
+        storage for the runtime that serves it.
         """
-        repository = trigger.repository
-        for request in requests:
-            repository.resolve_selection(
-                None if request.selection is None else list(request.selection)
-            )
-        run_ids: list[str] = []
-        repeated = 0
-        for request in requests:
-            key = request.run_key
-            if key is not None and await self._storage.get_run_by_key(key) is not None:
-                repeated += 1
-                continue
-            handle = await self._submit(request, repository)
-            run_ids.append(handle.run_id)
-        return run_ids, repeated
+        runs = [queued_run(repository, request) for request in requests]
+        if not runs:
+            return []
+        _, written = await enqueue(self._storage, self._events, runs)
+        inbox = self._queues.get(repository.name)
+        if written and inbox is not None:
+            inbox.send_nowait(RunsSubmitted(count=len(written)))
+        return written
 
     def _record_failure(
         self,

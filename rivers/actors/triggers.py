@@ -1,5 +1,6 @@
 """TriggerRunner: evaluates schedules, sensors and automation conditions and submits
-their runs through the run queue.
+their runs through the run queue: it writes them QUEUED and tells the repository's
+queue coordinator (``RunsSubmitted`` in its inbox), which admits them.
 
 One runner per runtime; one runner per storage evaluates at a time (a leader lease,
 like the queue coordinator's), the others stand by. The runner sleeps until the
@@ -34,16 +35,16 @@ from rivers.core.triggers import TriggerState, schedule_due_at, sensor_due_at
 from rivers.errors import StorageUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Mapping, Sequence
 
     from anyio.abc import TaskStatus
+    from anyio.streams.memory import MemoryObjectSendStream
 
     from rivers._clock import Clock
     from rivers.actors.ports import EventLog
     from rivers.actors.trigger_requests import Trigger
+    from rivers.commands import CoordinatorMessage
     from rivers.definitions.repository import CodeRepository
-    from rivers.definitions.requests import RunRequest
-    from rivers.run_handle import RunHandle
     from rivers.storage.base import RunStore, StateStore
 
 __all__ = (
@@ -83,7 +84,7 @@ class TriggerRunner:
         events: EventLog,
         owner: str,
         clock: Clock,
-        submit: Callable[[RunRequest, CodeRepository], Awaitable[RunHandle]],
+        queues: Mapping[str, MemoryObjectSendStream[CoordinatorMessage]],
     ) -> None:
         """Collect the repositories' triggers.
 
@@ -94,7 +95,7 @@ class TriggerRunner:
         self._owner = owner
         self._clock = clock
         self._evaluator = TriggerEvaluator(
-            storage=storage, events=events, clock=clock, submit=submit
+            storage=storage, events=events, clock=clock, queues=queues
         )
         self._triggers = collect_triggers(repositories)
         self._leader_key = (

@@ -21,7 +21,6 @@ is in flight (its outcome is unknown), the call raises ``StorageUnavailable``.
 
 from __future__ import annotations
 
-import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast, final
 
@@ -30,6 +29,7 @@ import psycopg
 
 from rivers._threads import Lane
 from rivers.errors import StorageError, StorageUnavailable
+from rivers.storage._patience import Patience
 from rivers.storage._pg_schema import migrate
 from rivers.storage._pg_sql import PgSql, register_loaders
 from rivers.storage._pg_wakes import PgWakes, notify
@@ -136,22 +136,20 @@ class PgConnection:
         return False, None
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
-        began = time.monotonic()
-        attempt = 0
+        patience = Patience(RETRY_DELAYS_S, WRITE_PATIENCE_S)
         while True:
             if self.closed:
                 raise StorageError(f"storage {self.shown!r} is closed")
             try:
                 return await self._lane.call(partial(self._attempt, fn, write))
             except _Lost as lost:
-                delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
-                waited = time.monotonic() - began
-                if waited + delay > WRITE_PATIENCE_S:
+                delay = patience.next_delay()
+                if delay is None:
                     raise StorageUnavailable(
                         f"PostgreSQL storage {self.shown!r} unreachable for "
-                        f"{waited:.0f}s ({lost}); check the server and the network"
+                        f"{patience.waited_s:.0f}s ({lost}); check the server and "
+                        "the network"
                     ) from None
-                attempt += 1
                 await anyio.sleep(delay)
 
     def _attempt(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:

@@ -39,6 +39,7 @@ from rivers.errors import (
     StorageUnavailable,
 )
 from rivers.storage import _errors
+from rivers.storage._patience import Patience
 from rivers.storage._sqlite_files import (
     FileIdentity,
     check_same_file,
@@ -183,22 +184,17 @@ class SqliteConnection:
             StorageLocked: the lock was still held after ``WRITE_PATIENCE_S``.
             StorageCorrupted: the file is damaged (now or earlier): nothing written.
         """
-        began = time.monotonic()
+        patience = Patience(WRITE_RETRY_DELAYS_S, WRITE_PATIENCE_S)
         identity = self.identity
-        attempt = 0
         while True:
             if self.broken is not None:
                 raise self.broken
             try:
                 return await self.call(lambda conn: _transaction(conn, fn, identity))
             except StorageLocked:
-                delay = WRITE_RETRY_DELAYS_S[
-                    min(attempt, len(WRITE_RETRY_DELAYS_S) - 1)
-                ]
-                waited = time.monotonic() - began
-                if waited + delay > WRITE_PATIENCE_S:
-                    raise _errors.locked(self.path, waited) from None
-                attempt += 1
+                delay = patience.next_delay()
+                if delay is None:
+                    raise _errors.locked(self.path, patience.waited_s) from None
                 await anyio.sleep(delay)
 
     async def write_soon(self, fn: Callable[[sqlite3.Connection], T]) -> T:

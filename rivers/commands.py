@@ -51,9 +51,10 @@ class RunEnded(msgspec.Struct, frozen=True):
 
 class RunsSubmitted(msgspec.Struct, frozen=True):
     """Runs were queued here and left to the queue to admit (by ``rt.submit`` under
-    a run queue, or by the TriggerRunner): it may admit them now."""
+    a run queue, or by the TriggerRunner): it may admit them now. Without a run
+    queue the coordinator starts them here at once, leader or not."""
 
-    count: int
+    run_ids: tuple[str, ...]
 
 
 class RunsChangedElsewhere(msgspec.Struct, frozen=True):

@@ -25,13 +25,13 @@ from rivers.actors.coordinators import QueueCoordinators
 from rivers.actors.run_builder import RunBuilder
 from rivers.actors.run_supervisor import RunSupervisor
 from rivers.cancel import CancelOutcome, request_cancel
-from rivers.commands import CancelRun, StartRun
+from rivers.commands import CancelRun
 from rivers.definitions import ExecutorConfig
 from rivers.errors import ConfigError, RiversError, RunNotFound
 from rivers.executors.process_pool import WorkerPool
 from rivers.messages import RunCanceling
 from rivers.storage.records import NewRun, RunStatus
-from rivers.submission import enqueue
+from rivers.submission import enqueue, start_here
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -195,18 +195,11 @@ class RunDesk:
         run_ids, written = await enqueue(self._runs, self._events, runs)
         if repository.run_queue is not None:
             if written:
-                self.queues.submitted(repository.name, len(written))
+                self.queues.submitted(repository.name, written)
         elif written and self.supervisor.closing:
             raise RiversError("the runtime is stopping; the runs stay queued")
         elif written:
-            admitted = await self._queue.admit_queued(
-                [(run_id, []) for run_id in written],
-                owner=self._owner,
-                max_concurrent_runs=2**31,
-            )
-            for record in admitted:
-                if record is not None:
-                    self._to_supervisor.send_nowait(StartRun(record=record))
+            await start_here(self._queue, self._to_supervisor, self._owner, written)
         return run_ids
 
     async def wait_for(self, run_id: str) -> RunRecord:

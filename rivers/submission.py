@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from rivers._ids import new_run_id
 from rivers._repr import short_repr
+from rivers.commands import StartRun
 from rivers.definitions.requests import RunRequest
 from rivers.errors import ConfigError
 from rivers.messages import RunEnqueued
@@ -24,11 +25,14 @@ from rivers.storage.records import NewRun, RunStatus
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from rivers.actors.ports import EventLog
-    from rivers.definitions.repository import CodeRepository
-    from rivers.storage.base import RunStore
+    from anyio.streams.memory import MemoryObjectSendStream
 
-__all__ = ("enqueue", "enqueued", "queued_run", "write_queued")
+    from rivers.actors.ports import EventLog
+    from rivers.commands import SupervisorCommand
+    from rivers.definitions.repository import CodeRepository
+    from rivers.storage.base import QueueStore, RunStore
+
+__all__ = ("enqueue", "enqueued", "queued_run", "start_here", "write_queued")
 
 
 def queued_run(repository: CodeRepository, request: object) -> NewRun:
@@ -96,3 +100,20 @@ async def enqueue(
         run_ids.append(run.run_id)
         written.append(run.run_id)
     return run_ids, written
+
+
+async def start_here(
+    queue: QueueStore,
+    supervisor: MemoryObjectSendStream[SupervisorCommand],
+    owner: str,
+    run_ids: Sequence[str],
+) -> None:
+    """Admit the queued ``run_ids`` of a repository without a run queue (no limit
+    applies) to ``owner`` and hand each to its RunSupervisor (``StartRun``); a run
+    another process admitted first is left to it."""
+    admitted = await queue.admit_queued(
+        [(run_id, []) for run_id in run_ids], owner=owner, max_concurrent_runs=2**31
+    )
+    for record in admitted:
+        if record is not None:
+            supervisor.send_nowait(StartRun(record=record))

@@ -27,7 +27,7 @@ from rivers.actors.queue import QueueCoordinator
 from rivers.commands import CoordinatorMessage, RunsChangedElsewhere, RunsSubmitted
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
 
     from anyio.abc import TaskGroup, TaskStatus
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -85,10 +85,10 @@ class QueueCoordinators:
         """Whether the coordinators run (a repository served now starts its own)."""
         return self._group is not None
 
-    def submitted(self, repository: str, count: int) -> None:
-        """Tell ``repository``'s coordinator, if it has one, of ``count`` new runs."""
+    def submitted(self, repository: str, run_ids: Sequence[str]) -> None:
+        """Tell ``repository``'s coordinator, if it has one, of new queued runs."""
         if inbox := self._inboxes.get(repository):
-            inbox.send_nowait(RunsSubmitted(count=count))
+            inbox.send_nowait(RunsSubmitted(run_ids=tuple(run_ids)))
 
     def _changed_elsewhere(self) -> None:
         """A storage wake-up: tell every coordinator (those served later too)."""

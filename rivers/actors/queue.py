@@ -47,6 +47,7 @@ from rivers.core.queue_controls import (
 )
 from rivers.errors import StorageUnavailable
 from rivers.messages import RunBlocked, RunDequeued
+from rivers.submission import start_here
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -133,31 +134,38 @@ class QueueCoordinator:
         )
         self._last_rowid = 0
         self._reasons: dict[str, str] = {}
+        self._start_here: list[str] = []
+        """Runs submitted here without a run queue, to start here at once."""
         self.is_leader = False
 
     def _heed(self, message: CoordinatorMessage) -> bool:
         """Whether ``message`` calls for a tick now.
 
-        Runs submitted and left to the queue (``RunsSubmitted``: by
-        ``rt.submit`` under a run queue, or by the TriggerRunner) or queued
-        elsewhere start now, queue or not; a run ending frees a limit only under
-        a run queue (without one, ``rt.submit`` starts its runs itself).
+        Under a run queue, runs submitted here or elsewhere and a run ending
+        do. Without one nothing limits a run: runs submitted here
+        (``RunsSubmitted``, by the TriggerRunner) are kept to start at once,
+        leader or not, and runs queued elsewhere call for the leader's tick.
         """
         match message:
+            case RunsSubmitted(run_ids=run_ids):
+                if self._config is None:
+                    self._start_here.extend(run_ids)
+                    return False
+                return True
             case RunEnded():
                 return self._config is not None
-            case RunsSubmitted() | RunsChangedElsewhere():
+            case RunsChangedElsewhere():
                 return True
             case _:
                 assert_never(message)
 
     async def _wait_for_messages(self, wait: float) -> bool:
         """Wait up to ``wait`` seconds for a message; take every one waiting.
-        Return whether one calls for a tick now."""
+        Return whether one calls for a tick now (runs to start here return too)."""
         woken = False
         with anyio.move_on_after(wait):
             woken = self._heed(await self._inbox.receive())
-            while not woken:  # a run without a queue: sleep out the interval
+            while not woken and not self._start_here:  # nothing to do: sleep on
                 woken = self._heed(await self._inbox.receive())
         while True:
             try:
@@ -256,6 +264,14 @@ class QueueCoordinator:
                     wait = min(wait, CONTROLS_CHECK_S)
                 woken = await self._wait_for_messages(wait)
                 try:
+                    if self._start_here:
+                        await start_here(
+                            self._storage,
+                            self._supervisor,
+                            self._owner,
+                            self._start_here,
+                        )
+                        self._start_here.clear()
                     self.is_leader = await self._kv.acquire_leadership(
                         self._leader_key, self._owner, max(LEADER_LEASE_S, 3 * interval)
                     )

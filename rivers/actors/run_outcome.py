@@ -39,8 +39,9 @@ def failure_reason(
 ) -> str:
     """The reason of a failed run: its failed step's error, or each failed step's.
 
-    With several failed steps, each is named with the first line of its error
-    (shortened), so the run's reason says why without opening the run. With no
+    With several failed steps, each (up to ``NAMED_STEPS``, then a count) is named
+    with the first line of its error (shortened), so the run's reason says why
+    without opening the run. With no
     failed step (the run's own pool claim was lost, say), the first error.
     """
     failed = [s for s, t in tracks.items() if t.status is StepStatus.FAILURE]
@@ -48,8 +49,12 @@ def failure_reason(
         return str(first_error)
     if len(failed) == 1:
         return tracks[failed[0]].error or f"step {failed[0]!r} failed"
-    each = "; ".join(f"{step}: {_gist(tracks[step].error)}" for step in failed)
-    return f"{len(failed)} steps failed: {each}"
+    named = failed[:NAMED_STEPS]
+    each = "; ".join(f"{step}: {_gist(tracks[step].error)}" for step in named)
+    more = len(failed) - len(named)
+    return f"{len(failed)} steps failed: {each}" + (
+        f"; and {more} more" if more else ""
+    )
 
 
 def _gist(error: str | None) -> str:
@@ -60,6 +65,8 @@ def _gist(error: str | None) -> str:
 
 
 GIST_CHARS = 120
+NAMED_STEPS = 5
+"""The failed steps a run's reason names (the rest are counted)."""
 
 
 def run_end(

@@ -11,6 +11,7 @@ state), never raised: only a ``StorageUnavailable`` is.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -287,7 +288,8 @@ class TriggerEvaluator:
         _, written = await enqueue(self._storage, self._events, runs)
         inbox = self._queues.get(repository.name)
         if written and inbox is not None:
-            inbox.send_nowait(RunsSubmitted(count=len(written)))
+            with contextlib.suppress(anyio.ClosedResourceError):  # stopping
+                inbox.send_nowait(RunsSubmitted(run_ids=tuple(written)))
         return written
 
     def _record_failure(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from rivers.actors.run_outcome import GIST_CHARS, StepTrack, failure_reason
+from rivers.actors.run_outcome import (
+    GIST_CHARS,
+    NAMED_STEPS,
+    StepTrack,
+    failure_reason,
+)
 from rivers.storage.records import StepStatus
 
 
@@ -36,6 +41,14 @@ def test_a_long_or_missing_error_is_shortened_or_named_failed() -> None:
     assert len(gist_a) == GIST_CHARS
     assert gist_a.endswith("…")
     assert reason.endswith("b: failed")
+
+
+def test_past_the_named_steps_the_rest_are_counted() -> None:
+    tracks = {f"s{i}": _failed(f"E{i}") for i in range(NAMED_STEPS + 3)}
+    reason = failure_reason(tracks, None)
+    assert reason.startswith(f"{NAMED_STEPS + 3} steps failed: s0: E0; s1: E1")
+    assert f"s{NAMED_STEPS - 1}: E{NAMED_STEPS - 1}; and 3 more" in reason
+    assert f"s{NAMED_STEPS}:" not in reason
 
 
 def test_no_failed_step_gives_the_first_error() -> None:

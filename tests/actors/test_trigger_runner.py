@@ -77,14 +77,14 @@ async def _tick_twice(
             await tg.start(events.run)
             report = await runner.tick_now()
             assert report.leader
-            assert _drain(inbox) == [RunsSubmitted(count=2)]
-            runs = await storage.runs.get_runs(limit=None)
-            assert sorted(r.run_key or "" for r in runs) == [
+            runs = {r.run_id: r for r in await storage.runs.get_runs(limit=None)}
+            assert [runs[run_id].run_key for run_id in report.submitted] == [
                 "sensor:files:a",
                 "sensor:files:b",
             ]
-            assert {r.status for r in runs} == {RunStatus.QUEUED}
-            assert sorted(report.submitted) == sorted(r.run_id for r in runs)
+            assert len(runs) == 2
+            assert {r.status for r in runs.values()} == {RunStatus.QUEUED}
+            assert _drain(inbox) == [RunsSubmitted(run_ids=tuple(report.submitted))]
 
             clock.advance(60)  # due again: both keys used, nothing new to announce
             again = await runner.tick_now()

@@ -69,7 +69,7 @@ def collect(repeat: int, quick: bool) -> list[Figure]:
                 assert result.success, result.error
                 began = time.perf_counter()
                 for index in range(trips):
-                    claim = await rt.pools.acquire(
+                    claim = await rt._pool_manager.acquire(
                         run_id="bench",
                         step_key=f"s{index}",
                         pools=("db",),
@@ -78,7 +78,7 @@ def collect(repeat: int, quick: bool) -> list[Figure]:
                         wait=True,
                     )
                     assert claim is not None
-                    await rt.pools.release(claim)
+                    await rt._pool_manager.release(claim)
                 rates.append(trips / (time.perf_counter() - began))
         return walls, rates
 

@@ -239,7 +239,7 @@ def member() -> None:
                 if not line or line[0] == "quit":
                     break
                 if line[0] == "acquire":
-                    claim = await rt.pools.acquire(
+                    claim = await rt._pool_manager.acquire(
                         run_id=f"handover-{os.getpid()}",
                         step_key=line[1],
                         pools=("db",),
@@ -250,11 +250,11 @@ def member() -> None:
                     print(f"acquired {time.time()!r}", flush=True)
                 elif line[0] == "release" and claim is not None:
                     began = time.time()
-                    await rt.pools.release(claim)
+                    await rt._pool_manager.release(claim)
                     claim = None
                     print(f"released {began!r}", flush=True)
             if claim is not None:
-                await rt.pools.release(claim)
+                await rt._pool_manager.release(claim)
 
     run_sync(serve)
 

@@ -313,8 +313,9 @@ class Runtime:
             await self._desk.queues.serve([repository])
 
     @property
-    def pools(self) -> PoolManager:
-        """The pool manager (inside the ``async with`` block only)."""
+    def _pool_manager(self) -> PoolManager:
+        """The pool manager (inside the ``async with`` block only; for tests and
+        benchmarks: users see pools through ``rt.storage``)."""
         return self._started(self._pools)
 
     @property

@@ -208,7 +208,7 @@ async def test_cancel_while_waiting_and_while_holding_leaves_nothing_behind() ->
         assert info.claimed_slots == 0
         assert info.pending_steps == 0
         assert await rt.storage.get_pool_slot_holders("db") == []
-        assert rt.pools.held == []
+        assert rt._pool_manager.held == []
     assert results[0].status is rs.RunStatus.CANCELED
 
 

@@ -89,6 +89,22 @@ def test_postgres_workload_measures_each_figure_on_both_storages(
         assert postgres.endswith("(1 run)"), line
 
 
+def test_inbox_hop_measures_claims_called_directly_and_through_an_inbox() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.inbox_hop", "--quick", "--repeat", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for metric in ("claim+release, direct calls", "claim+release, through an inbox"):
+        line = next(line for line in done.stdout.splitlines() if metric in line)
+        rate = re.split(r"\s{2,}", line)[3].split()[0]
+        assert float(rate.replace(",", "")) > 0, line
+
+
 @pytest.mark.parametrize(
     ("peer", "title"), [("dagster", "Dagster"), ("prefect", "Prefect")]
 )

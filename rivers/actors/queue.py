@@ -12,7 +12,9 @@ why blocked runs wait (RUN_BLOCKED when the reason changes). Exactly one
 coordinator per definition admits: the others stand by and take over when the
 leader's lease (renewed every tick) runs out. A repository without a run queue
 gets a coordinator without limits, so runs submitted from other processes start
-at once (within ``NO_QUEUE_POLL_S``). The leader reads the repository's stored queue
+at once (within ``NO_QUEUE_POLL_S``), and runs submitted in this process and left
+to it (``RunsSubmitted``: the TriggerRunner's) start here at once, leader or not
+(``submission.start_here``). The leader reads the repository's stored queue
 controls (``rivers queue pause|resume|set``) every ``CONTROLS_CHECK_S``: a paused
 queue admits nothing, and an override replaces ``max_concurrent_runs`` or the tag
 limits, without a restart.
@@ -263,15 +265,9 @@ class QueueCoordinator:
                 if self._config is not None:  # controls and window edges: ~1 s
                     wait = min(wait, CONTROLS_CHECK_S)
                 woken = await self._wait_for_messages(wait)
+                if self._start_here:
+                    await self._start_submitted_here()
                 try:
-                    if self._start_here:
-                        await start_here(
-                            self._storage,
-                            self._supervisor,
-                            self._owner,
-                            self._start_here,
-                        )
-                        self._start_here.clear()
                     self.is_leader = await self._kv.acquire_leadership(
                         self._leader_key, self._owner, max(LEADER_LEASE_S, 3 * interval)
                     )
@@ -289,6 +285,18 @@ class QueueCoordinator:
             if self.is_leader:
                 with anyio.move_on_after(2, shield=True):
                     await self._kv.release_leadership(self._leader_key, self._owner)
+
+    async def _start_submitted_here(self) -> None:
+        """Start the runs submitted here without a run queue (leader or not); on a
+        storage error they stay listed, for the next turn."""
+        try:
+            await start_here(
+                self._storage, self._supervisor, self._owner, self._start_here
+            )
+        except StorageUnavailable as exc:
+            logger.warning("queue coordinator: %s", exc)
+        else:
+            self._start_here.clear()
 
     async def tick(self) -> int:
         """Admit what fits now; return how many runs were admitted."""

@@ -109,10 +109,10 @@ class RunSupervisor:
         match command:
             case StartRun(record=record):
                 assert self._group is not None
-                assert not self._closing, "runs are admitted only before shutdown"
-                self._group.start_soon(
-                    self._run_admitted, record, name=f"rivers.run[{record.run_id}]"
-                )
+                # Admitted while the runtime stops (a submit racing the stop):
+                # nothing may begin now, so the run goes back to the queue.
+                run = self._requeue if self._closing else self._run_admitted
+                self._group.start_soon(run, record, name=f"rivers.run[{record.run_id}]")
             case CancelRun(run_id=run_id, reason=reason):
                 executor = self._active.get(run_id)
                 if executor is not None:
@@ -156,13 +156,7 @@ class RunSupervisor:
         try:
             await anyio.lowlevel.checkpoint()  # where a stop finds a run not begun
         except anyio.get_cancelled_exc_class():
-            with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
-                await self._runs.transition_run(
-                    run_id,
-                    RunStatus.QUEUED,
-                    expected=(RunStatus.STARTING,),
-                    reason="returned to the queue: the runtime stopped before it ran",
-                )
+            await self._requeue(record)
             raise
         try:
             try:
@@ -183,6 +177,16 @@ class RunSupervisor:
             self._release(run_id)
             raise
         await self._settle(run_id)
+
+    async def _requeue(self, record: RunRecord) -> None:
+        """Put an admitted run that never began back in the queue (shielded)."""
+        with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
+            await self._runs.transition_run(
+                record.run_id,
+                RunStatus.QUEUED,
+                expected=(RunStatus.STARTING,),
+                reason="returned to the queue: the runtime stopped before it ran",
+            )
 
     async def _drive(self, executor: RunDriver) -> MaterializeResult:
         """Run an executor as a run in flight; tell the coordinators when it ends."""

@@ -151,3 +151,40 @@ async def test_wait_for_a_local_run_reads_its_record_once_then_not_at_all(
         again = await rt.wait_for(handle.run_id)
         assert reads == [handle.run_id]  # answered from the kept record
         assert again == waited[0] == await get_run(handle.run_id)
+
+
+async def test_a_run_admitted_while_the_supervisor_stops_goes_back_to_the_queue(
+    tmp_path: Path,
+) -> None:
+    """A submit racing the runtime's stop can admit a run after ``stop()`` began:
+    its StartRun must neither start it nor crash the supervisor."""
+    started, release = anyio.Event(), anyio.Event()
+    async with rs.Runtime(_repo(tmp_path / "s.db", started, release)) as rt:
+        record = await _admitted(rt)
+        to_supervisor, inbox = anyio.create_memory_object_stream[SupervisorCommand](
+            math.inf
+        )
+        assert rt._builder is not None
+        supervisor = RunSupervisor(
+            inbox=inbox,
+            runs=rt._roles.runs,
+            pools=rt._roles.pools,
+            events=rt._writer(),
+            builder=rt._builder,
+            coordinators={},
+        )
+        with to_supervisor, inbox:
+            async with anyio.create_task_group() as group:
+                await group.start(supervisor.run)
+                await supervisor.stop()  # nothing runs: returns at once
+                await to_supervisor.send(StartRun(record=record))
+                with anyio.fail_after(5):
+                    while (
+                        stored := await rt._roles.runs.get_run(record.run_id)
+                    ) is not None and stored.status is rs.RunStatus.STARTING:
+                        await anyio.sleep(0.01)
+                group.cancel_scope.cancel()
+    assert not started.is_set()
+    assert stored is not None
+    assert stored.status is rs.RunStatus.QUEUED
+    assert "stopped before it ran" in (stored.reason or "")

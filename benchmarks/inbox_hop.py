@@ -18,21 +18,27 @@ Run: ``python -m benchmarks.inbox_hop [--repeat 5] [--quick]``.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import anyio
 
 import rivers as rs
 from benchmarks.figures import Figure, module_main
-from benchmarks.pools import pooled_assets
+from benchmarks.pools import claim_release_rate, pooled_assets
 from rivers.materialize import run_sync
 
 ROUND_TRIPS = 2000
 QUICK_TRIPS = 100
 
-Call = tuple[Callable[..., Awaitable[Any]], dict[str, Any], list[Any], anyio.Event]
+Call = tuple[
+    Callable[..., Awaitable[Any]],
+    tuple[Any, ...],
+    dict[str, Any],
+    list[Any],
+    anyio.Event,
+]
 
 
 def collect(repeat: int, quick: bool) -> list[Figure]:
@@ -46,14 +52,16 @@ def collect(repeat: int, quick: bool) -> list[Figure]:
         send, inbox = anyio.create_memory_object_stream[Call](math.inf)
 
         async def manager() -> None:
-            async for fn, kwargs, reply, done in inbox:
-                reply.append(await fn(**kwargs))
+            async for fn, args, kwargs, reply, done in inbox:
+                reply.append(await fn(*args, **kwargs))
                 done.set()
 
-        async def ask(fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
+        async def ask(
+            fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+        ) -> Any:
             reply: list[Any] = []
             done = anyio.Event()
-            send.send_nowait((fn, kwargs, reply, done))
+            send.send_nowait((fn, args, kwargs, reply, done))
             await done.wait()
             return reply[0]
 
@@ -62,32 +70,19 @@ def collect(repeat: int, quick: bool) -> list[Figure]:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(manager)
                 for round_ in range(repeat):
-                    began = time.perf_counter()
-                    for index in range(trips):
-                        claim = await pools.acquire(
-                            run_id=f"d{round_}",
-                            step_key=f"s{index}",
-                            pools=("db",),
-                            slots=1,
-                            priority=0,
-                            wait=True,
+                    direct.append(
+                        await claim_release_rate(
+                            pools.acquire, pools.release, trips, f"d{round_}"
                         )
-                        assert claim is not None
-                        await pools.release(claim)
-                    direct.append(trips / (time.perf_counter() - began))
-                    began = time.perf_counter()
-                    for index in range(trips):
-                        claim = await ask(
-                            pools.acquire,
-                            run_id=f"i{round_}",
-                            step_key=f"s{index}",
-                            pools=("db",),
-                            slots=1,
-                            priority=0,
-                            wait=True,
+                    )
+                    inboxed.append(
+                        await claim_release_rate(
+                            partial(ask, pools.acquire),
+                            partial(ask, pools.release),
+                            trips,
+                            f"i{round_}",
                         )
-                        await ask(pools.release, claim=claim)
-                    inboxed.append(trips / (time.perf_counter() - began))
+                    )
                 tg.cancel_scope.cancel()
         return direct, inboxed
 

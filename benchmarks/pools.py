@@ -15,6 +15,7 @@ Run: ``python -m benchmarks.pools [--repeat 5] [--quick]``.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -50,6 +51,30 @@ def ideal_s(steps: int = STEPS, sleep_s: float = SLEEP_S, limit: int = LIMIT) ->
     return -(-steps // limit) * sleep_s
 
 
+async def claim_release_rate(
+    acquire: Callable[..., Awaitable[Any]],
+    release: Callable[[Any], Awaitable[None]],
+    trips: int,
+    run_id: str = "bench",
+) -> float:
+    """Claim one slot of pool "db" and release it ``trips`` times, one after the
+    other, through ``acquire`` and ``release`` (``PoolManager``'s, or a proxy of
+    them); return the cycles per second."""
+    began = time.perf_counter()
+    for index in range(trips):
+        claim = await acquire(
+            run_id=run_id,
+            step_key=f"s{index}",
+            pools=("db",),
+            slots=1,
+            priority=0,
+            wait=True,
+        )
+        assert claim is not None
+        await release(claim)
+    return trips / (time.perf_counter() - began)
+
+
 def collect(repeat: int, quick: bool) -> list[Figure]:
     """Return the pooled run's walls and the claim+release round-trip rates."""
     steps, sleep_s, limit, trips = (
@@ -67,19 +92,10 @@ def collect(repeat: int, quick: bool) -> list[Figure]:
                 result = await rt.materialize()
                 walls.append(time.perf_counter() - began)
                 assert result.success, result.error
-                began = time.perf_counter()
-                for index in range(trips):
-                    claim = await rt._pool_manager.acquire(
-                        run_id="bench",
-                        step_key=f"s{index}",
-                        pools=("db",),
-                        slots=1,
-                        priority=0,
-                        wait=True,
-                    )
-                    assert claim is not None
-                    await rt._pool_manager.release(claim)
-                rates.append(trips / (time.perf_counter() - began))
+                pools = rt._pool_manager
+                rates.append(
+                    await claim_release_rate(pools.acquire, pools.release, trips)
+                )
         return walls, rates
 
     walls, rates = run_sync(runs)

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 import rivers as rs
 from rivers._ids import new_run_id
@@ -59,6 +60,23 @@ async def _admitted(rt: rs.Runtime) -> RunRecord:
     return record
 
 
+def _supervisor(
+    rt: rs.Runtime,
+    inbox: MemoryObjectReceiveStream[SupervisorCommand],
+    coordinators: dict[str, MemoryObjectSendStream[CoordinatorMessage]],
+) -> RunSupervisor:
+    """A RunSupervisor over ``rt``'s storage, event writer and run builder."""
+    assert rt._builder is not None
+    return RunSupervisor(
+        inbox=inbox,
+        runs=rt._roles.runs,
+        pools=rt._roles.pools,
+        events=rt._writer(),
+        builder=rt._builder,
+        coordinators=coordinators,
+    )
+
+
 async def _drive(
     rt: rs.Runtime, commands: list[SupervisorCommand], started: anyio.Event
 ) -> list[CoordinatorMessage]:
@@ -70,15 +88,7 @@ async def _drive(
     to_coordinator, coordinator_inbox = anyio.create_memory_object_stream[
         CoordinatorMessage
     ](math.inf)
-    assert rt._builder is not None
-    supervisor = RunSupervisor(
-        inbox=inbox,
-        runs=rt._roles.runs,
-        pools=rt._roles.pools,
-        events=rt._writer(),
-        builder=rt._builder,
-        coordinators={"default": to_coordinator},
-    )
+    supervisor = _supervisor(rt, inbox, {"default": to_coordinator})
     with to_supervisor, inbox, to_coordinator, coordinator_inbox:
         async with anyio.create_task_group() as group:
             await group.start(supervisor.run)
@@ -164,15 +174,7 @@ async def test_a_run_admitted_while_the_supervisor_stops_goes_back_to_the_queue(
         to_supervisor, inbox = anyio.create_memory_object_stream[SupervisorCommand](
             math.inf
         )
-        assert rt._builder is not None
-        supervisor = RunSupervisor(
-            inbox=inbox,
-            runs=rt._roles.runs,
-            pools=rt._roles.pools,
-            events=rt._writer(),
-            builder=rt._builder,
-            coordinators={},
-        )
+        supervisor = _supervisor(rt, inbox, {})
         with to_supervisor, inbox:
             async with anyio.create_task_group() as group:
                 await group.start(supervisor.run)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -26,6 +27,7 @@ from rivers.commands import (
     SupervisorCommand,
 )
 from rivers.core.ownership import queue_leader_key
+from rivers.errors import StorageUnavailable
 from rivers.storage import open_backend
 from rivers.storage.records import RunStatus
 from rivers.submission import queued_run, write_queued
@@ -36,9 +38,16 @@ def work() -> None:
     return None
 
 
-@pytest.mark.parametrize("run_queue", [False, True], ids=["no run queue", "run queue"])
+@pytest.mark.parametrize(
+    ("run_queue", "first_write_fails"),
+    [(False, False), (True, False), (False, True)],
+    ids=["no run queue", "run queue", "no run queue, its first admission refused"],
+)
 async def test_runs_submitted_here_start_here_without_a_queue_even_when_not_leading(
-    tmp_path: Path, run_queue: bool
+    tmp_path: Path,
+    run_queue: bool,
+    first_write_fails: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = rs.RunQueueConfig(dequeue_interval="20ms") if run_queue else None
     repo = rs.CodeRepository([work], run_queue=config)
@@ -66,6 +75,16 @@ async def test_runs_submitted_here_start_here_without_a_queue_even_when_not_lead
                 inbox=inbox,
                 supervisor=to_supervisor,
             )
+            admissions: list[int] = []
+            admit_queued = storage.queue.admit_queued
+
+            async def flaky_admit(*args: Any, **kwargs: Any) -> Any:
+                admissions.append(len(admissions))
+                if first_write_fails and len(admissions) == 1:
+                    raise StorageUnavailable("the storage is away (injected)")
+                return await admit_queued(*args, **kwargs)
+
+            monkeypatch.setattr(storage.queue, "admit_queued", flaky_admit)
             run = queued_run(repo, rs.RunRequest())
             assert await write_queued(storage.runs, [run]) == [None]
             async with anyio.create_task_group() as tg:
@@ -90,3 +109,5 @@ async def test_runs_submitted_here_start_here_without_a_queue_even_when_not_lead
         assert record is not None
         assert record.status is RunStatus.STARTING
         assert record.owner == "me"
+        # Refused once, the run was kept and admitted on the coordinator's next turn.
+        assert len(admissions) == (2 if first_write_fails else 1)
